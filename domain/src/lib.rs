@@ -1,0 +1,11 @@
+//! Pure domain logic of the CIBA authorization server: no I/O, no HTTP, no SQL.
+//! Time is always a parameter (`now`, UNIX seconds); only the edges read the clock.
+
+pub mod client;
+pub mod error;
+pub mod ids;
+pub mod scope;
+pub mod secret;
+
+/// UNIX time in whole seconds.
+pub type UnixTime = i64;
