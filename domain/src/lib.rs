@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod ids;
+pub mod nnin;
 pub mod scope;
 pub mod secret;
 

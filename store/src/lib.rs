@@ -1,1 +1,14 @@
+//! Persistence through diesel on PostgreSQL (production) and SQLite (embedded default).
+//! Knows nothing of HTTP. Every function takes the connection and `now` where time matters.
 
+pub mod clients;
+pub mod db;
+pub mod error;
+pub mod jtis;
+pub mod testing;
+pub mod keys;
+pub mod schema;
+pub mod users;
+
+pub use db::{Backend, DatabaseUrl, DbConnection, Store};
+pub use error::{StoreError, StoreResult};

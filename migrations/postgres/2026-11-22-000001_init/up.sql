@@ -1,0 +1,147 @@
+-- The whole schema of the CIBA authorization server. Times are UNIX seconds (BIGINT).
+-- migrations/sqlite holds the same tables and columns; a test keeps the two in step.
+
+CREATE TABLE clients (
+    id                    TEXT PRIMARY KEY,
+    name                  TEXT NOT NULL,
+    secret_hash           TEXT NOT NULL,          -- argon2id PHC string
+    scopes                TEXT NOT NULL,          -- space separated
+    callback_uris         TEXT NOT NULL,          -- JSON array of exact app_callback_uri values
+    sub_nnin              BOOLEAN NOT NULL,
+    jwks                  TEXT,                   -- JWK set for private_key_jwt
+    id_token_alg          TEXT NOT NULL,          -- ES256 | RS256
+    delivery_mode         TEXT NOT NULL,          -- poll | ping
+    notification_endpoint TEXT,
+    disabled              BOOLEAN NOT NULL,
+    created_at            BIGINT NOT NULL,
+    updated_at            BIGINT NOT NULL
+);
+
+CREATE TABLE users (
+    sub         TEXT PRIMARY KEY,                  -- stable, random, not the NNIN
+    nnin        TEXT NOT NULL UNIQUE,
+    given_name  TEXT NOT NULL,
+    family_name TEXT NOT NULL,
+    birthdate   TEXT NOT NULL,                     -- YYYY-MM-DD
+    bankid_pid  TEXT,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+
+CREATE TABLE devices (
+    id           TEXT PRIMARY KEY,
+    user_sub     TEXT NOT NULL REFERENCES users (sub),
+    platform     TEXT NOT NULL,
+    manufacturer TEXT NOT NULL,
+    model        TEXT NOT NULL,
+    public_jwk   TEXT NOT NULL,
+    name         TEXT,
+    status       TEXT NOT NULL,                    -- active | revoked
+    created_at   BIGINT NOT NULL,
+    revoked_at   BIGINT
+);
+CREATE INDEX devices_user_status ON devices (user_sub, status);
+
+CREATE TABLE enrollment_codes (
+    code_hash  TEXT PRIMARY KEY,                   -- SHA-256 of the code; the code is shown once
+    user_sub   TEXT NOT NULL REFERENCES users (sub),
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT,
+    device_id  TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX enrollment_codes_created ON enrollment_codes (created_at);
+
+CREATE TABLE permissions (
+    id               TEXT PRIMARY KEY,
+    client_id        TEXT NOT NULL REFERENCES clients (id),
+    kind             TEXT NOT NULL,                -- payment.v1 | text.v1 | authentication.v1
+    loa              TEXT NOT NULL,                -- sub | high
+    iat              BIGINT NOT NULL,
+    exp              BIGINT NOT NULL,
+    statement        TEXT NOT NULL,                -- base64url as registered
+    digest           TEXT NOT NULL,                -- base64url SHA-256 of the decoded statement
+    intents          TEXT NOT NULL,                -- space separated
+    user_sub         TEXT,                         -- the hinted user, when known
+    login_hint       TEXT NOT NULL,                -- the hinted NNIN
+    app_callback_uri TEXT,
+    acr_values       TEXT,
+    status           TEXT NOT NULL,                -- pending | granted | declined | expired
+    token_used_at    BIGINT,                       -- the permission token is single-use
+    auth_req_id      TEXT,
+    grant_jws        TEXT,
+    decided_at       BIGINT,
+    created_at       BIGINT NOT NULL
+);
+CREATE INDEX permissions_client ON permissions (client_id);
+CREATE INDEX permissions_created ON permissions (created_at);
+
+-- Nonces outlive their permissions: unique per client forever.
+CREATE TABLE permission_nonces (
+    client_id  TEXT NOT NULL,
+    nonce_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (client_id, nonce_hash)
+);
+
+CREATE TABLE auth_requests (
+    id                        TEXT PRIMARY KEY,    -- auth_req_id
+    link_ref                  TEXT NOT NULL UNIQUE,-- the universal link's ref
+    client_id                 TEXT NOT NULL REFERENCES clients (id),
+    permission_id             TEXT,
+    user_sub                  TEXT NOT NULL,
+    flow                      TEXT NOT NULL,       -- app2app | ciba
+    scope                     TEXT NOT NULL,
+    acr                       TEXT NOT NULL,
+    binding_message           TEXT,
+    client_notification_token TEXT,
+    allowed_devices           TEXT,                -- JSON array; NULL = any active device of the user
+    status                    TEXT NOT NULL,       -- pending | approved | declined | expired
+    interval_secs             INTEGER NOT NULL,
+    last_polled_at            BIGINT,
+    created_at                BIGINT NOT NULL,
+    expires_at                BIGINT NOT NULL,
+    decided_at                BIGINT,
+    device_id                 TEXT,
+    amr                       TEXT,
+    redeemed_at               BIGINT
+);
+CREATE INDEX auth_requests_user_status ON auth_requests (user_sub, status);
+CREATE INDEX auth_requests_status_expiry ON auth_requests (status, expires_at);
+CREATE INDEX auth_requests_created ON auth_requests (created_at);
+
+CREATE TABLE signing_keys (
+    kid          TEXT PRIMARY KEY,
+    purpose      TEXT NOT NULL,                    -- oidc | grants
+    alg          TEXT NOT NULL,                    -- ES256 | RS256
+    public_jwk   TEXT NOT NULL,
+    private_key  TEXT NOT NULL,                    -- AES-256-GCM under the operator's key
+    kek_id       TEXT NOT NULL,                    -- which operator key encrypted it
+    created_at   BIGINT NOT NULL,
+    activates_at BIGINT NOT NULL,                  -- published before it signs
+    retires_at   BIGINT,                           -- stops signing
+    expires_at   BIGINT                            -- leaves the JWKS
+);
+CREATE INDEX signing_keys_purpose ON signing_keys (purpose, alg);
+
+CREATE TABLE used_jtis (
+    jti_key    TEXT PRIMARY KEY,                   -- SHA-256 of (issuer, jti)
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX used_jtis_expiry ON used_jtis (expires_at);
+
+CREATE TABLE jobs (
+    id           TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    status       TEXT NOT NULL,                    -- queued | running | done | dead
+    attempts     INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    run_at       BIGINT NOT NULL,
+    locked_by    TEXT,
+    locked_until BIGINT,
+    last_error   TEXT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL
+);
+CREATE INDEX jobs_ready ON jobs (status, run_at);

@@ -1,0 +1,10 @@
+DROP TABLE jobs;
+DROP TABLE used_jtis;
+DROP TABLE signing_keys;
+DROP TABLE auth_requests;
+DROP TABLE permission_nonces;
+DROP TABLE permissions;
+DROP TABLE enrollment_codes;
+DROP TABLE devices;
+DROP TABLE users;
+DROP TABLE clients;

@@ -1,0 +1,195 @@
+//! Connections, the pool, per-connection SQLite pragmas and embedded migrations.
+//!
+//! PostgreSQL and SQLite sit behind one [`DbConnection`] type; the backend is chosen by the
+//! URL scheme. SQLite allows one writer at a time, so writes on SQLite go through a process
+//! mutex ([`Store::write`]) instead of failing with `SQLITE_BUSY`; readers run in parallel (WAL).
+
+use crate::error::{StoreError, StoreResult};
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A database URL split into its backend and the string diesel connects with.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    connect: String,
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.backend.as_str())
+    }
+}
+
+impl DatabaseUrl {
+    /// Accepts `postgres://…`, `postgresql://…`, `sqlite://PATH` and `sqlite:PATH`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self { backend: Backend::Postgres, connect: url.to_owned() });
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| "must start with postgres://, postgresql:// or sqlite://".to_owned())?;
+        if path.is_empty() || path == ":memory:" {
+            return Err("sqlite needs a file path, e.g. sqlite://ciba.db".to_owned());
+        }
+        Ok(Self { backend: Backend::Sqlite, connect: path.to_owned() })
+    }
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+
+/// The shared handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<ConnectionManager<DbConnection>>,
+    backend: Backend,
+    sqlite_writer: Arc<Mutex<()>>,
+}
+
+impl Store {
+    /// Open a pool. Does not fail when the database is down: connections are made lazily,
+    /// so the process can start and report not-ready instead of crashing.
+    pub fn open(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Self> {
+        let manager = ConnectionManager::<DbConnection>::new(url.connect.clone());
+        let max = match url.backend {
+            Backend::Postgres => max_connections.max(1),
+            Backend::Sqlite => max_connections.clamp(1, 8),
+        };
+        let pool = Pool::builder()
+            .max_size(max)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(5))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build_unchecked(manager);
+        Ok(Self { pool, backend: url.backend, sqlite_writer: Arc::new(Mutex::new(())) })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn conn(&self) -> StoreResult<PooledConn> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Run `f` on a pooled connection (reads, or single-statement conditional writes).
+    pub fn read<R>(&self, f: impl FnOnce(&mut DbConnection) -> StoreResult<R>) -> StoreResult<R> {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// Run `f` in a transaction. On SQLite, writers are serialised in-process first.
+    pub fn write<R>(&self, f: impl FnOnce(&mut DbConnection) -> StoreResult<R>) -> StoreResult<R> {
+        let _guard = match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres => None,
+        };
+        let mut conn = self.conn()?;
+        let conn: &mut DbConnection = &mut conn;
+        conn.transaction(f)
+    }
+
+    /// Apply pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> StoreResult<Vec<String>> {
+        let _guard = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            DbConnection::Pg(c) => run_pending(c, PG_MIGRATIONS)?,
+            DbConnection::Sqlite(c) => run_pending(c, SQLITE_MIGRATIONS)?,
+        };
+        Ok(applied)
+    }
+
+    /// How many embedded migrations are not applied yet.
+    pub fn pending_migrations(&self) -> StoreResult<usize> {
+        let mut conn = self.conn()?;
+        let n = match &mut *conn {
+            DbConnection::Pg(c) => c.pending_migrations(PG_MIGRATIONS).map(|v| v.len()),
+            DbConnection::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        };
+        n.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// A cheap round trip, for readiness.
+    pub fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+}
+
+fn run_pending<C>(conn: &mut C, migrations: EmbeddedMigrations) -> StoreResult<Vec<String>>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    conn.run_pending_migrations(migrations)
+        .map(|v| v.iter().map(|m| m.to_string()).collect())
+        .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(DatabaseUrl::parse("sqlite://ciba.db").unwrap().backend, Backend::Sqlite);
+        assert_eq!(DatabaseUrl::parse("sqlite:/tmp/x.db").unwrap().connect, "/tmp/x.db");
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u:p@h/db").unwrap().backend,
+            Backend::Postgres
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(!format!("{:?}", DatabaseUrl::parse("postgres://u:pw@h/db").unwrap()).contains("pw"));
+    }
+}

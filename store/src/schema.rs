@@ -1,0 +1,167 @@
+//! One portable diesel schema for PostgreSQL and SQLite (text ids, BIGINT UNIX times).
+
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Text,
+        scopes -> Text,
+        callback_uris -> Text,
+        sub_nnin -> Bool,
+        jwks -> Nullable<Text>,
+        id_token_alg -> Text,
+        delivery_mode -> Text,
+        notification_endpoint -> Nullable<Text>,
+        disabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (sub) {
+        sub -> Text,
+        nnin -> Text,
+        given_name -> Text,
+        family_name -> Text,
+        birthdate -> Text,
+        bankid_pid -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    devices (id) {
+        id -> Text,
+        user_sub -> Text,
+        platform -> Text,
+        manufacturer -> Text,
+        model -> Text,
+        public_jwk -> Text,
+        name -> Nullable<Text>,
+        status -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    enrollment_codes (code_hash) {
+        code_hash -> Text,
+        user_sub -> Text,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        device_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    permissions (id) {
+        id -> Text,
+        client_id -> Text,
+        kind -> Text,
+        loa -> Text,
+        iat -> BigInt,
+        exp -> BigInt,
+        statement -> Text,
+        digest -> Text,
+        intents -> Text,
+        user_sub -> Nullable<Text>,
+        login_hint -> Text,
+        app_callback_uri -> Nullable<Text>,
+        acr_values -> Nullable<Text>,
+        status -> Text,
+        token_used_at -> Nullable<BigInt>,
+        auth_req_id -> Nullable<Text>,
+        grant_jws -> Nullable<Text>,
+        decided_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    permission_nonces (client_id, nonce_hash) {
+        client_id -> Text,
+        nonce_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    auth_requests (id) {
+        id -> Text,
+        link_ref -> Text,
+        client_id -> Text,
+        permission_id -> Nullable<Text>,
+        user_sub -> Text,
+        flow -> Text,
+        scope -> Text,
+        acr -> Text,
+        binding_message -> Nullable<Text>,
+        client_notification_token -> Nullable<Text>,
+        allowed_devices -> Nullable<Text>,
+        status -> Text,
+        interval_secs -> Integer,
+        last_polled_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        decided_at -> Nullable<BigInt>,
+        device_id -> Nullable<Text>,
+        amr -> Nullable<Text>,
+        redeemed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        purpose -> Text,
+        alg -> Text,
+        public_jwk -> Text,
+        private_key -> Text,
+        kek_id -> Text,
+        created_at -> BigInt,
+        activates_at -> BigInt,
+        retires_at -> Nullable<BigInt>,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    used_jtis (jti_key) {
+        jti_key -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Text,
+        kind -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        run_at -> BigInt,
+        locked_by -> Nullable<Text>,
+        locked_until -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    clients,
+    users,
+    devices,
+    enrollment_codes,
+    permissions,
+    permission_nonces,
+    auth_requests,
+    signing_keys,
+    used_jtis,
+    jobs,
+);

@@ -1,0 +1,131 @@
+//! Users, their enrolled devices and the one-time enrollment codes.
+
+use crate::error::StoreResult;
+use crate::schema::{devices, enrollment_codes, users};
+use crate::DbConnection;
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub sub: String,
+    pub nnin: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub birthdate: String,
+    pub bankid_pid: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = devices)]
+pub struct DeviceRow {
+    pub id: String,
+    pub user_sub: String,
+    pub platform: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub public_jwk: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = enrollment_codes)]
+pub struct EnrollmentCodeRow {
+    pub code_hash: String,
+    pub user_sub: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub device_id: Option<String>,
+    pub created_at: i64,
+}
+
+pub const DEVICE_ACTIVE: &str = "active";
+pub const DEVICE_REVOKED: &str = "revoked";
+
+pub fn insert_user(conn: &mut DbConnection, row: &UserRow) -> StoreResult<()> {
+    diesel::insert_into(users::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+pub fn find_by_sub(conn: &mut DbConnection, sub: &str) -> StoreResult<Option<UserRow>> {
+    Ok(users::table.filter(users::sub.eq(sub)).select(UserRow::as_select()).first(conn).optional()?)
+}
+
+pub fn find_by_nnin(conn: &mut DbConnection, nnin: &str) -> StoreResult<Option<UserRow>> {
+    Ok(users::table.filter(users::nnin.eq(nnin)).select(UserRow::as_select()).first(conn).optional()?)
+}
+
+pub fn list_users(conn: &mut DbConnection) -> StoreResult<Vec<UserRow>> {
+    Ok(users::table.order(users::created_at.asc()).select(UserRow::as_select()).load(conn)?)
+}
+
+pub fn insert_enrollment_code(conn: &mut DbConnection, row: &EnrollmentCodeRow) -> StoreResult<()> {
+    diesel::insert_into(enrollment_codes::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+/// Mark an unused, unexpired code as used by `device_id`. Returns the code's user when this
+/// call won; `None` when the code is unknown, expired or already used (exactly one caller wins).
+pub fn consume_enrollment_code(
+    conn: &mut DbConnection,
+    code_hash: &str,
+    device_id: &str,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    let n = diesel::update(
+        enrollment_codes::table
+            .filter(enrollment_codes::code_hash.eq(code_hash))
+            .filter(enrollment_codes::used_at.is_null())
+            .filter(enrollment_codes::expires_at.gt(now)),
+    )
+    .set((enrollment_codes::used_at.eq(now), enrollment_codes::device_id.eq(device_id)))
+    .execute(conn)?;
+    if n != 1 {
+        return Ok(None);
+    }
+    Ok(enrollment_codes::table
+        .filter(enrollment_codes::code_hash.eq(code_hash))
+        .select(enrollment_codes::user_sub)
+        .first(conn)
+        .optional()?)
+}
+
+pub fn insert_device(conn: &mut DbConnection, row: &DeviceRow) -> StoreResult<()> {
+    diesel::insert_into(devices::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+pub fn find_device(conn: &mut DbConnection, id: &str) -> StoreResult<Option<DeviceRow>> {
+    Ok(devices::table.filter(devices::id.eq(id)).select(DeviceRow::as_select()).first(conn).optional()?)
+}
+
+pub fn active_devices_of(conn: &mut DbConnection, user_sub: &str) -> StoreResult<Vec<DeviceRow>> {
+    Ok(devices::table
+        .filter(devices::user_sub.eq(user_sub))
+        .filter(devices::status.eq(DEVICE_ACTIVE))
+        .select(DeviceRow::as_select())
+        .load(conn)?)
+}
+
+pub fn list_devices(conn: &mut DbConnection, user_sub: Option<&str>) -> StoreResult<Vec<DeviceRow>> {
+    let mut q = devices::table.order(devices::created_at.asc()).select(DeviceRow::as_select()).into_boxed();
+    if let Some(sub) = user_sub {
+        q = q.filter(devices::user_sub.eq(sub.to_owned()));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// Revoke an active device. Returns false when it is unknown or already revoked.
+pub fn revoke_device(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
+    let n = diesel::update(
+        devices::table.filter(devices::id.eq(id)).filter(devices::status.eq(DEVICE_ACTIVE)),
+    )
+    .set((devices::status.eq(DEVICE_REVOKED), devices::revoked_at.eq(now)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
