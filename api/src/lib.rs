@@ -1,1 +1,14 @@
+//! The `ciba-api` server: warp HTTP surface, client authentication, token issuance and the
+//! admin CLI. Data flows one way: handler → service (transaction, domain, store) → response.
 
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod state;

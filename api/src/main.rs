@@ -1,1 +1,75 @@
-fn main() {}
+use ciba_api::cli::{Cli, Command};
+use ciba_api::config::{Config, LogFormat};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_tracing(config.log_format);
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(ciba_api::server::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "server failed");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate => {
+            init_tracing(config.log_format);
+            let result = ciba_store::Store::open(&config.database_url, 1).and_then(|s| s.migrate());
+            match result {
+                Ok(applied) => {
+                    println!("{}", serde_json::json!({"applied": applied}));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: migration failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Admin(args) => match ciba_api::admin::run(&config, args.command) {
+            Ok(value) => {
+                if args.json {
+                    println!("{value}");
+                } else {
+                    println!("{}", ciba_api::admin::render_text(&value));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

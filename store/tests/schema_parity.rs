@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Both migration folders must define the same tables and columns, and both must apply.
 
 use ciba_store::testing::TestDatabase;

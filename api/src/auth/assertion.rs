@@ -1,0 +1,81 @@
+//! RFC 7523 `private_key_jwt`: signed by a key the client registered, `iss` = `sub` =
+//! client_id, `aud` naming this server, short-lived, `jti` used once.
+
+use super::{invalid_client, load_client, Authenticated, Method};
+use crate::crypto::jwt::{self, Expect, LEEWAY};
+use crate::error::ApiResult;
+use crate::state::AppState;
+use ciba_domain::secret::sha256_b64url;
+use ciba_store::jtis;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+/// The longest an assertion may live (`exp - iat`).
+pub const MAX_ASSERTION_LIFETIME: i64 = 300;
+
+/// Algorithms we accept for client assertions and external tokens: asymmetric only.
+pub const ACCEPTED_ALGS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::PS256];
+
+/// Does `jwk` fit `alg` (right key type, and the JWK's own `alg` if it names one)?
+pub fn jwk_fits(jwk: &Jwk, alg: Algorithm) -> bool {
+    let kty_ok = matches!(
+        (&jwk.algorithm, alg),
+        (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256) | (AlgorithmParameters::RSA(_), Algorithm::RS256 | Algorithm::PS256)
+    );
+    let alg_ok = jwk.common.key_algorithm.is_none_or(|ka| ka.to_string() == format!("{alg:?}"));
+    kty_ok && alg_ok
+}
+
+/// Verify `token` against the keys of `set` that fit its header (by `kid` when present).
+pub fn verify_with_set(token: &str, set: &JwkSet) -> Result<Value, &'static str> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed JWT header")?;
+    if !ACCEPTED_ALGS.contains(&header.alg) {
+        return Err("algorithm not accepted");
+    }
+    let candidates = set
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+        .filter(|k| jwk_fits(k, header.alg));
+    for jwk in candidates {
+        let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+        if let Ok((_, claims)) = jwt::verify_signature(token, &key, header.alg) {
+            return Ok(claims);
+        }
+    }
+    Err("no registered key verifies the signature")
+}
+
+pub async fn private_key_jwt(state: &AppState, token: &str, endpoint: &str, now: i64) -> ApiResult<Authenticated> {
+    let fail = |d: &'static str| invalid_client(d, false, false);
+    let unverified = super::peek_issuer(token).ok_or_else(|| fail("client_assertion is not a JWT"))?;
+    let client = load_client(state, &unverified).await?.ok_or_else(|| fail("unknown client"))?;
+    let jwks = client.jwks.as_deref().ok_or_else(|| fail("the client has no registered keys"))?;
+    let set: JwkSet = serde_json::from_str(jwks).map_err(|_| fail("the client's registered keys are unusable"))?;
+    let claims = verify_with_set(token, &set).map_err(fail)?;
+    if claims.get("sub").and_then(Value::as_str) != Some(client.id.as_str()) {
+        return Err(fail("sub must equal iss (the client_id)"));
+    }
+    let token_endpoint = state.config.endpoint("/oidc/v1/token");
+    let issuer = state.config.issuer.as_str();
+    jwt::check_claims(
+        &claims,
+        &Expect {
+            issuer: Some(client.id.as_str()),
+            audiences: &[issuer, endpoint, token_endpoint.as_str()],
+            now,
+            max_lifetime: Some(MAX_ASSERTION_LIFETIME),
+            require_jti: true,
+        },
+    )
+    .map_err(fail)?;
+    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+    let key = sha256_b64url(format!("pkjwt\0{}\0{jti}", client.id).as_bytes());
+    let fresh = state.db(move |c| jtis::record(c, &key, exp + LEEWAY)).await?;
+    if !fresh {
+        return Err(fail("the assertion's jti was already used"));
+    }
+    Ok(Authenticated { scopes: client.scopes.clone(), client, method: Method::PrivateKeyJwt, via_bearer: false })
+}

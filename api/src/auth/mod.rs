@@ -1,0 +1,209 @@
+//! Client authentication (contract §2), one function for every merchant endpoint:
+//! Bearer access tokens (ours or a trusted external issuer's), `client_assertion` carrying
+//! such a token or an RFC 7523 `private_key_jwt`, and at the token endpoint also
+//! `client_secret_basic` / `client_secret_post`.
+
+pub mod assertion;
+pub mod external;
+pub mod secret;
+
+use crate::crypto::jwt::{self, Expect, TYP_ACCESS_TOKEN};
+use crate::crypto::keyring::Purpose;
+use crate::error::{ApiError, ApiResult};
+use crate::http::form::Form;
+use crate::state::AppState;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ciba_domain::client::Client;
+use ciba_domain::error::{ErrorCode, OAuthError};
+use ciba_domain::scope::ScopeSet;
+use ciba_store::clients;
+use serde_json::Value;
+
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// An access token issued by this server.
+    AccessToken,
+    /// An access token of a trusted external issuer.
+    ExternalToken,
+    PrivateKeyJwt,
+    ClientSecret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub client: Client,
+    /// What this request may do: the token's scopes, or the client's for direct credentials.
+    pub scopes: ScopeSet,
+    pub method: Method,
+    /// Whether the credential came in the `Authorization: Bearer` header.
+    pub via_bearer: bool,
+}
+
+impl Authenticated {
+    /// 403 when the credential lacks `scope`: `insufficient_scope` for Bearer tokens,
+    /// `unauthorized_client` otherwise.
+    pub fn require_scope(&self, scope: &str) -> ApiResult<()> {
+        if self.scopes.contains(scope) {
+            return Ok(());
+        }
+        let code = if self.via_bearer { ErrorCode::InsufficientScope } else { ErrorCode::UnauthorizedClient };
+        let mut err = ApiError::new(OAuthError::new(code, format!("the client lacks scope {scope}")).with_status(403));
+        if self.via_bearer {
+            err = err.with_challenge(format!("Bearer realm=\"ciba\", error=\"insufficient_scope\", scope=\"{scope}\""));
+        }
+        Err(err)
+    }
+}
+
+/// What a request offers to authenticate with.
+pub struct AuthRequest<'a> {
+    pub authorization: Option<&'a str>,
+    pub form: Option<&'a Form>,
+    /// The full URL of the endpoint, an accepted `aud` of a `private_key_jwt`.
+    pub endpoint: &'a str,
+    /// Client secrets are accepted only at the token endpoint.
+    pub allow_secret: bool,
+}
+
+enum Credential<'a> {
+    Bearer(&'a str),
+    Assertion(&'a str),
+    Basic(&'a str),
+    Post { id: &'a str, secret: &'a str },
+}
+
+pub(crate) fn challenge_for(bearer: bool, basic: bool) -> String {
+    if basic {
+        "Basic realm=\"ciba\"".into()
+    } else if bearer {
+        "Bearer realm=\"ciba\", error=\"invalid_token\"".into()
+    } else {
+        "Bearer realm=\"ciba\"".into()
+    }
+}
+
+pub(crate) fn invalid_client(description: &'static str, bearer: bool, basic: bool) -> ApiError {
+    ApiError::new(OAuthError::invalid_client(description)).with_challenge(challenge_for(bearer, basic))
+}
+
+fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
+    let mut found: Vec<Credential<'a>> = Vec::new();
+    if let Some(h) = req.authorization {
+        let (scheme, value) = h.split_once(' ').unwrap_or((h, ""));
+        let value = value.trim();
+        if scheme.eq_ignore_ascii_case("bearer") && !value.is_empty() {
+            found.push(Credential::Bearer(value));
+        } else if scheme.eq_ignore_ascii_case("basic") && !value.is_empty() {
+            found.push(Credential::Basic(value));
+        } else {
+            return Err(invalid_client("unsupported Authorization header", false, false));
+        }
+    }
+    if let Some(form) = req.form {
+        if let Some(assertion) = form.get("client_assertion")? {
+            if form.get("client_assertion_type")? != Some(ASSERTION_TYPE) {
+                return Err(OAuthError::invalid_request(format!("client_assertion_type must be {ASSERTION_TYPE}")).into());
+            }
+            found.push(Credential::Assertion(assertion));
+        }
+        if let Some(secret) = form.get("client_secret")? {
+            let id = form.require("client_id")?;
+            found.push(Credential::Post { id, secret });
+        }
+    }
+    if found.len() > 1 {
+        return Err(OAuthError::invalid_request("use exactly one client authentication method").into());
+    }
+    found.pop().ok_or_else(|| invalid_client("client authentication is required", false, false))
+}
+
+/// Authenticate the calling client.
+pub async fn authenticate(state: &AppState, req: AuthRequest<'_>, now: i64) -> ApiResult<Authenticated> {
+    let cred = credential(&req)?;
+    let auth = match cred {
+        Credential::Bearer(token) => token_auth(state, token, now, true).await?,
+        Credential::Assertion(token) => match peek_issuer(token) {
+            Some(iss) if iss == state.config.issuer || state.external.knows(&iss) => {
+                token_auth(state, token, now, false).await?
+            }
+            _ => assertion::private_key_jwt(state, token, req.endpoint, now).await?,
+        },
+        Credential::Basic(_) | Credential::Post { .. } if !req.allow_secret => {
+            let basic = req.authorization.is_some();
+            return Err(invalid_client("client secrets are accepted only at the token endpoint", false, basic));
+        }
+        Credential::Basic(value) => {
+            let (id, secret) = secret::decode_basic(value).ok_or_else(|| invalid_client("malformed Basic credentials", false, true))?;
+            secret::client_secret(state, &id, &secret, true).await?
+        }
+        Credential::Post { id, secret } => secret::client_secret(state, id, secret, false).await?,
+    };
+    if let Some(form) = req.form {
+        if form.get("client_id")?.is_some_and(|id| id != auth.client.id) {
+            return Err(invalid_client("client_id does not match the authenticated client", auth.via_bearer, false));
+        }
+    }
+    Ok(auth)
+}
+
+/// The unverified `iss` of a JWT, used only to choose which verifier to run.
+fn peek_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_owned)
+}
+
+/// An access token (ours or an external issuer's) presented as Bearer or as an assertion.
+async fn token_auth(state: &AppState, token: &str, now: i64, bearer: bool) -> ApiResult<Authenticated> {
+    let fail = |d: &'static str| invalid_client(d, bearer, false);
+    let iss = peek_issuer(token).ok_or_else(|| fail("the token is not a JWT"))?;
+    let (client_id, token_scopes, method) = if iss == state.config.issuer {
+        let claims = verify_access_token(state, token, now).map_err(fail)?;
+        let client_id = claims.get("client_id").and_then(Value::as_str).ok_or_else(|| fail("token has no client_id"))?;
+        let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
+        (client_id.to_owned(), ScopeSet::parse(scope).map_err(|_| fail("token scope is malformed"))?, Method::AccessToken)
+    } else {
+        let claims = state.external.verify(&iss, token, &state.config.issuer, now).await.map_err(fail)?;
+        let client_id = ["client_id", "azp", "clientId"]
+            .iter()
+            .find_map(|c| claims.get(*c).and_then(Value::as_str))
+            .ok_or_else(|| fail("external token names no client"))?;
+        let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
+        (client_id.to_owned(), ScopeSet::parse(scope).map_err(|_| fail("token scope is malformed"))?, Method::ExternalToken)
+    };
+    let client = load_client(state, &client_id).await?.ok_or_else(|| fail("the token's client is not registered"))?;
+    // A token never grants more than the client is registered for today.
+    let scopes = token_scopes.intersect(&client.scopes);
+    Ok(Authenticated { client, scopes, method, via_bearer: bearer })
+}
+
+/// Verify an access token issued by this server.
+pub fn verify_access_token(state: &AppState, token: &str, now: i64) -> Result<Value, &'static str> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token header")?;
+    if header.typ.as_deref() != Some(TYP_ACCESS_TOKEN) {
+        return Err("not an access token");
+    }
+    let kid = header.kid.as_deref().ok_or("token has no kid")?;
+    let key = state.keys.find(Purpose::Oidc, kid, now).ok_or("unknown signing key")?;
+    let (_, claims) = jwt::verify_signature(token, &key.decoding, jwt::alg_of(&key))?;
+    let issuer = state.config.issuer.as_str();
+    jwt::check_claims(
+        &claims,
+        &Expect { issuer: Some(issuer), audiences: &[issuer], now, max_lifetime: None, require_jti: true },
+    )?;
+    Ok(claims)
+}
+
+/// A client that exists and is enabled.
+pub async fn load_client(state: &AppState, id: &str) -> ApiResult<Option<Client>> {
+    let id = id.to_owned();
+    let row = state.db(move |c| clients::find(c, &id)).await?;
+    match row {
+        Some(row) if !row.disabled => Ok(Some(row.to_domain().map_err(ApiError::from)?)),
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,145 @@
+//! Command line: `ciba-api [serve]`, `ciba-api migrate`, `ciba-api admin ...`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "ciba-api", version, about = "CIBA / App2App authorization server and its admin CLI")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Operator commands.
+    Admin(AdminArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Merchant clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// End users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// One-time device enrollment codes.
+    #[command(subcommand, name = "enrollment-codes")]
+    EnrollmentCodes(EnrollmentCodesCommand),
+    /// Enrolled devices.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeliveryModeArg {
+    Poll,
+    Ping,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlgArg {
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "RS256")]
+    Rs256,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientsCommand {
+    /// Register a client; prints its id and secret (the secret is shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Space-separated scopes the client may use.
+        #[arg(long)]
+        scope: String,
+        /// An exact app_callback_uri the client may use (repeatable).
+        #[arg(long = "callback-uri")]
+        callback_uris: Vec<String>,
+        /// The client may receive the sub_nnin claim.
+        #[arg(long)]
+        sub_nnin: bool,
+        /// JWK set (JSON) of the client's public keys for private_key_jwt.
+        #[arg(long)]
+        jwks_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "poll")]
+        delivery_mode: DeliveryModeArg,
+        #[arg(long)]
+        notification_endpoint: Option<String>,
+        /// ID token signing algorithm.
+        #[arg(long, value_enum, default_value = "ES256")]
+        id_token_alg: AlgArg,
+    },
+    /// List clients (never their secrets).
+    List,
+    /// Disable a client: its tokens and credentials stop working.
+    Disable { client_id: String },
+    /// Enable a disabled client.
+    Enable { client_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    Create {
+        #[arg(long)]
+        nnin: String,
+        #[arg(long)]
+        given_name: String,
+        #[arg(long)]
+        family_name: String,
+        /// YYYY-MM-DD
+        #[arg(long)]
+        birthdate: String,
+        #[arg(long)]
+        bankid_pid: Option<String>,
+    },
+    /// List users (subjects and names; never NNINs).
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnrollmentCodesCommand {
+    Create {
+        #[arg(long)]
+        nnin: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevicesCommand {
+    List {
+        /// Only the devices of the user with this subject.
+        #[arg(long)]
+        sub: Option<String>,
+    },
+    Revoke { device_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Publish new signing keys now; they start signing after the lead time.
+    Rotate {
+        /// Seconds between publication and first signature (default CIBA_KEY_PUBLISH_LEAD).
+        #[arg(long)]
+        lead: Option<i64>,
+    },
+    List,
+}

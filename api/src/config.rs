@@ -1,0 +1,237 @@
+//! The one typed configuration, built once in `main` from the environment and passed down.
+//! Every variable is documented in README.md with its default.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ciba_store::{Backend, DatabaseUrl};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// A key shipped in the source for development on SQLite only. Never protects real keys.
+const DEV_KEY_ENCRYPTION_KEY: [u8; 32] = *b"ciba-dev-only-key-do-not-use-it!";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A trusted external issuer of access tokens (e.g. the merchant-facing OIDC provider).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuer {
+    pub issuer: String,
+    pub jwks_uri: String,
+    /// Audience the token must carry; defaults to our issuer.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub db_max_connections: u32,
+    pub issuer: String,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub app_link_base_url: String,
+    pub key_encryption_key: [u8; 32],
+    pub dev_key_encryption_key: bool,
+    pub access_token_ttl: i64,
+    pub id_token_ttl: i64,
+    pub enrollment_code_ttl: i64,
+    pub key_publish_lead: i64,
+    pub key_refresh_interval: i64,
+    pub external_issuers: Vec<ExternalIssuer>,
+    pub external_jwks_ttl: i64,
+    pub shutdown_timeout_secs: u64,
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database", &self.database_url)
+            .field("issuer", &self.issuer)
+            .field("listen", &self.listen)
+            .field("key_encryption_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { var, message: message.into() }
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn get(&self, var: &str) -> Option<&str> {
+        self.0.get(var).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    fn int(&self, var: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let Some(raw) = self.get(var) else { return Ok(default) };
+        let v: i64 = raw.trim().parse().map_err(|_| err(var, format!("expected a whole number, got {raw:?}")))?;
+        if !(min..=max).contains(&v) {
+            return Err(err(var, format!("must be between {min} and {max}, got {v}")));
+        }
+        Ok(v)
+    }
+
+    fn addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
+        self.get(var)
+            .map(|raw| raw.trim().parse().map_err(|_| err(var, format!("expected HOST:PORT, got {raw:?}"))))
+            .transpose()
+    }
+}
+
+/// An absolute http(s) URL without query or fragment; trailing slashes removed.
+fn base_url(var: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| err(var, format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(err(var, "must be an absolute http or https URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err(var, "must not have a query or fragment"));
+    }
+    Ok(raw.trim().trim_end_matches('/').to_owned())
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let database_url = DatabaseUrl::parse(env.get("DATABASE_URL").unwrap_or("sqlite://ciba.db"))
+            .map_err(|m| err("DATABASE_URL", m))?;
+        let issuer = base_url("CIBA_ISSUER", env.get("CIBA_ISSUER").unwrap_or("http://127.0.0.1:8080"))?;
+        let app_link_base_url = match env.get("CIBA_APP_LINK_BASE_URL") {
+            Some(raw) => base_url("CIBA_APP_LINK_BASE_URL", raw)?,
+            None => issuer.clone(),
+        };
+        let listen = env.addr("CIBA_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let (key_encryption_key, dev_key_encryption_key) = match env.get("CIBA_KEY_ENCRYPTION_KEY") {
+            Some(raw) => {
+                let bytes = STANDARD
+                    .decode(raw.trim())
+                    .map_err(|_| err("CIBA_KEY_ENCRYPTION_KEY", "must be standard base64 (openssl rand -base64 32)"))?;
+                let key: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| err("CIBA_KEY_ENCRYPTION_KEY", "must decode to exactly 32 bytes"))?;
+                (key, false)
+            }
+            None if database_url.backend == Backend::Sqlite => (DEV_KEY_ENCRYPTION_KEY, true),
+            None => return Err(err("CIBA_KEY_ENCRYPTION_KEY", "is required with PostgreSQL")),
+        };
+        let external_issuers: Vec<ExternalIssuer> = match env.get("CIBA_EXTERNAL_ISSUERS") {
+            Some(raw) => serde_json::from_str(raw).map_err(|e| {
+                err("CIBA_EXTERNAL_ISSUERS", format!("expected a JSON array of {{issuer, jwks_uri, audience?}}: {e}"))
+            })?,
+            None => Vec::new(),
+        };
+        for ext in &external_issuers {
+            base_url("CIBA_EXTERNAL_ISSUERS", &ext.issuer)?;
+            url::Url::parse(&ext.jwks_uri).map_err(|e| err("CIBA_EXTERNAL_ISSUERS", format!("bad jwks_uri: {e}")))?;
+            if ext.issuer == issuer {
+                return Err(err("CIBA_EXTERNAL_ISSUERS", "an external issuer cannot be this server's issuer"));
+            }
+        }
+        let log_format = match env.get("CIBA_LOG_FORMAT").unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(err("CIBA_LOG_FORMAT", format!("expected text or json, got {other:?}"))),
+        };
+        Ok(Self {
+            db_max_connections: env.int("CIBA_DB_MAX_CONNECTIONS", 16, 1, 512)? as u32,
+            metrics_listen: env.addr("CIBA_METRICS_LISTEN")?,
+            access_token_ttl: env.int("CIBA_ACCESS_TOKEN_TTL", 600, 60, 86_400)?,
+            id_token_ttl: env.int("CIBA_ID_TOKEN_TTL", 600, 60, 86_400)?,
+            enrollment_code_ttl: env.int("CIBA_ENROLLMENT_CODE_TTL", 900, 60, 604_800)?,
+            key_publish_lead: env.int("CIBA_KEY_PUBLISH_LEAD", 3_600, 0, 30 * 86_400)?,
+            key_refresh_interval: env.int("CIBA_KEY_REFRESH_INTERVAL", 60, 1, 3_600)?,
+            external_jwks_ttl: env.int("CIBA_EXTERNAL_JWKS_TTL", 600, 10, 86_400)?,
+            shutdown_timeout_secs: env.int("CIBA_SHUTDOWN_TIMEOUT", 25, 1, 600)? as u64,
+            database_url,
+            issuer,
+            listen,
+            app_link_base_url,
+            key_encryption_key,
+            dev_key_encryption_key,
+            external_issuers,
+            log_format,
+        })
+    }
+
+    /// The longest any token we sign stays valid: keys must outlive it in the JWKS.
+    pub fn max_token_lifetime(&self) -> i64 {
+        // Permission tokens live at most an hour (contract: exp <= iat + 3600) plus skew.
+        self.access_token_ttl.max(self.id_token_ttl).max(3_600 + 300)
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_sqlite_with_dev_key() {
+        let c = Config::from_map(&map(&[])).unwrap();
+        assert_eq!(c.database_url.backend, Backend::Sqlite);
+        assert!(c.dev_key_encryption_key);
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+        assert_eq!(c.app_link_base_url, c.issuer);
+        assert_eq!(c.listen.port(), 8080);
+    }
+
+    #[test]
+    fn postgres_requires_a_key() {
+        let e = Config::from_map(&map(&[("DATABASE_URL", "postgres://h/db")])).unwrap_err();
+        assert_eq!(e.var, "CIBA_KEY_ENCRYPTION_KEY");
+        let key = STANDARD.encode([7u8; 32]);
+        let c = Config::from_map(&map(&[("DATABASE_URL", "postgres://h/db"), ("CIBA_KEY_ENCRYPTION_KEY", &key)]))
+            .unwrap();
+        assert!(!c.dev_key_encryption_key);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("CIBA_LISTEN", "nope"),
+            ("CIBA_ISSUER", "ftp://x"),
+            ("CIBA_KEY_ENCRYPTION_KEY", "c2hvcnQ="),
+            ("CIBA_ACCESS_TOKEN_TTL", "5"),
+            ("DATABASE_URL", "mysql://x"),
+            ("CIBA_EXTERNAL_ISSUERS", "{}"),
+            ("CIBA_LOG_FORMAT", "xml"),
+        ] {
+            let e = Config::from_map(&map(&[(var, value)])).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(e.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let c = Config::from_map(&map(&[])).unwrap();
+        assert!(format!("{c:?}").contains("<redacted>"));
+    }
+}

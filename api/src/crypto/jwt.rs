@@ -1,0 +1,142 @@
+//! Signing our JWTs and verifying JWTs: the signature with exactly the key's algorithm (so
+//! never `none`, never HS/RS confusion), then the claims against an explicit `now`.
+
+use super::keyring::LoadedKey;
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use serde::Serialize;
+use serde_json::Value;
+
+/// `typ` of our access tokens (RFC 9068); ID tokens and permission tokens use others, so one
+/// kind of token can never be presented as another.
+pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
+pub const TYP_PERMISSION_TOKEN: &str = "permission+jwt";
+pub const TYP_ID_TOKEN: &str = "JWT";
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY: i64 = 30;
+
+pub fn sign(key: &LoadedKey, typ: &str, claims: &impl Serialize) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut header = Header::new(match key.alg {
+        ciba_domain::client::SigningAlg::Es256 => Algorithm::ES256,
+        ciba_domain::client::SigningAlg::Rs256 => Algorithm::RS256,
+    });
+    header.kid = Some(key.kid.clone());
+    header.typ = Some(typ.to_owned());
+    jsonwebtoken::encode(&header, claims, &key.encoding)
+}
+
+/// Verify only the signature, accepting exactly `alg`. Claims are checked by [`check_claims`].
+pub fn verify_signature(token: &str, key: &DecodingKey, alg: Algorithm) -> Result<(Header, Value), &'static str> {
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<Value>(token, key, &v).map_err(|_| "signature or algorithm is invalid")?;
+    if !data.claims.is_object() {
+        return Err("claims are not a JSON object");
+    }
+    Ok((data.header, data.claims))
+}
+
+pub fn alg_of(key: &LoadedKey) -> Algorithm {
+    match key.alg {
+        ciba_domain::client::SigningAlg::Es256 => Algorithm::ES256,
+        ciba_domain::client::SigningAlg::Rs256 => Algorithm::RS256,
+    }
+}
+
+/// What a token's claims must satisfy.
+pub struct Expect<'a> {
+    /// Required `iss`, when the issuer is known in advance.
+    pub issuer: Option<&'a str>,
+    /// `aud` must contain at least one of these (string or array form).
+    pub audiences: &'a [&'a str],
+    pub now: i64,
+    /// If set, `exp - iat` (or `exp - now` without `iat`) may not exceed this.
+    pub max_lifetime: Option<i64>,
+    pub require_jti: bool,
+}
+
+pub fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), &'static str> {
+    let num = |name: &str| claims.get(name).and_then(Value::as_i64);
+    if let Some(iss) = expect.issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(iss) {
+            return Err("iss is not the expected issuer");
+        }
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => expect.audiences.contains(&a.as_str()),
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(|a| expect.audiences.contains(&a)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err("aud does not name this server");
+    }
+    let exp = num("exp").ok_or("exp is missing")?;
+    if exp + LEEWAY <= expect.now {
+        return Err("token has expired");
+    }
+    if let Some(nbf) = num("nbf") {
+        if nbf > expect.now + LEEWAY {
+            return Err("token is not valid yet");
+        }
+    }
+    let iat = match claims.get("iat") {
+        None => None,
+        Some(v) => Some(v.as_i64().ok_or("iat is not a number")?),
+    };
+    if let Some(iat) = iat {
+        if iat > expect.now + LEEWAY {
+            return Err("iat is in the future");
+        }
+    }
+    if let Some(max) = expect.max_lifetime {
+        if exp - iat.unwrap_or(expect.now) > max {
+            return Err("token lifetime is too long");
+        }
+    }
+    if expect.require_jti && claims.get("jti").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Err("jti is missing");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn expect(now: i64) -> Expect<'static> {
+        Expect { issuer: Some("https://iss"), audiences: &["https://iss"], now, max_lifetime: Some(300), require_jti: true }
+    }
+
+    #[test]
+    fn accepts_good_claims() {
+        let c = json!({"iss": "https://iss", "aud": ["x", "https://iss"], "exp": 1100, "iat": 1000, "jti": "j"});
+        assert_eq!(check_claims(&c, &expect(1000)), Ok(()));
+    }
+
+    #[test]
+    fn rejects_each_bad_claim() {
+        let base = json!({"iss": "https://iss", "aud": "https://iss", "exp": 1100, "iat": 1000, "jti": "j"});
+        let cases = [
+            ("iss", json!("https://other")),
+            ("aud", json!("https://other")),
+            ("exp", json!(900)),
+            ("iat", json!(2000)),
+            ("nbf", json!(2000)),
+            ("jti", json!("")),
+        ];
+        for (field, value) in cases {
+            let mut c = base.clone();
+            c[field] = value;
+            assert!(check_claims(&c, &expect(1000)).is_err(), "{field}");
+        }
+        let mut long = base.clone();
+        long["exp"] = json!(5000);
+        assert_eq!(check_claims(&long, &expect(1000)), Err("token lifetime is too long"));
+        let mut no_exp = base;
+        no_exp.as_object_mut().unwrap().remove("exp");
+        assert_eq!(check_claims(&no_exp, &expect(1000)), Err("exp is missing"));
+    }
+}

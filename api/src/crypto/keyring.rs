@@ -1,0 +1,207 @@
+//! The server's signing keys in memory, reloaded from the database so every replica agrees.
+//!
+//! Which key signs is a function of time: a key signs from `activates_at` until `retires_at`;
+//! it is published from creation until `expires_at`. Rotation publishes the successor a lead
+//! time before it signs and keeps the predecessor published until what it signed has expired.
+
+use super::kek::Kek;
+use super::keygen::{self, KeyError};
+use ciba_domain::client::SigningAlg;
+use ciba_store::keys::{self as key_store, SigningKeyRow};
+use ciba_store::{Store, StoreError};
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// ID tokens, access tokens, permission tokens: `/oidc/v1/jwks`.
+    Oidc,
+    /// Permission grants: `/permissions/v1/jwks`.
+    Grants,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Oidc => "oidc",
+            Purpose::Grants => "grants",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "oidc" => Some(Purpose::Oidc),
+            "grants" => Some(Purpose::Grants),
+            _ => None,
+        }
+    }
+}
+
+/// Every (purpose, algorithm) pair the server must always be able to sign with.
+pub const REQUIRED_KEYS: [(Purpose, SigningAlg); 3] =
+    [(Purpose::Oidc, SigningAlg::Es256), (Purpose::Oidc, SigningAlg::Rs256), (Purpose::Grants, SigningAlg::Es256)];
+
+pub struct LoadedKey {
+    pub kid: String,
+    pub purpose: Purpose,
+    pub alg: SigningAlg,
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+    pub jwk: Value,
+    pub activates_at: i64,
+    pub retires_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+impl LoadedKey {
+    fn published_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+
+    fn signs_at(&self, now: i64) -> bool {
+        self.activates_at <= now && self.retires_at.is_none_or(|r| r > now)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing key {kid}: {message}")]
+    Key { kid: String, message: String },
+}
+
+pub struct KeyRing {
+    kek: Kek,
+    keys: RwLock<Arc<Vec<Arc<LoadedKey>>>>,
+}
+
+impl KeyRing {
+    pub fn new(kek: Kek) -> Self {
+        Self { kek, keys: RwLock::new(Arc::new(Vec::new())) }
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<LoadedKey>>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace the in-memory keys with `rows`, decrypting only keys not already loaded.
+    pub fn install(&self, rows: &[SigningKeyRow]) -> Result<(), KeyringError> {
+        let old: HashMap<String, Arc<LoadedKey>> =
+            self.snapshot().iter().map(|k| (k.kid.clone(), k.clone())).collect();
+        let mut next = Vec::with_capacity(rows.len());
+        for row in rows {
+            let bad = |message: String| KeyringError::Key { kid: row.kid.clone(), message };
+            let purpose = Purpose::parse(&row.purpose).ok_or_else(|| bad("unknown purpose".into()))?;
+            let alg = SigningAlg::parse(&row.alg).ok_or_else(|| bad("unknown alg".into()))?;
+            let (encoding, decoding, jwk) = match old.get(&row.kid) {
+                Some(k) => (k.encoding.clone(), k.decoding.clone(), k.jwk.clone()),
+                None => {
+                    let der = self.kek.open(&row.private_key, &row.kid, &row.kek_id).map_err(|e| bad(e.to_string()))?;
+                    let (enc, dec) = keygen::load(alg, &der).map_err(|e: KeyError| bad(e.to_string()))?;
+                    let jwk: Value = serde_json::from_str(&row.public_jwk).map_err(|e| bad(e.to_string()))?;
+                    (enc, dec, jwk)
+                }
+            };
+            next.push(Arc::new(LoadedKey {
+                kid: row.kid.clone(),
+                purpose,
+                alg,
+                encoding,
+                decoding,
+                jwk,
+                activates_at: row.activates_at,
+                retires_at: row.retires_at,
+                expires_at: row.expires_at,
+            }));
+        }
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// Load the published keys from the database.
+    pub fn reload(&self, store: &Store, now: i64) -> Result<(), KeyringError> {
+        let rows = store.read(|c| key_store::published(c, now))?;
+        self.install(&rows)
+    }
+
+    /// The key that signs for (`purpose`, `alg`) at `now`: the most recently activated one.
+    pub fn signer(&self, purpose: Purpose, alg: SigningAlg, now: i64) -> Option<Arc<LoadedKey>> {
+        self.snapshot()
+            .iter()
+            .filter(|k| k.purpose == purpose && k.alg == alg && k.signs_at(now))
+            .max_by_key(|k| k.activates_at)
+            .cloned()
+    }
+
+    /// A published key of `purpose` by key id.
+    pub fn find(&self, purpose: Purpose, kid: &str, now: i64) -> Option<Arc<LoadedKey>> {
+        self.snapshot().iter().find(|k| k.purpose == purpose && k.kid == kid && k.published_at(now)).cloned()
+    }
+
+    /// The public JWK set of `purpose` at `now`.
+    pub fn jwks(&self, purpose: Purpose, now: i64) -> Value {
+        let snapshot = self.snapshot();
+        let keys: Vec<&Value> =
+            snapshot.iter().filter(|k| k.purpose == purpose && k.published_at(now)).map(|k| &k.jwk).collect();
+        json!({ "keys": keys })
+    }
+}
+
+fn new_row(kek: &Kek, purpose: Purpose, alg: SigningAlg, now: i64, activates_at: i64) -> Result<SigningKeyRow, KeyringError> {
+    let k = keygen::generate(alg, "sig").map_err(|e| KeyringError::Key { kid: "(new)".into(), message: e.0 })?;
+    Ok(SigningKeyRow {
+        private_key: kek.seal(&k.private_der, &k.kid),
+        kid: k.kid,
+        purpose: purpose.as_str().into(),
+        alg: alg.as_str().into(),
+        public_jwk: k.public_jwk.to_string(),
+        kek_id: kek.id().into(),
+        created_at: now,
+        activates_at,
+        retires_at: None,
+        expires_at: None,
+    })
+}
+
+/// On first start (or after keys were lost), make every required key that has no signer.
+/// Returns the kids created. Nothing has been signed yet, so new keys sign at once.
+pub fn ensure_keys(store: &Store, kek: &Kek, now: i64) -> Result<Vec<String>, KeyringError> {
+    store
+        .write(|c| {
+            let rows = key_store::published(c, now)?;
+            let mut created = Vec::new();
+            for (purpose, alg) in REQUIRED_KEYS {
+                let has = rows.iter().any(|r| {
+                    r.purpose == purpose.as_str() && r.alg == alg.as_str() && r.retires_at.is_none_or(|t| t > now)
+                });
+                if !has {
+                    let row = new_row(kek, purpose, alg, now, now).map_err(|e| StoreError::Other(e.to_string()))?;
+                    key_store::insert(c, &row)?;
+                    created.push(row.kid);
+                }
+            }
+            Ok(created)
+        })
+        .map_err(KeyringError::from)
+}
+
+/// Rotate every required key: each successor is published now and signs after `lead`
+/// seconds; each predecessor stops signing then and leaves the JWKS `max_lifetime` later.
+pub fn rotate(store: &Store, kek: &Kek, now: i64, lead: i64, max_lifetime: i64) -> Result<Vec<String>, KeyringError> {
+    let mut rows = Vec::new();
+    for (purpose, alg) in REQUIRED_KEYS {
+        rows.push(new_row(kek, purpose, alg, now, now + lead)?);
+    }
+    store
+        .write(|c| {
+            for row in &rows {
+                key_store::insert(c, row)?;
+                key_store::schedule_retirement(c, &row.purpose, &row.alg, &row.kid, now + lead, now + lead + max_lifetime)?;
+            }
+            Ok(rows.iter().map(|r| r.kid.clone()).collect())
+        })
+        .map_err(KeyringError::from)
+}

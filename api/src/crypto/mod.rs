@@ -1,0 +1,7 @@
+//! Cryptography: keys at rest, signing keys, JWTs and client-secret hashing.
+
+pub mod jwt;
+pub mod kek;
+pub mod keygen;
+pub mod keyring;
+pub mod password;

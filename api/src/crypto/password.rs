@@ -1,0 +1,74 @@
+//! Client secrets: stored as argon2id hashes, compared in constant time.
+//!
+//! Verifying argon2 on every poll would make the token endpoint CPU-bound, so a successful
+//! verification is remembered as the SHA-256 of the secret, keyed by the client and the exact
+//! stored hash (a changed secret invalidates it). Later requests compare SHA-256 digests in
+//! constant time. Failed attempts are never cached.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use ciba_domain::secret::{constant_time_eq, sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+const MAX_CACHED: usize = 10_000;
+
+pub fn hash_secret(secret: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut rand_core::OsRng);
+    Argon2::default().hash_password(secret.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+fn verify_slow(secret: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(secret.as_bytes(), &h).is_ok())
+}
+
+#[derive(Default)]
+pub struct SecretVerifier {
+    verified: Mutex<HashMap<String, (String, [u8; 32])>>,
+}
+
+impl SecretVerifier {
+    /// Does `secret` match `stored` (the argon2 hash of `client_id`'s secret)?
+    /// Blocking (argon2 on a cache miss): call from a blocking context.
+    pub fn verify(&self, client_id: &str, stored: &str, secret: &str) -> bool {
+        let digest = sha256(secret.as_bytes());
+        {
+            let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((hash, known)) = cache.get(client_id) {
+                if hash == stored {
+                    return constant_time_eq(known, &digest);
+                }
+            }
+        }
+        if !verify_slow(secret, stored) {
+            return false;
+        }
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(client_id.to_owned(), (stored.to_owned(), digest));
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_and_caches_only_success() {
+        let stored = hash_secret("s3cret").unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        let v = SecretVerifier::default();
+        assert!(!v.verify("c", &stored, "wrong"));
+        assert!(v.verify("c", &stored, "s3cret"));
+        // served from the cache now, still exact
+        assert!(v.verify("c", &stored, "s3cret"));
+        assert!(!v.verify("c", &stored, "s3cre"));
+        // a new stored hash (secret rotated) is not satisfied by the cached digest
+        let rotated = hash_secret("other").unwrap();
+        assert!(!v.verify("c", &rotated, "s3cret"));
+        assert!(v.verify("c", &rotated, "other"));
+    }
+}

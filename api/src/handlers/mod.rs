@@ -1,0 +1,5 @@
+//! Request handlers. Each converts its own errors into responses so warp never backtracks.
+
+pub mod discovery;
+pub mod health;
+pub mod token;

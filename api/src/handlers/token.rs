@@ -1,0 +1,85 @@
+//! The token endpoint `POST /oidc/v1/token`: `client_credentials` here; the CIBA grant lives
+//! in its own module.
+
+use crate::auth::{self, AuthRequest, Method};
+use crate::crypto::jwt::{self, TYP_ACCESS_TOKEN};
+use crate::crypto::keyring::Purpose;
+use crate::error::{ApiError, ApiResult};
+use crate::http::form::Form;
+use crate::http::reply::{json_response, no_store};
+use crate::state::{now, AppState};
+use ciba_domain::client::SigningAlg;
+use ciba_domain::error::{ErrorCode, OAuthError};
+use ciba_domain::ids::random_id;
+use ciba_domain::scope::{ScopeSet, CLIENT_SCOPES};
+use serde_json::json;
+use warp::hyper::body::Bytes;
+use warp::reply::Response;
+
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const GRANT_CIBA: &str = "urn:openid:params:grant-type:ciba";
+
+pub async fn token(state: AppState, content_type: Option<String>, authorization: Option<String>, body: Bytes) -> Response {
+    let now = now();
+    let result = async {
+        let form = Form::parse(content_type.as_deref(), &body)?;
+        let grant_type = form.require("grant_type")?;
+        let endpoint = state.config.endpoint("/oidc/v1/token");
+        let req = AuthRequest { authorization: authorization.as_deref(), form: Some(&form), endpoint: &endpoint, allow_secret: true };
+        match grant_type {
+            GRANT_CLIENT_CREDENTIALS => {
+                let client = auth::authenticate(&state, req, now).await?;
+                client_credentials(&state, &client, &form, now)
+            }
+            GRANT_CIBA => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "the CIBA grant is not enabled yet").into()),
+            _ => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into()),
+        }
+    }
+    .await;
+    no_store(result.unwrap_or_else(ApiError::into_response))
+}
+
+fn client_credentials(state: &AppState, auth: &auth::Authenticated, form: &Form, now: i64) -> ApiResult<Response> {
+    // A token must not mint its own successor: require the client's own credentials.
+    if !matches!(auth.method, Method::ClientSecret | Method::PrivateKeyJwt) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client_credentials needs the client's own credentials (secret or private_key_jwt)",
+        )
+        .into());
+    }
+    let api_scopes = ScopeSet::from_known(CLIENT_SCOPES);
+    let scopes = match form.get("scope")? {
+        Some(raw) => {
+            let asked = ScopeSet::parse(raw)?;
+            if let Some(bad) = asked.first_outside(&auth.client.scopes).or_else(|| asked.first_outside(&api_scopes)) {
+                return Err(OAuthError::invalid_scope(format!("scope {bad} is not allowed for this client")).into());
+            }
+            asked
+        }
+        None => auth.client.scopes.intersect(&api_scopes),
+    };
+    let key = state.keys.signer(Purpose::Oidc, SigningAlg::Es256, now).ok_or_else(|| {
+        tracing::error!("no active signing key");
+        ApiError::new(OAuthError::server_error())
+    })?;
+    let ttl = state.config.access_token_ttl;
+    let claims = json!({
+        "iss": state.config.issuer,
+        "sub": auth.client.id,
+        "aud": state.config.issuer,
+        "client_id": auth.client.id,
+        "scope": scopes.to_string(),
+        "iat": now,
+        "exp": now + ttl,
+        "jti": random_id(),
+    });
+    let token = jwt::sign(&key, TYP_ACCESS_TOKEN, &claims).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        ApiError::new(OAuthError::server_error())
+    })?;
+    Ok(json_response(
+        200,
+        &json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.to_string()}),
+    ))
+}

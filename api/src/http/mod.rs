@@ -1,0 +1,6 @@
+//! HTTP surface: filters, the route table and rejection handling.
+
+pub mod form;
+pub mod recover;
+pub mod reply;
+pub mod routes;

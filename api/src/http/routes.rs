@@ -1,0 +1,91 @@
+//! The route table. Every route is instrumented with its template (never the raw path).
+
+use crate::crypto::keyring::Purpose;
+use crate::handlers::{discovery, health, token};
+use crate::state::AppState;
+use std::convert::Infallible;
+use std::time::Instant;
+use warp::filters::BoxedFilter;
+use warp::hyper::body::Bytes;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+pub const MAX_BODY: u64 = 64 * 1024;
+
+pub fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+fn body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes())
+}
+
+fn header(name: &'static str) -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>(name)
+}
+
+/// Record metrics and one log line per request under the route's template.
+fn instrument<F>(state: &AppState, route: &'static str, filter: F) -> BoxedFilter<(Response,)>
+where
+    F: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
+{
+    let st = state.clone();
+    let (method, _) = route.split_once(' ').unwrap_or(("-", route));
+    warp::any()
+        .map(Instant::now)
+        .and(filter)
+        .map(move |start: Instant, resp: Response| {
+            let secs = start.elapsed().as_secs_f64();
+            let status = resp.status().as_u16();
+            st.metrics.observe(route, method, status, secs);
+            tracing::info!(route, status, ms = secs * 1000.0, "request");
+            resp
+        })
+        .boxed()
+}
+
+pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> {
+    let s = || with_state(state.clone());
+
+    // Path before method, so an unknown path is 404 and a known one with the wrong method 405.
+    let discovery_doc = warp::path!(".well-known" / "openid-configuration")
+        .or(warp::path!(".well-known" / "oauth-authorization-server"))
+        .unify()
+        .and(warp::get())
+        .and(s())
+        .map(discovery::metadata);
+    let oidc_jwks = warp::path!("oidc" / "v1" / "jwks").and(warp::get()).and(s()).map(|st| discovery::jwks(st, Purpose::Oidc));
+    let grants_jwks =
+        warp::path!("permissions" / "v1" / "jwks").and(warp::get()).and(s()).map(|st| discovery::jwks(st, Purpose::Grants));
+    let token = warp::path!("oidc" / "v1" / "token")
+        .and(warp::post())
+        .and(s())
+        .and(header("content-type"))
+        .and(header("authorization"))
+        .and(body())
+        .then(token::token);
+    let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
+    let readyz = warp::path!("readyz").and(warp::get()).and(s()).then(health::readyz);
+
+    let mut all = instrument(&state, "GET /.well-known/openid-configuration", discovery_doc)
+        .or(instrument(&state, "GET /oidc/v1/jwks", oidc_jwks))
+        .unify()
+        .or(instrument(&state, "GET /permissions/v1/jwks", grants_jwks))
+        .unify()
+        .or(instrument(&state, "POST /oidc/v1/token", token))
+        .unify()
+        .or(instrument(&state, "GET /healthz", healthz))
+        .unify()
+        .or(instrument(&state, "GET /readyz", readyz))
+        .unify()
+        .boxed();
+    if serve_metrics {
+        all = all.or(metrics_route(state.clone())).unify().boxed();
+    }
+    let st = state.clone();
+    all.recover(move |r| crate::http::recover::handle(st.clone(), r)).unify().boxed()
+}
+
+pub fn metrics_route(state: AppState) -> BoxedFilter<(Response,)> {
+    warp::path!("metrics").and(warp::get()).and(with_state(state)).map(health::metrics).boxed()
+}

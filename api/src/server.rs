@@ -1,0 +1,126 @@
+//! Start-up and the HTTP server: migrations (SQLite), signing keys, key refresh, graceful
+//! shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight requests, bounded wait).
+
+use crate::config::Config;
+use crate::crypto::keyring;
+use crate::http::routes;
+use crate::state::{now, AppState};
+use ciba_store::{Backend, Store, StoreError};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub async fn run(config: Config) -> Result<(), String> {
+    if config.dev_key_encryption_key {
+        tracing::warn!("CIBA_KEY_ENCRYPTION_KEY is not set: using the insecure development key (SQLite only)");
+    }
+    let store = Store::open(&config.database_url, config.db_max_connections).map_err(|e| e.to_string())?;
+    let state = AppState::new(config, store);
+    initialise(&state).await?;
+
+    let listener = TcpListener::bind(state.config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (CIBA_LISTEN): {e}", state.config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, issuer = %state.config.issuer, backend = state.store.backend().as_str(), "listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(refresh_keys(state.clone(), stop_rx.clone()));
+    if let Some(maddr) = state.config.metrics_listen {
+        let l = TcpListener::bind(maddr).await.map_err(|e| format!("cannot listen on {maddr} (CIBA_METRICS_LISTEN): {e}"))?;
+        let mut rx = stop_rx.clone();
+        let metrics = routes::metrics_route(state.clone());
+        tokio::spawn(async move {
+            warp::serve(metrics).incoming(l).graceful(async move { let _ = rx.changed().await; }).run().await;
+        });
+    }
+
+    let app = routes::routes(state.clone(), state.config.metrics_listen.is_none());
+    let mut rx = stop_rx.clone();
+    let server = warp::serve(app).incoming(listener).graceful(async move {
+        let _ = rx.changed().await;
+    });
+    let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
+    let server = tokio::spawn(server.run());
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, server).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within CIBA_SHUTDOWN_TIMEOUT; exiting");
+    }
+    Ok(())
+}
+
+/// Migrate (SQLite), make sure signing keys exist, load them. Retries while the database is
+/// unreachable so pods can start before it.
+async fn initialise(state: &AppState) -> Result<(), String> {
+    let st = state.clone();
+    let mut attempt = 0u32;
+    loop {
+        let s = st.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            if s.store.backend() == Backend::Sqlite {
+                let applied = s.store.migrate()?;
+                if !applied.is_empty() {
+                    tracing::info!(count = applied.len(), "applied migrations");
+                }
+            } else if s.store.pending_migrations()? > 0 {
+                return Err(StoreError::Other("the database schema is not up to date: run `ciba-api migrate`".into()));
+            }
+            let created = keyring::ensure_keys(&s.store, &s.kek, now()).map_err(|e| StoreError::Other(e.to_string()))?;
+            if !created.is_empty() {
+                tracing::info!(count = created.len(), "generated signing keys");
+            }
+            s.keys.reload(&s.store, now()).map_err(|e| StoreError::Other(e.to_string()))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match res {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Unavailable(e)) if attempt < 30 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "database unavailable at start; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Reload keys periodically so rotations made elsewhere (worker, admin CLI) are seen.
+async fn refresh_keys(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(state.config.key_refresh_interval as u64);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        let s = state.clone();
+        let res = tokio::task::spawn_blocking(move || s.keys.reload(&s.store, now())).await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(error = %e, "reloading signing keys failed; keeping the current set");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

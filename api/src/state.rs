@@ -1,0 +1,113 @@
+//! Shared state, injected into handlers by `with_state()`.
+
+use crate::auth::external::ExternalIssuers;
+use crate::config::Config;
+use crate::crypto::kek::Kek;
+use crate::crypto::keyring::KeyRing;
+use crate::crypto::password::SecretVerifier;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+use ciba_domain::error::OAuthError;
+use ciba_store::{DbConnection, Store, StoreResult};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The wall clock, read only at the edges and passed down as `now`.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub kek: Kek,
+    pub keys: KeyRing,
+    pub metrics: Metrics,
+    pub secrets: SecretVerifier,
+    pub external: ExternalIssuers,
+    schema_ready: AtomicBool,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store) -> Self {
+        let kek = Kek::new(&config.key_encryption_key);
+        let external = ExternalIssuers::new(config.external_issuers.clone(), config.external_jwks_ttl);
+        Self(Arc::new(Inner {
+            keys: KeyRing::new(kek.clone()),
+            kek,
+            metrics: Metrics::new(),
+            secrets: SecretVerifier::default(),
+            external,
+            store,
+            config,
+            schema_ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// Run `f` on a pooled connection in the blocking pool.
+    pub async fn db<R, F>(&self, f: F) -> ApiResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
+    {
+        let store = self.store.clone();
+        blocking(move || store.read(f).map_err(ApiError::from)).await
+    }
+
+    /// Run `f` in a write transaction in the blocking pool.
+    pub async fn db_write<R, F>(&self, f: F) -> ApiResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
+    {
+        let store = self.store.clone();
+        blocking(move || store.write(f).map_err(ApiError::from)).await
+    }
+
+    /// Ready when the database answers and every migration is applied (checked once).
+    pub async fn ready(&self) -> bool {
+        let store = self.store.clone();
+        let known = self.schema_ready.load(Ordering::Relaxed);
+        let ok = blocking(move || {
+            store.ping()?;
+            if !known && store.pending_migrations()? != 0 {
+                return Ok(false);
+            }
+            Ok(true)
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            self.schema_ready.store(true, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
+/// Run blocking work (diesel, argon2) off the async threads.
+pub async fn blocking<R, F>(f: F) -> ApiResult<R>
+where
+    R: Send + 'static,
+    F: FnOnce() -> ApiResult<R> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "blocking task failed");
+            Err(OAuthError::server_error().into())
+        }
+    }
+}
