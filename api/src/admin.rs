@@ -1,12 +1,17 @@
 //! The operator CLI. Every command validates its input and returns a JSON value that is
 //! printed as JSON (`--json`) or as text.
 
-use crate::cli::{AdminCommand, AlgArg, ClientsCommand, DeliveryModeArg, DevicesCommand, EnrollmentCodesCommand, KeysCommand, UsersCommand};
+use crate::cli::{
+    AdminCommand, AlgArg, ClientsCommand, DeliveryModeArg, DevicesCommand, EnrollmentCodesCommand,
+    KeysCommand, UsersCommand,
+};
 use crate::config::Config;
 use crate::crypto::kek::Kek;
 use crate::crypto::keyring;
 use crate::crypto::password::hash_secret;
 use crate::state::now;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use ciba_domain::ids::{random_bytes, random_id};
 use ciba_domain::nnin::Nnin;
 use ciba_domain::scope::{all_supported, ScopeSet};
@@ -14,8 +19,6 @@ use ciba_domain::secret::sha256_b64url;
 use ciba_store::clients::{self, ClientRow};
 use ciba_store::users::{self, EnrollmentCodeRow, UserRow};
 use ciba_store::{keys, Backend, Store, StoreError};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use serde_json::{json, Value};
 
@@ -57,11 +60,15 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
                 device_id: None,
                 created_at: now,
             };
-            store.read(|c| users::insert_enrollment_code(c, &row)).map_err(db_err)?;
+            store
+                .read(|c| users::insert_enrollment_code(c, &row))
+                .map_err(db_err)?;
             Ok(json!({"code": code, "expires_at": row.expires_at}))
         }
         AdminCommand::Devices(DevicesCommand::List { sub }) => {
-            let rows = store.read(|c| users::list_devices(c, sub.as_deref())).map_err(db_err)?;
+            let rows = store
+                .read(|c| users::list_devices(c, sub.as_deref()))
+                .map_err(db_err)?;
             Ok(Value::Array(
                 rows.into_iter()
                     .map(|d| {
@@ -72,7 +79,10 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
             ))
         }
         AdminCommand::Devices(DevicesCommand::Revoke { device_id }) => {
-            if !store.read(|c| users::revoke_device(c, &device_id, now)).map_err(db_err)? {
+            if !store
+                .read(|c| users::revoke_device(c, &device_id, now))
+                .map_err(db_err)?
+            {
                 return Err(format!("no active device {device_id}"));
             }
             Ok(json!({"device_id": device_id, "status": "revoked"}))
@@ -83,7 +93,8 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
                 return Err("--lead must be between 0 and 2592000 seconds".into());
             }
             let kek = Kek::new(&config.key_encryption_key);
-            let kids = keyring::rotate(&store, &kek, now, lead, config.max_token_lifetime()).map_err(|e| e.to_string())?;
+            let kids = keyring::rotate(&store, &kek, now, lead, config.max_token_lifetime())
+                .map_err(|e| e.to_string())?;
             Ok(json!({"published": kids, "signs_from": now + lead}))
         }
         AdminCommand::Keys(KeysCommand::List) => {
@@ -102,12 +113,22 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
 
 fn clients_cmd(store: &Store, cmd: ClientsCommand, now: i64) -> Result<Value, String> {
     match cmd {
-        ClientsCommand::Create { name, scope, callback_uris, sub_nnin, jwks_file, delivery_mode, notification_endpoint, id_token_alg } => {
+        ClientsCommand::Create {
+            name,
+            scope,
+            callback_uris,
+            sub_nnin,
+            jwks_file,
+            delivery_mode,
+            notification_endpoint,
+            id_token_alg,
+        } => {
             let name = name.trim().to_owned();
             if name.is_empty() || name.len() > 200 {
                 return Err("--name must be 1 to 200 characters".into());
             }
-            let scopes = ScopeSet::parse(&scope).map_err(|e| format!("--scope: {}", e.description))?;
+            let scopes =
+                ScopeSet::parse(&scope).map_err(|e| format!("--scope: {}", e.description))?;
             if let Some(bad) = scopes.iter().find(|s| !all_supported().contains(s)) {
                 return Err(format!("--scope: unknown scope {bad}"));
             }
@@ -116,7 +137,8 @@ fn clients_cmd(store: &Store, cmd: ClientsCommand, now: i64) -> Result<Value, St
             }
             let jwks = match jwks_file {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).map_err(|e| format!("--jwks-file: {e}"))?;
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|e| format!("--jwks-file: {e}"))?;
                     validate_client_jwks(&text).map_err(|e| format!("--jwks-file: {e}"))?;
                     Some(text)
                 }
@@ -124,10 +146,15 @@ fn clients_cmd(store: &Store, cmd: ClientsCommand, now: i64) -> Result<Value, St
             };
             let (mode, endpoint) = match (delivery_mode, notification_endpoint) {
                 (DeliveryModeArg::Poll, None) => ("poll", None),
-                (DeliveryModeArg::Poll, Some(_)) => return Err("--notification-endpoint needs --delivery-mode ping".into()),
-                (DeliveryModeArg::Ping, None) => return Err("--delivery-mode ping needs --notification-endpoint".into()),
+                (DeliveryModeArg::Poll, Some(_)) => {
+                    return Err("--notification-endpoint needs --delivery-mode ping".into())
+                }
+                (DeliveryModeArg::Ping, None) => {
+                    return Err("--delivery-mode ping needs --notification-endpoint".into())
+                }
                 (DeliveryModeArg::Ping, Some(url)) => {
-                    validate_https_url(&url, true).map_err(|e| format!("--notification-endpoint: {e}"))?;
+                    validate_https_url(&url, true)
+                        .map_err(|e| format!("--notification-endpoint: {e}"))?;
                     ("ping", Some(url))
                 }
             };
@@ -166,7 +193,9 @@ fn clients_cmd(store: &Store, cmd: ClientsCommand, now: i64) -> Result<Value, St
                     .collect(),
             ))
         }
-        ClientsCommand::Disable { client_id } | ClientsCommand::Enable { client_id } if client_id.is_empty() => {
+        ClientsCommand::Disable { client_id } | ClientsCommand::Enable { client_id }
+            if client_id.is_empty() =>
+        {
             Err("client id is empty".into())
         }
         ClientsCommand::Disable { client_id } => set_disabled(store, &client_id, true, now),
@@ -175,7 +204,10 @@ fn clients_cmd(store: &Store, cmd: ClientsCommand, now: i64) -> Result<Value, St
 }
 
 fn set_disabled(store: &Store, id: &str, disabled: bool, now: i64) -> Result<Value, String> {
-    if !store.read(|c| clients::set_disabled(c, id, disabled, now)).map_err(db_err)? {
+    if !store
+        .read(|c| clients::set_disabled(c, id, disabled, now))
+        .map_err(db_err)?
+    {
         return Err(format!("no client {id}"));
     }
     Ok(json!({"client_id": id, "disabled": disabled}))
@@ -183,9 +215,18 @@ fn set_disabled(store: &Store, id: &str, disabled: bool, now: i64) -> Result<Val
 
 fn users_cmd(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String> {
     match cmd {
-        UsersCommand::Create { nnin, given_name, family_name, birthdate, bankid_pid } => {
+        UsersCommand::Create {
+            nnin,
+            given_name,
+            family_name,
+            birthdate,
+            bankid_pid,
+        } => {
             let nnin = Nnin::parse(&nnin).map_err(|e| format!("--nnin: {e}"))?;
-            for (flag, v) in [("--given-name", &given_name), ("--family-name", &family_name)] {
+            for (flag, v) in [
+                ("--given-name", &given_name),
+                ("--family-name", &family_name),
+            ] {
                 if v.trim().is_empty() || v.len() > 200 {
                     return Err(format!("{flag} must be 1 to 200 characters"));
                 }
@@ -204,10 +245,12 @@ fn users_cmd(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String
                 created_at: now,
                 updated_at: now,
             };
-            store.read(|c| users::insert_user(c, &row)).map_err(|e| match e {
-                StoreError::Conflict(_) => "a user with this NNIN already exists".to_owned(),
-                other => other.to_string(),
-            })?;
+            store
+                .read(|c| users::insert_user(c, &row))
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => "a user with this NNIN already exists".to_owned(),
+                    other => other.to_string(),
+                })?;
             Ok(json!({"sub": row.sub}))
         }
         UsersCommand::List => {
@@ -239,17 +282,25 @@ pub fn validate_https_url(raw: &str, allow_loopback_http: bool) -> Result<(), St
 /// A client's JWK set: public EC P-256 or RSA keys only.
 pub fn validate_client_jwks(text: &str) -> Result<(), String> {
     let raw: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let keys = raw.get("keys").and_then(Value::as_array).ok_or("expected a JWK set {\"keys\": [...]}")?;
+    let keys = raw
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("expected a JWK set {\"keys\": [...]}")?;
     if keys.is_empty() {
         return Err("the key set is empty".into());
     }
-    if keys.iter().any(|k| k.get("d").is_some() || k.get("p").is_some()) {
+    if keys
+        .iter()
+        .any(|k| k.get("d").is_some() || k.get("p").is_some())
+    {
         return Err("contains private key material; register public keys only".into());
     }
-    let set: JwkSet = serde_json::from_value(raw.clone()).map_err(|e| format!("not a valid JWK set: {e}"))?;
+    let set: JwkSet =
+        serde_json::from_value(raw.clone()).map_err(|e| format!("not a valid JWK set: {e}"))?;
     for k in &set.keys {
         match &k.algorithm {
-            AlgorithmParameters::EllipticCurve(ec) if ec.curve == jsonwebtoken::jwk::EllipticCurve::P256 => {}
+            AlgorithmParameters::EllipticCurve(ec)
+                if ec.curve == jsonwebtoken::jwk::EllipticCurve::P256 => {}
             AlgorithmParameters::RSA(_) => {}
             _ => return Err("only EC P-256 and RSA keys are supported".into()),
         }
@@ -262,11 +313,22 @@ pub fn render_text(v: &Value) -> String {
     match v {
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| format!("{k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: {}",
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         Value::Array(items) if items.is_empty() => "(none)".into(),
-        Value::Array(items) => items.iter().map(render_text).collect::<Vec<_>>().join("\n\n"),
+        Value::Array(items) => items
+            .iter()
+            .map(render_text)
+            .collect::<Vec<_>>()
+            .join("\n\n"),
         other => other.to_string(),
     }
 }

@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "ciba-api", version, about = "CIBA / App2App authorization server and its admin CLI")]
+#[command(
+    name = "ciba-api",
+    version,
+    about = "CIBA / App2App authorization server and its admin CLI"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -130,7 +134,9 @@ pub enum DevicesCommand {
         #[arg(long)]
         sub: Option<String>,
     },
-    Revoke { device_id: String },
+    Revoke {
+        device_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

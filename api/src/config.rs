@@ -68,28 +68,46 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { var, message: message.into() }
+    ConfigError {
+        var,
+        message: message.into(),
+    }
 }
 
 struct Env<'a>(&'a HashMap<String, String>);
 
 impl Env<'_> {
     fn get(&self, var: &str) -> Option<&str> {
-        self.0.get(var).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.0
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
     fn int(&self, var: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let Some(raw) = self.get(var) else { return Ok(default) };
-        let v: i64 = raw.trim().parse().map_err(|_| err(var, format!("expected a whole number, got {raw:?}")))?;
+        let Some(raw) = self.get(var) else {
+            return Ok(default);
+        };
+        let v: i64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| err(var, format!("expected a whole number, got {raw:?}")))?;
         if !(min..=max).contains(&v) {
-            return Err(err(var, format!("must be between {min} and {max}, got {v}")));
+            return Err(err(
+                var,
+                format!("must be between {min} and {max}, got {v}"),
+            ));
         }
         Ok(v)
     }
 
     fn addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
         self.get(var)
-            .map(|raw| raw.trim().parse().map_err(|_| err(var, format!("expected HOST:PORT, got {raw:?}"))))
+            .map(|raw| {
+                raw.trim()
+                    .parse()
+                    .map_err(|_| err(var, format!("expected HOST:PORT, got {raw:?}")))
+            })
             .transpose()
     }
 }
@@ -113,44 +131,71 @@ impl Config {
 
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Env(vars);
-        let database_url = DatabaseUrl::parse(env.get("DATABASE_URL").unwrap_or("sqlite://ciba.db"))
-            .map_err(|m| err("DATABASE_URL", m))?;
-        let issuer = base_url("CIBA_ISSUER", env.get("CIBA_ISSUER").unwrap_or("http://127.0.0.1:8080"))?;
+        let database_url =
+            DatabaseUrl::parse(env.get("DATABASE_URL").unwrap_or("sqlite://ciba.db"))
+                .map_err(|m| err("DATABASE_URL", m))?;
+        let issuer = base_url(
+            "CIBA_ISSUER",
+            env.get("CIBA_ISSUER").unwrap_or("http://127.0.0.1:8080"),
+        )?;
         let app_link_base_url = match env.get("CIBA_APP_LINK_BASE_URL") {
             Some(raw) => base_url("CIBA_APP_LINK_BASE_URL", raw)?,
             None => issuer.clone(),
         };
-        let listen = env.addr("CIBA_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let (key_encryption_key, dev_key_encryption_key) = match env.get("CIBA_KEY_ENCRYPTION_KEY") {
+        let listen = env
+            .addr("CIBA_LISTEN")?
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let (key_encryption_key, dev_key_encryption_key) = match env.get("CIBA_KEY_ENCRYPTION_KEY")
+        {
             Some(raw) => {
-                let bytes = STANDARD
-                    .decode(raw.trim())
-                    .map_err(|_| err("CIBA_KEY_ENCRYPTION_KEY", "must be standard base64 (openssl rand -base64 32)"))?;
-                let key: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| err("CIBA_KEY_ENCRYPTION_KEY", "must decode to exactly 32 bytes"))?;
+                let bytes = STANDARD.decode(raw.trim()).map_err(|_| {
+                    err(
+                        "CIBA_KEY_ENCRYPTION_KEY",
+                        "must be standard base64 (openssl rand -base64 32)",
+                    )
+                })?;
+                let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                    err("CIBA_KEY_ENCRYPTION_KEY", "must decode to exactly 32 bytes")
+                })?;
                 (key, false)
             }
             None if database_url.backend == Backend::Sqlite => (DEV_KEY_ENCRYPTION_KEY, true),
-            None => return Err(err("CIBA_KEY_ENCRYPTION_KEY", "is required with PostgreSQL")),
+            None => {
+                return Err(err(
+                    "CIBA_KEY_ENCRYPTION_KEY",
+                    "is required with PostgreSQL",
+                ))
+            }
         };
         let external_issuers: Vec<ExternalIssuer> = match env.get("CIBA_EXTERNAL_ISSUERS") {
             Some(raw) => serde_json::from_str(raw).map_err(|e| {
-                err("CIBA_EXTERNAL_ISSUERS", format!("expected a JSON array of {{issuer, jwks_uri, audience?}}: {e}"))
+                err(
+                    "CIBA_EXTERNAL_ISSUERS",
+                    format!("expected a JSON array of {{issuer, jwks_uri, audience?}}: {e}"),
+                )
             })?,
             None => Vec::new(),
         };
         for ext in &external_issuers {
             base_url("CIBA_EXTERNAL_ISSUERS", &ext.issuer)?;
-            url::Url::parse(&ext.jwks_uri).map_err(|e| err("CIBA_EXTERNAL_ISSUERS", format!("bad jwks_uri: {e}")))?;
+            url::Url::parse(&ext.jwks_uri)
+                .map_err(|e| err("CIBA_EXTERNAL_ISSUERS", format!("bad jwks_uri: {e}")))?;
             if ext.issuer == issuer {
-                return Err(err("CIBA_EXTERNAL_ISSUERS", "an external issuer cannot be this server's issuer"));
+                return Err(err(
+                    "CIBA_EXTERNAL_ISSUERS",
+                    "an external issuer cannot be this server's issuer",
+                ));
             }
         }
         let log_format = match env.get("CIBA_LOG_FORMAT").unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(err("CIBA_LOG_FORMAT", format!("expected text or json, got {other:?}"))),
+            other => {
+                return Err(err(
+                    "CIBA_LOG_FORMAT",
+                    format!("expected text or json, got {other:?}"),
+                ))
+            }
         };
         Ok(Self {
             db_max_connections: env.int("CIBA_DB_MAX_CONNECTIONS", 16, 1, 512)? as u32,
@@ -176,7 +221,9 @@ impl Config {
     /// The longest any token we sign stays valid: keys must outlive it in the JWKS.
     pub fn max_token_lifetime(&self) -> i64 {
         // Permission tokens live at most an hour (contract: exp <= iat + 3600) plus skew.
-        self.access_token_ttl.max(self.id_token_ttl).max(3_600 + 300)
+        self.access_token_ttl
+            .max(self.id_token_ttl)
+            .max(3_600 + 300)
     }
 
     pub fn endpoint(&self, path: &str) -> String {
@@ -189,7 +236,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -207,8 +257,11 @@ mod tests {
         let e = Config::from_map(&map(&[("DATABASE_URL", "postgres://h/db")])).unwrap_err();
         assert_eq!(e.var, "CIBA_KEY_ENCRYPTION_KEY");
         let key = STANDARD.encode([7u8; 32]);
-        let c = Config::from_map(&map(&[("DATABASE_URL", "postgres://h/db"), ("CIBA_KEY_ENCRYPTION_KEY", &key)]))
-            .unwrap();
+        let c = Config::from_map(&map(&[
+            ("DATABASE_URL", "postgres://h/db"),
+            ("CIBA_KEY_ENCRYPTION_KEY", &key),
+        ]))
+        .unwrap();
         assert!(!c.dev_key_encryption_key);
     }
 

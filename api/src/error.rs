@@ -16,7 +16,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(error: OAuthError) -> Self {
-        Self { error, www_authenticate: None }
+        Self {
+            error,
+            www_authenticate: None,
+        }
     }
 
     pub fn with_challenge(mut self, challenge: impl Into<String>) -> Self {

@@ -10,5 +10,6 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
+pub mod outbound;
 pub mod server;
 pub mod state;

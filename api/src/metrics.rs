@@ -1,6 +1,8 @@
 //! Prometheus metrics, owned by a struct (no global statics), labelled by route template.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -15,19 +17,35 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("ciba".into()), None).expect("registry");
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route template, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route template, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("counter");
         let duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route template")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route template",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["route", "method"],
         )
         .expect("histogram");
-        registry.register(Box::new(requests.clone())).expect("register");
-        registry.register(Box::new(duration.clone())).expect("register");
-        Self { registry, requests, duration }
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("register");
+        Self {
+            registry,
+            requests,
+            duration,
+        }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -35,8 +53,12 @@ impl Metrics {
     }
 
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
-        self.duration.with_label_values(&[route, method]).observe(seconds);
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
     }
 
     pub fn render(&self) -> String {

@@ -12,26 +12,40 @@ use tokio::sync::watch;
 
 pub async fn run(config: Config) -> Result<(), String> {
     if config.dev_key_encryption_key {
-        tracing::warn!("CIBA_KEY_ENCRYPTION_KEY is not set: using the insecure development key (SQLite only)");
+        tracing::warn!(
+            "CIBA_KEY_ENCRYPTION_KEY is not set: using the insecure development key (SQLite only)"
+        );
     }
-    let store = Store::open(&config.database_url, config.db_max_connections).map_err(|e| e.to_string())?;
+    let store =
+        Store::open(&config.database_url, config.db_max_connections).map_err(|e| e.to_string())?;
     let state = AppState::new(config, store);
     initialise(&state).await?;
 
-    let listener = TcpListener::bind(state.config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {} (CIBA_LISTEN): {e}", state.config.listen))?;
+    let listener = TcpListener::bind(state.config.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} (CIBA_LISTEN): {e}",
+            state.config.listen
+        )
+    })?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, issuer = %state.config.issuer, backend = state.store.backend().as_str(), "listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(refresh_keys(state.clone(), stop_rx.clone()));
     if let Some(maddr) = state.config.metrics_listen {
-        let l = TcpListener::bind(maddr).await.map_err(|e| format!("cannot listen on {maddr} (CIBA_METRICS_LISTEN): {e}"))?;
+        let l = TcpListener::bind(maddr)
+            .await
+            .map_err(|e| format!("cannot listen on {maddr} (CIBA_METRICS_LISTEN): {e}"))?;
         let mut rx = stop_rx.clone();
         let metrics = routes::metrics_route(state.clone());
         tokio::spawn(async move {
-            warp::serve(metrics).incoming(l).graceful(async move { let _ = rx.changed().await; }).run().await;
+            warp::serve(metrics)
+                .incoming(l)
+                .graceful(async move {
+                    let _ = rx.changed().await;
+                })
+                .run()
+                .await;
         });
     }
 
@@ -65,13 +79,18 @@ async fn initialise(state: &AppState) -> Result<(), String> {
                     tracing::info!(count = applied.len(), "applied migrations");
                 }
             } else if s.store.pending_migrations()? > 0 {
-                return Err(StoreError::Other("the database schema is not up to date: run `ciba-api migrate`".into()));
+                return Err(StoreError::Other(
+                    "the database schema is not up to date: run `ciba-api migrate`".into(),
+                ));
             }
-            let created = keyring::ensure_keys(&s.store, &s.kek, now()).map_err(|e| StoreError::Other(e.to_string()))?;
+            let created = keyring::ensure_keys(&s.store, &s.kek, now())
+                .map_err(|e| StoreError::Other(e.to_string()))?;
             if !created.is_empty() {
                 tracing::info!(count = created.len(), "generated signing keys");
             }
-            s.keys.reload(&s.store, now()).map_err(|e| StoreError::Other(e.to_string()))
+            s.keys
+                .reload(&s.store, now())
+                .map_err(|e| StoreError::Other(e.to_string()))
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -44,7 +44,8 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(config: Config, store: Store) -> Self {
         let kek = Kek::new(&config.key_encryption_key);
-        let external = ExternalIssuers::new(config.external_issuers.clone(), config.external_jwks_ttl);
+        let external =
+            ExternalIssuers::new(config.external_issuers.clone(), config.external_jwks_ttl);
         Self(Arc::new(Inner {
             keys: KeyRing::new(kek.clone()),
             kek,

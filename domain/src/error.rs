@@ -92,7 +92,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, description: description.into(), status: None }
+        Self {
+            code,
+            description: description.into(),
+            status: None,
+        }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -125,7 +129,10 @@ impl OAuthError {
     }
 
     pub fn unavailable() -> Self {
-        Self::new(ErrorCode::TemporarilyUnavailable, "the service is briefly unavailable; retry later")
+        Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the service is briefly unavailable; retry later",
+        )
     }
 
     pub fn server_error() -> Self {
@@ -136,7 +143,13 @@ impl OAuthError {
 /// Error descriptions must be printable ASCII without CR, LF or TAB (RFC 6749 §5.2).
 pub fn sanitize_description(text: &str) -> String {
     text.chars()
-        .map(|c| if (' '..='~').contains(&c) && c != '"' && c != '\\' { c } else { '?' })
+        .map(|c| {
+            if (' '..='~').contains(&c) && c != '"' && c != '\\' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(300)
         .collect()
 }
@@ -158,7 +171,9 @@ mod tests {
         assert_eq!(OAuthError::invalid_grant("x").status(), 400);
         assert_eq!(OAuthError::unavailable().status(), 503);
         assert_eq!(
-            OAuthError::new(ErrorCode::AccessDenied, "x").with_status(403).status(),
+            OAuthError::new(ErrorCode::AccessDenied, "x")
+                .with_status(403)
+                .status(),
             403
         );
     }

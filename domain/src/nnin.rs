@@ -91,7 +91,9 @@ fn century(individual: u32, yy: u32) -> Option<u32> {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -107,7 +109,11 @@ pub fn with_check_digits(base9: &str) -> Option<String> {
     let mut d: Vec<u32> = base9.bytes().map(|b| u32::from(b - b'0')).collect();
     d.push(check_digit(&d, &K1)?);
     d.push(check_digit(&d, &K2)?);
-    Some(d.iter().map(|x| char::from_digit(*x, 10).unwrap_or('0')).collect())
+    Some(
+        d.iter()
+            .map(|x| char::from_digit(*x, 10).unwrap_or('0'))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -129,7 +135,13 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_d_h_and_synthetic_numbers() {
-        for base in ["010190123", "450190123", "014190123", "018190123", "290200500"] {
+        for base in [
+            "010190123",
+            "450190123",
+            "014190123",
+            "018190123",
+            "290200500",
+        ] {
             let n = valid(base);
             assert!(Nnin::parse(&n).is_ok(), "{base} -> {n}");
         }
@@ -140,7 +152,10 @@ mod tests {
         let n = valid("010190123");
         let mut bad = n.clone().into_bytes();
         bad[10] = if bad[10] == b'9' { b'0' } else { bad[10] + 1 };
-        assert_eq!(Nnin::parse(std::str::from_utf8(&bad).unwrap()), Err(NninError::CheckDigits));
+        assert_eq!(
+            Nnin::parse(std::str::from_utf8(&bad).unwrap()),
+            Err(NninError::CheckDigits)
+        );
     }
 
     #[test]

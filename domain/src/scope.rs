@@ -13,8 +13,13 @@ pub const PERMISSIONS_CIBA: &str = "permissions/ciba";
 pub const PERMISSIONS_TEXT: &str = "permissions/text";
 
 /// Scopes a client may be granted with `client_credentials` (API access).
-pub const CLIENT_SCOPES: &[&str] =
-    &[PERMISSIONS_CLIENT, PERMISSIONS_APP2APP, PERMISSIONS_CIBA, PERMISSIONS_TEXT, OPENID];
+pub const CLIENT_SCOPES: &[&str] = &[
+    PERMISSIONS_CLIENT,
+    PERMISSIONS_APP2APP,
+    PERMISSIONS_CIBA,
+    PERMISSIONS_TEXT,
+    OPENID,
+];
 
 /// Scopes that select ID-token claims in an authentication request.
 pub const ID_TOKEN_SCOPES: &[&str] = &[OPENID, PROFILE, SUB_NNIN, SUB_BANKID];
@@ -36,7 +41,9 @@ impl ScopeSet {
         let mut out: Vec<String> = Vec::new();
         for token in text.split(' ').filter(|t| !t.is_empty()) {
             if !token.bytes().all(is_scope_char) {
-                return Err(OAuthError::invalid_scope("scope contains a character not allowed by RFC 6749"));
+                return Err(OAuthError::invalid_scope(
+                    "scope contains a character not allowed by RFC 6749",
+                ));
             }
             if token.len() > 100 {
                 return Err(OAuthError::invalid_scope("a scope token is too long"));
@@ -74,7 +81,13 @@ impl ScopeSet {
 
     /// Members that are also in `other`, in this set's order.
     pub fn intersect(&self, other: &ScopeSet) -> ScopeSet {
-        Self(self.0.iter().filter(|s| other.contains(s)).cloned().collect())
+        Self(
+            self.0
+                .iter()
+                .filter(|s| other.contains(s))
+                .cloned()
+                .collect(),
+        )
     }
 }
 

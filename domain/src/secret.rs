@@ -68,6 +68,9 @@ mod tests {
     #[test]
     fn digest_is_unpadded_base64url() {
         // SHA-256("abc") = ba7816bf...
-        assert_eq!(sha256_b64url(b"abc"), "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
+        assert_eq!(
+            sha256_b64url(b"abc"),
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
     }
 }

@@ -28,14 +28,18 @@ pub struct ClientRow {
 impl ClientRow {
     /// The domain view of this row; a row that no longer parses is a data error.
     pub fn to_domain(&self) -> StoreResult<Client> {
-        let bad = |what: &str| StoreError::Other(format!("client {} has an invalid {what}", self.id));
+        let bad =
+            |what: &str| StoreError::Other(format!("client {} has an invalid {what}", self.id));
         let scopes = ScopeSet::parse(&self.scopes).map_err(|_| bad("scope list"))?;
         let callback_uris: Vec<String> =
             serde_json::from_str(&self.callback_uris).map_err(|_| bad("callback list"))?;
-        let id_token_alg = SigningAlg::parse(&self.id_token_alg).ok_or_else(|| bad("id_token_alg"))?;
+        let id_token_alg =
+            SigningAlg::parse(&self.id_token_alg).ok_or_else(|| bad("id_token_alg"))?;
         let delivery = match (self.delivery_mode.as_str(), &self.notification_endpoint) {
             ("poll", _) => DeliveryMode::Poll,
-            ("ping", Some(endpoint)) => DeliveryMode::Ping { notification_endpoint: endpoint.clone() },
+            ("ping", Some(endpoint)) => DeliveryMode::Ping {
+                notification_endpoint: endpoint.clone(),
+            },
             _ => return Err(bad("delivery mode")),
         };
         Ok(Client {
@@ -53,7 +57,9 @@ impl ClientRow {
 }
 
 pub fn insert(conn: &mut DbConnection, row: &ClientRow) -> StoreResult<()> {
-    diesel::insert_into(clients::table).values(row).execute(conn)?;
+    diesel::insert_into(clients::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -66,10 +72,18 @@ pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<ClientRow>>
 }
 
 pub fn list(conn: &mut DbConnection) -> StoreResult<Vec<ClientRow>> {
-    Ok(clients::table.order(clients::created_at.asc()).select(ClientRow::as_select()).load(conn)?)
+    Ok(clients::table
+        .order(clients::created_at.asc())
+        .select(ClientRow::as_select())
+        .load(conn)?)
 }
 
-pub fn set_disabled(conn: &mut DbConnection, id: &str, disabled: bool, now: i64) -> StoreResult<bool> {
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    id: &str,
+    disabled: bool,
+    now: i64,
+) -> StoreResult<bool> {
     let n = diesel::update(clients::table.filter(clients::id.eq(id)))
         .set((clients::disabled.eq(disabled), clients::updated_at.eq(now)))
         .execute(conn)?;

@@ -56,7 +56,10 @@ impl DatabaseUrl {
     /// Accepts `postgres://…`, `postgresql://…`, `sqlite://PATH` and `sqlite:PATH`.
     pub fn parse(url: &str) -> Result<Self, String> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Self { backend: Backend::Postgres, connect: url.to_owned() });
+            return Ok(Self {
+                backend: Backend::Postgres,
+                connect: url.to_owned(),
+            });
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -65,7 +68,10 @@ impl DatabaseUrl {
         if path.is_empty() || path == ":memory:" {
             return Err("sqlite needs a file path, e.g. sqlite://ciba.db".to_owned());
         }
-        Ok(Self { backend: Backend::Sqlite, connect: path.to_owned() })
+        Ok(Self {
+            backend: Backend::Sqlite,
+            connect: path.to_owned(),
+        })
     }
 }
 
@@ -110,7 +116,11 @@ impl Store {
             .connection_timeout(Duration::from_secs(5))
             .connection_customizer(Box::new(SqlitePragmas))
             .build_unchecked(manager);
-        Ok(Self { pool, backend: url.backend, sqlite_writer: Arc::new(Mutex::new(())) })
+        Ok(Self {
+            pool,
+            backend: url.backend,
+            sqlite_writer: Arc::new(Mutex::new(())),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -182,14 +192,22 @@ mod tests {
 
     #[test]
     fn parses_urls() {
-        assert_eq!(DatabaseUrl::parse("sqlite://ciba.db").unwrap().backend, Backend::Sqlite);
-        assert_eq!(DatabaseUrl::parse("sqlite:/tmp/x.db").unwrap().connect, "/tmp/x.db");
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://ciba.db").unwrap().backend,
+            Backend::Sqlite
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:/tmp/x.db").unwrap().connect,
+            "/tmp/x.db"
+        );
         assert_eq!(
             DatabaseUrl::parse("postgres://u:p@h/db").unwrap().backend,
             Backend::Postgres
         );
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
-        assert!(!format!("{:?}", DatabaseUrl::parse("postgres://u:pw@h/db").unwrap()).contains("pw"));
+        assert!(
+            !format!("{:?}", DatabaseUrl::parse("postgres://u:pw@h/db").unwrap()).contains("pw")
+        );
     }
 }

@@ -9,7 +9,10 @@ use diesel::prelude::*;
 /// Concurrent callers with the same key: exactly one gets `true`.
 pub fn record(conn: &mut DbConnection, jti_key: &str, expires_at: i64) -> StoreResult<bool> {
     let res = diesel::insert_into(used_jtis::table)
-        .values((used_jtis::jti_key.eq(jti_key), used_jtis::expires_at.eq(expires_at)))
+        .values((
+            used_jtis::jti_key.eq(jti_key),
+            used_jtis::expires_at.eq(expires_at),
+        ))
         .execute(conn);
     match res.map_err(StoreError::from) {
         Ok(_) => Ok(true),

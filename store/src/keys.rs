@@ -22,14 +22,20 @@ pub struct SigningKeyRow {
 }
 
 pub fn insert(conn: &mut DbConnection, row: &SigningKeyRow) -> StoreResult<()> {
-    diesel::insert_into(signing_keys::table).values(row).execute(conn)?;
+    diesel::insert_into(signing_keys::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
 /// Keys still published at `now` (not past `expires_at`), oldest first.
 pub fn published(conn: &mut DbConnection, now: i64) -> StoreResult<Vec<SigningKeyRow>> {
     Ok(signing_keys::table
-        .filter(signing_keys::expires_at.is_null().or(signing_keys::expires_at.gt(now)))
+        .filter(
+            signing_keys::expires_at
+                .is_null()
+                .or(signing_keys::expires_at.gt(now)),
+        )
         .order((signing_keys::activates_at.asc(), signing_keys::kid.asc()))
         .select(SigningKeyRow::as_select())
         .load(conn)?)
@@ -59,6 +65,9 @@ pub fn schedule_retirement(
             .filter(signing_keys::kid.ne(keep))
             .filter(signing_keys::retires_at.is_null()),
     )
-    .set((signing_keys::retires_at.eq(retires_at), signing_keys::expires_at.eq(expires_at)))
+    .set((
+        signing_keys::retires_at.eq(retires_at),
+        signing_keys::expires_at.eq(expires_at),
+    ))
     .execute(conn)?)
 }

@@ -5,9 +5,9 @@ pub mod clients;
 pub mod db;
 pub mod error;
 pub mod jtis;
-pub mod testing;
 pub mod keys;
 pub mod schema;
+pub mod testing;
 pub mod users;
 
 pub use db::{Backend, DatabaseUrl, DbConnection, Store};

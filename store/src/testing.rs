@@ -26,23 +26,36 @@ impl TestDatabase {
     /// When the database cannot be created: a test cannot run without one.
     #[allow(clippy::expect_used)]
     pub fn create(backend: Backend) -> Self {
-        let tag = ciba_domain::ids::random_id().to_ascii_lowercase().replace(['-', '_'], "");
+        let tag = ciba_domain::ids::random_id()
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "");
         match backend {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("ciba-test-{}", &tag[..16]));
                 std::fs::create_dir_all(&dir).expect("create temp dir");
                 let url = format!("sqlite://{}", dir.join("ciba.db").display());
-                Self { backend, url, pg_name: None, sqlite_dir: Some(dir) }
+                Self {
+                    backend,
+                    url,
+                    pg_name: None,
+                    sqlite_dir: Some(dir),
+                }
             }
             Backend::Postgres => {
                 let admin = pg_admin_url();
                 let name = format!("ciba_test_{}", &tag[..20]);
                 let mut conn = PgConnection::establish(&admin)
                     .expect("PostgreSQL for tests (set CIBA_TEST_PG_URL)");
-                conn.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
                 let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
                 let url = format!("{base}/{name}");
-                Self { backend, url, pg_name: Some(name), sqlite_dir: None }
+                Self {
+                    backend,
+                    url,
+                    pg_name: Some(name),
+                    sqlite_dir: None,
+                }
             }
         }
     }

@@ -48,24 +48,39 @@ pub const DEVICE_ACTIVE: &str = "active";
 pub const DEVICE_REVOKED: &str = "revoked";
 
 pub fn insert_user(conn: &mut DbConnection, row: &UserRow) -> StoreResult<()> {
-    diesel::insert_into(users::table).values(row).execute(conn)?;
+    diesel::insert_into(users::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
 pub fn find_by_sub(conn: &mut DbConnection, sub: &str) -> StoreResult<Option<UserRow>> {
-    Ok(users::table.filter(users::sub.eq(sub)).select(UserRow::as_select()).first(conn).optional()?)
+    Ok(users::table
+        .filter(users::sub.eq(sub))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn find_by_nnin(conn: &mut DbConnection, nnin: &str) -> StoreResult<Option<UserRow>> {
-    Ok(users::table.filter(users::nnin.eq(nnin)).select(UserRow::as_select()).first(conn).optional()?)
+    Ok(users::table
+        .filter(users::nnin.eq(nnin))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn list_users(conn: &mut DbConnection) -> StoreResult<Vec<UserRow>> {
-    Ok(users::table.order(users::created_at.asc()).select(UserRow::as_select()).load(conn)?)
+    Ok(users::table
+        .order(users::created_at.asc())
+        .select(UserRow::as_select())
+        .load(conn)?)
 }
 
 pub fn insert_enrollment_code(conn: &mut DbConnection, row: &EnrollmentCodeRow) -> StoreResult<()> {
-    diesel::insert_into(enrollment_codes::table).values(row).execute(conn)?;
+    diesel::insert_into(enrollment_codes::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -83,7 +98,10 @@ pub fn consume_enrollment_code(
             .filter(enrollment_codes::used_at.is_null())
             .filter(enrollment_codes::expires_at.gt(now)),
     )
-    .set((enrollment_codes::used_at.eq(now), enrollment_codes::device_id.eq(device_id)))
+    .set((
+        enrollment_codes::used_at.eq(now),
+        enrollment_codes::device_id.eq(device_id),
+    ))
     .execute(conn)?;
     if n != 1 {
         return Ok(None);
@@ -96,12 +114,18 @@ pub fn consume_enrollment_code(
 }
 
 pub fn insert_device(conn: &mut DbConnection, row: &DeviceRow) -> StoreResult<()> {
-    diesel::insert_into(devices::table).values(row).execute(conn)?;
+    diesel::insert_into(devices::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
 pub fn find_device(conn: &mut DbConnection, id: &str) -> StoreResult<Option<DeviceRow>> {
-    Ok(devices::table.filter(devices::id.eq(id)).select(DeviceRow::as_select()).first(conn).optional()?)
+    Ok(devices::table
+        .filter(devices::id.eq(id))
+        .select(DeviceRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn active_devices_of(conn: &mut DbConnection, user_sub: &str) -> StoreResult<Vec<DeviceRow>> {
@@ -112,8 +136,14 @@ pub fn active_devices_of(conn: &mut DbConnection, user_sub: &str) -> StoreResult
         .load(conn)?)
 }
 
-pub fn list_devices(conn: &mut DbConnection, user_sub: Option<&str>) -> StoreResult<Vec<DeviceRow>> {
-    let mut q = devices::table.order(devices::created_at.asc()).select(DeviceRow::as_select()).into_boxed();
+pub fn list_devices(
+    conn: &mut DbConnection,
+    user_sub: Option<&str>,
+) -> StoreResult<Vec<DeviceRow>> {
+    let mut q = devices::table
+        .order(devices::created_at.asc())
+        .select(DeviceRow::as_select())
+        .into_boxed();
     if let Some(sub) = user_sub {
         q = q.filter(devices::user_sub.eq(sub.to_owned()));
     }
@@ -123,9 +153,14 @@ pub fn list_devices(conn: &mut DbConnection, user_sub: Option<&str>) -> StoreRes
 /// Revoke an active device. Returns false when it is unknown or already revoked.
 pub fn revoke_device(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
     let n = diesel::update(
-        devices::table.filter(devices::id.eq(id)).filter(devices::status.eq(DEVICE_ACTIVE)),
+        devices::table
+            .filter(devices::id.eq(id))
+            .filter(devices::status.eq(DEVICE_ACTIVE)),
     )
-    .set((devices::status.eq(DEVICE_REVOKED), devices::revoked_at.eq(now)))
+    .set((
+        devices::status.eq(DEVICE_REVOKED),
+        devices::revoked_at.eq(now),
+    ))
     .execute(conn)?;
     Ok(n == 1)
 }

@@ -21,9 +21,16 @@ pub const ACCEPTED_ALGS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, A
 pub fn jwk_fits(jwk: &Jwk, alg: Algorithm) -> bool {
     let kty_ok = matches!(
         (&jwk.algorithm, alg),
-        (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256) | (AlgorithmParameters::RSA(_), Algorithm::RS256 | Algorithm::PS256)
+        (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256)
+            | (
+                AlgorithmParameters::RSA(_),
+                Algorithm::RS256 | Algorithm::PS256
+            )
     );
-    let alg_ok = jwk.common.key_algorithm.is_none_or(|ka| ka.to_string() == format!("{alg:?}"));
+    let alg_ok = jwk
+        .common
+        .key_algorithm
+        .is_none_or(|ka| ka.to_string() == format!("{alg:?}"));
     kty_ok && alg_ok
 }
 
@@ -39,7 +46,9 @@ pub fn verify_with_set(token: &str, set: &JwkSet) -> Result<Value, &'static str>
         .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
         .filter(|k| jwk_fits(k, header.alg));
     for jwk in candidates {
-        let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
         if let Ok((_, claims)) = jwt::verify_signature(token, &key, header.alg) {
             return Ok(claims);
         }
@@ -47,12 +56,24 @@ pub fn verify_with_set(token: &str, set: &JwkSet) -> Result<Value, &'static str>
     Err("no registered key verifies the signature")
 }
 
-pub async fn private_key_jwt(state: &AppState, token: &str, endpoint: &str, now: i64) -> ApiResult<Authenticated> {
+pub async fn private_key_jwt(
+    state: &AppState,
+    token: &str,
+    endpoint: &str,
+    now: i64,
+) -> ApiResult<Authenticated> {
     let fail = |d: &'static str| invalid_client(d, false, false);
-    let unverified = super::peek_issuer(token).ok_or_else(|| fail("client_assertion is not a JWT"))?;
-    let client = load_client(state, &unverified).await?.ok_or_else(|| fail("unknown client"))?;
-    let jwks = client.jwks.as_deref().ok_or_else(|| fail("the client has no registered keys"))?;
-    let set: JwkSet = serde_json::from_str(jwks).map_err(|_| fail("the client's registered keys are unusable"))?;
+    let unverified =
+        super::peek_issuer(token).ok_or_else(|| fail("client_assertion is not a JWT"))?;
+    let client = load_client(state, &unverified)
+        .await?
+        .ok_or_else(|| fail("unknown client"))?;
+    let jwks = client
+        .jwks
+        .as_deref()
+        .ok_or_else(|| fail("the client has no registered keys"))?;
+    let set: JwkSet = serde_json::from_str(jwks)
+        .map_err(|_| fail("the client's registered keys are unusable"))?;
     let claims = verify_with_set(token, &set).map_err(fail)?;
     if claims.get("sub").and_then(Value::as_str) != Some(client.id.as_str()) {
         return Err(fail("sub must equal iss (the client_id)"));
@@ -70,12 +91,22 @@ pub async fn private_key_jwt(state: &AppState, token: &str, endpoint: &str, now:
         },
     )
     .map_err(fail)?;
-    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
     let key = sha256_b64url(format!("pkjwt\0{}\0{jti}", client.id).as_bytes());
-    let fresh = state.db(move |c| jtis::record(c, &key, exp + LEEWAY)).await?;
+    let fresh = state
+        .db(move |c| jtis::record(c, &key, exp + LEEWAY))
+        .await?;
     if !fresh {
         return Err(fail("the assertion's jti was already used"));
     }
-    Ok(Authenticated { scopes: client.scopes.clone(), client, method: Method::PrivateKeyJwt, via_bearer: false })
+    Ok(Authenticated {
+        scopes: client.scopes.clone(),
+        client,
+        method: Method::PrivateKeyJwt,
+        via_bearer: false,
+    })
 }

@@ -29,14 +29,14 @@ impl ExternalIssuers {
         let http = if issuers.is_empty() {
             None
         } else {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .ok()
+            crate::outbound::client(Duration::from_secs(3), Duration::from_secs(5)).ok()
         };
-        Self { issuers, ttl, cache: Mutex::new(HashMap::new()), http }
+        Self {
+            issuers,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+            http,
+        }
     }
 
     pub fn knows(&self, issuer: &str) -> bool {
@@ -58,27 +58,56 @@ impl ExternalIssuers {
             tracing::warn!(issuer = %cfg.issuer, status = %resp.status(), "external JWKS answered with an error");
             return Err("the issuer's keys are unavailable");
         }
-        let set: JwkSet = resp.json().await.map_err(|_| "the issuer's JWKS is malformed")?;
+        let set: JwkSet = resp
+            .json()
+            .await
+            .map_err(|_| "the issuer's JWKS is malformed")?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(cfg.issuer.clone(), Cached { set: set.clone(), fetched_at: now });
+        cache.insert(
+            cfg.issuer.clone(),
+            Cached {
+                set: set.clone(),
+                fetched_at: now,
+            },
+        );
         Ok(set)
     }
 
     /// Verify a token claimed to come from `issuer`; returns its claims.
-    pub async fn verify(&self, issuer: &str, token: &str, our_issuer: &str, now: i64) -> Result<Value, &'static str> {
-        let cfg = self.issuers.iter().find(|i| i.issuer == issuer).ok_or("untrusted issuer")?;
+    pub async fn verify(
+        &self,
+        issuer: &str,
+        token: &str,
+        our_issuer: &str,
+        now: i64,
+    ) -> Result<Value, &'static str> {
+        let cfg = self
+            .issuers
+            .iter()
+            .find(|i| i.issuer == issuer)
+            .ok_or("untrusted issuer")?;
         let claims = match self.cached(issuer) {
-            Some((set, fetched_at)) if now - fetched_at < self.ttl => match verify_with_set(token, &set) {
-                Ok(c) => c,
-                Err(_) if now - fetched_at >= MIN_REFETCH => verify_with_set(token, &self.fetch(cfg, now).await?)?,
-                Err(e) => return Err(e),
-            },
+            Some((set, fetched_at)) if now - fetched_at < self.ttl => {
+                match verify_with_set(token, &set) {
+                    Ok(c) => c,
+                    Err(_) if now - fetched_at >= MIN_REFETCH => {
+                        verify_with_set(token, &self.fetch(cfg, now).await?)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             _ => verify_with_set(token, &self.fetch(cfg, now).await?)?,
         };
         let audience = cfg.audience.as_deref().unwrap_or(our_issuer);
         jwt::check_claims(
             &claims,
-            &Expect { issuer: Some(cfg.issuer.as_str()), audiences: &[audience], now, max_lifetime: None, require_jti: false },
+            &Expect {
+                issuer: Some(cfg.issuer.as_str()),
+                audiences: &[audience],
+                now,
+                max_lifetime: None,
+                require_jti: false,
+            },
         )?;
         Ok(claims)
     }

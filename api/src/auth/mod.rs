@@ -49,10 +49,18 @@ impl Authenticated {
         if self.scopes.contains(scope) {
             return Ok(());
         }
-        let code = if self.via_bearer { ErrorCode::InsufficientScope } else { ErrorCode::UnauthorizedClient };
-        let mut err = ApiError::new(OAuthError::new(code, format!("the client lacks scope {scope}")).with_status(403));
+        let code = if self.via_bearer {
+            ErrorCode::InsufficientScope
+        } else {
+            ErrorCode::UnauthorizedClient
+        };
+        let mut err = ApiError::new(
+            OAuthError::new(code, format!("the client lacks scope {scope}")).with_status(403),
+        );
         if self.via_bearer {
-            err = err.with_challenge(format!("Bearer realm=\"ciba\", error=\"insufficient_scope\", scope=\"{scope}\""));
+            err = err.with_challenge(format!(
+                "Bearer realm=\"ciba\", error=\"insufficient_scope\", scope=\"{scope}\""
+            ));
         }
         Err(err)
     }
@@ -86,7 +94,8 @@ pub(crate) fn challenge_for(bearer: bool, basic: bool) -> String {
 }
 
 pub(crate) fn invalid_client(description: &'static str, bearer: bool, basic: bool) -> ApiError {
-    ApiError::new(OAuthError::invalid_client(description)).with_challenge(challenge_for(bearer, basic))
+    ApiError::new(OAuthError::invalid_client(description))
+        .with_challenge(challenge_for(bearer, basic))
 }
 
 fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
@@ -99,13 +108,20 @@ fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
         } else if scheme.eq_ignore_ascii_case("basic") && !value.is_empty() {
             found.push(Credential::Basic(value));
         } else {
-            return Err(invalid_client("unsupported Authorization header", false, false));
+            return Err(invalid_client(
+                "unsupported Authorization header",
+                false,
+                false,
+            ));
         }
     }
     if let Some(form) = req.form {
         if let Some(assertion) = form.get("client_assertion")? {
             if form.get("client_assertion_type")? != Some(ASSERTION_TYPE) {
-                return Err(OAuthError::invalid_request(format!("client_assertion_type must be {ASSERTION_TYPE}")).into());
+                return Err(OAuthError::invalid_request(format!(
+                    "client_assertion_type must be {ASSERTION_TYPE}"
+                ))
+                .into());
             }
             found.push(Credential::Assertion(assertion));
         }
@@ -115,13 +131,21 @@ fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
         }
     }
     if found.len() > 1 {
-        return Err(OAuthError::invalid_request("use exactly one client authentication method").into());
+        return Err(
+            OAuthError::invalid_request("use exactly one client authentication method").into(),
+        );
     }
-    found.pop().ok_or_else(|| invalid_client("client authentication is required", false, false))
+    found
+        .pop()
+        .ok_or_else(|| invalid_client("client authentication is required", false, false))
 }
 
 /// Authenticate the calling client.
-pub async fn authenticate(state: &AppState, req: AuthRequest<'_>, now: i64) -> ApiResult<Authenticated> {
+pub async fn authenticate(
+    state: &AppState,
+    req: AuthRequest<'_>,
+    now: i64,
+) -> ApiResult<Authenticated> {
     let cred = credential(&req)?;
     let auth = match cred {
         Credential::Bearer(token) => token_auth(state, token, now, true).await?,
@@ -133,17 +157,29 @@ pub async fn authenticate(state: &AppState, req: AuthRequest<'_>, now: i64) -> A
         },
         Credential::Basic(_) | Credential::Post { .. } if !req.allow_secret => {
             let basic = req.authorization.is_some();
-            return Err(invalid_client("client secrets are accepted only at the token endpoint", false, basic));
+            return Err(invalid_client(
+                "client secrets are accepted only at the token endpoint",
+                false,
+                basic,
+            ));
         }
         Credential::Basic(value) => {
-            let (id, secret) = secret::decode_basic(value).ok_or_else(|| invalid_client("malformed Basic credentials", false, true))?;
+            let (id, secret) = secret::decode_basic(value)
+                .ok_or_else(|| invalid_client("malformed Basic credentials", false, true))?;
             secret::client_secret(state, &id, &secret, true).await?
         }
         Credential::Post { id, secret } => secret::client_secret(state, id, secret, false).await?,
     };
     if let Some(form) = req.form {
-        if form.get("client_id")?.is_some_and(|id| id != auth.client.id) {
-            return Err(invalid_client("client_id does not match the authenticated client", auth.via_bearer, false));
+        if form
+            .get("client_id")?
+            .is_some_and(|id| id != auth.client.id)
+        {
+            return Err(invalid_client(
+                "client_id does not match the authenticated client",
+                auth.via_bearer,
+                false,
+            ));
         }
     }
     Ok(auth)
@@ -158,27 +194,54 @@ fn peek_issuer(token: &str) -> Option<String> {
 }
 
 /// An access token (ours or an external issuer's) presented as Bearer or as an assertion.
-async fn token_auth(state: &AppState, token: &str, now: i64, bearer: bool) -> ApiResult<Authenticated> {
+async fn token_auth(
+    state: &AppState,
+    token: &str,
+    now: i64,
+    bearer: bool,
+) -> ApiResult<Authenticated> {
     let fail = |d: &'static str| invalid_client(d, bearer, false);
     let iss = peek_issuer(token).ok_or_else(|| fail("the token is not a JWT"))?;
     let (client_id, token_scopes, method) = if iss == state.config.issuer {
         let claims = verify_access_token(state, token, now).map_err(fail)?;
-        let client_id = claims.get("client_id").and_then(Value::as_str).ok_or_else(|| fail("token has no client_id"))?;
+        let client_id = claims
+            .get("client_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail("token has no client_id"))?;
         let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
-        (client_id.to_owned(), ScopeSet::parse(scope).map_err(|_| fail("token scope is malformed"))?, Method::AccessToken)
+        (
+            client_id.to_owned(),
+            ScopeSet::parse(scope).map_err(|_| fail("token scope is malformed"))?,
+            Method::AccessToken,
+        )
     } else {
-        let claims = state.external.verify(&iss, token, &state.config.issuer, now).await.map_err(fail)?;
+        let claims = state
+            .external
+            .verify(&iss, token, &state.config.issuer, now)
+            .await
+            .map_err(fail)?;
         let client_id = ["client_id", "azp", "clientId"]
             .iter()
             .find_map(|c| claims.get(*c).and_then(Value::as_str))
             .ok_or_else(|| fail("external token names no client"))?;
         let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
-        (client_id.to_owned(), ScopeSet::parse(scope).map_err(|_| fail("token scope is malformed"))?, Method::ExternalToken)
+        (
+            client_id.to_owned(),
+            ScopeSet::parse(scope).map_err(|_| fail("token scope is malformed"))?,
+            Method::ExternalToken,
+        )
     };
-    let client = load_client(state, &client_id).await?.ok_or_else(|| fail("the token's client is not registered"))?;
+    let client = load_client(state, &client_id)
+        .await?
+        .ok_or_else(|| fail("the token's client is not registered"))?;
     // A token never grants more than the client is registered for today.
     let scopes = token_scopes.intersect(&client.scopes);
-    Ok(Authenticated { client, scopes, method, via_bearer: bearer })
+    Ok(Authenticated {
+        client,
+        scopes,
+        method,
+        via_bearer: bearer,
+    })
 }
 
 /// Verify an access token issued by this server.
@@ -188,12 +251,21 @@ pub fn verify_access_token(state: &AppState, token: &str, now: i64) -> Result<Va
         return Err("not an access token");
     }
     let kid = header.kid.as_deref().ok_or("token has no kid")?;
-    let key = state.keys.find(Purpose::Oidc, kid, now).ok_or("unknown signing key")?;
+    let key = state
+        .keys
+        .find(Purpose::Oidc, kid, now)
+        .ok_or("unknown signing key")?;
     let (_, claims) = jwt::verify_signature(token, &key.decoding, jwt::alg_of(&key))?;
     let issuer = state.config.issuer.as_str();
     jwt::check_claims(
         &claims,
-        &Expect { issuer: Some(issuer), audiences: &[issuer], now, max_lifetime: None, require_jti: true },
+        &Expect {
+            issuer: Some(issuer),
+            audiences: &[issuer],
+            now,
+            max_lifetime: None,
+            require_jti: true,
+        },
     )?;
     Ok(claims)
 }

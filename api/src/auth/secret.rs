@@ -17,7 +17,9 @@ pub fn decode_basic(value: &str) -> Option<(String, String)> {
     let decode = |s: &str| -> Option<String> {
         let plus_free = s.replace('+', "%20");
         let pairs: Vec<(String, String)> =
-            form_urlencoded::parse(format!("v={plus_free}").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            form_urlencoded::parse(format!("v={plus_free}").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
         pairs.into_iter().next().map(|(_, v)| v)
     };
     let (id, secret) = (decode(id)?, decode(secret)?);
@@ -31,7 +33,12 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_secret("dummy-secret-for-timing").unwrap_or_default())
 }
 
-pub async fn client_secret(state: &AppState, id: &str, secret: &str, basic: bool) -> ApiResult<Authenticated> {
+pub async fn client_secret(
+    state: &AppState,
+    id: &str,
+    secret: &str,
+    basic: bool,
+) -> ApiResult<Authenticated> {
     let (id, secret) = (id.to_owned(), secret.to_owned());
     let row = {
         let id = id.clone();
@@ -52,7 +59,12 @@ pub async fn client_secret(state: &AppState, id: &str, secret: &str, basic: bool
     match row {
         Some(row) if ok && !row.disabled => {
             let client = row.to_domain()?;
-            Ok(Authenticated { scopes: client.scopes.clone(), client, method: Method::ClientSecret, via_bearer: false })
+            Ok(Authenticated {
+                scopes: client.scopes.clone(),
+                client,
+                method: Method::ClientSecret,
+                via_bearer: false,
+            })
         }
         _ => Err(invalid_client("client authentication failed", false, basic)),
     }
@@ -65,7 +77,10 @@ mod tests {
     #[test]
     fn decodes_basic_with_form_encoding() {
         let v = STANDARD.encode("my%3Aclient:s%2Bc+ret");
-        assert_eq!(decode_basic(&v), Some(("my:client".into(), "s+c ret".into())));
+        assert_eq!(
+            decode_basic(&v),
+            Some(("my:client".into(), "s+c ret".into()))
+        );
         assert_eq!(decode_basic(&STANDARD.encode("nocolon")), None);
         assert_eq!(decode_basic(&STANDARD.encode(":secret")), None);
         assert_eq!(decode_basic("!!!"), None);

@@ -15,7 +15,11 @@ pub const TYP_ID_TOKEN: &str = "JWT";
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY: i64 = 30;
 
-pub fn sign(key: &LoadedKey, typ: &str, claims: &impl Serialize) -> Result<String, jsonwebtoken::errors::Error> {
+pub fn sign(
+    key: &LoadedKey,
+    typ: &str,
+    claims: &impl Serialize,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let mut header = Header::new(match key.alg {
         ciba_domain::client::SigningAlg::Es256 => Algorithm::ES256,
         ciba_domain::client::SigningAlg::Rs256 => Algorithm::RS256,
@@ -26,12 +30,17 @@ pub fn sign(key: &LoadedKey, typ: &str, claims: &impl Serialize) -> Result<Strin
 }
 
 /// Verify only the signature, accepting exactly `alg`. Claims are checked by [`check_claims`].
-pub fn verify_signature(token: &str, key: &DecodingKey, alg: Algorithm) -> Result<(Header, Value), &'static str> {
+pub fn verify_signature(
+    token: &str,
+    key: &DecodingKey,
+    alg: Algorithm,
+) -> Result<(Header, Value), &'static str> {
     let mut v = Validation::new(alg);
     v.validate_exp = false;
     v.validate_aud = false;
     v.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<Value>(token, key, &v).map_err(|_| "signature or algorithm is invalid")?;
+    let data = jsonwebtoken::decode::<Value>(token, key, &v)
+        .map_err(|_| "signature or algorithm is invalid")?;
     if !data.claims.is_object() {
         return Err("claims are not a JSON object");
     }
@@ -66,7 +75,10 @@ pub fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), &'static 
     }
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => expect.audiences.contains(&a.as_str()),
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(|a| expect.audiences.contains(&a)),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| expect.audiences.contains(&a)),
         _ => false,
     };
     if !aud_ok {
@@ -95,7 +107,12 @@ pub fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), &'static 
             return Err("token lifetime is too long");
         }
     }
-    if expect.require_jti && claims.get("jti").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if expect.require_jti
+        && claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
         return Err("jti is missing");
     }
     Ok(())
@@ -107,7 +124,13 @@ mod tests {
     use serde_json::json;
 
     fn expect(now: i64) -> Expect<'static> {
-        Expect { issuer: Some("https://iss"), audiences: &["https://iss"], now, max_lifetime: Some(300), require_jti: true }
+        Expect {
+            issuer: Some("https://iss"),
+            audiences: &["https://iss"],
+            now,
+            max_lifetime: Some(300),
+            require_jti: true,
+        }
     }
 
     #[test]
@@ -134,7 +157,10 @@ mod tests {
         }
         let mut long = base.clone();
         long["exp"] = json!(5000);
-        assert_eq!(check_claims(&long, &expect(1000)), Err("token lifetime is too long"));
+        assert_eq!(
+            check_claims(&long, &expect(1000)),
+            Err("token lifetime is too long")
+        );
         let mut no_exp = base;
         no_exp.as_object_mut().unwrap().remove("exp");
         assert_eq!(check_claims(&no_exp, &expect(1000)), Err("exp is missing"));

@@ -29,7 +29,10 @@ impl Kek {
         let mut tagged = b"ciba-kek-id:".to_vec();
         tagged.extend_from_slice(key);
         let id = URL_SAFE_NO_PAD.encode(&sha256(&tagged)[..9]);
-        Self { cipher: Aes256Gcm::new(key.into()), id }
+        Self {
+            cipher: Aes256Gcm::new(key.into()),
+            id,
+        }
     }
 
     /// A short public fingerprint of the key, stored beside what it encrypts.
@@ -42,7 +45,13 @@ impl Kek {
         // Encryption with a valid key and nonce size cannot fail.
         let ct = self
             .cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -51,7 +60,10 @@ impl Kek {
 
     pub fn open(&self, sealed: &str, aad: &str, stored_kek_id: &str) -> Result<Vec<u8>, KekError> {
         if stored_kek_id != self.id {
-            return Err(KekError::WrongKey { stored: stored_kek_id.to_owned(), configured: self.id.clone() });
+            return Err(KekError::WrongKey {
+                stored: stored_kek_id.to_owned(),
+                configured: self.id.clone(),
+            });
         }
         let raw = STANDARD.decode(sealed).map_err(|_| KekError::Malformed)?;
         if raw.len() < 12 + 16 {
@@ -60,7 +72,13 @@ impl Kek {
         let (nonce, ct) = raw.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| KekError::Malformed)?;
         self.cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| KekError::Decrypt)
     }
 }
@@ -74,7 +92,10 @@ mod tests {
         let k = Kek::new(&[1u8; 32]);
         let sealed = k.seal(b"private", "kid-1");
         assert_eq!(k.open(&sealed, "kid-1", k.id()).unwrap(), b"private");
-        assert!(matches!(k.open(&sealed, "kid-2", k.id()), Err(KekError::Decrypt)));
+        assert!(matches!(
+            k.open(&sealed, "kid-2", k.id()),
+            Err(KekError::Decrypt)
+        ));
         assert_ne!(sealed, k.seal(b"private", "kid-1"), "nonces must differ");
     }
 
@@ -83,7 +104,13 @@ mod tests {
         let a = Kek::new(&[1u8; 32]);
         let b = Kek::new(&[2u8; 32]);
         let sealed = a.seal(b"x", "k");
-        assert!(matches!(b.open(&sealed, "k", a.id()), Err(KekError::WrongKey { .. })));
-        assert!(matches!(b.open(&sealed, "k", b.id()), Err(KekError::Decrypt)));
+        assert!(matches!(
+            b.open(&sealed, "k", a.id()),
+            Err(KekError::WrongKey { .. })
+        ));
+        assert!(matches!(
+            b.open(&sealed, "k", b.id()),
+            Err(KekError::Decrypt)
+        ));
     }
 }

@@ -29,12 +29,21 @@ pub fn generate(alg: SigningAlg, use_: &str) -> Result<GeneratedKey, KeyError> {
     let (private_der, members) = match alg {
         SigningAlg::Es256 => {
             let sk = p256::SecretKey::random(&mut OsRng);
-            let der = sk.to_pkcs8_der().map_err(|e| KeyError(e.to_string()))?.as_bytes().to_vec();
+            let der = sk
+                .to_pkcs8_der()
+                .map_err(|e| KeyError(e.to_string()))?
+                .as_bytes()
+                .to_vec();
             (der, ec_members(&sk.public_key()))
         }
         SigningAlg::Rs256 => {
-            let sk = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(|e| KeyError(e.to_string()))?;
-            let der = sk.to_pkcs1_der().map_err(|e| KeyError(e.to_string()))?.as_bytes().to_vec();
+            let sk = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS)
+                .map_err(|e| KeyError(e.to_string()))?;
+            let der = sk
+                .to_pkcs1_der()
+                .map_err(|e| KeyError(e.to_string()))?
+                .as_bytes()
+                .to_vec();
             (der, rsa_members(&sk.to_public_key()))
         }
     };
@@ -43,15 +52,25 @@ pub fn generate(alg: SigningAlg, use_: &str) -> Result<GeneratedKey, KeyError> {
     jwk["kid"] = json!(kid);
     jwk["alg"] = json!(alg.as_str());
     jwk["use"] = json!(use_);
-    Ok(GeneratedKey { kid, private_der, public_jwk: jwk })
+    Ok(GeneratedKey {
+        kid,
+        private_der,
+        public_jwk: jwk,
+    })
 }
 
 /// The required members of an EC P-256 public JWK, in RFC 7638 order.
 fn ec_members(pk: &p256::PublicKey) -> Value {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     let point = pk.to_encoded_point(false);
-    let x = point.x().map(|x| URL_SAFE_NO_PAD.encode(x)).unwrap_or_default();
-    let y = point.y().map(|y| URL_SAFE_NO_PAD.encode(y)).unwrap_or_default();
+    let x = point
+        .x()
+        .map(|x| URL_SAFE_NO_PAD.encode(x))
+        .unwrap_or_default();
+    let y = point
+        .y()
+        .map(|y| URL_SAFE_NO_PAD.encode(y))
+        .unwrap_or_default();
     json!({"crv": "P-256", "kty": "EC", "x": x, "y": y})
 }
 
@@ -73,12 +92,17 @@ pub fn load(alg: SigningAlg, private_der: &[u8]) -> Result<(EncodingKey, Decodin
     match alg {
         SigningAlg::Es256 => {
             use p256::elliptic_curve::sec1::ToEncodedPoint;
-            let sk = p256::SecretKey::from_pkcs8_der(private_der).map_err(|e| KeyError(e.to_string()))?;
+            let sk = p256::SecretKey::from_pkcs8_der(private_der)
+                .map_err(|e| KeyError(e.to_string()))?;
             let point = sk.public_key().to_encoded_point(false);
-            Ok((EncodingKey::from_ec_der(private_der), DecodingKey::from_ec_der(point.as_bytes())))
+            Ok((
+                EncodingKey::from_ec_der(private_der),
+                DecodingKey::from_ec_der(point.as_bytes()),
+            ))
         }
         SigningAlg::Rs256 => {
-            let sk = rsa::RsaPrivateKey::from_pkcs1_der(private_der).map_err(|e| KeyError(e.to_string()))?;
+            let sk = rsa::RsaPrivateKey::from_pkcs1_der(private_der)
+                .map_err(|e| KeyError(e.to_string()))?;
             let pk = sk.to_public_key();
             Ok((
                 EncodingKey::from_rsa_der(private_der),
@@ -100,7 +124,10 @@ mod tests {
             "kty": "RSA",
             "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
         });
-        assert_eq!(thumbprint(&members), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&members),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
@@ -109,7 +136,10 @@ mod tests {
             let k = generate(alg, "sig").unwrap();
             assert_eq!(k.public_jwk["kid"], k.kid.as_str());
             assert_eq!(k.public_jwk["alg"], alg.as_str());
-            assert!(k.public_jwk.get("d").is_none(), "no private members in a public JWK");
+            assert!(
+                k.public_jwk.get("d").is_none(),
+                "no private members in a public JWK"
+            );
             load(alg, &k.private_der).unwrap();
         }
     }

@@ -40,8 +40,11 @@ impl Purpose {
 }
 
 /// Every (purpose, algorithm) pair the server must always be able to sign with.
-pub const REQUIRED_KEYS: [(Purpose, SigningAlg); 3] =
-    [(Purpose::Oidc, SigningAlg::Es256), (Purpose::Oidc, SigningAlg::Rs256), (Purpose::Grants, SigningAlg::Es256)];
+pub const REQUIRED_KEYS: [(Purpose, SigningAlg); 3] = [
+    (Purpose::Oidc, SigningAlg::Es256),
+    (Purpose::Oidc, SigningAlg::Rs256),
+    (Purpose::Grants, SigningAlg::Es256),
+];
 
 pub struct LoadedKey {
     pub kid: String,
@@ -80,7 +83,10 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(kek: Kek) -> Self {
-        Self { kek, keys: RwLock::new(Arc::new(Vec::new())) }
+        Self {
+            kek,
+            keys: RwLock::new(Arc::new(Vec::new())),
+        }
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<LoadedKey>>> {
@@ -89,19 +95,31 @@ impl KeyRing {
 
     /// Replace the in-memory keys with `rows`, decrypting only keys not already loaded.
     pub fn install(&self, rows: &[SigningKeyRow]) -> Result<(), KeyringError> {
-        let old: HashMap<String, Arc<LoadedKey>> =
-            self.snapshot().iter().map(|k| (k.kid.clone(), k.clone())).collect();
+        let old: HashMap<String, Arc<LoadedKey>> = self
+            .snapshot()
+            .iter()
+            .map(|k| (k.kid.clone(), k.clone()))
+            .collect();
         let mut next = Vec::with_capacity(rows.len());
         for row in rows {
-            let bad = |message: String| KeyringError::Key { kid: row.kid.clone(), message };
-            let purpose = Purpose::parse(&row.purpose).ok_or_else(|| bad("unknown purpose".into()))?;
+            let bad = |message: String| KeyringError::Key {
+                kid: row.kid.clone(),
+                message,
+            };
+            let purpose =
+                Purpose::parse(&row.purpose).ok_or_else(|| bad("unknown purpose".into()))?;
             let alg = SigningAlg::parse(&row.alg).ok_or_else(|| bad("unknown alg".into()))?;
             let (encoding, decoding, jwk) = match old.get(&row.kid) {
                 Some(k) => (k.encoding.clone(), k.decoding.clone(), k.jwk.clone()),
                 None => {
-                    let der = self.kek.open(&row.private_key, &row.kid, &row.kek_id).map_err(|e| bad(e.to_string()))?;
-                    let (enc, dec) = keygen::load(alg, &der).map_err(|e: KeyError| bad(e.to_string()))?;
-                    let jwk: Value = serde_json::from_str(&row.public_jwk).map_err(|e| bad(e.to_string()))?;
+                    let der = self
+                        .kek
+                        .open(&row.private_key, &row.kid, &row.kek_id)
+                        .map_err(|e| bad(e.to_string()))?;
+                    let (enc, dec) =
+                        keygen::load(alg, &der).map_err(|e: KeyError| bad(e.to_string()))?;
+                    let jwk: Value =
+                        serde_json::from_str(&row.public_jwk).map_err(|e| bad(e.to_string()))?;
                     (enc, dec, jwk)
                 }
             };
@@ -138,20 +156,35 @@ impl KeyRing {
 
     /// A published key of `purpose` by key id.
     pub fn find(&self, purpose: Purpose, kid: &str, now: i64) -> Option<Arc<LoadedKey>> {
-        self.snapshot().iter().find(|k| k.purpose == purpose && k.kid == kid && k.published_at(now)).cloned()
+        self.snapshot()
+            .iter()
+            .find(|k| k.purpose == purpose && k.kid == kid && k.published_at(now))
+            .cloned()
     }
 
     /// The public JWK set of `purpose` at `now`.
     pub fn jwks(&self, purpose: Purpose, now: i64) -> Value {
         let snapshot = self.snapshot();
-        let keys: Vec<&Value> =
-            snapshot.iter().filter(|k| k.purpose == purpose && k.published_at(now)).map(|k| &k.jwk).collect();
+        let keys: Vec<&Value> = snapshot
+            .iter()
+            .filter(|k| k.purpose == purpose && k.published_at(now))
+            .map(|k| &k.jwk)
+            .collect();
         json!({ "keys": keys })
     }
 }
 
-fn new_row(kek: &Kek, purpose: Purpose, alg: SigningAlg, now: i64, activates_at: i64) -> Result<SigningKeyRow, KeyringError> {
-    let k = keygen::generate(alg, "sig").map_err(|e| KeyringError::Key { kid: "(new)".into(), message: e.0 })?;
+fn new_row(
+    kek: &Kek,
+    purpose: Purpose,
+    alg: SigningAlg,
+    now: i64,
+    activates_at: i64,
+) -> Result<SigningKeyRow, KeyringError> {
+    let k = keygen::generate(alg, "sig").map_err(|e| KeyringError::Key {
+        kid: "(new)".into(),
+        message: e.0,
+    })?;
     Ok(SigningKeyRow {
         private_key: kek.seal(&k.private_der, &k.kid),
         kid: k.kid,
@@ -175,10 +208,13 @@ pub fn ensure_keys(store: &Store, kek: &Kek, now: i64) -> Result<Vec<String>, Ke
             let mut created = Vec::new();
             for (purpose, alg) in REQUIRED_KEYS {
                 let has = rows.iter().any(|r| {
-                    r.purpose == purpose.as_str() && r.alg == alg.as_str() && r.retires_at.is_none_or(|t| t > now)
+                    r.purpose == purpose.as_str()
+                        && r.alg == alg.as_str()
+                        && r.retires_at.is_none_or(|t| t > now)
                 });
                 if !has {
-                    let row = new_row(kek, purpose, alg, now, now).map_err(|e| StoreError::Other(e.to_string()))?;
+                    let row = new_row(kek, purpose, alg, now, now)
+                        .map_err(|e| StoreError::Other(e.to_string()))?;
                     key_store::insert(c, &row)?;
                     created.push(row.kid);
                 }
@@ -190,7 +226,13 @@ pub fn ensure_keys(store: &Store, kek: &Kek, now: i64) -> Result<Vec<String>, Ke
 
 /// Rotate every required key: each successor is published now and signs after `lead`
 /// seconds; each predecessor stops signing then and leaves the JWKS `max_lifetime` later.
-pub fn rotate(store: &Store, kek: &Kek, now: i64, lead: i64, max_lifetime: i64) -> Result<Vec<String>, KeyringError> {
+pub fn rotate(
+    store: &Store,
+    kek: &Kek,
+    now: i64,
+    lead: i64,
+    max_lifetime: i64,
+) -> Result<Vec<String>, KeyringError> {
     let mut rows = Vec::new();
     for (purpose, alg) in REQUIRED_KEYS {
         rows.push(new_row(kek, purpose, alg, now, now + lead)?);
@@ -199,7 +241,14 @@ pub fn rotate(store: &Store, kek: &Kek, now: i64, lead: i64, max_lifetime: i64) 
         .write(|c| {
             for row in &rows {
                 key_store::insert(c, row)?;
-                key_store::schedule_retirement(c, &row.purpose, &row.alg, &row.kid, now + lead, now + lead + max_lifetime)?;
+                key_store::schedule_retirement(
+                    c,
+                    &row.purpose,
+                    &row.alg,
+                    &row.kid,
+                    now + lead,
+                    now + lead + max_lifetime,
+                )?;
             }
             Ok(rows.iter().map(|r| r.kid.clone()).collect())
         })

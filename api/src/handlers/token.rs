@@ -19,27 +19,48 @@ use warp::reply::Response;
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const GRANT_CIBA: &str = "urn:openid:params:grant-type:ciba";
 
-pub async fn token(state: AppState, content_type: Option<String>, authorization: Option<String>, body: Bytes) -> Response {
+pub async fn token(
+    state: AppState,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    body: Bytes,
+) -> Response {
     let now = now();
     let result = async {
         let form = Form::parse(content_type.as_deref(), &body)?;
         let grant_type = form.require("grant_type")?;
         let endpoint = state.config.endpoint("/oidc/v1/token");
-        let req = AuthRequest { authorization: authorization.as_deref(), form: Some(&form), endpoint: &endpoint, allow_secret: true };
+        let req = AuthRequest {
+            authorization: authorization.as_deref(),
+            form: Some(&form),
+            endpoint: &endpoint,
+            allow_secret: true,
+        };
         match grant_type {
             GRANT_CLIENT_CREDENTIALS => {
                 let client = auth::authenticate(&state, req, now).await?;
                 client_credentials(&state, &client, &form, now)
             }
-            GRANT_CIBA => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "the CIBA grant is not enabled yet").into()),
-            _ => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into()),
+            GRANT_CIBA => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "the CIBA grant is not enabled yet",
+            )
+            .into()),
+            _ => Err(
+                OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into(),
+            ),
         }
     }
     .await;
     no_store(result.unwrap_or_else(ApiError::into_response))
 }
 
-fn client_credentials(state: &AppState, auth: &auth::Authenticated, form: &Form, now: i64) -> ApiResult<Response> {
+fn client_credentials(
+    state: &AppState,
+    auth: &auth::Authenticated,
+    form: &Form,
+    now: i64,
+) -> ApiResult<Response> {
     // A token must not mint its own successor: require the client's own credentials.
     if !matches!(auth.method, Method::ClientSecret | Method::PrivateKeyJwt) {
         return Err(OAuthError::new(
@@ -52,17 +73,26 @@ fn client_credentials(state: &AppState, auth: &auth::Authenticated, form: &Form,
     let scopes = match form.get("scope")? {
         Some(raw) => {
             let asked = ScopeSet::parse(raw)?;
-            if let Some(bad) = asked.first_outside(&auth.client.scopes).or_else(|| asked.first_outside(&api_scopes)) {
-                return Err(OAuthError::invalid_scope(format!("scope {bad} is not allowed for this client")).into());
+            if let Some(bad) = asked
+                .first_outside(&auth.client.scopes)
+                .or_else(|| asked.first_outside(&api_scopes))
+            {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope {bad} is not allowed for this client"
+                ))
+                .into());
             }
             asked
         }
         None => auth.client.scopes.intersect(&api_scopes),
     };
-    let key = state.keys.signer(Purpose::Oidc, SigningAlg::Es256, now).ok_or_else(|| {
-        tracing::error!("no active signing key");
-        ApiError::new(OAuthError::server_error())
-    })?;
+    let key = state
+        .keys
+        .signer(Purpose::Oidc, SigningAlg::Es256, now)
+        .ok_or_else(|| {
+            tracing::error!("no active signing key");
+            ApiError::new(OAuthError::server_error())
+        })?;
     let ttl = state.config.access_token_ttl;
     let claims = json!({
         "iss": state.config.issuer,

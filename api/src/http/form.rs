@@ -15,12 +15,16 @@ pub fn is_content_type(header: Option<&str>, expected: &str) -> bool {
 impl Form {
     pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Self, OAuthError> {
         if !is_content_type(content_type, "application/x-www-form-urlencoded") {
-            return Err(OAuthError::invalid_request("Content-Type must be application/x-www-form-urlencoded"));
+            return Err(OAuthError::invalid_request(
+                "Content-Type must be application/x-www-form-urlencoded",
+            ));
         }
         if std::str::from_utf8(body).is_err() {
             return Err(OAuthError::invalid_request("request body is not UTF-8"));
         }
-        let pairs = form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let pairs = form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         Ok(Self(pairs))
     }
 
@@ -30,7 +34,9 @@ impl Form {
         for (k, v) in &self.0 {
             if k == name && !v.is_empty() {
                 if found.is_some() {
-                    return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")));
+                    return Err(OAuthError::invalid_request(format!(
+                        "parameter {name} is repeated"
+                    )));
                 }
                 found = Some(v.as_str());
             }
@@ -39,7 +45,8 @@ impl Form {
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name)?.ok_or_else(|| OAuthError::invalid_request(format!("parameter {name} is missing")))
+        self.get(name)?
+            .ok_or_else(|| OAuthError::invalid_request(format!("parameter {name} is missing")))
     }
 }
 

@@ -5,13 +5,23 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use std::convert::Infallible;
-use warp::reject::{InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader, PayloadTooLarge, UnsupportedMediaType};
+use warp::reject::{
+    InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader, PayloadTooLarge,
+    UnsupportedMediaType,
+};
 use warp::reply::Response;
 use warp::Rejection;
 
 pub async fn handle(state: AppState, r: Rejection) -> Result<Response, Infallible> {
-    let err = if r.find::<PayloadTooLarge>().is_some() {
-        OAuthError::new(ErrorCode::PayloadTooLarge, "request body is larger than 64 KiB")
+    let err = if r.find::<PayloadTooLarge>().is_some()
+        || r.find::<crate::http::routes::BodyTooLarge>().is_some()
+    {
+        OAuthError::new(
+            ErrorCode::PayloadTooLarge,
+            "request body is larger than 64 KiB",
+        )
+    } else if r.find::<crate::http::routes::BodyUnreadable>().is_some() {
+        OAuthError::invalid_request("the request body could not be read")
     } else if r.find::<MethodNotAllowed>().is_some() {
         OAuthError::new(ErrorCode::MethodNotAllowed, "method not allowed")
     } else if r.find::<LengthRequired>().is_some() {
@@ -29,6 +39,8 @@ pub async fn handle(state: AppState, r: Rejection) -> Result<Response, Infallibl
         OAuthError::server_error()
     };
     let resp = ApiError::new(err).into_response();
-    state.metrics.observe("unmatched", "-", resp.status().as_u16(), 0.0);
+    state
+        .metrics
+        .observe("unmatched", "-", resp.status().as_u16(), 0.0);
     Ok(resp)
 }

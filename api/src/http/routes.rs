@@ -12,15 +12,66 @@ use warp::{Filter, Rejection};
 
 pub const MAX_BODY: u64 = 64 * 1024;
 
-pub fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+pub fn with_state(
+    state: AppState,
+) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
 }
 
+/// A request body over 64 KiB.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+impl warp::reject::Reject for BodyTooLarge {}
+
+/// A request body that could not be read to its end.
+#[derive(Debug)]
+pub struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
+/// The request body, at most [`MAX_BODY`] bytes whether or not it declares its length
+/// (a missing Content-Length is a legal empty or chunked body, not an error).
 fn body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(MAX_BODY).and(warp::body::bytes())
+    warp::header::optional::<u64>("content-length")
+        .and_then(|len: Option<u64>| async move {
+            match len {
+                Some(n) if n > MAX_BODY => Err(warp::reject::custom(BodyTooLarge)),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(collect_limited)
 }
 
-fn header(name: &'static str) -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+async fn collect_limited<S, B>(stream: S) -> Result<Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    use futures_util::TryStreamExt;
+    let mut out: Vec<u8> = Vec::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(mut chunk) = stream
+        .try_next()
+        .await
+        .map_err(|_| warp::reject::custom(BodyUnreadable))?
+    {
+        if out.len() + chunk.remaining() > MAX_BODY as usize {
+            return Err(warp::reject::custom(BodyTooLarge));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            out.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+fn header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
     warp::header::optional::<String>(name)
 }
 
@@ -54,9 +105,14 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(warp::get())
         .and(s())
         .map(discovery::metadata);
-    let oidc_jwks = warp::path!("oidc" / "v1" / "jwks").and(warp::get()).and(s()).map(|st| discovery::jwks(st, Purpose::Oidc));
-    let grants_jwks =
-        warp::path!("permissions" / "v1" / "jwks").and(warp::get()).and(s()).map(|st| discovery::jwks(st, Purpose::Grants));
+    let oidc_jwks = warp::path!("oidc" / "v1" / "jwks")
+        .and(warp::get())
+        .and(s())
+        .map(|st| discovery::jwks(st, Purpose::Oidc));
+    let grants_jwks = warp::path!("permissions" / "v1" / "jwks")
+        .and(warp::get())
+        .and(s())
+        .map(|st| discovery::jwks(st, Purpose::Grants));
     let token = warp::path!("oidc" / "v1" / "token")
         .and(warp::post())
         .and(s())
@@ -65,27 +121,40 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(body())
         .then(token::token);
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
-    let readyz = warp::path!("readyz").and(warp::get()).and(s()).then(health::readyz);
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(s())
+        .then(health::readyz);
 
-    let mut all = instrument(&state, "GET /.well-known/openid-configuration", discovery_doc)
-        .or(instrument(&state, "GET /oidc/v1/jwks", oidc_jwks))
-        .unify()
-        .or(instrument(&state, "GET /permissions/v1/jwks", grants_jwks))
-        .unify()
-        .or(instrument(&state, "POST /oidc/v1/token", token))
-        .unify()
-        .or(instrument(&state, "GET /healthz", healthz))
-        .unify()
-        .or(instrument(&state, "GET /readyz", readyz))
-        .unify()
-        .boxed();
+    let mut all = instrument(
+        &state,
+        "GET /.well-known/openid-configuration",
+        discovery_doc,
+    )
+    .or(instrument(&state, "GET /oidc/v1/jwks", oidc_jwks))
+    .unify()
+    .or(instrument(&state, "GET /permissions/v1/jwks", grants_jwks))
+    .unify()
+    .or(instrument(&state, "POST /oidc/v1/token", token))
+    .unify()
+    .or(instrument(&state, "GET /healthz", healthz))
+    .unify()
+    .or(instrument(&state, "GET /readyz", readyz))
+    .unify()
+    .boxed();
     if serve_metrics {
         all = all.or(metrics_route(state.clone())).unify().boxed();
     }
     let st = state.clone();
-    all.recover(move |r| crate::http::recover::handle(st.clone(), r)).unify().boxed()
+    all.recover(move |r| crate::http::recover::handle(st.clone(), r))
+        .unify()
+        .boxed()
 }
 
 pub fn metrics_route(state: AppState) -> BoxedFilter<(Response,)> {
-    warp::path!("metrics").and(warp::get()).and(with_state(state)).map(health::metrics).boxed()
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state))
+        .map(health::metrics)
+        .boxed()
 }

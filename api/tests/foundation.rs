@@ -1,0 +1,590 @@
+//! Issue 2 over real HTTP on SQLite and PostgreSQL: discovery, JWKS, client authentication,
+//! client_credentials, private_key_jwt, restart persistence, HTTP error shapes, shutdown.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::keys::{raw_jwt, verify_with_jwks, EcKey};
+use support::{Backend, TestServer};
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const MERCHANT_SCOPES: &str = "permissions/client permissions/app2app openid profile";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn jti() -> String {
+    ciba_domain::ids::random_id()
+}
+
+async fn discovery_lists_every_contract_field(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (status, doc) = srv.get_json("/.well-known/openid-configuration").await;
+    assert_eq!(status, 200);
+    let (_, doc2) = srv
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert_eq!(doc, doc2);
+    assert_eq!(doc["issuer"], srv.base.as_str());
+    for (field, path) in [
+        ("token_endpoint", "/oidc/v1/token"),
+        ("app_authentication_endpoint", "/oidc/v1/app-authorize"),
+        (
+            "backchannel_authentication_endpoint",
+            "/oidc/v1/bc-authorize",
+        ),
+        ("permissions_endpoint", "/permissions/v1/"),
+        ("jwks_uri", "/oidc/v1/jwks"),
+        ("jwks_uri_grants", "/permissions/v1/jwks"),
+    ] {
+        assert_eq!(doc[field], srv.url(path).as_str(), "{field}");
+    }
+    let has = |field: &str, value: &str| doc[field].as_array().unwrap().iter().any(|v| v == value);
+    assert!(has("grant_types_supported", "client_credentials"));
+    assert!(has(
+        "grant_types_supported",
+        "urn:openid:params:grant-type:ciba"
+    ));
+    assert!(has("backchannel_token_delivery_modes_supported", "poll"));
+    assert!(has("backchannel_token_delivery_modes_supported", "ping"));
+    assert_eq!(doc["backchannel_user_code_parameter_supported"], false);
+    for m in [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ] {
+        assert!(has("token_endpoint_auth_methods_supported", m), "{m}");
+    }
+    assert!(has("id_token_signing_alg_values_supported", "ES256"));
+    assert!(has("id_token_signing_alg_values_supported", "RS256"));
+    assert!(has("subject_types_supported", "public"));
+    for s in [
+        "openid",
+        "profile",
+        "sub_nnin",
+        "sub_bankid",
+        "permissions/client",
+        "permissions/app2app",
+    ] {
+        assert!(has("scopes_supported", s), "{s}");
+    }
+    for c in [
+        "sub",
+        "acr",
+        "amr",
+        "permission_digest",
+        "urn:openid:params:jwt:claim:auth_req_id",
+    ] {
+        assert!(has("claims_supported", c), "{c}");
+    }
+    assert!(has(
+        "acr_values_supported",
+        "http://eidas.europa.eu/LoA/high"
+    ));
+    assert!(doc["response_types_supported"].is_array());
+}
+
+async fn jwks_verify_tokens_and_survive_restart(b: Backend) {
+    let mut srv = TestServer::start(b).await;
+    let (id, secret) = srv.create_client(MERCHANT_SCOPES, &[]);
+    let token = srv.access_token(&id, &secret, "permissions/client").await;
+    let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
+    let keys = jwks["keys"].as_array().unwrap();
+    assert!(keys.iter().any(|k| k["alg"] == "ES256") && keys.iter().any(|k| k["alg"] == "RS256"));
+    for k in keys {
+        assert!(
+            k["kid"].is_string() && k["use"] == "sig" && k.get("d").is_none(),
+            "{k}"
+        );
+    }
+    let claims = verify_with_jwks(&token, &jwks, &srv.base, &srv.base);
+    assert_eq!(claims["client_id"], id.as_str());
+    assert_eq!(claims["scope"], "permissions/client");
+    let (_, grants) = srv.get_json("/permissions/v1/jwks").await;
+    assert_eq!(grants["keys"].as_array().unwrap().len(), 1);
+    let grant_kid = &grants["keys"][0]["kid"];
+    assert!(
+        keys.iter().all(|k| &k["kid"] != grant_kid),
+        "grant keys are separate"
+    );
+
+    srv.restart().await;
+    let (_, jwks_after) = srv.get_json("/oidc/v1/jwks").await;
+    assert_eq!(jwks, jwks_after, "keys survive a restart");
+    let claims = verify_with_jwks(&token, &jwks_after, &srv.base, &srv.base);
+    assert_eq!(claims["sub"], id.as_str());
+    // the client and its secret survive too
+    srv.access_token(&id, &secret, "permissions/client").await;
+}
+
+async fn client_credentials_with_basic_and_post(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (id, secret) = srv.create_client(MERCHANT_SCOPES, &[]);
+    let (status, headers, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "permissions/app2app permissions/client"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "permissions/app2app permissions/client");
+    assert!(body["expires_in"].as_i64().unwrap() > 0);
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["pragma"], "no-cache");
+
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &secret),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // no scope asked: every API scope the client has
+    let scope = body["scope"].as_str().unwrap();
+    assert!(
+        scope.contains("permissions/client")
+            && scope.contains("openid")
+            && !scope.contains("profile"),
+        "{scope}"
+    );
+}
+
+async fn bad_credentials_and_scopes_are_refused(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (id, secret) = srv.create_client("permissions/client openid", &[]);
+    let cc = [("grant_type", "client_credentials")];
+    for (cid, sec) in [
+        (id.as_str(), "wrong-secret"),
+        ("no-such-client", secret.as_str()),
+    ] {
+        let (status, headers, body) = srv.post_form("/oidc/v1/token", Some((cid, sec)), &cc).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"], "invalid_client");
+        assert!(headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
+    }
+    let (status, headers, body) = srv.post_form("/oidc/v1/token", None, &cc).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    for scope in [
+        "permissions/app2app",
+        "permissions/client profile",
+        "made/up",
+    ] {
+        let (status, _, body) = srv
+            .post_form(
+                "/oidc/v1/token",
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_scope")),
+            "{scope}"
+        );
+    }
+    // a disabled client can no longer authenticate
+    srv.admin(&["clients", "disable", &id]);
+    let (status, _, _) = srv
+        .post_form("/oidc/v1/token", Some((&id, &secret)), &cc)
+        .await;
+    assert_eq!(status, 401);
+}
+
+async fn private_key_jwt_single_use_and_strict(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let key = EcKey::generate("merchant-key-1");
+    let jwks_path = std::env::temp_dir().join(format!("jwks-{}.json", jti()));
+    std::fs::write(&jwks_path, key.jwks().to_string()).unwrap();
+    let (id, _) = srv.create_client(
+        MERCHANT_SCOPES,
+        &["--jwks-file", jwks_path.to_str().unwrap()],
+    );
+    std::fs::remove_file(&jwks_path).unwrap();
+    let token_url = srv.url("/oidc/v1/token");
+    let claims = |aud: &str, iat: i64, exp: i64, jti: &str| json!({"iss": id, "sub": id, "aud": aud, "iat": iat, "exp": exp, "jti": jti});
+    let call = |assertion: String| {
+        let srv = &srv;
+        async move {
+            srv.post_form(
+                "/oidc/v1/token",
+                None,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", ASSERTION_TYPE),
+                    ("client_assertion", &assertion),
+                    ("scope", "permissions/client"),
+                ],
+            )
+            .await
+        }
+    };
+    let t = now();
+    let good = key.sign(&claims(&token_url, t, t + 60, &jti()));
+    let (status, _, body) = call(good.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+
+    let (status, headers, body) = call(good).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "jti replay"
+    );
+    assert!(headers.contains_key("www-authenticate"));
+
+    // the issuer is an accepted audience as well
+    let (status, _, _) = call(key.sign(&claims(&srv.base, t, t + 60, &jti()))).await;
+    assert_eq!(status, 200);
+
+    let hs_header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid});
+    let rejected = [
+        ("wrong aud", key.sign(&claims("https://evil.example", t, t + 60, &jti()))),
+        ("expired", key.sign(&claims(&token_url, t - 600, t - 300, &jti()))),
+        ("too long-lived", key.sign(&claims(&token_url, t, t + 3600, &jti()))),
+        ("no exp", key.sign(&json!({"iss": id, "sub": id, "aud": token_url, "iat": t, "jti": jti()}))),
+        ("no jti", key.sign(&json!({"iss": id, "sub": id, "aud": token_url, "iat": t, "exp": t + 60}))),
+        ("sub differs", key.sign(&json!({"iss": id, "sub": "other", "aud": token_url, "iat": t, "exp": t + 60, "jti": jti()}))),
+        ("alg none", raw_jwt(&json!({"alg": "none", "typ": "JWT", "kid": key.kid}), &claims(&token_url, t, t + 60, &jti()), None)),
+        ("HS256 with public key bytes", raw_jwt(&hs_header, &claims(&token_url, t, t + 60, &jti()), Some(&key.sec1))),
+        (
+            "HS256 with public JWK text",
+            raw_jwt(&hs_header, &claims(&token_url, t, t + 60, &jti()), Some(key.public_jwk.to_string().as_bytes())),
+        ),
+        ("another key", EcKey::generate("merchant-key-1").sign(&claims(&token_url, t, t + 60, &jti()))),
+    ];
+    for (what, assertion) in rejected {
+        let (status, _, body) = call(assertion).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{what}: {body}"
+        );
+    }
+}
+
+async fn access_token_as_assertion_is_authenticated(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (id, secret) = srv.create_client(MERCHANT_SCOPES, &[]);
+    let token = srv.access_token(&id, &secret, "permissions/client").await;
+    // the reference document's style: the access token as client_assertion. It authenticates,
+    // but a token may not mint its own successor.
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &token),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
+    // a tampered token does not authenticate
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &tampered),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // two methods at once
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &token),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
+
+async fn http_errors_are_contract_shaped(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (id, secret) = srv.create_client(MERCHANT_SCOPES, &[]);
+    let (status, body) = srv.get_json("/no/such/path").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, body) = srv.get_json("/oidc/v1/token").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+
+    let big = "a".repeat(70 * 1024);
+    // its own client: the server closes a connection whose body it refused
+    let fresh = ciba_api::outbound::client(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    let resp = fresh
+        .post(srv.url("/oidc/v1/token"))
+        .form(&[("grant_type", big.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(resp.json::<Value>().await.unwrap()["error"].is_string());
+
+    let resp = srv
+        .http
+        .post(srv.url("/oidc/v1/token"))
+        .basic_auth(&id, Some(&secret))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+
+    let (status, headers, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("grant_type", "client_credentials"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            Some((&id, &secret)),
+            &[("grant_type", "password")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (status, _, body) = srv
+        .post_form("/oidc/v1/token", Some((&id, &secret)), &[])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    // every error body is exactly {error, error_description} with printable ASCII
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["error", "error_description"]);
+
+    let (status, body) = srv.get_json("/healthz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let metrics = srv
+        .http
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ciba_http_requests_total{method=\"POST\",route=\"POST /oidc/v1/token\",status=\"400\"}"), "{metrics}");
+    assert!(metrics.contains("ciba_http_request_duration_seconds_bucket"));
+    assert!(
+        !metrics.contains("/no/such/path"),
+        "raw paths never become labels"
+    );
+    // secrets never reach the log
+    let logs = srv.logs();
+    assert!(!logs.contains(&secret));
+}
+
+async fn admin_cli_validates_input(b: Backend) {
+    let srv = TestServer::start(b).await;
+    for args in [
+        vec![
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "no/such/scope",
+        ],
+        vec![
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "openid",
+            "--callback-uri",
+            "http://insecure.example/cb",
+        ],
+        vec![
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "openid",
+            "--delivery-mode",
+            "ping",
+        ],
+        vec![
+            "users",
+            "create",
+            "--nnin",
+            "12345678901",
+            "--given-name",
+            "A",
+            "--family-name",
+            "B",
+            "--birthdate",
+            "1990-01-01",
+        ],
+        vec![
+            "users",
+            "create",
+            "--nnin",
+            "01019012345",
+            "--given-name",
+            "A",
+            "--family-name",
+            "B",
+            "--birthdate",
+            "1990-13-01",
+        ],
+        vec!["enrollment-codes", "create", "--nnin", "abc"],
+        vec!["devices", "revoke", "no-such-device"],
+    ] {
+        let out = srv.admin_raw(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+    let nnin = ciba_domain::nnin::with_check_digits("010190123")
+        .or_else(|| ciba_domain::nnin::with_check_digits("010190124"))
+        .unwrap();
+    let user = srv.admin(&[
+        "users",
+        "create",
+        "--nnin",
+        &nnin,
+        "--given-name",
+        "Kari",
+        "--family-name",
+        "Nordmann",
+        "--birthdate",
+        "1990-01-01",
+    ]);
+    assert!(user["sub"].as_str().unwrap().len() >= 22);
+    assert_ne!(user["sub"], nnin.as_str(), "sub is not the NNIN");
+    let dup = srv.admin_raw(&[
+        "users",
+        "create",
+        "--nnin",
+        &nnin,
+        "--given-name",
+        "K",
+        "--family-name",
+        "N",
+        "--birthdate",
+        "1990-01-01",
+    ]);
+    assert!(!dup.status.success());
+    assert!(
+        !String::from_utf8_lossy(&dup.stderr).contains(&nnin),
+        "no NNIN in messages"
+    );
+    let code = srv.admin(&["enrollment-codes", "create", "--nnin", &nnin]);
+    assert!(
+        code["code"].as_str().unwrap().len() >= 22 && code["expires_at"].as_i64().unwrap() > now()
+    );
+    let listed = srv.admin(&["users", "list"]);
+    assert!(!listed.to_string().contains(&nnin));
+    let clients = srv.admin(&["clients", "list"]);
+    assert!(clients.as_array().unwrap().is_empty());
+    let keys = srv.admin(&["keys", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 3);
+}
+
+async fn sigterm_stops_cleanly(b: Backend) {
+    let mut srv = TestServer::start(b).await;
+    assert!(srv.stop(), "exit status 0 after SIGTERM");
+    assert!(
+        srv.http.get(srv.url("/healthz")).send().await.is_err(),
+        "no longer accepting"
+    );
+}
+
+on_both_backends!(
+    discovery_lists_every_contract_field,
+    jwks_verify_tokens_and_survive_restart,
+    client_credentials_with_basic_and_post,
+    bad_credentials_and_scopes_are_refused,
+    private_key_jwt_single_use_and_strict,
+    access_token_as_assertion_is_authenticated,
+    http_errors_are_contract_shaped,
+    admin_cli_validates_input,
+    sigterm_stops_cleanly,
+);

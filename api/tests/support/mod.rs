@@ -1,0 +1,243 @@
+//! End-to-end harness: a real `ciba-api` process on its own database, spoken to over HTTP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod keys;
+
+use ciba_store::testing::TestDatabase;
+pub use ciba_store::Backend;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Run an async scenario `fn(Backend)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$scenario($crate::support::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$scenario($crate::support::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+pub const TEST_KEK: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
+
+pub struct TestServer {
+    pub db: TestDatabase,
+    pub base: String,
+    pub port: u16,
+    pub http: reqwest::Client,
+    pub log_path: PathBuf,
+    extra_env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::create(backend);
+        let port = free_port();
+        let log_path =
+            std::env::temp_dir().join(format!("ciba-test-log-{port}-{}.log", std::process::id()));
+        let mut server = Self {
+            db,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            http: ciba_api::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
+                .unwrap(),
+            log_path,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            child: None,
+        };
+        let out = server.command().arg("migrate").output().unwrap();
+        assert!(
+            out.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        server.spawn().await;
+        server
+    }
+
+    /// A command for the binary with this server's environment.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ciba-api"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.url)
+            .env("CIBA_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("CIBA_ISSUER", &self.base)
+            .env("CIBA_KEY_ENCRYPTION_KEY", TEST_KEK)
+            .env("CIBA_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited with {status}: {}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready: {}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Send SIGTERM and wait for the process to exit; returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        false
+    }
+
+    pub async fn restart(&mut self) {
+        assert!(self.stop(), "server did not stop cleanly");
+        self.spawn().await;
+    }
+
+    /// `ciba-api admin --json ARGS`; panics with stderr on failure.
+    pub fn admin(&self, args: &[&str]) -> Value {
+        let out = self.admin_raw(args);
+        assert!(
+            out.status.success(),
+            "admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn admin_raw(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .arg("admin")
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Register a client; returns (client_id, client_secret).
+    pub fn create_client(&self, scope: &str, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["clients", "create", "--name", "Test Shop", "--scope", scope];
+        args.extend_from_slice(extra);
+        let v = self.admin(&args);
+        (
+            v["client_id"].as_str().unwrap().to_owned(),
+            v["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.post(self.url(path)).form(form);
+        if let Some((id, secret)) = auth {
+            req = req.basic_auth(id, Some(secret));
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    /// An access token by `client_credentials` with Basic authentication.
+    pub async fn access_token(&self, id: &str, secret: &str, scope: &str) -> String {
+        let (status, _, body) = self
+            .post_form(
+                "/oidc/v1/token",
+                Some((id, secret)),
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
