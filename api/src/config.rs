@@ -35,6 +35,7 @@ pub struct Config {
     pub issuer: String,
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    pub worker_listen: SocketAddr,
     pub app_link_base_url: String,
     pub key_encryption_key: [u8; 32],
     pub dev_key_encryption_key: bool,
@@ -200,6 +201,9 @@ impl Config {
         Ok(Self {
             db_max_connections: env.int("CIBA_DB_MAX_CONNECTIONS", 16, 1, 512)? as u32,
             metrics_listen: env.addr("CIBA_METRICS_LISTEN")?,
+            worker_listen: env
+                .addr("CIBA_WORKER_LISTEN")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9091))),
             access_token_ttl: env.int("CIBA_ACCESS_TOKEN_TTL", 600, 60, 86_400)?,
             id_token_ttl: env.int("CIBA_ID_TOKEN_TTL", 600, 60, 86_400)?,
             enrollment_code_ttl: env.int("CIBA_ENROLLMENT_CODE_TTL", 900, 60, 604_800)?,

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod outbound;
 pub mod server;

@@ -1,20 +1,8 @@
 use ciba_api::cli::{Cli, Command};
-use ciba_api::config::{Config, LogFormat};
+use ciba_api::config::Config;
+use ciba_api::logging::init_tracing;
 use clap::Parser;
 use std::process::ExitCode;
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
