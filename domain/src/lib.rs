@@ -5,6 +5,7 @@ pub mod client;
 pub mod error;
 pub mod ids;
 pub mod nnin;
+pub mod permission;
 pub mod scope;
 pub mod secret;
 

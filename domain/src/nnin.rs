@@ -116,6 +116,12 @@ pub fn with_check_digits(base9: &str) -> Option<String> {
     )
 }
 
+/// The first valid number with the six date digits `date6` and an individual number at or
+/// after `from` (for tests and examples).
+pub fn first_valid(date6: &str, from: u32) -> Option<String> {
+    (from..1000).find_map(|ind| with_check_digits(&format!("{date6}{ind:03}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,13 @@
 //! Persistence through diesel on PostgreSQL (production) and SQLite (embedded default).
 //! Knows nothing of HTTP. Every function takes the connection and `now` where time matters.
 
+pub mod auth_requests;
 pub mod clients;
 pub mod db;
 pub mod error;
 pub mod jtis;
 pub mod keys;
+pub mod permissions;
 pub mod schema;
 pub mod testing;
 pub mod users;

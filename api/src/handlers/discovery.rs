@@ -4,12 +4,10 @@ use crate::crypto::keyring::Purpose;
 use crate::http::reply::{cache_public, json_response};
 use crate::state::{now, AppState};
 use ciba_domain::client::SigningAlg;
+use ciba_domain::permission::ACR_VALUES;
 use ciba_domain::scope;
 use serde_json::json;
 use warp::reply::Response;
-
-pub const ACR_SUBSTANTIAL: &str = "http://eidas.europa.eu/LoA/substantial";
-pub const ACR_HIGH: &str = "http://eidas.europa.eu/LoA/high";
 
 pub const CLAIMS_SUPPORTED: &[&str] = &[
     "iss",
@@ -55,7 +53,7 @@ pub fn metadata(state: AppState) -> Response {
         "subject_types_supported": ["public"],
         // No front-channel authorization endpoint: authentication is decoupled (CIBA, App2App).
         "response_types_supported": ["none"],
-        "acr_values_supported": [ACR_SUBSTANTIAL, ACR_HIGH],
+        "acr_values_supported": ACR_VALUES,
     });
     cache_public(json_response(200, &body), 300)
 }

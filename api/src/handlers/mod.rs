@@ -2,4 +2,5 @@
 
 pub mod discovery;
 pub mod health;
+pub mod permissions;
 pub mod token;

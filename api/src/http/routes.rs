@@ -1,7 +1,7 @@
 //! The route table. Every route is instrumented with its template (never the raw path).
 
 use crate::crypto::keyring::Purpose;
-use crate::handlers::{discovery, health, token};
+use crate::handlers::{discovery, health, permissions, token};
 use crate::state::AppState;
 use std::convert::Infallible;
 use std::time::Instant;
@@ -120,6 +120,39 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(header("authorization"))
         .and(body())
         .then(token::token);
+    // The contract's path has a trailing slash; accept it with or without.
+    let perm_root = warp::path::full()
+        .and_then(|p: warp::path::FullPath| async move {
+            match p.as_str() {
+                "/permissions/v1/" | "/permissions/v1" => Ok(()),
+                _ => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one();
+    let perm_register = perm_root
+        .and(warp::post())
+        .and(s())
+        .and(header("authorization"))
+        .and(header("content-type"))
+        .and(body())
+        .then(permissions::register);
+    let perm_user_exists = warp::path!("permissions" / "v1" / "user-exists")
+        .and(warp::post())
+        .and(s())
+        .and(header("authorization"))
+        .and(header("content-type"))
+        .and(body())
+        .then(permissions::user_exists);
+    let perm_get = warp::path!("permissions" / "v1" / String)
+        .and(warp::get())
+        .and(s())
+        .and(header("authorization"))
+        .then(|id, st, a| permissions::get(st, id, a));
+    let perm_grant = warp::path!("permissions" / "v1" / String / "grant")
+        .and(warp::get())
+        .and(s())
+        .and(header("authorization"))
+        .then(|id, st, a| permissions::grant(st, id, a));
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
@@ -136,6 +169,22 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
     .or(instrument(&state, "GET /permissions/v1/jwks", grants_jwks))
     .unify()
     .or(instrument(&state, "POST /oidc/v1/token", token))
+    .unify()
+    .or(instrument(&state, "POST /permissions/v1/", perm_register))
+    .unify()
+    .or(instrument(
+        &state,
+        "POST /permissions/v1/user-exists",
+        perm_user_exists,
+    ))
+    .unify()
+    .or(instrument(&state, "GET /permissions/v1/{id}", perm_get))
+    .unify()
+    .or(instrument(
+        &state,
+        "GET /permissions/v1/{id}/grant",
+        perm_grant,
+    ))
     .unify()
     .or(instrument(&state, "GET /healthz", healthz))
     .unify()

@@ -184,6 +184,33 @@ impl TestServer {
             .unwrap()
     }
 
+    /// A store on this server's database, for arranging state the API cannot reach yet.
+    pub fn store(&self) -> ciba_store::Store {
+        ciba_store::Store::open(&ciba_store::DatabaseUrl::parse(&self.db.url).unwrap(), 2).unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, bearer: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_bearer(&self, path: &str, bearer: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
     /// Register a client; returns (client_id, client_secret).
     pub fn create_client(&self, scope: &str, extra: &[&str]) -> (String, String) {
         let mut args = vec!["clients", "create", "--name", "Test Shop", "--scope", scope];

@@ -1,0 +1,113 @@
+//! Registered permissions and their forever-unique nonces.
+
+use crate::error::{StoreError, StoreResult};
+use crate::schema::{permission_nonces, permissions};
+use crate::DbConnection;
+use diesel::prelude::*;
+
+pub const PENDING: &str = "pending";
+pub const GRANTED: &str = "granted";
+pub const DECLINED: &str = "declined";
+pub const EXPIRED: &str = "expired";
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = permissions)]
+pub struct PermissionRow {
+    pub id: String,
+    pub client_id: String,
+    pub kind: String,
+    pub loa: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub statement: String,
+    pub digest: String,
+    pub intents: String,
+    pub user_sub: Option<String>,
+    pub login_hint: String,
+    pub app_callback_uri: Option<String>,
+    pub acr_values: Option<String>,
+    pub status: String,
+    pub token_used_at: Option<i64>,
+    pub auth_req_id: Option<String>,
+    pub grant_jws: Option<String>,
+    pub decided_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl PermissionRow {
+    /// The status as callers see it: a pending permission past `exp` is expired whether or
+    /// not a sweeper has marked it.
+    pub fn status_at(&self, now: i64) -> &str {
+        if self.status == PENDING && now >= self.exp {
+            EXPIRED
+        } else {
+            &self.status
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Insert {
+    Created,
+    NonceReused,
+}
+
+/// Claim the nonce and store the permission, atomically. Call inside a write transaction.
+/// Concurrent registrations with one nonce: exactly one gets `Created`.
+pub fn insert_with_nonce(
+    conn: &mut DbConnection,
+    row: &PermissionRow,
+    nonce_hash: &str,
+) -> StoreResult<Insert> {
+    let claimed = diesel::insert_into(permission_nonces::table)
+        .values((
+            permission_nonces::client_id.eq(&row.client_id),
+            permission_nonces::nonce_hash.eq(nonce_hash),
+            permission_nonces::created_at.eq(row.created_at),
+        ))
+        .execute(conn)
+        .map_err(StoreError::from);
+    match claimed {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => return Ok(Insert::NonceReused),
+        Err(e) => return Err(e),
+    }
+    diesel::insert_into(permissions::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(Insert::Created)
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<PermissionRow>> {
+    Ok(permissions::table
+        .filter(permissions::id.eq(id))
+        .select(PermissionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The permission if `client_id` owns it; another client's reads as absent.
+pub fn find_owned(
+    conn: &mut DbConnection,
+    id: &str,
+    client_id: &str,
+) -> StoreResult<Option<PermissionRow>> {
+    Ok(permissions::table
+        .filter(permissions::id.eq(id))
+        .filter(permissions::client_id.eq(client_id))
+        .select(PermissionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Store the signed grant once (the first writer wins; later callers read it back).
+pub fn store_grant_once(conn: &mut DbConnection, id: &str, jws: &str) -> StoreResult<bool> {
+    let n = diesel::update(
+        permissions::table
+            .filter(permissions::id.eq(id))
+            .filter(permissions::grant_jws.is_null()),
+    )
+    .set(permissions::grant_jws.eq(jws))
+    .execute(conn)?;
+    Ok(n == 1)
+}
