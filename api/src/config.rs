@@ -40,6 +40,12 @@ pub struct Config {
     pub key_encryption_key: [u8; 32],
     pub dev_key_encryption_key: bool,
     pub access_token_ttl: i64,
+    pub auth_request_ttl: i64,
+    pub auth_request_max_ttl: i64,
+    pub poll_interval: i64,
+    pub apple_app_ids: Vec<String>,
+    pub android_package: Option<String>,
+    pub android_cert_fingerprints: Vec<String>,
     pub id_token_ttl: i64,
     pub enrollment_code_ttl: i64,
     pub key_publish_lead: i64,
@@ -100,6 +106,19 @@ impl Env<'_> {
             ));
         }
         Ok(v)
+    }
+
+    /// A comma-separated list (empty when unset).
+    fn list(&self, var: &str) -> Vec<String> {
+        self.get(var)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -205,6 +224,12 @@ impl Config {
                 .addr("CIBA_WORKER_LISTEN")?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9091))),
             access_token_ttl: env.int("CIBA_ACCESS_TOKEN_TTL", 600, 60, 86_400)?,
+            auth_request_ttl: env.int("CIBA_AUTH_REQUEST_TTL", 300, 10, 3_600)?,
+            auth_request_max_ttl: env.int("CIBA_AUTH_REQUEST_MAX_TTL", 600, 10, 3_600)?,
+            poll_interval: env.int("CIBA_POLL_INTERVAL", 2, 1, 60)?,
+            apple_app_ids: env.list("CIBA_APPLE_APP_IDS"),
+            android_package: env.get("CIBA_ANDROID_PACKAGE").map(str::to_owned),
+            android_cert_fingerprints: env.list("CIBA_ANDROID_CERT_FINGERPRINTS"),
             id_token_ttl: env.int("CIBA_ID_TOKEN_TTL", 600, 60, 86_400)?,
             enrollment_code_ttl: env.int("CIBA_ENROLLMENT_CODE_TTL", 900, 60, 604_800)?,
             key_publish_lead: env.int("CIBA_KEY_PUBLISH_LEAD", 3_600, 0, 30 * 86_400)?,

@@ -1,9 +1,154 @@
-//! Authentication requests (App2App and CIBA) started from a permission or a login hint.
+//! Authentication requests (App2App and CIBA) started from a permission.
+//! Every state change is a conditional update: exactly one of racing callers wins.
 
 use crate::error::StoreResult;
-use crate::schema::auth_requests;
+use crate::schema::{auth_requests, permissions};
 use crate::DbConnection;
 use diesel::prelude::*;
+
+pub const PENDING: &str = "pending";
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = auth_requests)]
+pub struct AuthRequestRow {
+    pub id: String,
+    pub link_ref: String,
+    pub client_id: String,
+    pub permission_id: Option<String>,
+    pub user_sub: String,
+    pub flow: String,
+    pub scope: String,
+    pub acr: String,
+    pub binding_message: Option<String>,
+    pub client_notification_token: Option<String>,
+    pub allowed_devices: Option<String>,
+    pub status: String,
+    pub interval_secs: i32,
+    pub last_polled_at: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_at: Option<i64>,
+    pub device_id: Option<String>,
+    pub amr: Option<String>,
+    pub redeemed_at: Option<i64>,
+}
+
+impl AuthRequestRow {
+    /// Device ids allowed to decide (App2App: those that matched); `None` means any active
+    /// device of the user.
+    pub fn allowed_devices(&self) -> Option<Vec<String>> {
+        self.allowed_devices
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+}
+
+/// Mark the permission's token as used by `auth_req_id`, if it is unused and still pending
+/// and valid at `now`, and store the request: both or neither. Returns false if the token
+/// was used already (or the permission is no longer pending).
+pub fn start(
+    conn: &mut DbConnection,
+    row: &AuthRequestRow,
+    permission_id: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let n = diesel::update(
+        permissions::table
+            .filter(permissions::id.eq(permission_id))
+            .filter(permissions::token_used_at.is_null())
+            .filter(permissions::status.eq(PENDING))
+            .filter(permissions::exp.gt(now)),
+    )
+    .set((
+        permissions::token_used_at.eq(now),
+        permissions::auth_req_id.eq(&row.id),
+    ))
+    .execute(conn)?;
+    if n != 1 {
+        return Ok(false);
+    }
+    diesel::insert_into(auth_requests::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(true)
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<AuthRequestRow>> {
+    Ok(auth_requests::table
+        .filter(auth_requests::id.eq(id))
+        .select(AuthRequestRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_by_ref(conn: &mut DbConnection, link_ref: &str) -> StoreResult<Option<AuthRequestRow>> {
+    Ok(auth_requests::table
+        .filter(auth_requests::link_ref.eq(link_ref))
+        .select(AuthRequestRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Pending, unexpired requests of a user, newest first.
+pub fn pending_for_user(
+    conn: &mut DbConnection,
+    user_sub: &str,
+    now: i64,
+) -> StoreResult<Vec<AuthRequestRow>> {
+    Ok(auth_requests::table
+        .filter(auth_requests::user_sub.eq(user_sub))
+        .filter(auth_requests::status.eq(PENDING))
+        .filter(auth_requests::expires_at.gt(now))
+        .order(auth_requests::created_at.desc())
+        .limit(50)
+        .select(AuthRequestRow::as_select())
+        .load(conn)?)
+}
+
+/// Record a decision if the request is still pending and unexpired at `now`, and carry it
+/// to the permission. Returns false when someone else decided first or it expired.
+pub fn decide(
+    conn: &mut DbConnection,
+    id: &str,
+    status: &str,
+    permission_status: &str,
+    device_id: &str,
+    amr: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let n = diesel::update(
+        auth_requests::table
+            .filter(auth_requests::id.eq(id))
+            .filter(auth_requests::status.eq(PENDING))
+            .filter(auth_requests::expires_at.gt(now)),
+    )
+    .set((
+        auth_requests::status.eq(status),
+        auth_requests::decided_at.eq(now),
+        auth_requests::device_id.eq(device_id),
+        auth_requests::amr.eq(amr),
+    ))
+    .execute(conn)?;
+    if n != 1 {
+        return Ok(false);
+    }
+    let user: String = auth_requests::table
+        .filter(auth_requests::id.eq(id))
+        .select(auth_requests::user_sub)
+        .first(conn)?;
+    diesel::update(
+        permissions::table
+            .filter(permissions::auth_req_id.eq(id))
+            .filter(permissions::status.eq(PENDING)),
+    )
+    .set((
+        permissions::status.eq(permission_status),
+        permissions::decided_at.eq(now),
+        permissions::user_sub.eq(user),
+    ))
+    .execute(conn)?;
+    Ok(true)
+}
 
 /// The authentication methods recorded when the request was decided (a JSON array).
 pub fn amr_of(conn: &mut DbConnection, auth_req_id: &str) -> StoreResult<Option<String>> {

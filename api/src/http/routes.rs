@@ -1,7 +1,7 @@
 //! The route table. Every route is instrumented with its template (never the raw path).
 
 use crate::crypto::keyring::Purpose;
-use crate::handlers::{discovery, health, permissions, token};
+use crate::handlers::{authorize, discovery, health, permissions, token};
 use crate::state::AppState;
 use std::convert::Infallible;
 use std::time::Instant;
@@ -153,6 +153,20 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(s())
         .and(header("authorization"))
         .then(|id, st, a| permissions::grant(st, id, a));
+    let app_authorize = warp::path!("oidc" / "v1" / "app-authorize")
+        .and(warp::post())
+        .and(s())
+        .and(header("content-type"))
+        .and(header("authorization"))
+        .and(body())
+        .then(authorize::app_authorize);
+    let bc_authorize = warp::path!("oidc" / "v1" / "bc-authorize")
+        .and(warp::post())
+        .and(s())
+        .and(header("content-type"))
+        .and(header("authorization"))
+        .and(body())
+        .then(authorize::bc_authorize);
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
@@ -184,6 +198,18 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         &state,
         "GET /permissions/v1/{id}/grant",
         perm_grant,
+    ))
+    .unify()
+    .or(instrument(
+        &state,
+        "POST /oidc/v1/app-authorize",
+        app_authorize,
+    ))
+    .unify()
+    .or(instrument(
+        &state,
+        "POST /oidc/v1/bc-authorize",
+        bc_authorize,
     ))
     .unify()
     .or(instrument(&state, "GET /healthz", healthz))
