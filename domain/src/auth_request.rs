@@ -15,7 +15,7 @@ pub const AMR_ALLOWED: &[&str] = &[
 pub const AMR_DEFAULT: &[&str] = &["hwk", "bio"];
 
 /// A stored status read at `now`: pending past its expiry is expired.
-pub fn status_at<'a>(stored: &'a str, expires_at: i64, now: i64) -> &'a str {
+pub fn status_at(stored: &str, expires_at: i64, now: i64) -> &str {
     if stored == PENDING && now >= expires_at {
         EXPIRED
     } else {

@@ -4,6 +4,7 @@
 //! `client_secret_basic` / `client_secret_post`.
 
 pub mod assertion;
+pub mod device;
 pub mod external;
 pub mod secret;
 

@@ -1,8 +1,9 @@
 //! The route table. Every route is instrumented with its template (never the raw path).
 
 use crate::crypto::keyring::Purpose;
-use crate::handlers::{authorize, discovery, health, permissions, token};
+use crate::handlers::{app, authorize, discovery, health, links, permissions, token};
 use crate::state::AppState;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Instant;
 use warp::filters::BoxedFilter;
@@ -167,6 +168,43 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(header("authorization"))
         .and(body())
         .then(authorize::bc_authorize);
+    let app_enroll = warp::path!("app" / "v1" / "devices")
+        .and(warp::post())
+        .and(s())
+        .and(header("content-type"))
+        .and(body())
+        .then(app::enroll);
+    let app_list = warp::path!("app" / "v1" / "auth-requests")
+        .and(warp::get())
+        .and(s())
+        .and(header("authorization"))
+        .and(warp::query::<HashMap<String, String>>())
+        .then(app::list);
+    let app_view = warp::path!("app" / "v1" / "auth-requests" / String)
+        .and(warp::get())
+        .and(s())
+        .and(header("authorization"))
+        .then(|r, st, a| app::view(st, r, a));
+    let app_decide = warp::path!("app" / "v1" / "auth-requests" / String / "decision")
+        .and(warp::post())
+        .and(s())
+        .and(header("authorization"))
+        .and(header("content-type"))
+        .and(body())
+        .then(|r, st, a, ct, b| app::decide(st, r, a, ct, b));
+    let fallback = warp::path!("app2app" / "authorize")
+        .and(warp::get())
+        .and(s())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(links::authorize_fallback);
+    let aasa = warp::path!(".well-known" / "apple-app-site-association")
+        .and(warp::get())
+        .and(s())
+        .map(links::apple_app_site_association);
+    let assetlinks = warp::path!(".well-known" / "assetlinks.json")
+        .and(warp::get())
+        .and(s())
+        .map(links::assetlinks);
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
@@ -210,6 +248,36 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         &state,
         "POST /oidc/v1/bc-authorize",
         bc_authorize,
+    ))
+    .unify()
+    .or(instrument(&state, "POST /app/v1/devices", app_enroll))
+    .unify()
+    .or(instrument(&state, "GET /app/v1/auth-requests", app_list))
+    .unify()
+    .or(instrument(
+        &state,
+        "GET /app/v1/auth-requests/{ref}",
+        app_view,
+    ))
+    .unify()
+    .or(instrument(
+        &state,
+        "POST /app/v1/auth-requests/{ref}/decision",
+        app_decide,
+    ))
+    .unify()
+    .or(instrument(&state, "GET /app2app/authorize", fallback))
+    .unify()
+    .or(instrument(
+        &state,
+        "GET /.well-known/apple-app-site-association",
+        aasa,
+    ))
+    .unify()
+    .or(instrument(
+        &state,
+        "GET /.well-known/assetlinks.json",
+        assetlinks,
     ))
     .unify()
     .or(instrument(&state, "GET /healthz", healthz))

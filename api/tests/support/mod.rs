@@ -1,6 +1,7 @@
 //! End-to-end harness: a real `ciba-api` process on its own database, spoken to over HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod app;
 pub mod keys;
 
 use ciba_store::testing::TestDatabase;

@@ -1,0 +1,357 @@
+//! The authenticating app's API (contract §7): enrollment, pending requests, one request,
+//! and the signed decision.
+
+use crate::auth::device::{authenticate_device, use_jti, AuthenticatedDevice};
+use crate::crypto::jwt::{self, LEEWAY};
+use crate::error::{ApiError, ApiResult};
+use crate::http::form::is_content_type;
+use crate::http::reply::{json_response, no_store};
+use crate::state::{now, AppState};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ciba_domain::auth_request::{self as req, status_at, validate_amr, Decision};
+use ciba_domain::device::DeviceInfo;
+use ciba_domain::error::{ErrorCode, OAuthError};
+use ciba_domain::ids::random_id;
+use ciba_domain::secret::sha256_b64url;
+use ciba_store::auth_requests::{self as requests, AuthRequestRow};
+use ciba_store::clients;
+use ciba_store::permissions::{self as perms, PermissionRow};
+use ciba_store::users::{self, DeviceRow, DEVICE_ACTIVE};
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use warp::hyper::body::Bytes;
+use warp::reply::Response;
+
+/// How old a signed decision may be.
+const MAX_DECISION_AGE: i64 = 120;
+
+fn respond(result: ApiResult<Response>) -> Response {
+    no_store(result.unwrap_or_else(ApiError::into_response))
+}
+
+fn json_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
+    if !is_content_type(content_type, "application/json") {
+        return Err(OAuthError::invalid_request("Content-Type must be application/json").into());
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| OAuthError::invalid_request("the body is not valid JSON").into())
+}
+
+/// A public EC P-256 JWK, canonicalised to `{kty, crv, x, y}`.
+fn device_public_jwk(v: Option<&Value>) -> ApiResult<String> {
+    let bad = || {
+        ApiError::from(OAuthError::invalid_request(
+            "public_jwk: must be a public EC P-256 JWK",
+        ))
+    };
+    let obj = v.and_then(Value::as_object).ok_or_else(bad)?;
+    if obj.get("kty").and_then(Value::as_str) != Some("EC")
+        || obj.get("crv").and_then(Value::as_str) != Some("P-256")
+        || obj.contains_key("d")
+    {
+        return Err(bad());
+    }
+    let coord = |k: &str| {
+        obj.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+            .filter(|b| b.len() == 32)
+    };
+    let (x, y) = (coord("x").ok_or_else(bad)?, coord("y").ok_or_else(bad)?);
+    let mut sec1 = vec![4u8];
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| bad())?;
+    Ok(json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}).to_string())
+}
+
+pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) -> Response {
+    let now = now();
+    respond(
+        async {
+            let body = json_body(content_type.as_deref(), &body)?;
+            let code = body
+                .get("enrollment_code")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty());
+            let code =
+                code.ok_or_else(|| OAuthError::invalid_request("enrollment_code: is required"))?;
+            let info = DeviceInfo::from_json(
+                "device_info",
+                body.get("device_info").unwrap_or(&Value::Null),
+            )?;
+            let public_jwk = device_public_jwk(body.get("public_jwk"))?;
+            let name = match body.get("name") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 100 => {
+                    Some(n.trim().to_owned())
+                }
+                Some(_) => {
+                    return Err(
+                        OAuthError::invalid_request("name: must be 1 to 100 characters").into(),
+                    )
+                }
+            };
+            let device_id = random_id();
+            let code_hash = sha256_b64url(code.as_bytes());
+            let mut row = DeviceRow {
+                id: device_id.clone(),
+                user_sub: String::new(),
+                platform: info.platform,
+                manufacturer: info.manufacturer,
+                model: info.model,
+                public_jwk,
+                name,
+                status: DEVICE_ACTIVE.into(),
+                created_at: now,
+                revoked_at: None,
+            };
+            let enrolled = state
+                .db_write(move |c| {
+                    match users::consume_enrollment_code(c, &code_hash, &row.id, now)? {
+                        Some(user) => {
+                            row.user_sub = user;
+                            users::insert_device(c, &row)?;
+                            Ok(true)
+                        }
+                        None => Ok(false),
+                    }
+                })
+                .await?;
+            if !enrolled {
+                return Err(OAuthError::invalid_grant(
+                    "the enrollment code is invalid, expired or already used",
+                )
+                .into());
+            }
+            Ok(json_response(201, &json!({"device_id": device_id})))
+        }
+        .await,
+    )
+}
+
+/// A request the device may see: it belongs to the device's user.
+async fn request_for(
+    state: &AppState,
+    dev: &AuthenticatedDevice,
+    link_ref: String,
+) -> ApiResult<(AuthRequestRow, PermissionRow)> {
+    let not_found = || ApiError::from(OAuthError::not_found("no such request"));
+    let found = state
+        .db(move |c| {
+            let Some(r) = requests::find_by_ref(c, &link_ref)? else {
+                return Ok(None);
+            };
+            let p = match &r.permission_id {
+                Some(pid) => perms::find(c, pid)?,
+                None => None,
+            };
+            Ok(p.map(|p| (r, p)))
+        })
+        .await?
+        .ok_or_else(not_found)?;
+    if found.0.user_sub != dev.device.user_sub {
+        return Err(not_found());
+    }
+    Ok(found)
+}
+
+async fn client_name(state: &AppState, id: &str) -> ApiResult<String> {
+    let id = id.to_owned();
+    Ok(state
+        .db(move |c| clients::find(c, &id))
+        .await?
+        .map(|c| c.name)
+        .unwrap_or_default())
+}
+
+pub async fn list(
+    state: AppState,
+    authorization: Option<String>,
+    query: HashMap<String, String>,
+) -> Response {
+    let now = now();
+    respond(
+        async {
+            let dev = authenticate_device(&state, authorization.as_deref(), now).await?;
+            if query.get("status").is_some_and(|s| s != req::PENDING) {
+                return Err(OAuthError::invalid_request("status: only pending is supported").into());
+            }
+            let sub = dev.device.user_sub.clone();
+            let rows = state.db(move |c| requests::pending_for_user(c, &sub, now)).await?;
+            let mut out = Vec::new();
+            for r in rows {
+                let mine = r.allowed_devices().is_none_or(|ids| ids.contains(&dev.device.id));
+                if mine {
+                    out.push(json!({"ref": r.link_ref, "client_name": client_name(&state, &r.client_id).await?, "flow": r.flow,
+                                    "binding_message": r.binding_message, "expires_at": r.expires_at}));
+                }
+            }
+            Ok(json_response(200, &json!({"auth_requests": out})))
+        }
+        .await,
+    )
+}
+
+pub async fn view(state: AppState, link_ref: String, authorization: Option<String>) -> Response {
+    let now = now();
+    respond(
+        async {
+            let dev = authenticate_device(&state, authorization.as_deref(), now).await?;
+            let (r, p) = request_for(&state, &dev, link_ref).await?;
+            let statement: Value = URL_SAFE_NO_PAD
+                .decode(&p.statement)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            Ok(json_response(
+                200,
+                &json!({
+                    "ref": r.link_ref, "client_name": client_name(&state, &r.client_id).await?, "type": p.kind,
+                    "statement": statement, "permission": p.statement, "permission_digest": p.digest,
+                    "binding_message": r.binding_message, "scope": r.scope, "loa": p.loa,
+                    "expires_at": r.expires_at, "status": status_at(&r.status, r.expires_at, now),
+                }),
+            ))
+        }
+        .await,
+    )
+}
+
+pub async fn decide(
+    state: AppState,
+    link_ref: String,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
+) -> Response {
+    let now = now();
+    respond(
+        async {
+            let dev = authenticate_device(&state, authorization.as_deref(), now).await?;
+            let body = json_body(content_type.as_deref(), &body)?;
+            let (r, p) = request_for(&state, &dev, link_ref.clone()).await?;
+            let signed = body.get("signed_decision").and_then(Value::as_str);
+            let signed = signed
+                .ok_or_else(|| OAuthError::invalid_request("signed_decision: is required"))?;
+            let claims = verify_decision(signed, &dev)?;
+            if claims.get("ref").and_then(Value::as_str) != Some(link_ref.as_str()) {
+                return Err(OAuthError::invalid_request(
+                    "signed_decision: ref does not name this request",
+                )
+                .into());
+            }
+            let decision = claims
+                .get("decision")
+                .and_then(Value::as_str)
+                .and_then(Decision::parse);
+            let decision = decision.ok_or_else(|| {
+                OAuthError::invalid_request("signed_decision: decision must be approve or decline")
+            })?;
+            if claims.get("permission_digest").and_then(Value::as_str) != Some(p.digest.as_str()) {
+                return Err(OAuthError::invalid_request(
+                    "signed_decision: permission_digest does not match the permission",
+                )
+                .into());
+            }
+            let iat = claims
+                .get("iat")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| OAuthError::invalid_request("signed_decision: iat is required"))?;
+            if iat > now + LEEWAY || iat < now - MAX_DECISION_AGE {
+                return Err(
+                    OAuthError::invalid_request("signed_decision: iat is not recent").into(),
+                );
+            }
+            let amr = validate_amr(claims.get("amr"))?;
+            if r.allowed_devices()
+                .is_some_and(|ids| !ids.contains(&dev.device.id))
+            {
+                return Err(OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "only the device that matched at app-authorize may decide",
+                )
+                .with_status(403)
+                .into());
+            }
+            if status_at(&r.status, r.expires_at, now) != req::PENDING {
+                return Err(not_pending());
+            }
+            let jti = claims
+                .get("jti")
+                .and_then(Value::as_str)
+                .filter(|j| !j.is_empty());
+            let jti =
+                jti.ok_or_else(|| OAuthError::invalid_request("signed_decision: jti is required"))?;
+            if !use_jti(
+                &state,
+                "decision",
+                &dev.device.id,
+                jti,
+                now + MAX_DECISION_AGE + LEEWAY,
+            )
+            .await?
+            {
+                return Err(
+                    OAuthError::invalid_request("signed_decision: jti was already used").into(),
+                );
+            }
+            let (id, device_id, amr_json) = (
+                r.id.clone(),
+                dev.device.id.clone(),
+                serde_json::to_string(&amr).unwrap_or_default(),
+            );
+            let permission_status = match decision {
+                Decision::Approve => perms::GRANTED,
+                Decision::Decline => perms::DECLINED,
+            };
+            let won = state
+                .db_write(move |c| {
+                    requests::decide(
+                        c,
+                        &id,
+                        decision.status(),
+                        permission_status,
+                        &device_id,
+                        &amr_json,
+                        now,
+                    )
+                })
+                .await?;
+            if !won {
+                return Err(not_pending());
+            }
+            Ok(json_response(
+                200,
+                &json!({"status": decision.status(), "redirect_uri": p.app_callback_uri}),
+            ))
+        }
+        .await,
+    )
+}
+
+fn not_pending() -> ApiError {
+    OAuthError::new(
+        ErrorCode::RequestNotPending,
+        "the request is no longer pending",
+    )
+    .into()
+}
+
+/// The decision JWS must be signed by the authenticated device's own key.
+fn verify_decision(signed: &str, dev: &AuthenticatedDevice) -> ApiResult<Value> {
+    let bad = || {
+        ApiError::from(OAuthError::invalid_request(
+            "signed_decision: not signed by this device",
+        ))
+    };
+    let header = jsonwebtoken::decode_header(signed).map_err(|_| bad())?;
+    if header.kid.as_deref().is_some_and(|k| k != dev.device.id) {
+        return Err(bad());
+    }
+    let (_, claims) =
+        jwt::verify_signature(signed, &dev.key, Algorithm::ES256).map_err(|_| bad())?;
+    Ok(claims)
+}

@@ -1,0 +1,229 @@
+//! A simulated merchant and authenticating app with real device keys.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use super::keys::EcKey;
+use super::TestServer;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+pub const CALLBACK: &str = "https://merchant.app/app_callback";
+pub const SCOPES: &str = "permissions/client permissions/app2app permissions/ciba openid profile";
+/// The reference document's statement (App2App guide, step 5), byte for byte.
+pub const REFERENCE_STATEMENT: &str = "eyJub25jZSI6ImRXNXBjWFZsSUhaaGJIVmwiLCJpZCI6IlltRnphMlYwSUdsayIsInBheW1lbnRzIjpbeyJwYXltZW50SWQiOiJjR0Y1YldWdWRDQnBaQSIsImFtb3VudCI6IjEyMy40NSIsImN1cnJlbmN5IjoiTk9LIiwiY3JlZGl0b3JOYW1lIjoiU2Nyb29nZSBNY0R1Y2sifV19";
+pub const IPHONE: (&str, &str, &str) = ("ios", "Apple", "iPhone11,2");
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn jti() -> String {
+    ciba_domain::ids::random_id()
+}
+
+pub fn device_info(d: (&str, &str, &str)) -> String {
+    URL_SAFE_NO_PAD.encode(json!({"p": d.0, "ma": d.1, "mo": d.2}).to_string())
+}
+
+pub fn nonce_statement() -> String {
+    URL_SAFE_NO_PAD.encode(json!({"nonce": jti()}).to_string())
+}
+
+/// The reference payment with a fresh nonce (nonces are single-use per client).
+pub fn payment_statement() -> String {
+    let payment = json!({"paymentId": "cGF5bWVudCBpZA", "amount": "123.45", "currency": "NOK", "creditorName": "Scrooge McDuck"});
+    URL_SAFE_NO_PAD
+        .encode(json!({"nonce": jti(), "id": "YmFza2V0IGlk", "payments": [payment]}).to_string())
+}
+
+pub struct Merchant {
+    pub id: String,
+    pub secret: String,
+    pub token: String,
+}
+
+impl Merchant {
+    pub async fn new(srv: &TestServer, scopes: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--callback-uri", CALLBACK];
+        args.extend_from_slice(extra);
+        let (id, secret) = srv.create_client(scopes, &args);
+        let api_scopes: Vec<&str> = scopes
+            .split(' ')
+            .filter(|s| s.starts_with("permissions/"))
+            .collect();
+        let token = srv.access_token(&id, &secret, &api_scopes.join(" ")).await;
+        Self { id, secret, token }
+    }
+
+    /// Register a permission; returns the 201 body.
+    pub async fn register(
+        &self,
+        srv: &TestServer,
+        statement: &str,
+        kind: &str,
+        nnin: &str,
+        intent: &str,
+    ) -> Value {
+        let t = now();
+        let body = json!({
+            "type": kind, "loa": "sub", "iat": t, "exp": t + 900, "permission": statement, "intents": [intent],
+            "loginHint": [{"scheme": "nnin", "value": nnin}], "app_callback_uri": CALLBACK,
+        });
+        let (status, created) = srv
+            .post_json("/permissions/v1/", Some(&self.token), &body)
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    /// app-authorize in the reference document's style (the access token as client_assertion).
+    pub async fn app_authorize(&self, srv: &TestServer, fields: &[(&str, &str)]) -> (u16, Value) {
+        let mut form = vec![
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", self.token.as_str()),
+        ];
+        form.extend_from_slice(fields);
+        let (status, _, body) = srv.post_form("/oidc/v1/app-authorize", None, &form).await;
+        (status, body)
+    }
+
+    pub async fn bc_authorize(&self, srv: &TestServer, fields: &[(&str, &str)]) -> (u16, Value) {
+        let mut form = vec![
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", self.token.as_str()),
+        ];
+        form.extend_from_slice(fields);
+        let (status, _, body) = srv.post_form("/oidc/v1/bc-authorize", None, &form).await;
+        (status, body)
+    }
+}
+
+/// A user with the authenticating app enrolled on one phone.
+pub struct App {
+    pub nnin: String,
+    pub sub: String,
+    pub device_id: String,
+    pub key: EcKey,
+}
+
+impl App {
+    pub async fn enroll(srv: &TestServer, nnin: &str, device: (&str, &str, &str)) -> Self {
+        let created = srv.admin_raw(&[
+            "users",
+            "create",
+            "--nnin",
+            nnin,
+            "--given-name",
+            "Kari",
+            "--family-name",
+            "Nordmann",
+            "--birthdate",
+            "1985-05-15",
+        ]);
+        let sub = if created.status.success() {
+            serde_json::from_slice::<Value>(&created.stdout).unwrap()["sub"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        } else {
+            String::new()
+        };
+        Self::enroll_existing(srv, nnin, sub, device).await
+    }
+
+    pub async fn enroll_existing(
+        srv: &TestServer,
+        nnin: &str,
+        sub: String,
+        device: (&str, &str, &str),
+    ) -> Self {
+        let code = srv.admin(&["enrollment-codes", "create", "--nnin", nnin]);
+        let key = EcKey::generate("pending");
+        let body = json!({
+            "enrollment_code": code["code"], "device_info": {"p": device.0, "ma": device.1, "mo": device.2},
+            "public_jwk": key.public_jwk, "name": "Kari's phone",
+        });
+        let (status, resp) = srv.post_json("/app/v1/devices", None, &body).await;
+        assert_eq!(status, 201, "{resp}");
+        let device_id = resp["device_id"].as_str().unwrap().to_owned();
+        let key = EcKey {
+            kid: device_id.clone(),
+            ..key
+        };
+        Self {
+            nnin: nnin.to_owned(),
+            sub,
+            device_id,
+            key,
+        }
+    }
+
+    pub fn device_jwt(&self, srv: &TestServer) -> String {
+        let t = now();
+        self.key.sign(
+            &json!({"sub": self.device_id, "aud": srv.base, "iat": t, "exp": t + 60, "jti": jti()}),
+        )
+    }
+
+    pub async fn get(&self, srv: &TestServer, path: &str) -> (u16, Value) {
+        srv.get_bearer(path, &self.device_jwt(srv)).await
+    }
+
+    pub async fn pending(&self, srv: &TestServer) -> Vec<Value> {
+        let (status, body) = self.get(srv, "/app/v1/auth-requests?status=pending").await;
+        assert_eq!(status, 200, "{body}");
+        body["auth_requests"].as_array().unwrap().clone()
+    }
+
+    pub fn sign_decision(&self, link_ref: &str, decision: &str, digest: &str) -> String {
+        self.key.sign(&json!({"ref": link_ref, "decision": decision, "permission_digest": digest, "iat": now(), "jti": jti(), "amr": ["hwk", "face"]}))
+    }
+
+    pub async fn send_decision(
+        &self,
+        srv: &TestServer,
+        link_ref: &str,
+        signed: &str,
+    ) -> (u16, Value) {
+        let jwt = self.device_jwt(srv);
+        srv.post_json(
+            &format!("/app/v1/auth-requests/{link_ref}/decision"),
+            Some(&jwt),
+            &json!({"signed_decision": signed}),
+        )
+        .await
+    }
+
+    /// View the request, check the digest itself as a careful app does, and decide.
+    pub async fn decide(&self, srv: &TestServer, link_ref: &str, decision: &str) -> (u16, Value) {
+        let (status, view) = self
+            .get(srv, &format!("/app/v1/auth-requests/{link_ref}"))
+            .await;
+        assert_eq!(status, 200, "{view}");
+        let bytes = URL_SAFE_NO_PAD
+            .decode(view["permission"].as_str().unwrap())
+            .unwrap();
+        let digest = ciba_domain::secret::sha256_b64url(&bytes);
+        assert_eq!(view["permission_digest"], digest.as_str());
+        self.send_decision(
+            srv,
+            link_ref,
+            &self.sign_decision(link_ref, decision, &digest),
+        )
+        .await
+    }
+}
+
+/// The `ref` of an authorize_uri.
+pub fn ref_of(authorize_uri: &str) -> String {
+    authorize_uri.split("ref=").nth(1).unwrap().to_owned()
+}
