@@ -20,6 +20,14 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The wall clock in milliseconds (for poll pacing).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub struct Inner {
     pub config: Config,
     pub store: Store,

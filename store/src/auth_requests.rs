@@ -23,8 +23,8 @@ pub struct AuthRequestRow {
     pub client_notification_token: Option<String>,
     pub allowed_devices: Option<String>,
     pub status: String,
-    pub interval_secs: i32,
-    pub last_polled_at: Option<i64>,
+    pub interval_secs: i64,
+    pub last_poll_ms: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
     pub decided_at: Option<i64>,
@@ -158,4 +158,98 @@ pub fn amr_of(conn: &mut DbConnection, auth_req_id: &str) -> StoreResult<Option<
         .first::<Option<String>>(conn)
         .optional()?
         .flatten())
+}
+
+/// The hot path of polling: record a well-paced poll of a pending, unexpired request of
+/// `client_id` in one statement. False means "look closer" (too fast, finished, unknown).
+pub fn touch_pending(
+    conn: &mut DbConnection,
+    id: &str,
+    client_id: &str,
+    now_ms: i64,
+    grace_ms: i64,
+) -> StoreResult<bool> {
+    use diesel::sql_types::BigInt;
+    // the last poll must be at least one interval (less the grace) ago
+    let earliest_last =
+        (now_ms + grace_ms).into_sql::<BigInt>() - auth_requests::interval_secs * 1000_i64;
+    let n = diesel::update(
+        auth_requests::table
+            .filter(auth_requests::id.eq(id))
+            .filter(auth_requests::client_id.eq(client_id))
+            .filter(auth_requests::status.eq(PENDING))
+            .filter(auth_requests::expires_at.gt(now_ms / 1000))
+            .filter(
+                auth_requests::last_poll_ms
+                    .is_null()
+                    .or(auth_requests::last_poll_ms.le(earliest_last.nullable())),
+            ),
+    )
+    .set(auth_requests::last_poll_ms.eq(now_ms))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// A poll came too fast: the interval grows by 5 s (RFC 8628 §3.5), up to `max_interval`.
+pub fn slow_down(
+    conn: &mut DbConnection,
+    id: &str,
+    now_ms: i64,
+    max_interval: i64,
+) -> StoreResult<()> {
+    diesel::update(
+        auth_requests::table
+            .filter(auth_requests::id.eq(id))
+            .filter(auth_requests::status.eq(PENDING))
+            .filter(auth_requests::interval_secs.lt(max_interval)),
+    )
+    .set(auth_requests::interval_secs.eq(auth_requests::interval_secs + 5_i64))
+    .execute(conn)?;
+    diesel::update(auth_requests::table.filter(auth_requests::id.eq(id)))
+        .set(auth_requests::last_poll_ms.eq(now_ms))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Redeem an approved request exactly once. Only the caller that flips `redeemed_at` wins.
+pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> StoreResult<bool> {
+    let n = diesel::update(
+        auth_requests::table
+            .filter(auth_requests::id.eq(id))
+            .filter(auth_requests::client_id.eq(client_id))
+            .filter(auth_requests::status.eq("approved"))
+            .filter(auth_requests::redeemed_at.is_null()),
+    )
+    .set(auth_requests::redeemed_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Mark a pending request past its expiry as expired, and its permission with it.
+/// Returns true when this call made the change (so follow-ups such as pings run once).
+pub fn expire(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
+    let n = diesel::update(
+        auth_requests::table
+            .filter(auth_requests::id.eq(id))
+            .filter(auth_requests::status.eq(PENDING))
+            .filter(auth_requests::expires_at.le(now)),
+    )
+    .set((
+        auth_requests::status.eq("expired"),
+        auth_requests::decided_at.eq(now),
+    ))
+    .execute(conn)?;
+    if n == 1 {
+        diesel::update(
+            permissions::table
+                .filter(permissions::auth_req_id.eq(id))
+                .filter(permissions::status.eq(PENDING)),
+        )
+        .set((
+            permissions::status.eq("expired"),
+            permissions::decided_at.eq(now),
+        ))
+        .execute(conn)?;
+    }
+    Ok(n == 1)
 }

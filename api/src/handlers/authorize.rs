@@ -236,8 +236,8 @@ async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult<AuthReques
             .allowed_devices
             .map(|d| serde_json::to_string(&d).unwrap_or_default()),
         status: req::PENDING.into(),
-        interval_secs: cfg.poll_interval as i32,
-        last_polled_at: None,
+        interval_secs: cfg.poll_interval,
+        last_poll_ms: None,
         created_at: now,
         expires_at,
         decided_at: None,

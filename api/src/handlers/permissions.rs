@@ -8,6 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::form::is_content_type;
 use crate::http::reply::json_response;
 use crate::state::{now, AppState};
+use ciba_domain::auth_request::status_at;
 use ciba_domain::client::SigningAlg;
 use ciba_domain::error::OAuthError;
 use ciba_domain::ids::random_id;
@@ -125,10 +126,20 @@ pub async fn get(state: AppState, id: String, authorization: Option<String>) -> 
         async {
             let client = merchant(&state, authorization.as_deref(), now).await?;
             let p = owned(&state, &client, id).await?;
+            let mut status = p.status_at(now).to_owned();
+            // A pending permission whose authentication request ran out is expired with it.
+            if status == perms::PENDING {
+                if let Some(req_id) = p.auth_req_id.clone() {
+                    let r = state.db(move |c| auth_requests::find(c, &req_id)).await?;
+                    if r.is_some_and(|r| status_at(&r.status, r.expires_at, now) == perms::EXPIRED) {
+                        status = perms::EXPIRED.to_owned();
+                    }
+                }
+            }
             let intents: Vec<&str> = p.intents.split(' ').collect();
             Ok(json_response(
                 200,
-                &json!({"id": p.id, "type": p.kind, "status": p.status_at(now), "iat": p.iat, "exp": p.exp, "intents": intents}),
+                &json!({"id": p.id, "type": p.kind, "status": status, "iat": p.iat, "exp": p.exp, "intents": intents}),
             ))
         }
         .await,

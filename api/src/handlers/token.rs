@@ -7,7 +7,7 @@ use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
 use crate::http::reply::{json_response, no_store};
-use crate::state::{now, AppState};
+use crate::state::{now_ms, AppState};
 use ciba_domain::client::SigningAlg;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::random_id;
@@ -25,7 +25,8 @@ pub async fn token(
     authorization: Option<String>,
     body: Bytes,
 ) -> Response {
-    let now = now();
+    let now_ms = now_ms();
+    let now = now_ms / 1000;
     let result = async {
         let form = Form::parse(content_type.as_deref(), &body)?;
         let grant_type = form.require("grant_type")?;
@@ -41,11 +42,10 @@ pub async fn token(
                 let client = auth::authenticate(&state, req, now).await?;
                 client_credentials(&state, &client, &form, now)
             }
-            GRANT_CIBA => Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "the CIBA grant is not enabled yet",
-            )
-            .into()),
+            GRANT_CIBA => {
+                let client = auth::authenticate(&state, req, now).await?;
+                super::ciba::grant(&state, &client, &form, now_ms).await
+            }
             _ => Err(
                 OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into(),
             ),

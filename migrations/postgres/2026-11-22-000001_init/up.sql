@@ -97,8 +97,8 @@ CREATE TABLE auth_requests (
     client_notification_token TEXT,
     allowed_devices           TEXT,                -- JSON array; NULL = any active device of the user
     status                    TEXT NOT NULL,       -- pending | approved | declined | expired
-    interval_secs             INTEGER NOT NULL,
-    last_polled_at            BIGINT,
+    interval_secs             BIGINT NOT NULL,
+    last_poll_ms              BIGINT,              -- UNIX milliseconds of the last poll (slow_down)
     created_at                BIGINT NOT NULL,
     expires_at                BIGINT NOT NULL,
     decided_at                BIGINT,

@@ -98,7 +98,7 @@ CREATE TABLE auth_requests (
     allowed_devices           TEXT,                -- JSON array; NULL = any active device of the user
     status                    TEXT NOT NULL,       -- pending | approved | declined | expired
     interval_secs             INTEGER NOT NULL,
-    last_polled_at            INTEGER,
+    last_poll_ms              INTEGER,             -- UNIX milliseconds of the last poll (slow_down)
     created_at                INTEGER NOT NULL,
     expires_at                INTEGER NOT NULL,
     decided_at                INTEGER,

@@ -1,0 +1,181 @@
+//! The CIBA grant at the token endpoint (contract §3): polling with `slow_down` enforced
+//! from the database (so every replica agrees), exactly-once redemption, and the ID token.
+
+use crate::auth::Authenticated;
+use crate::crypto::jwt::{self, TYP_ACCESS_TOKEN, TYP_ID_TOKEN};
+use crate::crypto::keyring::Purpose;
+use crate::error::{ApiError, ApiResult};
+use crate::http::form::Form;
+use crate::http::reply::json_response;
+use crate::state::AppState;
+use ciba_domain::auth_request::{status_at, APPROVED, DECLINED, EXPIRED, PENDING};
+use ciba_domain::client::{Client, SigningAlg};
+use ciba_domain::error::{ErrorCode, OAuthError};
+use ciba_domain::ids::{is_well_formed_id, random_id};
+use ciba_domain::scope::{ScopeSet, PROFILE, SUB_BANKID, SUB_NNIN};
+use ciba_store::auth_requests::{self as requests, AuthRequestRow};
+use ciba_store::{permissions as perms, users};
+use serde_json::{json, Map, Value};
+use warp::reply::Response;
+
+/// Polls up to this much earlier than the interval are tolerated (clock and network jitter),
+/// so a well-behaved client is never told to slow down.
+pub const POLL_GRACE_MS: i64 = 500;
+/// The interval never grows beyond this.
+pub const MAX_INTERVAL: i64 = 60;
+
+fn error(code: ErrorCode, text: &'static str) -> ApiError {
+    OAuthError::new(code, text).into()
+}
+
+pub async fn grant(
+    state: &AppState,
+    client: &Authenticated,
+    form: &Form,
+    now_ms: i64,
+) -> ApiResult<Response> {
+    let now = now_ms / 1000;
+    let id = form.require("auth_req_id")?.to_owned();
+    if !is_well_formed_id(&id) {
+        return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id"));
+    }
+    let client_id = client.client.id.clone();
+    // Hot path: a well-paced poll of a pending request is one conditional update.
+    let (i, c) = (id.clone(), client_id.clone());
+    if state
+        .db(move |conn| requests::touch_pending(conn, &i, &c, now_ms, POLL_GRACE_MS))
+        .await?
+    {
+        return Err(error(
+            ErrorCode::AuthorizationPending,
+            "the user has not finished yet",
+        ));
+    }
+    let i = id.clone();
+    let row = state.db(move |conn| requests::find(conn, &i)).await?;
+    let row = match row {
+        Some(r) if r.client_id == client_id => r,
+        _ => return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id")),
+    };
+    if row.redeemed_at.is_some() {
+        return Err(error(
+            ErrorCode::InvalidGrant,
+            "the auth_req_id was already redeemed",
+        ));
+    }
+    match status_at(&row.status, row.expires_at, now) {
+        APPROVED => {
+            let (i, c) = (id.clone(), client_id.clone());
+            if !state
+                .db(move |conn| requests::redeem(conn, &i, &c, now))
+                .await?
+            {
+                return Err(error(
+                    ErrorCode::InvalidGrant,
+                    "the auth_req_id was already redeemed",
+                ));
+            }
+            issue_tokens(state, &client.client, &row, now).await
+        }
+        DECLINED => Err(error(ErrorCode::AccessDenied, "the user declined")),
+        EXPIRED => {
+            let i = id.clone();
+            state
+                .db_write(move |conn| requests::expire(conn, &i, now))
+                .await?;
+            Err(error(ErrorCode::ExpiredToken, "the request has expired"))
+        }
+        PENDING => {
+            state
+                .db_write(move |conn| requests::slow_down(conn, &id, now_ms, MAX_INTERVAL))
+                .await?;
+            Err(error(
+                ErrorCode::SlowDown,
+                "polling too fast: wait the interval, now 5 seconds longer",
+            ))
+        }
+        _ => Err(error(
+            ErrorCode::InvalidGrant,
+            "the request cannot be redeemed",
+        )),
+    }
+}
+
+async fn issue_tokens(
+    state: &AppState,
+    client: &Client,
+    row: &AuthRequestRow,
+    now: i64,
+) -> ApiResult<Response> {
+    let (sub, pid) = (
+        row.user_sub.clone(),
+        row.permission_id.clone().unwrap_or_default(),
+    );
+    let (user, permission) = state
+        .db(move |c| Ok((users::find_by_sub(c, &sub)?, perms::find(c, &pid)?)))
+        .await?;
+    let user = user.ok_or_else(|| ApiError::from(OAuthError::server_error()))?;
+    let scopes = ScopeSet::parse(&row.scope).unwrap_or_default();
+    let cfg = &state.config;
+    let amr: Value = row
+        .amr
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_else(|| json!(["hwk", "bio"]));
+    let mut claims = Map::new();
+    let mut put = |k: &str, v: Value| {
+        claims.insert(k.to_owned(), v);
+    };
+    put("iss", json!(cfg.issuer));
+    put("aud", json!(client.id));
+    put("azp", json!(client.id));
+    put("sub", json!(user.sub));
+    put("iat", json!(now));
+    put("exp", json!(now + cfg.id_token_ttl));
+    put("auth_time", json!(row.decided_at.unwrap_or(now)));
+    put("acr", json!(row.acr));
+    put("amr", amr);
+    put("urn:openid:params:jwt:claim:auth_req_id", json!(row.id));
+    if let Some(p) = &permission {
+        put("permission_id", json!(p.id));
+        put("permission_digest", json!(p.digest));
+    }
+    if scopes.contains(PROFILE) {
+        put(
+            "name",
+            json!(format!("{} {}", user.given_name, user.family_name)),
+        );
+        put("given_name", json!(user.given_name));
+        put("family_name", json!(user.family_name));
+        put("birthdate", json!(user.birthdate));
+        put("updated_at", json!(user.updated_at));
+    }
+    if scopes.contains(SUB_NNIN) && client.sub_nnin {
+        put("sub_nnin", json!(user.nnin));
+    }
+    if scopes.contains(SUB_BANKID) {
+        if let Some(pid) = &user.bankid_pid {
+            put("sub_bankid", json!(pid));
+        }
+    }
+    let sign = |alg: SigningAlg, typ: &str, claims: &Value| -> ApiResult<String> {
+        let key = state
+            .keys
+            .signer(Purpose::Oidc, alg, now)
+            .ok_or_else(|| ApiError::from(OAuthError::server_error()))?;
+        jwt::sign(&key, typ, claims).map_err(|e| {
+            tracing::error!(error = %e, "signing failed");
+            ApiError::from(OAuthError::server_error())
+        })
+    };
+    let id_token = sign(client.id_token_alg, TYP_ID_TOKEN, &Value::Object(claims))?;
+    let access = json!({
+        "iss": cfg.issuer, "sub": user.sub, "aud": cfg.issuer, "client_id": client.id, "scope": row.scope,
+        "iat": now, "exp": now + cfg.access_token_ttl, "jti": random_id(),
+    });
+    let access_token = sign(SigningAlg::Es256, TYP_ACCESS_TOKEN, &access)?;
+    Ok(json_response(
+        200,
+        &json!({"access_token": access_token, "token_type": "Bearer", "expires_in": cfg.access_token_ttl, "id_token": id_token}),
+    ))
+}

@@ -1,0 +1,416 @@
+//! Issue 5 over real HTTP on SQLite and PostgreSQL: the CIBA token endpoint and ID tokens.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ciba_store::schema::auth_requests;
+use diesel::prelude::*;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use serde_json::{json, Value};
+use support::app::*;
+use support::{Backend, TestServer};
+
+const CIBA: &str = "urn:openid:params:grant-type:ciba";
+const FAST: &[(&str, &str)] = &[("CIBA_POLL_INTERVAL", "1")];
+
+fn nnin(from: u32) -> String {
+    ciba_domain::nnin::first_valid("150585", from).unwrap()
+}
+
+async fn poll(
+    srv: &TestServer,
+    m: &Merchant,
+    auth_req_id: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    srv.post_form(
+        "/oidc/v1/token",
+        Some((&m.id, &m.secret)),
+        &[("grant_type", CIBA), ("auth_req_id", auth_req_id)],
+    )
+    .await
+}
+
+/// Start an App2App request and return (auth_req_id, ref, permission id).
+async fn started(
+    srv: &TestServer,
+    m: &Merchant,
+    app: &App,
+    scope: &str,
+    extra: &[(&str, &str)],
+) -> (String, String, String) {
+    let created = m
+        .register(
+            srv,
+            &payment_statement(),
+            "payment.v1",
+            &app.nnin,
+            "app2app",
+        )
+        .await;
+    let pt = created["permissionToken"].as_str().unwrap().to_owned();
+    let di = device_info(IPHONE);
+    let mut fields = vec![
+        ("login_hint_token", pt.as_str()),
+        ("scope", scope),
+        ("device_info", di.as_str()),
+    ];
+    fields.extend_from_slice(extra);
+    let (status, s) = m.app_authorize(srv, &fields).await;
+    assert_eq!(status, 200, "{s}");
+    (
+        s["auth_req_id"].as_str().unwrap().to_owned(),
+        ref_of(s["authorize_uri"].as_str().unwrap()),
+        created["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Validate an ID token exactly as the reference document's step 11 says.
+fn validate_id_token(id_token: &str, discovery: &Value, jwks: &Value, client_id: &str) -> Value {
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    let algs = discovery["id_token_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
+    assert!(
+        algs.iter()
+            .any(|a| a.as_str() == Some(&format!("{:?}", header.alg))),
+        "alg is advertised"
+    );
+    let set: JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let key = DecodingKey::from_jwk(
+        set.find(header.kid.as_deref().unwrap())
+            .expect("kid in the JWKS"),
+    )
+    .unwrap();
+    let mut v = Validation::new(header.alg);
+    v.set_issuer(&[discovery["issuer"].as_str().unwrap()]);
+    v.set_audience(&[client_id]);
+    v.leeway = 0;
+    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &v)
+        .unwrap()
+        .claims;
+    assert!(
+        claims["iat"].as_i64().unwrap() <= now(),
+        "iat not in the future"
+    );
+    assert!(claims["exp"].as_i64().unwrap() > now());
+    claims
+}
+
+async fn reference_document_flow(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let user_app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (client_id, secret) = srv.create_client(SCOPES, &["--callback-uri", CALLBACK]);
+    // steps 2-4: configuration, access token, the biometrics configuration
+    let (_, discovery) = srv.get_json("/.well-known/openid-configuration").await;
+    let token_path = discovery["token_endpoint"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(&srv.base)
+        .to_owned();
+    let (status, _, tok) = srv
+        .post_form(
+            &token_path,
+            Some((&client_id, &secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "permissions/app2app permissions/client"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let access_token = tok["access_token"].as_str().unwrap().to_owned();
+    let m = Merchant {
+        id: client_id.clone(),
+        secret: secret.clone(),
+        token: access_token.clone(),
+    };
+    // step 5: the permission, byte for byte
+    let created = m
+        .register(
+            &srv,
+            REFERENCE_STATEMENT,
+            "payment.v1",
+            &user_app.nnin,
+            "app2app",
+        )
+        .await;
+    let pt = created["permissionToken"].as_str().unwrap();
+    // steps 6-7: device info and app-authorize, with the document's own requested_expriy spelling
+    let di = URL_SAFE_NO_PAD.encode(r#"{"p":"ios","ma":"Apple","mo":"iPhone11,2"}"#);
+    let (status, s) = m
+        .app_authorize(
+            &srv,
+            &[
+                ("login_hint_token", pt),
+                ("scope", "openid"),
+                ("device_info", &di),
+                ("requested_expriy", "300"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    let auth_req_id = s["auth_req_id"].as_str().unwrap();
+    // step 10 before the user is done
+    let assertion = [
+        ("client_assertion", access_token.as_str()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("grant_type", CIBA),
+        ("auth_req_id", auth_req_id),
+    ];
+    let (status, headers, body) = srv.post_form(&token_path, None, &assertion).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+    // step 8: the user approves in the app
+    let (status, _) = user_app
+        .decide(
+            &srv,
+            &ref_of(s["authorize_uri"].as_str().unwrap()),
+            "approve",
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, headers, body) = srv.post_form(&token_path, None, &assertion).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            headers["cache-control"].to_str().unwrap(),
+            headers["pragma"].to_str().unwrap()
+        ),
+        ("no-store", "no-cache")
+    );
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_i64().unwrap() > 0 && body["access_token"].is_string());
+    // step 11
+    let (_, jwks) = srv
+        .get_json(
+            discovery["jwks_uri"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches(&srv.base),
+        )
+        .await;
+    let claims = validate_id_token(
+        body["id_token"].as_str().unwrap(),
+        &discovery,
+        &jwks,
+        &client_id,
+    );
+    assert_eq!(claims["acr"], "http://eidas.europa.eu/LoA/substantial");
+    assert_eq!(claims["sub"], user_app.sub.as_str());
+    assert_ne!(claims["sub"], user_app.nnin.as_str());
+    assert_eq!(claims["azp"], client_id.as_str());
+    assert_eq!(
+        claims["urn:openid:params:jwt:claim:auth_req_id"],
+        auth_req_id
+    );
+    assert_eq!(claims["permission_id"], created["id"]);
+    let digest =
+        ciba_domain::secret::sha256_b64url(&URL_SAFE_NO_PAD.decode(REFERENCE_STATEMENT).unwrap());
+    assert_eq!(claims["permission_digest"], digest.as_str());
+    assert_eq!(claims["amr"], json!(["hwk", "face"]));
+    assert!(claims["auth_time"].as_i64().unwrap() <= claims["iat"].as_i64().unwrap());
+    assert!(
+        claims.get("name").is_none() && claims.get("sub_nnin").is_none(),
+        "no profile without the scope"
+    );
+    // single use
+    let (status, _, body) = srv.post_form(&token_path, None, &assertion).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (_, perm) = srv
+        .get_bearer(
+            &format!("/permissions/v1/{}", created["id"].as_str().unwrap()),
+            &access_token,
+        )
+        .await;
+    assert_eq!(perm["status"], "granted");
+    // the user's access token does not authenticate the merchant
+    let (status, _) = srv
+        .get_bearer(
+            &format!("/permissions/v1/{}", created["id"].as_str().unwrap()),
+            body["access_token"].as_str().unwrap_or("x"),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+async fn every_error_row(b: Backend) {
+    let srv = TestServer::start_with(b, FAST).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let other = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+
+    let (status, _, body) = poll(&srv, &m, "no-such-request").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (id, link_ref, pid) = started(&srv, &m, &app, "openid", &[]).await;
+    let (status, _, body) = poll(&srv, &other, &id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "another client's request"
+    );
+    let (status, _, body) = poll(&srv, &m, &id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+
+    // too fast: slow_down, and the interval grows by 5 s each time, in the database
+    let interval = |id: String| {
+        srv.store()
+            .read(move |c| {
+                Ok(auth_requests::table
+                    .find(&id)
+                    .select(auth_requests::interval_secs)
+                    .first::<i64>(c)?)
+            })
+            .unwrap()
+    };
+    let (status, _, body) = poll(&srv, &m, &id).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("slow_down")));
+    assert_eq!(interval(id.clone()), 6);
+    assert_eq!(poll(&srv, &m, &id).await.2["error"], "slow_down");
+    assert_eq!(interval(id.clone()), 11);
+
+    // declined
+    app.decide(&srv, &link_ref, "decline").await;
+    let (status, _, body) = poll(&srv, &m, &id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("access_denied"))
+    );
+    assert_eq!(
+        srv.get_bearer(&format!("/permissions/v1/{pid}"), &m.token)
+            .await
+            .1["status"],
+        "declined"
+    );
+
+    // a well-paced client is never told to slow down
+    let (id2, _, _) = started(&srv, &m, &app, "openid", &[]).await;
+    for _ in 0..3 {
+        let (_, _, body) = poll(&srv, &m, &id2).await;
+        assert_eq!(body["error"], "authorization_pending");
+        tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+    }
+}
+
+async fn expiry_while_polling(b: Backend) {
+    let srv = TestServer::start_with(b, FAST).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (id, link_ref, pid) = started(&srv, &m, &app, "openid", &[("requested_expiry", "2")]).await;
+    assert_eq!(
+        poll(&srv, &m, &id).await.2["error"],
+        "authorization_pending"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, _, body) = poll(&srv, &m, &id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("expired_token"))
+    );
+    assert_eq!(poll(&srv, &m, &id).await.2["error"], "expired_token");
+    assert_eq!(
+        srv.get_bearer(&format!("/permissions/v1/{pid}"), &m.token)
+            .await
+            .1["status"],
+        "expired"
+    );
+    let (status, _) = app.decide(&srv, &link_ref, "approve").await;
+    assert_eq!(status, 409);
+}
+
+async fn concurrent_polls_redeem_once(b: Backend) {
+    let srv = TestServer::start_with(b, FAST).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (id, link_ref, _) = started(&srv, &m, &app, "openid", &[]).await;
+    app.decide(&srv, &link_ref, "approve").await;
+    let polls = (0..32).map(|_| poll(&srv, &m, &id));
+    let results = futures_util::future::join_all(polls).await;
+    let ok = results.iter().filter(|(s, _, _)| *s == 200).count();
+    let refused = results
+        .iter()
+        .filter(|(s, _, b)| *s == 400 && b["error"] == "invalid_grant")
+        .count();
+    assert_eq!(
+        (ok, refused),
+        (1, 31),
+        "{:?}",
+        results
+            .iter()
+            .map(|r| (r.0, r.2.clone()))
+            .collect::<Vec<_>>()
+    );
+}
+
+async fn claims_follow_scope_entitlement_and_alg(b: Backend) {
+    let srv = TestServer::start_with(b, FAST).await;
+    let scopes = "permissions/client permissions/app2app openid profile sub_nnin sub_bankid";
+    let m = Merchant::new(&srv, scopes, &["--sub-nnin", "--id-token-alg", "RS256"]).await;
+    let hint = nnin(100);
+    srv.admin(&[
+        "users",
+        "create",
+        "--nnin",
+        &hint,
+        "--given-name",
+        "Kari",
+        "--family-name",
+        "Nordmann",
+        "--birthdate",
+        "1985-05-15",
+        "--bankid-pid",
+        "9578-6000-4-123456",
+    ]);
+    let app = App::enroll_existing(&srv, &hint, String::new(), IPHONE).await;
+    let (id, link_ref, _) =
+        started(&srv, &m, &app, "openid profile sub_nnin sub_bankid", &[]).await;
+    app.decide(&srv, &link_ref, "approve").await;
+    let (status, _, body) = poll(&srv, &m, &id).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, discovery) = srv.get_json("/.well-known/openid-configuration").await;
+    let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
+    let id_token = body["id_token"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(id_token).unwrap().alg,
+        jsonwebtoken::Algorithm::RS256
+    );
+    let claims = validate_id_token(id_token, &discovery, &jwks, &m.id);
+    assert_eq!(claims["name"], "Kari Nordmann");
+    assert_eq!(
+        (
+            claims["given_name"].as_str(),
+            claims["family_name"].as_str()
+        ),
+        (Some("Kari"), Some("Nordmann"))
+    );
+    assert_eq!(claims["birthdate"], "1985-05-15");
+    assert!(claims["updated_at"].is_i64());
+    assert_eq!(claims["sub_nnin"], hint.as_str());
+    assert_eq!(claims["sub_bankid"], "9578-6000-4-123456");
+}
+
+on_both_backends!(
+    reference_document_flow,
+    every_error_row,
+    expiry_while_polling,
+    concurrent_polls_redeem_once,
+    claims_follow_scope_entitlement_and_alg,
+);
