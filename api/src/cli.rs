@@ -95,9 +95,15 @@ pub enum ClientsCommand {
     /// List clients (never their secrets).
     List,
     /// Disable a client: its tokens and credentials stop working.
-    Disable { client_id: String },
+    Disable {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Enable a disabled client.
-    Enable { client_id: String },
+    Enable {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,7 @@
 //! Shared state, injected into handlers by `with_state()`.
 
 use crate::auth::external::ExternalIssuers;
+use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::crypto::kek::Kek;
 use crate::crypto::keyring::KeyRing;
@@ -8,9 +9,11 @@ use crate::crypto::password::SecretVerifier;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
 use ciba_domain::error::OAuthError;
+use ciba_store::clients::{self, ClientRow};
 use ciba_store::{DbConnection, Store, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The wall clock, read only at the edges and passed down as `now`.
 pub fn now() -> i64 {
@@ -36,6 +39,7 @@ pub struct Inner {
     pub metrics: Metrics,
     pub secrets: SecretVerifier,
     pub external: ExternalIssuers,
+    client_cache: TtlCache<Option<ClientRow>>,
     schema_ready: AtomicBool,
 }
 
@@ -60,6 +64,10 @@ impl AppState {
             metrics: Metrics::new(),
             secrets: SecretVerifier::default(),
             external,
+            client_cache: TtlCache::new(
+                Duration::from_secs(config.client_cache_ttl as u64),
+                10_000,
+            ),
             store,
             config,
             schema_ready: AtomicBool::new(false),
@@ -74,6 +82,38 @@ impl AppState {
     {
         let store = self.store.clone();
         blocking(move || store.read(f).map_err(ApiError::from)).await
+    }
+
+    /// A single-statement write (queued behind other writers on SQLite).
+    pub async fn db_write_one<R, F>(&self, f: F) -> ApiResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
+    {
+        let store = self.store.clone();
+        blocking(move || store.write_one(f).map_err(ApiError::from)).await
+    }
+
+    /// A write of soft state (poll pacing): no durable commit wait on PostgreSQL.
+    pub async fn db_soft<R, F>(&self, f: F) -> ApiResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
+    {
+        let store = self.store.clone();
+        blocking(move || store.write_soft(f).map_err(ApiError::from)).await
+    }
+
+    /// A registered client row, cached for a few seconds (the polling hot path reads it on
+    /// every request). Disabling a client takes effect within `CIBA_CLIENT_CACHE_TTL` seconds.
+    pub async fn client_row(&self, id: &str) -> ApiResult<Option<ClientRow>> {
+        if let Some(hit) = self.client_cache.get(id) {
+            return Ok(hit);
+        }
+        let key = id.to_owned();
+        let row = self.db(move |c| clients::find(c, &key)).await?;
+        self.client_cache.put(id, row.clone());
+        Ok(row)
     }
 
     /// Run `f` in a write transaction in the blocking pool.

@@ -165,7 +165,7 @@ async fn client_credentials_with_basic_and_post(b: Backend) {
 }
 
 async fn bad_credentials_and_scopes_are_refused(b: Backend) {
-    let srv = TestServer::start(b).await;
+    let srv = TestServer::start_with(b, &[("CIBA_CLIENT_CACHE_TTL", "1")]).await;
     let (id, secret) = srv.create_client("permissions/client openid", &[]);
     let cc = [("grant_type", "client_credentials")];
     for (cid, sec) in [
@@ -222,6 +222,8 @@ async fn bad_credentials_and_scopes_are_refused(b: Backend) {
     }
     // a disabled client can no longer authenticate
     srv.admin(&["clients", "disable", &id]);
+    // cached client rows live CIBA_CLIENT_CACHE_TTL seconds
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, _, _) = srv
         .post_form("/oidc/v1/token", Some((&id, &secret)), &cc)
         .await;

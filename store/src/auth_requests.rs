@@ -160,8 +160,14 @@ pub fn amr_of(conn: &mut DbConnection, auth_req_id: &str) -> StoreResult<Option<
         .flatten())
 }
 
+diesel::define_sql_function! {
+    /// See migrations/postgres/*_touch_pending.
+    fn ciba_touch_pending(id: diesel::sql_types::Text, client_id: diesel::sql_types::Text, now_ms: diesel::sql_types::BigInt, grace_ms: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;
+}
+
 /// The hot path of polling: record a well-paced poll of a pending, unexpired request of
 /// `client_id` in one statement. False means "look closer" (too fast, finished, unknown).
+/// The pacing condition: the last poll is at least one interval (less the grace) ago.
 pub fn touch_pending(
     conn: &mut DbConnection,
     id: &str,
@@ -170,7 +176,11 @@ pub fn touch_pending(
     grace_ms: i64,
 ) -> StoreResult<bool> {
     use diesel::sql_types::BigInt;
-    // the last poll must be at least one interval (less the grace) ago
+    if let DbConnection::Pg(pg) = conn {
+        return Ok(
+            diesel::select(ciba_touch_pending(id, client_id, now_ms, grace_ms)).get_result(pg)?,
+        );
+    }
     let earliest_last =
         (now_ms + grace_ms).into_sql::<BigInt>() - auth_requests::interval_secs * 1000_i64;
     let n = diesel::update(

@@ -75,6 +75,21 @@ impl DatabaseUrl {
     }
 }
 
+/// Connections for soft state (poll pacing): on PostgreSQL their commits do not wait for
+/// the WAL flush. Losing the last few such writes in a crash only relaxes `slow_down`.
+#[derive(Debug)]
+struct AsyncCommit;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for AsyncCommit {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Pg(c) = conn {
+            c.batch_execute("SET synchronous_commit = off")
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct SqlitePragmas;
 
@@ -97,6 +112,8 @@ pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager<DbConnection>>,
+    /// PostgreSQL only: connections with asynchronous commit, for soft state.
+    soft_pool: Option<Pool<ConnectionManager<DbConnection>>>,
     backend: Backend,
     sqlite_writer: Arc<Mutex<()>>,
 }
@@ -114,10 +131,22 @@ impl Store {
             .max_size(max)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
+            // no ping round trip per checkout; a connection that broke in use is discarded
+            .test_on_check_out(false)
             .connection_customizer(Box::new(SqlitePragmas))
             .build_unchecked(manager);
+        let soft_pool = (url.backend == Backend::Postgres).then(|| {
+            Pool::builder()
+                .max_size(max)
+                .min_idle(Some(0))
+                .connection_timeout(Duration::from_secs(5))
+                .test_on_check_out(false)
+                .connection_customizer(Box::new(AsyncCommit))
+                .build_unchecked(ConnectionManager::<DbConnection>::new(url.connect.clone()))
+        });
         Ok(Self {
             pool,
+            soft_pool,
             backend: url.backend,
             sqlite_writer: Arc::new(Mutex::new(())),
         })
@@ -137,12 +166,42 @@ impl Store {
         f(&mut conn)
     }
 
-    /// Run `f` in a transaction. On SQLite, writers are serialised in-process first.
-    pub fn write<R>(&self, f: impl FnOnce(&mut DbConnection) -> StoreResult<R>) -> StoreResult<R> {
-        let _guard = match self.backend {
+    fn sqlite_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.backend {
             Backend::Sqlite => Some(self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,
-        };
+        }
+    }
+
+    /// Run a single-statement write without a transaction. SQLite writers queue in-process
+    /// (instead of sleeping in SQLite's busy handler).
+    pub fn write_one<R>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let _guard = self.sqlite_guard();
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// A write of soft state that may be lost in a crash (poll pacing): asynchronous commit
+    /// on PostgreSQL, the queued writer on SQLite.
+    pub fn write_soft<R>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        match &self.soft_pool {
+            Some(pool) => {
+                let mut conn = pool.get()?;
+                f(&mut conn)
+            }
+            None => self.write_one(f),
+        }
+    }
+
+    /// Run `f` in a transaction. On SQLite, writers are serialised in-process first.
+    pub fn write<R>(&self, f: impl FnOnce(&mut DbConnection) -> StoreResult<R>) -> StoreResult<R> {
+        let _guard = self.sqlite_guard();
         let mut conn = self.conn()?;
         let conn: &mut DbConnection = &mut conn;
         conn.transaction(f)

@@ -98,7 +98,7 @@ pub async fn private_key_jwt(
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
     let key = sha256_b64url(format!("pkjwt\0{}\0{jti}", client.id).as_bytes());
     let fresh = state
-        .db(move |c| jtis::record(c, &key, exp + LEEWAY))
+        .db_write_one(move |c| jtis::record(c, &key, exp + LEEWAY))
         .await?;
     if !fresh {
         return Err(fail("the assertion's jti was already used"));

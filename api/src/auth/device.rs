@@ -40,7 +40,9 @@ pub async fn use_jti(
     expires_at: i64,
 ) -> ApiResult<bool> {
     let key = sha256_b64url(format!("{scope}\0{device_id}\0{jti}").as_bytes());
-    state.db(move |c| jtis::record(c, &key, expires_at)).await
+    state
+        .db_write_one(move |c| jtis::record(c, &key, expires_at))
+        .await
 }
 
 pub async fn authenticate_device(

@@ -18,7 +18,6 @@ use base64::Engine;
 use ciba_domain::client::Client;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::scope::ScopeSet;
-use ciba_store::clients;
 use serde_json::Value;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -273,8 +272,7 @@ pub fn verify_access_token(state: &AppState, token: &str, now: i64) -> Result<Va
 
 /// A client that exists and is enabled.
 pub async fn load_client(state: &AppState, id: &str) -> ApiResult<Option<Client>> {
-    let id = id.to_owned();
-    let row = state.db(move |c| clients::find(c, &id)).await?;
+    let row = state.client_row(id).await?;
     match row {
         Some(row) if !row.disabled => Ok(Some(row.to_domain().map_err(ApiError::from)?)),
         _ => Ok(None),

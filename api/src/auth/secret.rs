@@ -6,7 +6,6 @@ use crate::error::ApiResult;
 use crate::state::{blocking, AppState};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use ciba_store::clients;
 use std::sync::OnceLock;
 
 /// Split `Basic` credentials; both halves are form-urlencoded (RFC 6749 §2.3.1).
@@ -40,10 +39,7 @@ pub async fn client_secret(
     basic: bool,
 ) -> ApiResult<Authenticated> {
     let (id, secret) = (id.to_owned(), secret.to_owned());
-    let row = {
-        let id = id.clone();
-        state.db(move |c| clients::find(c, &id)).await?
-    };
+    let row = state.client_row(&id).await?;
     let st = state.clone();
     let stored = row.as_ref().map(|r| r.secret_hash.clone());
     let ok = blocking(move || {

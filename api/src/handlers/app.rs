@@ -15,7 +15,6 @@ use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::random_id;
 use ciba_domain::secret::sha256_b64url;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
-use ciba_store::clients;
 use ciba_store::permissions::{self as perms, PermissionRow};
 use ciba_store::users::{self, DeviceRow, DEVICE_ACTIVE};
 use jsonwebtoken::Algorithm;
@@ -159,9 +158,8 @@ async fn request_for(
 }
 
 async fn client_name(state: &AppState, id: &str) -> ApiResult<String> {
-    let id = id.to_owned();
     Ok(state
-        .db(move |c| clients::find(c, &id))
+        .client_row(id)
         .await?
         .map(|c| c.name)
         .unwrap_or_default())

@@ -43,7 +43,7 @@ pub async fn grant(
     // Hot path: a well-paced poll of a pending request is one conditional update.
     let (i, c) = (id.clone(), client_id.clone());
     if state
-        .db(move |conn| requests::touch_pending(conn, &i, &c, now_ms, POLL_GRACE_MS))
+        .db_soft(move |conn| requests::touch_pending(conn, &i, &c, now_ms, POLL_GRACE_MS))
         .await?
     {
         return Err(error(
@@ -67,7 +67,7 @@ pub async fn grant(
         APPROVED => {
             let (i, c) = (id.clone(), client_id.clone());
             if !state
-                .db(move |conn| requests::redeem(conn, &i, &c, now))
+                .db_write_one(move |conn| requests::redeem(conn, &i, &c, now))
                 .await?
             {
                 return Err(error(
@@ -87,7 +87,7 @@ pub async fn grant(
         }
         PENDING => {
             state
-                .db_write(move |conn| requests::slow_down(conn, &id, now_ms, MAX_INTERVAL))
+                .db_soft(move |conn| requests::slow_down(conn, &id, now_ms, MAX_INTERVAL))
                 .await?;
             Err(error(
                 ErrorCode::SlowDown,

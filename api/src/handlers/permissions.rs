@@ -161,7 +161,7 @@ pub async fn grant(state: AppState, id: String, authorization: Option<String>) -
             let jws = sign_grant(&state, &p, now).await?;
             let (pid, stored) = (p.id.clone(), jws.clone());
             let won = state
-                .db(move |c| perms::store_grant_once(c, &pid, &stored))
+                .db_write_one(move |c| perms::store_grant_once(c, &pid, &stored))
                 .await?;
             let jws = if won {
                 jws

@@ -1,0 +1,58 @@
+"""Turn bench/out/results.jsonl into the Markdown tables of bench/RESULTS.md."""
+import json
+import os
+import platform
+import subprocess
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+get = lambda phase, target: next((r for r in rows if r["phase"] == phase and r["target"] == target), None)
+
+
+def cpu():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def pending_share(r):
+    total = sum(r["outcomes"].values()) or 1
+    return 100.0 * r["outcomes"].get("400 authorization_pending", 0) / total
+
+
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+print(f"Machine: {os.cpu_count()} cores, {cpu()}, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB; "
+      f"commit {commit}. Load generator, database and servers share the machine.\n")
+print("| target | poll throughput (req/s) | p50 ms | p99 ms | authorization_pending | ratio to peer |")
+print("|---|---:|---:|---:|---:|---:|")
+peer = get("poll-throughput", "peer")
+for t in ["postgres", "sqlite", "peer"]:
+    r = get("poll-throughput", t)
+    if r:
+        ratio = f"{r['per_second'] / peer['per_second']:.2f}x" if peer else "-"
+        print(f"| {t} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {pending_share(r):.1f}% | {ratio} |")
+print()
+print("| target | poll p50 at 1,000 stored (ms) | poll p50 at 1,000,000 stored (ms) | ratio |")
+print("|---|---:|---:|---:|")
+for t in ["postgres", "sqlite"]:
+    a, b = get("poll-paced-1k", t), get("poll-paced-1m", t)
+    if a and b:
+        print(f"| {t} | {a['p50_ms']:.2f} | {b['p50_ms']:.2f} | {b['p50_ms'] / a['p50_ms']:.2f}x |")
+print()
+print("| target | full flows/s | flow p50 ms | flow p99 ms | completed share | ratio to peer |")
+print("|---|---:|---:|---:|---:|---:|")
+peer = get("flows", "peer")
+for t in ["postgres", "sqlite", "peer"]:
+    r = get("flows", t)
+    if r:
+        done = 100.0 * r["outcomes"].get("completed", 0) / max(1, sum(r["outcomes"].values()))
+        ratio = f"{r['per_second'] / peer['per_second']:.2f}x" if peer else "-"
+        print(f"| {t} | {r['per_second']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {done:.1f}% | {ratio} |")
+print()
+print("| process | peak resident memory (MiB) |")
+print("|---|---:|")
+for t in ["postgres", "sqlite", "peer"]:
+    r = get("memory", t)
+    if r:
+        print(f"| {'ciba-api on ' + t if t != 'peer' else 'node-oidc-provider'} | {r['peak_rss_kib'] / 1024:.1f} |")

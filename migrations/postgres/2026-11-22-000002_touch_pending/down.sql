@@ -1,0 +1,1 @@
+DROP FUNCTION ciba_touch_pending(TEXT, TEXT, BIGINT, BIGINT);
