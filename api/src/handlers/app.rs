@@ -4,7 +4,7 @@
 use crate::auth::device::{authenticate_device, use_jti, AuthenticatedDevice};
 use crate::crypto::jwt::{self, LEEWAY};
 use crate::error::{ApiError, ApiResult};
-use crate::http::form::is_content_type;
+use crate::http::form::json_body;
 use crate::http::reply::{json_response, no_store};
 use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,14 +28,6 @@ const MAX_DECISION_AGE: i64 = 120;
 
 fn respond(result: ApiResult<Response>) -> Response {
     no_store(result.unwrap_or_else(ApiError::into_response))
-}
-
-fn json_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
-    if !is_content_type(content_type, "application/json") {
-        return Err(OAuthError::invalid_request("Content-Type must be application/json").into());
-    }
-    serde_json::from_slice(body)
-        .map_err(|_| OAuthError::invalid_request("the body is not valid JSON").into())
 }
 
 /// A public EC P-256 JWK, canonicalised to `{kty, crv, x, y}`.

@@ -44,17 +44,10 @@ fn verify_permission_token(
             "login_hint_token is not a valid permission token",
         )
     };
-    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-    if header.typ.as_deref() != Some(TYP_PERMISSION_TOKEN) {
-        return Err(invalid());
-    }
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|kid| state.keys.find(Purpose::Oidc, kid, now))
-        .ok_or_else(invalid)?;
-    let (_, claims) =
-        jwt::verify_signature(token, &key.decoding, jwt::alg_of(&key)).map_err(|_| invalid())?;
+    let claims = state
+        .keys
+        .verify(token, Purpose::Oidc, TYP_PERMISSION_TOKEN, now)
+        .map_err(|_| invalid())?;
     if claims
         .get("exp")
         .and_then(Value::as_i64)

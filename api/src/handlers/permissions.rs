@@ -5,7 +5,7 @@ use crate::auth::{self, AuthRequest, Authenticated};
 use crate::crypto::jwt::{self, TYP_PERMISSION_TOKEN};
 use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
-use crate::http::form::is_content_type;
+use crate::http::form::json_body;
 use crate::http::reply::json_response;
 use crate::state::{now, AppState};
 use ciba_domain::auth_request::status_at;
@@ -40,14 +40,6 @@ async fn merchant(
     let client = auth::authenticate(state, req, now).await?;
     client.require_scope(PERMISSIONS_CLIENT)?;
     Ok(client)
-}
-
-fn json_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
-    if !is_content_type(content_type, "application/json") {
-        return Err(OAuthError::invalid_request("Content-Type must be application/json").into());
-    }
-    serde_json::from_slice(body)
-        .map_err(|_| OAuthError::invalid_request("the body is not valid JSON").into())
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {

@@ -1,7 +1,19 @@
-//! `application/x-www-form-urlencoded` request bodies (RFC 6749 §3.1 and appendix B):
-//! repeated parameters are an error; parameters without a value count as omitted.
+//! Request bodies. `application/x-www-form-urlencoded` (RFC 6749 §3.1 and appendix B):
+//! repeated parameters are an error; parameters without a value count as omitted. JSON:
+//! the content type is required and the body must parse.
 
 use ciba_domain::error::OAuthError;
+
+/// A JSON request body.
+pub fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<serde_json::Value, OAuthError> {
+    if !is_content_type(content_type, "application/json") {
+        return Err(OAuthError::invalid_request(
+            "Content-Type must be application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| OAuthError::invalid_request("the body is not valid JSON"))
+}
 
 #[derive(Debug, Default)]
 pub struct Form(Vec<(String, String)>);
