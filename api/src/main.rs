@@ -16,7 +16,11 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             init_tracing(config.log_format);
+            // Database calls run on blocking threads: more of them than connections only adds
+            // threads (each with a stack and a malloc arena) that wake up to wait for the pool.
+            let blocking = config.db_max_connections as usize + 4;
             let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .max_blocking_threads(blocking)
                 .enable_all()
                 .build()
             {
