@@ -79,8 +79,16 @@ impl TestServer {
             "migrate failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        server.spawn().await;
-        server
+        // The port was free when chosen; another process may take it before the server binds.
+        for _ in 0..5 {
+            if server.try_spawn().await {
+                return server;
+            }
+            server.port = free_port();
+            server.base = format!("http://127.0.0.1:{}", server.port);
+            let _ = std::fs::remove_file(&server.log_path);
+        }
+        panic!("could not start the server: {}", server.logs());
     }
 
     /// A command for the binary with this server's environment.
@@ -101,6 +109,15 @@ impl TestServer {
     }
 
     async fn spawn(&mut self) {
+        assert!(
+            self.try_spawn().await,
+            "server could not listen: {}",
+            self.logs()
+        );
+    }
+
+    /// Start the server and wait until it is ready. False when its port was taken.
+    async fn try_spawn(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -117,10 +134,14 @@ impl TestServer {
         loop {
             if let Ok(r) = self.http.get(self.url("/readyz")).send().await {
                 if r.status() == 200 {
-                    return;
+                    return true;
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                if self.logs().contains("cannot listen") {
+                    return false;
+                }
                 panic!("server exited with {status}: {}", self.logs());
             }
             assert!(
