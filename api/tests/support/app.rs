@@ -227,3 +227,30 @@ impl App {
 pub fn ref_of(authorize_uri: &str) -> String {
     authorize_uri.split("ref=").nth(1).unwrap().to_owned()
 }
+
+/// A valid NNIN born 15.05.1985 with an individual number from `from` on.
+pub fn nnin(from: u32) -> String {
+    ciba_domain::nnin::first_valid("150585", from).unwrap()
+}
+
+/// Register a payment permission for `app_nnin` and call app-authorize with `device`.
+pub async fn start(
+    srv: &TestServer,
+    m: &Merchant,
+    app_nnin: &str,
+    device: (&str, &str, &str),
+) -> (u16, Value) {
+    let created = m
+        .register(srv, &payment_statement(), "payment.v1", app_nnin, "app2app")
+        .await;
+    let pt = created["permissionToken"].as_str().unwrap().to_owned();
+    m.app_authorize(
+        srv,
+        &[
+            ("login_hint_token", &pt),
+            ("scope", "openid profile"),
+            ("device_info", &device_info(device)),
+        ],
+    )
+    .await
+}

@@ -1,0 +1,375 @@
+//! Issue 4 over real HTTP on SQLite and PostgreSQL: the authenticating app's API (device
+//! JWTs, enrollment, signed decisions), the universal link's fallback page and well-known
+//! files, and bc-authorize.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use ciba_store::schema::auth_requests;
+use diesel::prelude::*;
+use serde_json::{json, Value};
+use support::app::*;
+use support::keys::EcKey;
+use support::{Backend, TestServer};
+
+async fn decisions_are_verified(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (_, started) = start(&srv, &m, &app.nnin, IPHONE).await;
+    let link_ref = ref_of(started["authorize_uri"].as_str().unwrap());
+    let (_, view) = app
+        .get(&srv, &format!("/app/v1/auth-requests/{link_ref}"))
+        .await;
+    let digest = view["permission_digest"].as_str().unwrap().to_owned();
+
+    let forger = EcKey {
+        kid: app.device_id.clone(),
+        ..EcKey::generate("x")
+    };
+    let forged = forger.sign(&json!({"ref": link_ref, "decision": "approve", "permission_digest": digest, "iat": now(), "jti": jti()}));
+    let (status, err) = app.send_decision(&srv, &link_ref, &forged).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_request")),
+        "forged signature"
+    );
+    let (status, err) = app
+        .send_decision(
+            &srv,
+            &link_ref,
+            &app.sign_decision(&link_ref, "approve", "d3JvbmcgZGlnZXN0"),
+        )
+        .await;
+    assert!(err["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("permission_digest"));
+    assert_eq!(status, 400, "wrong digest");
+    let (status, _) = app
+        .send_decision(
+            &srv,
+            "another-ref",
+            &app.sign_decision(&link_ref, "approve", &digest),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, view) = app
+        .get(&srv, &format!("/app/v1/auth-requests/{link_ref}"))
+        .await;
+    assert_eq!(view["status"], "pending", "nothing was recorded");
+
+    // a second device of the same user that did not match may not decide
+    let other = App::enroll_existing(
+        &srv,
+        &app.nnin,
+        app.sub.clone(),
+        ("ios", "Apple", "iPhone15,2"),
+    )
+    .await;
+    let (status, err) = other
+        .send_decision(
+            &srv,
+            &link_ref,
+            &other.sign_decision(&link_ref, "approve", &digest),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (403, Some("access_denied"))
+    );
+
+    // racing decisions: exactly one wins
+    let attempts = (0..8).map(|i| {
+        let d = if i % 2 == 0 { "approve" } else { "decline" };
+        let signed = app.sign_decision(&link_ref, d, &digest);
+        let srv = &srv;
+        let app = &app;
+        let link_ref = link_ref.clone();
+        async move { app.send_decision(srv, &link_ref, &signed).await }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let won = results.iter().filter(|(s, _)| *s == 200).count();
+    let lost = results
+        .iter()
+        .filter(|(s, e)| *s == 409 && e["error"] == "request_not_pending")
+        .count();
+    assert_eq!((won, lost), (1, 7), "{results:?}");
+}
+
+async fn too_late_and_device_jwt_rules(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (_, started) = start(&srv, &m, &app.nnin, IPHONE).await;
+    let link_ref = ref_of(started["authorize_uri"].as_str().unwrap());
+    let id = started["auth_req_id"].as_str().unwrap().to_owned();
+    srv.store()
+        .read(move |c| {
+            Ok(diesel::update(auth_requests::table.find(&id))
+                .set(auth_requests::expires_at.eq(now() - 1))
+                .execute(c)?)
+        })
+        .unwrap();
+    let (status, err) = app.decide(&srv, &link_ref, "approve").await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (409, Some("request_not_pending")),
+        "after expiry"
+    );
+    assert!(app.pending(&srv).await.is_empty());
+    let page = srv
+        .http
+        .get(srv.url(&format!("/app2app/authorize?ref={link_ref}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 410);
+
+    let t = now();
+    let jwt = |claims: Value| app.key.sign(&claims);
+    let replayed =
+        jwt(json!({"sub": app.device_id, "aud": srv.base, "iat": t, "exp": t + 60, "jti": "once"}));
+    assert_eq!(
+        srv.get_bearer("/app/v1/auth-requests", &replayed).await.0,
+        200
+    );
+    for (what, token) in [
+        ("replayed jti", replayed),
+        ("lives too long", jwt(json!({"sub": app.device_id, "aud": srv.base, "iat": t, "exp": t + 600, "jti": jti()}))),
+        ("wrong audience", jwt(json!({"sub": app.device_id, "aud": "https://other", "iat": t, "exp": t + 60, "jti": jti()}))),
+        ("expired", jwt(json!({"sub": app.device_id, "aud": srv.base, "iat": t - 300, "exp": t - 240, "jti": jti()}))),
+        ("sub is not the device", jwt(json!({"sub": "someone", "aud": srv.base, "iat": t, "exp": t + 60, "jti": jti()}))),
+        ("unknown key", EcKey { kid: app.device_id.clone(), ..EcKey::generate("x") }.sign(&json!({"sub": app.device_id, "aud": srv.base, "iat": t, "exp": t + 60, "jti": jti()}))),
+    ] {
+        let (status, err) = srv.get_bearer("/app/v1/auth-requests", &token).await;
+        assert_eq!((status, err["error"].as_str()), (401, Some("invalid_token")), "{what}");
+    }
+}
+
+async fn fallback_page_and_well_known_files(b: Backend) {
+    let app_ids = "ABCDE12345.no.example.authapp";
+    let srv = TestServer::start_with(
+        b,
+        &[
+            ("CIBA_APPLE_APP_IDS", app_ids),
+            ("CIBA_ANDROID_PACKAGE", "no.example.authapp"),
+            ("CIBA_ANDROID_CERT_FINGERPRINTS", "AA:BB"),
+        ],
+    )
+    .await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (_, started) = start(&srv, &m, &app.nnin, IPHONE).await;
+    let resp = srv
+        .http
+        .get(started["authorize_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("expires in"), "{html}");
+    for secret in [
+        app.nnin.as_str(),
+        "Kari",
+        "Nordmann",
+        "123.45",
+        "Scrooge",
+        "NOK",
+    ] {
+        assert!(!html.contains(secret), "the page shows {secret}");
+    }
+    let unknown = srv
+        .http
+        .get(srv.url("/app2app/authorize?ref=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.unwrap().contains("<html"));
+    assert_eq!(
+        srv.http
+            .get(srv.url("/app2app/authorize"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let aasa = srv
+        .http
+        .get(srv.url("/.well-known/apple-app-site-association"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(aasa.status(), 200);
+    assert_eq!(aasa.headers()["content-type"], "application/json");
+    let doc: Value = aasa.json().await.unwrap();
+    assert_eq!(
+        doc,
+        json!({"applinks": {"details": [{"appIDs": [app_ids], "components": [{"/": "/app2app/*"}]}]}})
+    );
+    let (_, links) = srv.get_json("/.well-known/assetlinks.json").await;
+    assert_eq!(links[0]["target"]["package_name"], "no.example.authapp");
+}
+
+async fn enrollment_codes_are_single_use(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.admin(&[
+        "users",
+        "create",
+        "--nnin",
+        &nnin(100),
+        "--given-name",
+        "A",
+        "--family-name",
+        "B",
+        "--birthdate",
+        "1985-05-15",
+    ]);
+    let code = srv.admin(&["enrollment-codes", "create", "--nnin", &nnin(100)]);
+    let key = EcKey::generate("k");
+    let body = json!({"enrollment_code": code["code"], "device_info": {"p": "ios", "ma": "Apple", "mo": "iPhone11,2"}, "public_jwk": key.public_jwk});
+    assert_eq!(srv.post_json("/app/v1/devices", None, &body).await.0, 201);
+    let (status, err) = srv.post_json("/app/v1/devices", None, &body).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let code = srv.admin(&["enrollment-codes", "create", "--nnin", &nnin(100)]);
+    let mut private = key.public_jwk.clone();
+    private["d"] = json!("AAAA");
+    for (what, body) in [
+        (
+            "private key",
+            json!({"enrollment_code": code["code"], "device_info": {"p": "ios", "ma": "Apple", "mo": "x"}, "public_jwk": private}),
+        ),
+        (
+            "no device info",
+            json!({"enrollment_code": code["code"], "public_jwk": key.public_jwk}),
+        ),
+        (
+            "rsa key",
+            json!({"enrollment_code": code["code"], "device_info": {"p": "ios", "ma": "Apple", "mo": "x"}, "public_jwk": {"kty": "RSA", "n": "AQAB", "e": "AQAB"}}),
+        ),
+    ] {
+        let (status, err) = srv.post_json("/app/v1/devices", None, &body).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{what}"
+        );
+    }
+    assert_eq!(srv.admin(&["devices", "list"]).as_array().unwrap().len(), 1);
+}
+
+async fn bc_authorize_flows(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (status, started) = m
+        .bc_authorize(
+            &srv,
+            &[
+                ("login_hint", &app.nnin),
+                ("scope", "openid"),
+                ("binding_message", "K7Q-4MX"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    assert!(
+        started["auth_req_id"].is_string()
+            && started["expires_in"].as_i64().unwrap() > 0
+            && started["interval"].as_i64().unwrap() > 0
+    );
+    let pending = app.pending(&srv).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["binding_message"], "K7Q-4MX");
+    let (status, decided) = app
+        .decide(&srv, pending[0]["ref"].as_str().unwrap(), "approve")
+        .await;
+    assert_eq!(
+        (status, decided["status"].as_str()),
+        (200, Some("approved"))
+    );
+    assert_eq!(decided["redirect_uri"], Value::Null);
+
+    let ciba = m
+        .register(
+            &srv,
+            &nonce_statement(),
+            "authentication.v1",
+            &app.nnin,
+            "ciba",
+        )
+        .await;
+    let pt = ciba["permissionToken"].as_str().unwrap();
+    assert_eq!(
+        m.bc_authorize(&srv, &[("login_hint_token", pt), ("scope", "openid")])
+            .await
+            .0,
+        200
+    );
+
+    let long = "x".repeat(100);
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![
+                ("login_hint", &app.nnin),
+                ("login_hint_token", pt),
+                ("scope", "openid"),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (vec![("scope", "openid")], 400, "invalid_request"),
+        (
+            vec![("login_hint", &app.nnin), ("scope", "profile")],
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("login_hint", &app.nnin),
+                ("scope", "openid"),
+                ("binding_message", &long),
+            ],
+            400,
+            "invalid_binding_message",
+        ),
+        (
+            vec![("login_hint", "12345678901"), ("scope", "openid")],
+            400,
+            "unknown_user_id",
+        ),
+    ];
+    for (fields, status, code) in cases {
+        let (got, err) = m.bc_authorize(&srv, &fields).await;
+        assert_eq!(
+            (got, err["error"].as_str()),
+            (status, Some(code)),
+            "{fields:?}"
+        );
+    }
+    let nobody = nnin(500);
+    let (got, err) = m
+        .bc_authorize(&srv, &[("login_hint", &nobody), ("scope", "openid")])
+        .await;
+    assert_eq!((got, err["error"].as_str()), (400, Some("unknown_user_id")));
+}
+
+on_both_backends!(
+    decisions_are_verified,
+    too_late_and_device_jwt_rules,
+    fallback_page_and_well_known_files,
+    enrollment_codes_are_single_use,
+    bc_authorize_flows,
+);
