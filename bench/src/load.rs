@@ -38,6 +38,29 @@ impl Stats {
     }
 }
 
+/// Send a request and parse its JSON answer.
+pub async fn send_json(req: reqwest::RequestBuilder) -> Result<Value, String> {
+    req.send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Wait for the workers and add up what they measured.
+async fn gather(workers: impl IntoIterator<Item = tokio::task::JoinHandle<Stats>>) -> Stats {
+    let mut total = Stats::default();
+    for r in futures_util::future::join_all(workers)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        total.merge(r);
+    }
+    total
+}
+
 fn worker_client() -> reqwest::Client {
     ciba_api::outbound::install_crypto_provider();
     reqwest::Client::builder()
@@ -115,15 +138,7 @@ pub async fn poll(
             stats
         })
     });
-    let mut total = Stats::default();
-    for r in futures_util::future::join_all(workers)
-        .await
-        .into_iter()
-        .flatten()
-    {
-        total.merge(r);
-    }
-    (total, started.elapsed().as_secs_f64())
+    (gather(workers).await, started.elapsed().as_secs_f64())
 }
 
 /// Create `n` backchannel requests at the peer; returns their auth_req_ids.
@@ -196,16 +211,12 @@ async fn flow_ours(http: &reqwest::Client, o: &Ours) -> Result<(), String> {
     );
     let body = json!({"type": "payment.v1", "iat": now, "exp": now + 600, "permission": statement, "intents": ["app2app"],
                       "loginHint": [{"scheme": "nnin", "value": o.nnin}], "app_callback_uri": "https://merchant.app/app_callback"});
-    let r: Value = http
-        .post(format!("{}/permissions/v1/", o.base))
-        .bearer_auth(&o.access_token)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let r: Value = send_json(
+        http.post(format!("{}/permissions/v1/", o.base))
+            .bearer_auth(&o.access_token)
+            .json(&body),
+    )
+    .await?;
     let pt = r["permissionToken"]
         .as_str()
         .ok_or(format!("register: {r}"))?;
@@ -220,15 +231,11 @@ async fn flow_ours(http: &reqwest::Client, o: &Ours) -> Result<(), String> {
         ("scope", "openid"),
         ("device_info", di.as_str()),
     ];
-    let r: Value = http
-        .post(format!("{}/oidc/v1/app-authorize", o.base))
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let r: Value = send_json(
+        http.post(format!("{}/oidc/v1/app-authorize", o.base))
+            .form(&form),
+    )
+    .await?;
     let uri = r["authorize_uri"]
         .as_str()
         .ok_or(format!("app-authorize: {r}"))?;
@@ -280,16 +287,12 @@ async fn flow_peer(
     client_id: &str,
     secret: &str,
 ) -> Result<(), String> {
-    let r: Value = http
-        .post(format!("{base}/backchannel"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("scope", "openid"), ("login_hint", "user1")])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let r: Value = send_json(
+        http.post(format!("{base}/backchannel"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("scope", "openid"), ("login_hint", "user1")]),
+    )
+    .await?;
     let id = r["auth_req_id"]
         .as_str()
         .ok_or(format!("backchannel: {r}"))?
@@ -354,13 +357,5 @@ pub async fn flows(target: FlowTarget, workers: usize, duration: Duration) -> (S
             stats
         })
     });
-    let mut total = Stats::default();
-    for r in futures_util::future::join_all(tasks)
-        .await
-        .into_iter()
-        .flatten()
-    {
-        total.merge(r);
-    }
-    (total, started.elapsed().as_secs_f64())
+    (gather(tasks).await, started.elapsed().as_secs_f64())
 }

@@ -4,7 +4,7 @@ mod load;
 mod seed;
 
 use clap::{Parser, Subcommand};
-use load::{FlowTarget, Ours};
+use load::{send_json, FlowTarget, Ours};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -234,19 +234,15 @@ async fn prepare_ours(
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     use p256::pkcs8::EncodePrivateKey;
     let http = ciba_api::outbound::client(Duration::from_secs(5), Duration::from_secs(30))?;
-    let tok: Value = http
-        .post(format!("{base}/oidc/v1/token"))
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "permissions/client permissions/app2app"),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let tok: Value = send_json(
+        http.post(format!("{base}/oidc/v1/token"))
+            .basic_auth(&client_id, Some(&secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "permissions/client permissions/app2app"),
+            ]),
+    )
+    .await?;
     let access_token = tok["access_token"]
         .as_str()
         .ok_or(format!("token: {tok}"))?
@@ -255,15 +251,7 @@ async fn prepare_ours(
     let point = sk.public_key().to_encoded_point(false);
     let jwk = json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(point.x().ok_or("x")?), "y": URL_SAFE_NO_PAD.encode(point.y().ok_or("y")?)});
     let body = json!({"enrollment_code": code, "device_info": {"p": "ios", "ma": "Apple", "mo": "iPhone11,2"}, "public_jwk": jwk});
-    let r: Value = http
-        .post(format!("{base}/app/v1/devices"))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let r: Value = send_json(http.post(format!("{base}/app/v1/devices")).json(&body)).await?;
     let device_id = r["device_id"]
         .as_str()
         .ok_or(format!("enroll: {r}"))?
