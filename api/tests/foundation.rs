@@ -571,7 +571,31 @@ async fn admin_cli_validates_input(b: Backend) {
 }
 
 async fn sigterm_stops_cleanly(b: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut srv = TestServer::start(b).await;
+    // A request in flight when SIGTERM arrives: headers and half the body sent before, the
+    // rest after. It must still get its whole answer.
+    let body = "grant_type=client_credentials&scope=openid";
+    let (first, rest) = body.split_at(20);
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", srv.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /oidc/v1/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    srv.signal_term();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    conn.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 401"),
+        "the in-flight request was answered: {answer}"
+    );
+    assert!(answer.contains("invalid_client"));
     assert!(srv.stop(), "exit status 0 after SIGTERM");
     assert!(
         srv.http.get(srv.url("/healthz")).send().await.is_err(),
