@@ -1,0 +1,216 @@
+//! Issue 2 over real HTTP on SQLite and PostgreSQL: client authentication at the token
+//! endpoint: wrong credentials and scopes, private_key_jwt rules, access-token assertions.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::json;
+use support::app::{jti, now};
+use support::keys::{raw_jwt, EcKey};
+use support::{Backend, TestServer};
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const MERCHANT_SCOPES: &str = "permissions/client permissions/app2app openid profile";
+
+async fn bad_credentials_and_scopes_are_refused(b: Backend) {
+    let srv = TestServer::start_with(b, &[("CIBA_CLIENT_CACHE_TTL", "1")]).await;
+    let (id, secret) = srv.create_client("permissions/client openid", &[]);
+    let cc = [("grant_type", "client_credentials")];
+    for (cid, sec) in [
+        (id.as_str(), "wrong-secret"),
+        ("no-such-client", secret.as_str()),
+    ] {
+        let (status, headers, body) = srv.post_form("/oidc/v1/token", Some((cid, sec)), &cc).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"], "invalid_client");
+        assert!(headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
+    }
+    let (status, headers, body) = srv.post_form("/oidc/v1/token", None, &cc).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    for scope in [
+        "permissions/app2app",
+        "permissions/client profile",
+        "made/up",
+    ] {
+        let (status, _, body) = srv
+            .post_form(
+                "/oidc/v1/token",
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_scope")),
+            "{scope}"
+        );
+    }
+    // a disabled client can no longer authenticate
+    srv.admin(&["clients", "disable", &id]);
+    // cached client rows live CIBA_CLIENT_CACHE_TTL seconds
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _, _) = srv
+        .post_form("/oidc/v1/token", Some((&id, &secret)), &cc)
+        .await;
+    assert_eq!(status, 401);
+}
+
+async fn private_key_jwt_single_use_and_strict(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let key = EcKey::generate("merchant-key-1");
+    let jwks_path = std::env::temp_dir().join(format!("jwks-{}.json", jti()));
+    std::fs::write(&jwks_path, key.jwks().to_string()).unwrap();
+    let (id, _) = srv.create_client(
+        MERCHANT_SCOPES,
+        &["--jwks-file", jwks_path.to_str().unwrap()],
+    );
+    std::fs::remove_file(&jwks_path).unwrap();
+    let token_url = srv.url("/oidc/v1/token");
+    let claims = |aud: &str, iat: i64, exp: i64, jti: &str| json!({"iss": id, "sub": id, "aud": aud, "iat": iat, "exp": exp, "jti": jti});
+    let call = |assertion: String| {
+        let srv = &srv;
+        async move {
+            srv.post_form(
+                "/oidc/v1/token",
+                None,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", ASSERTION_TYPE),
+                    ("client_assertion", &assertion),
+                    ("scope", "permissions/client"),
+                ],
+            )
+            .await
+        }
+    };
+    let t = now();
+    let good = key.sign(&claims(&token_url, t, t + 60, &jti()));
+    let (status, _, body) = call(good.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+
+    let (status, headers, body) = call(good).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "jti replay"
+    );
+    assert!(headers.contains_key("www-authenticate"));
+
+    // the issuer is an accepted audience as well
+    let (status, _, _) = call(key.sign(&claims(&srv.base, t, t + 60, &jti()))).await;
+    assert_eq!(status, 200);
+
+    let hs_header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid});
+    let rejected = [
+        ("wrong aud", key.sign(&claims("https://evil.example", t, t + 60, &jti()))),
+        ("expired", key.sign(&claims(&token_url, t - 600, t - 300, &jti()))),
+        ("too long-lived", key.sign(&claims(&token_url, t, t + 3600, &jti()))),
+        ("no exp", key.sign(&json!({"iss": id, "sub": id, "aud": token_url, "iat": t, "jti": jti()}))),
+        ("no jti", key.sign(&json!({"iss": id, "sub": id, "aud": token_url, "iat": t, "exp": t + 60}))),
+        ("sub differs", key.sign(&json!({"iss": id, "sub": "other", "aud": token_url, "iat": t, "exp": t + 60, "jti": jti()}))),
+        ("alg none", raw_jwt(&json!({"alg": "none", "typ": "JWT", "kid": key.kid}), &claims(&token_url, t, t + 60, &jti()), None)),
+        ("HS256 with public key bytes", raw_jwt(&hs_header, &claims(&token_url, t, t + 60, &jti()), Some(&key.sec1))),
+        (
+            "HS256 with public JWK text",
+            raw_jwt(&hs_header, &claims(&token_url, t, t + 60, &jti()), Some(key.public_jwk.to_string().as_bytes())),
+        ),
+        ("another key", EcKey::generate("merchant-key-1").sign(&claims(&token_url, t, t + 60, &jti()))),
+    ];
+    for (what, assertion) in rejected {
+        let (status, _, body) = call(assertion).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{what}: {body}"
+        );
+    }
+}
+
+async fn access_token_as_assertion_is_authenticated(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (id, secret) = srv.create_client(MERCHANT_SCOPES, &[]);
+    let token = srv.access_token(&id, &secret, "permissions/client").await;
+    // the reference document's style: the access token as client_assertion. It authenticates,
+    // but a token may not mint its own successor.
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &token),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
+    // a tampered token does not authenticate
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &tampered),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // two methods at once
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &token),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
+
+on_both_backends!(
+    bad_credentials_and_scopes_are_refused,
+    private_key_jwt_single_use_and_strict,
+    access_token_as_assertion_is_authenticated,
+);
