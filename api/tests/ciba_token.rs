@@ -16,10 +16,6 @@ use support::{Backend, TestServer};
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
 const FAST: &[(&str, &str)] = &[("CIBA_POLL_INTERVAL", "1")];
 
-fn nnin(from: u32) -> String {
-    ciba_domain::nnin::first_valid("150585", from).unwrap()
-}
-
 async fn poll(
     srv: &TestServer,
     m: &Merchant,

@@ -15,18 +15,12 @@ use ciba_store::clients::{self, ClientRow};
 use ciba_store::testing::TestDatabase;
 use ciba_store::{DatabaseUrl, Store};
 use serde_json::{json, Value};
+use support::app::now;
 use support::keys::EcKey;
 use support::Backend;
 
 const ISSUER: &str = "https://ciba.test";
 const IDP: &str = "https://idp.test";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Serve `jwks` at http://127.0.0.1:PORT/jwks.
 async fn jwks_server(jwks: Value) -> String {

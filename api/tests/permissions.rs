@@ -9,24 +9,11 @@ use ciba_store::schema::{devices, permissions};
 use ciba_store::users::{self, DeviceRow};
 use diesel::prelude::*;
 use serde_json::{json, Value};
+use support::app::{nnin, now, CALLBACK, REFERENCE_STATEMENT};
 use support::keys::verify_with_jwks;
 use support::{Backend, TestServer};
 
-/// The reference document's statement (App2App guide, step 5), byte for byte.
-const REFERENCE_STATEMENT: &str = "eyJub25jZSI6ImRXNXBjWFZsSUhaaGJIVmwiLCJpZCI6IlltRnphMlYwSUdsayIsInBheW1lbnRzIjpbeyJwYXltZW50SWQiOiJjR0Y1YldWdWRDQnBaQSIsImFtb3VudCI6IjEyMy40NSIsImN1cnJlbmN5IjoiTk9LIiwiY3JlZGl0b3JOYW1lIjoiU2Nyb29nZSBNY0R1Y2sifV19";
-const CALLBACK: &str = "https://merchant.app/app_callback";
 const SCOPES: &str = "permissions/client permissions/app2app permissions/ciba openid";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn nnin(from: u32) -> String {
-    ciba_domain::nnin::first_valid("150585", from).unwrap()
-}
 
 fn statement(nonce: &str) -> String {
     URL_SAFE_NO_PAD.encode(json!({"nonce": nonce}).to_string())
