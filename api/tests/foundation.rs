@@ -395,7 +395,19 @@ async fn sigterm_stops_cleanly(b: Backend) {
     );
 }
 
+async fn openapi_document_is_served(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let resp = srv.http.get(srv.url("/openapi.yaml")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/yaml");
+    let text = resp.text().await.unwrap();
+    let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml"));
+    assert_eq!(text, on_disk.unwrap());
+    assert!(text.starts_with("openapi: 3.1"));
+}
+
 on_both_backends!(
+    openapi_document_is_served,
     discovery_lists_every_contract_field,
     jwks_verify_tokens_and_survive_restart,
     client_credentials_with_basic_and_post,

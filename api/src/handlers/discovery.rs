@@ -1,7 +1,7 @@
 //! Discovery (OpenID Connect Discovery 1.0 / RFC 8414) and the public key sets.
 
 use crate::crypto::keyring::Purpose;
-use crate::http::reply::{cache_public, json_response};
+use crate::http::reply::{cache_public, json_response, text_response};
 use crate::state::{now, AppState};
 use ciba_domain::client::SigningAlg;
 use ciba_domain::permission::ACR_VALUES;
@@ -60,4 +60,73 @@ pub fn metadata(state: AppState) -> Response {
 
 pub fn jwks(state: AppState, purpose: Purpose) -> Response {
     cache_public(json_response(200, &state.keys.jwks(purpose, now())), 60)
+}
+
+/// The OpenAPI document at the repository root, compiled into the binary.
+pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
+
+pub fn openapi() -> Response {
+    cache_public(
+        text_response(200, "application/yaml", OPENAPI_YAML.to_owned()),
+        300,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI_YAML;
+    use std::collections::BTreeSet;
+
+    /// `METHOD /path` for every operation in openapi.yaml.
+    fn documented() -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut path = None;
+        for line in OPENAPI_YAML.lines() {
+            if line.starts_with("components:") {
+                break;
+            }
+            if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
+                path = Some(format!("/{p}"));
+            } else if let (Some(p), Some(m)) = (&path, line.strip_prefix("    ")) {
+                if let Some(method) = m.strip_suffix(':').filter(|m| ["get", "post"].contains(m)) {
+                    out.insert(format!("{} {p}", method.to_uppercase()));
+                }
+            }
+        }
+        out
+    }
+
+    /// `METHOD /path` for every route the server instruments (their templates).
+    fn routed() -> BTreeSet<String> {
+        let source = include_str!("../http/routes.rs");
+        source
+            .split('"')
+            .filter(|s| s.starts_with("GET /") || s.starts_with("POST /"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_path_is_routed() {
+        let (doc, code) = (documented(), routed());
+        assert!(code.len() >= 18, "{code:?}");
+        let undocumented: Vec<_> = code.difference(&doc).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from openapi.yaml: {undocumented:?}"
+        );
+        // Served by filters outside the instrumented table (an alias and the metrics route).
+        let extra = [
+            "GET /.well-known/oauth-authorization-server",
+            "GET /metrics",
+        ];
+        let unrouted: Vec<_> = doc
+            .difference(&code)
+            .filter(|r| !extra.contains(&r.as_str()))
+            .collect();
+        assert!(
+            unrouted.is_empty(),
+            "documented but not routed: {unrouted:?}"
+        );
+    }
 }

@@ -205,6 +205,9 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(warp::get())
         .and(s())
         .map(links::assetlinks);
+    let openapi = warp::path!("openapi.yaml")
+        .and(warp::get())
+        .map(discovery::openapi);
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
@@ -279,6 +282,8 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         "GET /.well-known/assetlinks.json",
         assetlinks,
     ))
+    .unify()
+    .or(instrument(&state, "GET /openapi.yaml", openapi))
     .unify()
     .or(instrument(&state, "GET /healthz", healthz))
     .unify()
