@@ -55,6 +55,31 @@ pub struct Config {
     pub external_jwks_ttl: i64,
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
+    pub worker: WorkerSettings,
+}
+
+/// What `ciba-worker` does and how often (read by the API too: it queues the jobs).
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Attempts before a job goes to the dead letters.
+    pub job_max_attempts: i32,
+    /// First retry delay in seconds; doubles per attempt up to `job_backoff_max`.
+    pub job_backoff_base: i64,
+    pub job_backoff_max: i64,
+    /// How long a claimed job stays with its worker before others may take it.
+    pub job_lease: i64,
+    /// How often an idle worker looks for due jobs, in milliseconds.
+    pub poll_ms: u64,
+    /// Jobs one worker runs at once.
+    pub concurrency: usize,
+    pub expiry_interval: i64,
+    pub retention: i64,
+    pub retention_interval: i64,
+    pub retention_batch: i64,
+    /// Seconds between automatic key rotations; 0 turns them off.
+    pub key_rotation_period: i64,
+    pub ping_connect_timeout_ms: u64,
+    pub ping_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -238,6 +263,31 @@ impl Config {
             key_refresh_interval: env.int("CIBA_KEY_REFRESH_INTERVAL", 60, 1, 3_600)?,
             external_jwks_ttl: env.int("CIBA_EXTERNAL_JWKS_TTL", 600, 10, 86_400)?,
             shutdown_timeout_secs: env.int("CIBA_SHUTDOWN_TIMEOUT", 25, 1, 600)? as u64,
+            worker: WorkerSettings {
+                job_max_attempts: env.int("CIBA_JOB_MAX_ATTEMPTS", 10, 1, 100)? as i32,
+                job_backoff_base: env.int("CIBA_JOB_BACKOFF_BASE", 2, 1, 3_600)?,
+                job_backoff_max: env.int("CIBA_JOB_BACKOFF_MAX", 3_600, 1, 86_400)?,
+                job_lease: env.int("CIBA_JOB_LEASE", 60, 5, 3_600)?,
+                poll_ms: env.int("CIBA_WORKER_POLL_MS", 500, 10, 60_000)? as u64,
+                concurrency: env.int("CIBA_WORKER_CONCURRENCY", 16, 1, 256)? as usize,
+                expiry_interval: env.int("CIBA_EXPIRY_INTERVAL", 5, 1, 3_600)?,
+                retention: env.int("CIBA_RETENTION", 30 * 86_400, 3_600, 3_650 * 86_400)?,
+                retention_interval: env.int("CIBA_RETENTION_INTERVAL", 3_600, 1, 86_400)?,
+                retention_batch: env.int("CIBA_RETENTION_BATCH", 1_000, 1, 100_000)?,
+                key_rotation_period: env.int(
+                    "CIBA_KEY_ROTATION_PERIOD",
+                    90 * 86_400,
+                    0,
+                    3_650 * 86_400,
+                )?,
+                ping_connect_timeout_ms: env.int(
+                    "CIBA_PING_CONNECT_TIMEOUT_MS",
+                    2_000,
+                    10,
+                    60_000,
+                )? as u64,
+                ping_timeout_ms: env.int("CIBA_PING_TIMEOUT_MS", 10_000, 100, 120_000)? as u64,
+            },
             database_url,
             issuer,
             listen,

@@ -2,6 +2,7 @@
 //! Every state change is a conditional update: exactly one of racing callers wins.
 
 use crate::error::StoreResult;
+use crate::jobs;
 use crate::schema::{auth_requests, permissions};
 use crate::DbConnection;
 use diesel::prelude::*;
@@ -105,16 +106,23 @@ pub fn pending_for_user(
         .load(conn)?)
 }
 
+/// A user's decision as recorded on the request and its permission.
+pub struct Outcome<'a> {
+    pub status: &'a str,
+    pub permission_status: &'a str,
+    pub device_id: &'a str,
+    /// JSON array of RFC 8176 values.
+    pub amr: &'a str,
+}
+
 /// Record a decision if the request is still pending and unexpired at `now`, and carry it
 /// to the permission. Returns false when someone else decided first or it expired.
 pub fn decide(
     conn: &mut DbConnection,
     id: &str,
-    status: &str,
-    permission_status: &str,
-    device_id: &str,
-    amr: &str,
+    outcome: &Outcome<'_>,
     now: i64,
+    ping_attempts: i32,
 ) -> StoreResult<bool> {
     let n = diesel::update(
         auth_requests::table
@@ -123,18 +131,21 @@ pub fn decide(
             .filter(auth_requests::expires_at.gt(now)),
     )
     .set((
-        auth_requests::status.eq(status),
+        auth_requests::status.eq(outcome.status),
         auth_requests::decided_at.eq(now),
-        auth_requests::device_id.eq(device_id),
-        auth_requests::amr.eq(amr),
+        auth_requests::device_id.eq(outcome.device_id),
+        auth_requests::amr.eq(outcome.amr),
     ))
     .execute(conn)?;
     if n != 1 {
         return Ok(false);
     }
-    let user: String = auth_requests::table
+    let (user, ping_token): (String, Option<String>) = auth_requests::table
         .filter(auth_requests::id.eq(id))
-        .select(auth_requests::user_sub)
+        .select((
+            auth_requests::user_sub,
+            auth_requests::client_notification_token,
+        ))
         .first(conn)?;
     diesel::update(
         permissions::table
@@ -142,12 +153,30 @@ pub fn decide(
             .filter(permissions::status.eq(PENDING)),
     )
     .set((
-        permissions::status.eq(permission_status),
+        permissions::status.eq(outcome.permission_status),
         permissions::decided_at.eq(now),
         permissions::user_sub.eq(user),
     ))
     .execute(conn)?;
+    if ping_token.is_some() {
+        enqueue_ping(conn, id, ping_attempts, now)?;
+    }
     Ok(true)
+}
+
+/// Queue the ping notification of a finished request (ping clients only), in the caller's
+/// transaction: the outcome and its notification commit together or not at all.
+fn enqueue_ping(conn: &mut DbConnection, id: &str, max_attempts: i32, now: i64) -> StoreResult<()> {
+    let payload = serde_json::json!({ "auth_req_id": id }).to_string();
+    jobs::enqueue(
+        conn,
+        &jobs::ping_job_id(id),
+        jobs::KIND_PING,
+        &payload,
+        max_attempts,
+        now,
+    )?;
+    Ok(())
 }
 
 /// The authentication methods recorded when the request was decided (a JSON array).
@@ -235,9 +264,15 @@ pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> S
     Ok(n == 1)
 }
 
-/// Mark a pending request past its expiry as expired, and its permission with it.
-/// Returns true when this call made the change (so follow-ups such as pings run once).
-pub fn expire(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
+/// Mark a pending request past its expiry as expired, and its permission with it, and queue
+/// its ping (ping clients). Run it in a transaction. Returns true when this call made the
+/// change (so follow-ups such as pings happen once).
+pub fn expire(
+    conn: &mut DbConnection,
+    id: &str,
+    now: i64,
+    ping_attempts: i32,
+) -> StoreResult<bool> {
     let n = diesel::update(
         auth_requests::table
             .filter(auth_requests::id.eq(id))
@@ -260,6 +295,45 @@ pub fn expire(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> 
             permissions::decided_at.eq(now),
         ))
         .execute(conn)?;
+        let ping_token: Option<String> = auth_requests::table
+            .filter(auth_requests::id.eq(id))
+            .select(auth_requests::client_notification_token)
+            .first(conn)?;
+        if ping_token.is_some() {
+            enqueue_ping(conn, id, ping_attempts, now)?;
+        }
     }
     Ok(n == 1)
+}
+
+/// Ids of pending requests that expired before `now` (the worker's sweep), at most `limit`.
+pub fn expired_pending(conn: &mut DbConnection, now: i64, limit: i64) -> StoreResult<Vec<String>> {
+    Ok(auth_requests::table
+        .filter(auth_requests::status.eq(PENDING))
+        .filter(auth_requests::expires_at.le(now))
+        .order(auth_requests::expires_at.asc())
+        .limit(limit)
+        .select(auth_requests::id)
+        .load(conn)?)
+}
+
+/// Delete up to `limit` finished requests created before `before`; returns how many went.
+pub fn purge_finished(conn: &mut DbConnection, before: i64, limit: i64) -> StoreResult<usize> {
+    let batch: Vec<String> = auth_requests::table
+        .filter(auth_requests::created_at.lt(before))
+        .filter(
+            auth_requests::status
+                .ne(PENDING)
+                .or(auth_requests::expires_at.lt(before)),
+        )
+        .select(auth_requests::id)
+        .limit(limit)
+        .load(conn)?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    Ok(
+        diesel::delete(auth_requests::table.filter(auth_requests::id.eq_any(batch)))
+            .execute(conn)?,
+    )
 }

@@ -245,6 +245,26 @@ where
         .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
 }
 
+/// Advisory lock keys of the periodic tasks (one runs at a time across all workers).
+pub const LOCK_KEY_ROTATION: i64 = 0x6369_6261_0001;
+pub const LOCK_EXPIRY: i64 = 0x6369_6261_0002;
+pub const LOCK_RETENTION: i64 = 0x6369_6261_0003;
+
+/// Take a transaction-scoped advisory lock without waiting (PostgreSQL); false when another
+/// session holds it. On SQLite writers are serialized already: always true.
+pub fn try_advisory_xact_lock(conn: &mut DbConnection, key: i64) -> StoreResult<bool> {
+    diesel::define_sql_function! {
+        fn pg_try_advisory_xact_lock(key: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;
+    }
+    match conn {
+        DbConnection::Pg(pg) => {
+            use diesel::RunQueryDsl;
+            Ok(diesel::select(pg_try_advisory_xact_lock(key)).get_result(pg)?)
+        }
+        DbConnection::Sqlite(_) => Ok(true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,3 +71,13 @@ pub fn schedule_retirement(
     ))
     .execute(conn)?)
 }
+
+/// Delete keys that left the JWKS before `now` (nothing they signed is still valid).
+pub fn purge_expired(conn: &mut DbConnection, now: i64) -> StoreResult<usize> {
+    Ok(diesel::delete(
+        signing_keys::table
+            .filter(signing_keys::expires_at.is_not_null())
+            .filter(signing_keys::expires_at.lt(now)),
+    )
+    .execute(conn)?)
+}

@@ -5,6 +5,7 @@ pub mod auth_requests;
 pub mod clients;
 pub mod db;
 pub mod error;
+pub mod jobs;
 pub mod jtis;
 pub mod keys;
 pub mod permissions;

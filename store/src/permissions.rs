@@ -111,3 +111,22 @@ pub fn store_grant_once(conn: &mut DbConnection, id: &str, jws: &str) -> StoreRe
     .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Delete up to `limit` permissions created before `before` that are finished (or long past
+/// their `exp`); returns how many went. Their nonces stay: a nonce is unique forever.
+pub fn purge_finished(conn: &mut DbConnection, before: i64, limit: i64) -> StoreResult<usize> {
+    let batch: Vec<String> = permissions::table
+        .filter(permissions::created_at.lt(before))
+        .filter(
+            permissions::status
+                .ne(PENDING)
+                .or(permissions::exp.lt(before)),
+        )
+        .select(permissions::id)
+        .limit(limit)
+        .load(conn)?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(permissions::table.filter(permissions::id.eq_any(batch))).execute(conn)?)
+}

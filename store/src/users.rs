@@ -164,3 +164,19 @@ pub fn revoke_device(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult
     .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Delete up to `limit` enrollment codes that expired before `before`; returns how many went.
+pub fn purge_expired_codes(conn: &mut DbConnection, before: i64, limit: i64) -> StoreResult<usize> {
+    let batch: Vec<String> = enrollment_codes::table
+        .filter(enrollment_codes::expires_at.lt(before))
+        .select(enrollment_codes::code_hash)
+        .limit(limit)
+        .load(conn)?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    Ok(
+        diesel::delete(enrollment_codes::table.filter(enrollment_codes::code_hash.eq_any(batch)))
+            .execute(conn)?,
+    )
+}

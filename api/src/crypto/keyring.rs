@@ -253,12 +253,53 @@ pub fn rotate(
     lead: i64,
     max_lifetime: i64,
 ) -> Result<Vec<String>, KeyringError> {
+    rotate_when(store, kek, now, lead, max_lifetime, None)
+}
+
+/// The worker's scheduled rotation: rotate when the newest key is `period` seconds old.
+/// Several workers may call it at once; one rotates (PostgreSQL advisory lock, and the age
+/// is checked again under it). Returns the new kids, empty when nothing was due.
+pub fn rotate_if_due(
+    store: &Store,
+    kek: &Kek,
+    now: i64,
+    period: i64,
+    lead: i64,
+    max_lifetime: i64,
+) -> Result<Vec<String>, KeyringError> {
+    let due = |c: &mut ciba_store::DbConnection| -> ciba_store::StoreResult<bool> {
+        let newest = key_store::all(c)?.iter().map(|k| k.created_at).max();
+        Ok(newest.is_none_or(|t| now - t >= period))
+    };
+    if !store.read(due)? {
+        return Ok(Vec::new());
+    }
+    rotate_when(store, kek, now, lead, max_lifetime, Some(&due))
+}
+
+type DueCheck<'a> = &'a dyn Fn(&mut ciba_store::DbConnection) -> ciba_store::StoreResult<bool>;
+
+fn rotate_when(
+    store: &Store,
+    kek: &Kek,
+    now: i64,
+    lead: i64,
+    max_lifetime: i64,
+    due: Option<DueCheck<'_>>,
+) -> Result<Vec<String>, KeyringError> {
     let mut rows = Vec::new();
     for (purpose, alg) in REQUIRED_KEYS {
         rows.push(new_row(kek, purpose, alg, now, now + lead)?);
     }
     store
         .write(|c| {
+            if let Some(due) = due {
+                if !ciba_store::db::try_advisory_xact_lock(c, ciba_store::db::LOCK_KEY_ROTATION)?
+                    || !due(c)?
+                {
+                    return Ok(Vec::new());
+                }
+            }
             for row in &rows {
                 key_store::insert(c, row)?;
                 key_store::schedule_retirement(

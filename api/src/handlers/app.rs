@@ -297,17 +297,16 @@ pub async fn decide(
                 Decision::Approve => perms::GRANTED,
                 Decision::Decline => perms::DECLINED,
             };
+            let ping_attempts = state.config.worker.job_max_attempts;
             let won = state
                 .db_write(move |c| {
-                    requests::decide(
-                        c,
-                        &id,
-                        decision.status(),
+                    let outcome = requests::Outcome {
+                        status: decision.status(),
                         permission_status,
-                        &device_id,
-                        &amr_json,
-                        now,
-                    )
+                        device_id: &device_id,
+                        amr: &amr_json,
+                    };
+                    requests::decide(c, &id, &outcome, now, ping_attempts)
                 })
                 .await?;
             if !won {

@@ -79,9 +79,9 @@ pub async fn grant(
         }
         DECLINED => Err(error(ErrorCode::AccessDenied, "the user declined")),
         EXPIRED => {
-            let i = id.clone();
+            let (i, attempts) = (id.clone(), state.config.worker.job_max_attempts);
             state
-                .db_write(move |conn| requests::expire(conn, &i, now))
+                .db_write(move |conn| requests::expire(conn, &i, now, attempts))
                 .await?;
             Err(error(ErrorCode::ExpiredToken, "the request has expired"))
         }
