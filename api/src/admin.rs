@@ -3,7 +3,7 @@
 
 use crate::cli::{
     AdminCommand, AlgArg, ClientsCommand, DeliveryModeArg, DevicesCommand, EnrollmentCodesCommand,
-    KeysCommand, UsersCommand,
+    JobsCommand, KeysCommand, UsersCommand,
 };
 use crate::config::Config;
 use crate::crypto::kek::Kek;
@@ -18,7 +18,7 @@ use ciba_domain::scope::{all_supported, ScopeSet};
 use ciba_domain::secret::sha256_b64url;
 use ciba_store::clients::{self, ClientRow};
 use ciba_store::users::{self, EnrollmentCodeRow, UserRow};
-use ciba_store::{keys, Backend, Store, StoreError};
+use ciba_store::{jobs, keys, Backend, Store, StoreError};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use serde_json::{json, Value};
 
@@ -96,6 +96,26 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
             let kids = keyring::rotate(&store, &kek, now, lead, config.max_token_lifetime())
                 .map_err(|e| e.to_string())?;
             Ok(json!({"published": kids, "signs_from": now + lead}))
+        }
+        AdminCommand::Jobs(JobsCommand::List { status, limit }) => {
+            let rows = store
+                .read(|c| jobs::list(c, status.as_str(), limit.clamp(1, 10_000)))
+                .map_err(db_err)?;
+            Ok(Value::Array(
+                rows.into_iter()
+                    .map(|j| {
+                        json!({"id": j.id, "kind": j.kind, "status": j.status, "attempts": j.attempts,
+                               "max_attempts": j.max_attempts, "run_at": j.run_at, "last_error": j.last_error,
+                               "created_at": j.created_at, "updated_at": j.updated_at})
+                    })
+                    .collect(),
+            ))
+        }
+        AdminCommand::Jobs(JobsCommand::Retry { job_id }) => {
+            if !store.write_one(|c| jobs::retry_dead(c, &job_id, now)).map_err(db_err)? {
+                return Err(format!("no dead job {job_id}"));
+            }
+            Ok(json!({"id": job_id, "status": jobs::QUEUED}))
         }
         AdminCommand::Keys(KeysCommand::List) => {
             let rows = store.read(keys::all).map_err(db_err)?;

@@ -50,6 +50,9 @@ pub enum AdminCommand {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The worker's job queue (ping notifications).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,4 +157,36 @@ pub enum KeysCommand {
         lead: Option<i64>,
     },
     List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// List jobs in a status (default: the dead letters).
+    List {
+        #[arg(long, value_enum, default_value = "dead")]
+        status: JobStatusArg,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Put a dead job back in the queue with fresh attempts.
+    Retry { job_id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum JobStatusArg {
+    Queued,
+    Running,
+    Done,
+    Dead,
+}
+
+impl JobStatusArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => ciba_store::jobs::QUEUED,
+            Self::Running => ciba_store::jobs::RUNNING,
+            Self::Done => ciba_store::jobs::DONE,
+            Self::Dead => ciba_store::jobs::DEAD,
+        }
+    }
 }

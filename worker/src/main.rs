@@ -1,13 +1,35 @@
-//! `ciba-worker`: background work (expiry, retention, key rotation, ping notifications).
-//! For now it connects, checks the schema (migrating SQLite), serves `/healthz` and idles
-//! until SIGTERM. The API never depends on it for correctness.
+//! `ciba-worker`: background work: ping notifications from the job queue, the expiry sweep,
+//! retention and scheduled key rotation. Several replicas may run at once on PostgreSQL
+//! (jobs are claimed with `FOR UPDATE SKIP LOCKED`, periodic batches take advisory locks);
+//! on SQLite run one. The API never depends on it for correctness.
 
-use ciba_api::config::Config;
+mod metrics;
+mod periodic;
+mod ping;
+mod queue;
+
+use ciba_api::config::{Config, WorkerSettings};
+use ciba_api::crypto::kek::Kek;
 use ciba_api::logging::init_tracing;
 use ciba_store::{Backend, Store};
+use metrics::WorkerMetrics;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use warp::Filter;
+
+/// What every task of the worker shares.
+pub struct Ctx {
+    pub store: Store,
+    pub settings: WorkerSettings,
+    pub metrics: WorkerMetrics,
+    pub http: reqwest::Client,
+    pub kek: Kek,
+    pub key_publish_lead: i64,
+    pub max_token_lifetime: i64,
+    /// This process's name on the jobs it claims.
+    pub worker_id: String,
+}
 
 fn main() -> ExitCode {
     let config = match Config::from_env() {
@@ -41,6 +63,21 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> Result<(), String> {
     let store = Store::open(&config.database_url, 4).map_err(|e| e.to_string())?;
     wait_for_schema(&store).await?;
+    let s = &config.worker;
+    let http = ciba_api::outbound::client(
+        Duration::from_millis(s.ping_connect_timeout_ms),
+        Duration::from_millis(s.ping_timeout_ms),
+    )?;
+    let ctx = Arc::new(Ctx {
+        store,
+        settings: s.clone(),
+        metrics: WorkerMetrics::new(),
+        http,
+        kek: Kek::new(&config.key_encryption_key),
+        key_publish_lead: config.key_publish_lead,
+        max_token_lifetime: config.max_token_lifetime(),
+        worker_id: format!("{}-{}", std::process::id(), ciba_domain::ids::random_id()),
+    });
     let listener = tokio::net::TcpListener::bind(config.worker_listen)
         .await
         .map_err(|e| {
@@ -49,23 +86,34 @@ async fn run(config: Config) -> Result<(), String> {
                 config.worker_listen
             )
         })?;
-    tracing::info!(addr = %config.worker_listen, backend = store.backend().as_str(), "worker ready");
+    tracing::info!(addr = %config.worker_listen, backend = ctx.store.backend().as_str(), "worker ready");
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let m = ctx.clone();
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(m.metrics.render(), "content-type", "text/plain; version=0.0.4")
+    });
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = rx.clone();
     let server = tokio::spawn(
-        warp::serve(health)
+        warp::serve(health.or(metrics))
             .incoming(listener)
             .graceful(async move {
-                let _ = rx.changed().await;
+                let _ = server_stop.changed().await;
             })
             .run(),
     );
+    let grace = Duration::from_secs(config.shutdown_timeout_secs);
+    let jobs = tokio::spawn(queue::run(ctx.clone(), rx.clone(), grace));
+    let periodic = tokio::spawn(periodic::run(ctx.clone(), rx));
     ciba_api::server::shutdown_signal().await;
     tracing::info!("worker shutting down");
     let _ = tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    let _ = jobs.await;
+    let _ = periodic.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("worker stopped");
     Ok(())
 }
 
