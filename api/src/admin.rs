@@ -112,7 +112,10 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
             ))
         }
         AdminCommand::Jobs(JobsCommand::Retry { job_id }) => {
-            if !store.write_one(|c| jobs::retry_dead(c, &job_id, now)).map_err(db_err)? {
+            if !store
+                .write_one(|c| jobs::retry_dead(c, &job_id, now))
+                .map_err(db_err)?
+            {
                 return Err(format!("no dead job {job_id}"));
             }
             Ok(json!({"id": job_id, "status": jobs::QUEUED}))

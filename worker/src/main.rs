@@ -92,7 +92,11 @@ async fn run(config: Config) -> Result<(), String> {
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
     let m = ctx.clone();
     let metrics = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(m.metrics.render(), "content-type", "text/plain; version=0.0.4")
+        warp::reply::with_header(
+            m.metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
     });
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut server_stop = rx.clone();

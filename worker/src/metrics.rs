@@ -34,27 +34,39 @@ impl WorkerMetrics {
             "Failed job attempts, by kind and outcome (retry or dead)",
             &["kind", "outcome"],
         );
-        let deleted = counter_vec("retention_deleted_total", "Rows deleted by retention", &["table"]);
+        let deleted = counter_vec(
+            "retention_deleted_total",
+            "Rows deleted by retention",
+            &["table"],
+        );
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("gauge");
             registry.register(Box::new(g.clone())).expect("register");
             g
         };
         let queue_depth = gauge("queue_depth", "Jobs queued or running");
-        let oldest_job_age = gauge("oldest_job_age_seconds", "Age of the oldest queued or running job");
+        let oldest_job_age = gauge(
+            "oldest_job_age_seconds",
+            "Age of the oldest queued or running job",
+        );
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("counter");
             registry.register(Box::new(c.clone())).expect("register");
             c
         };
-        let expired = counter("requests_expired_total", "Pending requests the sweep expired");
+        let expired = counter(
+            "requests_expired_total",
+            "Pending requests the sweep expired",
+        );
         let rotations = counter("key_rotations_total", "Scheduled key rotations performed");
         let notification_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "notification_latency_seconds",
                 "From the outcome (job queued) to the ping delivered",
             )
-            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0]),
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+            ]),
         )
         .expect("histogram");
         registry

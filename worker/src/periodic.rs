@@ -100,7 +100,10 @@ pub fn apply_retention(ctx: &Ctx) {
             match res {
                 Ok(Some(0)) | Ok(None) => break,
                 Ok(Some(n)) => {
-                    ctx.metrics.deleted.with_label_values(&[table]).inc_by(n as u64);
+                    ctx.metrics
+                        .deleted
+                        .with_label_values(&[table])
+                        .inc_by(n as u64);
                 }
                 Err(e) => {
                     tracing::warn!(table, error = %e, "retention failed");
@@ -127,7 +130,11 @@ pub fn rotate_keys(ctx: &Ctx) {
         ) {
             Ok(kids) if !kids.is_empty() => {
                 ctx.metrics.rotations.inc();
-                tracing::info!(published = kids.len(), signs_from = now + ctx.key_publish_lead, "rotated signing keys");
+                tracing::info!(
+                    published = kids.len(),
+                    signs_from = now + ctx.key_publish_lead,
+                    "rotated signing keys"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "key rotation failed"),

@@ -41,10 +41,11 @@ pub fn prepare(
     store: &Store,
     payload: &str,
 ) -> Result<Result<Notification, String>, ciba_store::StoreError> {
-    let Some(id) = serde_json::from_str::<Value>(payload)
-        .ok()
-        .and_then(|v| v.get("auth_req_id").and_then(Value::as_str).map(str::to_owned))
-    else {
+    let Some(id) = serde_json::from_str::<Value>(payload).ok().and_then(|v| {
+        v.get("auth_req_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }) else {
         return Ok(Err("malformed ping payload".into()));
     };
     store.read(|c| {

@@ -66,10 +66,8 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>, grace: Duration
             }
         }
     }
-    let drained = tokio::time::timeout(grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tasks.abort_all();
         let left: Vec<String> = lock(&in_hand).drain().collect();
@@ -78,7 +76,10 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>, grace: Duration
         let _ = tokio::task::spawn_blocking(move || {
             let now = ciba_api::state::now();
             for id in left {
-                if let Err(e) = c.store.write_one(|conn| jobs::release(conn, &id, &c.worker_id, now)) {
+                if let Err(e) = c
+                    .store
+                    .write_one(|conn| jobs::release(conn, &id, &c.worker_id, now))
+                {
                     tracing::warn!(error = %e, "releasing a job failed; its lease will lapse");
                 }
             }
@@ -100,7 +101,9 @@ async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
     let now = ciba_api::state::now();
     let retry_at = now + backoff(&ctx.settings, job.attempts);
     let c = ctx.clone();
-    let failure = outcome.failure(retry_at).map(|(f, why)| (f, why.to_owned()));
+    let failure = outcome
+        .failure(retry_at)
+        .map(|(f, why)| (f, why.to_owned()));
     let why = failure.as_ref().map(|(_, w)| w.clone()).unwrap_or_default();
     let (id, kind, created_at) = (job.id.clone(), job.kind.clone(), job.created_at);
     let res = tokio::task::spawn_blocking(move || {
@@ -117,12 +120,21 @@ async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
             ctx.metrics.notification_latency.observe(latency.max(0.0));
         }
         Ok(Ok(Some(status))) => {
-            let outcome = if status == jobs::DEAD { "dead" } else { "retry" };
-            ctx.metrics.failed.with_label_values(&[&kind, outcome]).inc();
+            let outcome = if status == jobs::DEAD {
+                "dead"
+            } else {
+                "retry"
+            };
+            ctx.metrics
+                .failed
+                .with_label_values(&[&kind, outcome])
+                .inc();
             tracing::warn!(kind, attempt = job.attempts, outcome, error = %why, "job failed");
         }
         Ok(Ok(None)) => tracing::warn!(kind, "job was taken over by another worker (lease lapsed)"),
-        Ok(Err(e)) => tracing::warn!(kind, error = %e, "recording a job outcome failed; its lease will lapse"),
+        Ok(Err(e)) => {
+            tracing::warn!(kind, error = %e, "recording a job outcome failed; its lease will lapse")
+        }
         Err(e) => tracing::error!(kind, error = %e, "job outcome task failed"),
     }
 }

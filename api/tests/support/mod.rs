@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod worker;
 
 use ciba_store::testing::TestDatabase;
 pub use ciba_store::Backend;

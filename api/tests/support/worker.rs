@@ -1,0 +1,247 @@
+//! A real `ciba-worker` process beside a [`TestServer`], and a local ping receiver.
+
+use super::TestServer;
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use warp::Filter;
+
+/// The worker binary, built beside `ciba-api` (built on demand when only this package was).
+fn worker_binary() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ciba-api")).with_file_name("ciba-worker");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "ciba-worker"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok && bin.exists(), "cannot build ciba-worker");
+    }
+    bin
+}
+
+pub struct WorkerProcess {
+    child: Option<Child>,
+    pub port: u16,
+    pub log_path: PathBuf,
+}
+
+impl TestServer {
+    /// Start a worker on this server's database and environment, plus `env`.
+    pub async fn worker(&self, env: &[(&str, &str)]) -> WorkerProcess {
+        let port = super::free_port();
+        let log_path =
+            std::env::temp_dir().join(format!("ciba-worker-log-{port}-{}.log", std::process::id()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = self.command();
+        cmd.env("CIBA_WORKER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CIBA_WORKER_POLL_MS", "50");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env_remove("CIBA_LISTEN");
+        let mut command = Command::new(worker_binary());
+        command.env_clear();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                command.env(k, v);
+            }
+        }
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let w = WorkerProcess {
+            child: Some(child),
+            port,
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(w.url("/healthz")).send().await {
+                if r.status() == 200 {
+                    return w;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("worker not ready: {}", w.logs());
+    }
+}
+
+impl WorkerProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: the worker gets no chance to finish or release anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns whether it exited cleanly within `limit`.
+    pub fn stop(&mut self, limit: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        false
+    }
+
+    pub async fn metrics(&self, srv: &TestServer) -> String {
+        srv.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// One notification as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Script {
+    /// Per path: statuses to answer in order; then 200.
+    statuses: HashMap<String, VecDeque<u16>>,
+    delay: Duration,
+    received: Vec<Received>,
+}
+
+/// A local HTTP server that records pings and answers as scripted.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    script: Arc<Mutex<Script>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// Listen on `port` (0: any free port).
+    pub async fn start_on(port: u16) -> Self {
+        let script: Arc<Mutex<Script>> = Arc::default();
+        let s = script.clone();
+        let route = warp::path::full()
+            .and(warp::header::optional::<String>("authorization"))
+            .and(warp::header::optional::<String>("content-type"))
+            .and(warp::body::bytes())
+            .then(
+                move |path: warp::path::FullPath,
+                      authorization: Option<String>,
+                      content_type: Option<String>,
+                      body: warp::hyper::body::Bytes| {
+                    let s = s.clone();
+                    async move {
+                        let (status, delay) = {
+                            let mut g = s.lock().unwrap();
+                            g.received.push(Received {
+                                path: path.as_str().to_owned(),
+                                authorization,
+                                content_type,
+                                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                            });
+                            let status = g
+                                .statuses
+                                .get_mut(path.as_str())
+                                .and_then(VecDeque::pop_front)
+                                .unwrap_or(200);
+                            (status, g.delay)
+                        };
+                        tokio::time::sleep(delay).await;
+                        let reply = warp::reply::with_status(
+                            "",
+                            warp::http::StatusCode::from_u16(status).unwrap(),
+                        );
+                        warp::reply::with_header(reply, "location", "/moved")
+                    }
+                },
+            );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        Self { addr, script }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn answer(&self, path: &str, statuses: &[u16]) {
+        self.script
+            .lock()
+            .unwrap()
+            .statuses
+            .insert(path.to_owned(), statuses.iter().copied().collect());
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.script.lock().unwrap().delay = delay;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.script.lock().unwrap().received.clone()
+    }
+
+    pub fn received_on(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Wait until `pred` holds for what was received (panics after `limit`).
+    pub async fn wait_for(&self, limit: Duration, pred: impl Fn(&[Received]) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if pred(&self.received()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "receiver timed out; got {:?}",
+                self.received()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
