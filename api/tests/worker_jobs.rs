@@ -8,25 +8,14 @@ use diesel::{QueryDsl, RunQueryDsl};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::app::{nnin, now, App, Merchant, IPHONE};
+use support::app::{nnin, now};
 use support::keys::verify_with_jwks;
-use support::worker::Receiver;
+use support::worker::{ping_client, Receiver};
 use support::{Backend, TestServer};
 
 /// `n` declined requests of a ping client notified at `endpoint`; returns their ids.
 async fn finished_requests(srv: &TestServer, endpoint: &str, n: usize) -> Vec<String> {
-    let m = Merchant::new(
-        srv,
-        "permissions/ciba openid",
-        &[
-            "--delivery-mode",
-            "ping",
-            "--notification-endpoint",
-            endpoint,
-        ],
-    )
-    .await;
-    let app = App::enroll(srv, &nnin(300), IPHONE).await;
+    let (m, app) = ping_client(srv, endpoint, 300).await;
     let mut ids = Vec::new();
     for _ in 0..n {
         let (status, body) = m

@@ -10,8 +10,8 @@ use ciba_store::jobs;
 use diesel::RunQueryDsl;
 use serde_json::json;
 use std::time::Duration;
-use support::app::{nnin, App, Merchant, IPHONE};
-use support::worker::Receiver;
+use support::app::{App, Merchant};
+use support::worker::{ping_client, Receiver};
 use support::{Backend, TestServer};
 
 pub const FAST_RETRIES: &[(&str, &str)] = &[
@@ -19,23 +19,6 @@ pub const FAST_RETRIES: &[(&str, &str)] = &[
     ("CIBA_JOB_MAX_ATTEMPTS", "4"),
     ("CIBA_EXPIRY_INTERVAL", "1"),
 ];
-
-/// A ping client notified at `endpoint`, and a user with the app enrolled.
-async fn ping_client(srv: &TestServer, endpoint: &str, from: u32) -> (Merchant, App) {
-    let m = Merchant::new(
-        srv,
-        "permissions/ciba openid",
-        &[
-            "--delivery-mode",
-            "ping",
-            "--notification-endpoint",
-            endpoint,
-        ],
-    )
-    .await;
-    let app = App::enroll(srv, &nnin(from), IPHONE).await;
-    (m, app)
-}
 
 /// bc-authorize for the app's user; returns (auth_req_id, link ref).
 async fn start(srv: &TestServer, m: &Merchant, app: &App, token: &str) -> (String, String) {

@@ -1,5 +1,6 @@
 //! A real `ciba-worker` process beside a [`TestServer`], and a local ping receiver.
 
+use super::app::{nnin, App, Merchant, IPHONE};
 use super::TestServer;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -124,6 +125,23 @@ impl Drop for WorkerProcess {
         self.kill();
         let _ = std::fs::remove_file(&self.log_path);
     }
+}
+
+/// A ping client notified at `endpoint`, and a user with the app enrolled.
+pub async fn ping_client(srv: &TestServer, endpoint: &str, from: u32) -> (Merchant, App) {
+    let m = Merchant::new(
+        srv,
+        "permissions/ciba openid",
+        &[
+            "--delivery-mode",
+            "ping",
+            "--notification-endpoint",
+            endpoint,
+        ],
+    )
+    .await;
+    let app = App::enroll(srv, &nnin(from), IPHONE).await;
+    (m, app)
 }
 
 /// One notification as the receiver saw it.
