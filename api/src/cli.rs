@@ -140,10 +140,12 @@ pub enum EnrollmentCodesCommand {
 pub enum DevicesCommand {
     List {
         /// Only the devices of the user with this subject.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         sub: Option<String>,
     },
     Revoke {
+        /// Ids are base64url: one in 64 starts with '-', which is a value here, not a flag.
+        #[arg(allow_hyphen_values = true)]
         device_id: String,
     },
 }
@@ -169,7 +171,10 @@ pub enum JobsCommand {
         limit: i64,
     },
     /// Put a dead job back in the queue with fresh attempts.
-    Retry { job_id: String },
+    Retry {
+        #[arg(allow_hyphen_values = true)]
+        job_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -188,5 +193,44 @@ impl JobStatusArg {
             Self::Done => ciba_store::jobs::DONE,
             Self::Dead => ciba_store::jobs::DEAD,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin(args: &[&str]) -> AdminCommand {
+        let argv = ["ciba-api", "admin"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Some(Command::Admin(a))) => a.command,
+            other => panic!("{args:?} did not parse as an admin command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_starting_with_a_hyphen_are_values() {
+        // Random ids are base64url: one in 64 starts with '-'.
+        let id = "-1H9CMLLjcwyFMqHZFpidRHdLKPalsKWVg6Zdn-opg0";
+        assert!(matches!(
+            admin(&["devices", "revoke", id]),
+            AdminCommand::Devices(DevicesCommand::Revoke { device_id }) if device_id == id
+        ));
+        assert!(matches!(
+            admin(&["devices", "list", "--sub", id]),
+            AdminCommand::Devices(DevicesCommand::List { sub: Some(s) }) if s == id
+        ));
+        assert!(matches!(
+            admin(&["clients", "disable", id]),
+            AdminCommand::Clients(ClientsCommand::Disable { client_id }) if client_id == id
+        ));
+        assert!(matches!(
+            admin(&["clients", "enable", id]),
+            AdminCommand::Clients(ClientsCommand::Enable { client_id }) if client_id == id
+        ));
+        assert!(matches!(
+            admin(&["jobs", "retry", id]),
+            AdminCommand::Jobs(JobsCommand::Retry { job_id }) if job_id == id
+        ));
     }
 }
