@@ -190,43 +190,81 @@ pub fn amr_of(conn: &mut DbConnection, auth_req_id: &str) -> StoreResult<Option<
 }
 
 diesel::define_sql_function! {
-    /// See migrations/postgres/*_touch_pending.
-    fn ciba_touch_pending(id: diesel::sql_types::Text, client_id: diesel::sql_types::Text, now_ms: diesel::sql_types::BigInt, grace_ms: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;
+    /// See migrations/postgres/*_touch_pending_batch. Set-returning: one row per recorded poll.
+    fn ciba_touch_pending_batch(
+        ids: diesel::sql_types::Array<diesel::sql_types::Text>,
+        client_ids: diesel::sql_types::Array<diesel::sql_types::Text>,
+        now_ms: diesel::sql_types::Array<diesel::sql_types::BigInt>,
+        grace_ms: diesel::sql_types::BigInt,
+    ) -> diesel::sql_types::Text;
 }
 
-/// The hot path of polling: record a well-paced poll of a pending, unexpired request of
-/// `client_id` in one statement. False means "look closer" (too fast, finished, unknown).
-/// The pacing condition: the last poll is at least one interval (less the grace) ago.
-pub fn touch_pending(
+/// One poll in a batch: the request, the polling client, when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    pub id: String,
+    pub client_id: String,
+    pub now_ms: i64,
+}
+
+/// The hot path of polling: record well-paced polls of pending, unexpired requests of their
+/// clients, many at once (distinct requests; `result[i]` answers `polls[i]`). A poll is well
+/// paced when the request's last poll is at least one interval (less `grace_ms`) ago. False
+/// means "look closer" (too fast, finished, unknown, another client's). PostgreSQL: one call
+/// of `ciba_touch_pending_batch`, which skips rows other transactions hold (such a poll
+/// answers false and takes the careful path). SQLite: one `UPDATE ... FROM (VALUES ...)`.
+pub fn touch_pending_batch(
     conn: &mut DbConnection,
-    id: &str,
-    client_id: &str,
-    now_ms: i64,
+    polls: &[Poll],
     grace_ms: i64,
-) -> StoreResult<bool> {
-    use diesel::sql_types::BigInt;
-    if let DbConnection::Pg(pg) = conn {
-        return Ok(
-            diesel::select(ciba_touch_pending(id, client_id, now_ms, grace_ms)).get_result(pg)?,
-        );
+) -> StoreResult<Vec<bool>> {
+    if polls.is_empty() {
+        return Ok(Vec::new());
     }
-    let earliest_last =
-        (now_ms + grace_ms).into_sql::<BigInt>() - auth_requests::interval_secs * 1000_i64;
-    let n = diesel::update(
-        auth_requests::table
-            .filter(auth_requests::id.eq(id))
-            .filter(auth_requests::client_id.eq(client_id))
-            .filter(auth_requests::status.eq(PENDING))
-            .filter(auth_requests::expires_at.gt(now_ms / 1000))
-            .filter(
-                auth_requests::last_poll_ms
-                    .is_null()
-                    .or(auth_requests::last_poll_ms.le(earliest_last.nullable())),
-            ),
-    )
-    .set(auth_requests::last_poll_ms.eq(now_ms))
-    .execute(conn)?;
-    Ok(n == 1)
+    let touched: std::collections::HashSet<String> = match conn {
+        DbConnection::Pg(pg) => {
+            let ids: Vec<&str> = polls.iter().map(|p| p.id.as_str()).collect();
+            let clients: Vec<&str> = polls.iter().map(|p| p.client_id.as_str()).collect();
+            let nows: Vec<i64> = polls.iter().map(|p| p.now_ms).collect();
+            diesel::select(ciba_touch_pending_batch(ids, clients, nows, grace_ms))
+                .load::<String>(pg)?
+                .into_iter()
+                .collect()
+        }
+        DbConnection::Sqlite(lite) => {
+            // One statement per batch: SQLite prepares every UPDATE afresh, so parse once.
+            let values = vec!["(?, ?, ?)"; polls.len()].join(", ");
+            let sql = format!(
+                "UPDATE auth_requests SET last_poll_ms = p.column3 FROM (VALUES {values}) AS p \
+                 WHERE auth_requests.id = p.column1 AND auth_requests.client_id = p.column2 \
+                 AND auth_requests.status = '{PENDING}' \
+                 AND auth_requests.expires_at > p.column3 / 1000 \
+                 AND (auth_requests.last_poll_ms IS NULL OR auth_requests.last_poll_ms \
+                      <= p.column3 + ? - auth_requests.interval_secs * 1000) \
+                 RETURNING auth_requests.id AS id"
+            );
+            let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+            for p in polls {
+                query = query
+                    .bind::<diesel::sql_types::Text, _>(p.id.clone())
+                    .bind::<diesel::sql_types::Text, _>(p.client_id.clone())
+                    .bind::<diesel::sql_types::BigInt, _>(p.now_ms);
+            }
+            query
+                .bind::<diesel::sql_types::BigInt, _>(grace_ms)
+                .load::<TouchedId>(lite)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        }
+    };
+    Ok(polls.iter().map(|p| touched.contains(&p.id)).collect())
+}
+
+#[derive(QueryableByName)]
+struct TouchedId {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
 }
 
 /// A poll came too fast: the interval grows by 5 s (RFC 8628 §3.5), up to `max_interval`.

@@ -3,7 +3,7 @@
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or is busy; the caller may retry.
     #[error("database unavailable: {0}")]

@@ -1,0 +1,1 @@
+DROP FUNCTION ciba_touch_pending_batch(TEXT[], TEXT[], BIGINT[], BIGINT);

@@ -1,0 +1,149 @@
+#![allow(clippy::unwrap_used)]
+//! `touch_pending_batch` answers each poll exactly as `touch_pending` would, on both backends,
+//! and a batch never waits for (or deadlocks with) another transaction holding its rows.
+
+use ciba_store::auth_requests::{self as requests, Poll};
+use ciba_store::testing::TestDatabase;
+use ciba_store::{Backend, DatabaseUrl, Store};
+use diesel::connection::SimpleConnection;
+
+const NOW_MS: i64 = 1_900_000_000_000;
+const GRACE_MS: i64 = 500;
+
+fn store(db: &TestDatabase) -> Store {
+    let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 4).unwrap();
+    store.migrate().unwrap();
+    let now = NOW_MS / 1000;
+    let mut sql = format!(
+        "INSERT INTO clients (id, name, secret_hash, scopes, callback_uris, sub_nnin, \
+         id_token_alg, delivery_mode, disabled, created_at, updated_at) VALUES \
+         ('c1','one','x','openid','[]',false,'ES256','poll',false,{now},{now}), \
+         ('c2','two','x','openid','[]',false,'ES256','poll',false,{now},{now});"
+    );
+    // (id, client, status, interval, last poll, expires)
+    let rows = [
+        ("fresh", "c1", "pending", 2, None, now + 60),
+        ("paced", "c1", "pending", 2, Some(NOW_MS - 2_000), now + 60),
+        ("grace", "c1", "pending", 2, Some(NOW_MS - 1_600), now + 60),
+        ("early", "c1", "pending", 2, Some(NOW_MS - 1_000), now + 60),
+        ("slowed", "c1", "pending", 7, Some(NOW_MS - 5_000), now + 60),
+        ("other", "c2", "pending", 2, None, now + 60),
+        ("approved", "c1", "approved", 2, None, now + 60),
+        ("expired", "c1", "pending", 2, None, now - 1),
+    ];
+    for (i, (id, client, status, interval, last, expires)) in rows.iter().enumerate() {
+        let last = last.map_or("NULL".to_owned(), |v: i64| v.to_string());
+        sql += &format!(
+            "INSERT INTO auth_requests (id, link_ref, client_id, user_sub, flow, scope, acr, \
+             status, interval_secs, last_poll_ms, created_at, expires_at) VALUES \
+             ('{id}','ref{i}','{client}','sub','app2app','openid','urn:acr:high','{status}', \
+             {interval},{last},{now},{expires});"
+        );
+    }
+    store.write(|c| Ok(c.batch_execute(&sql)?)).unwrap();
+    store
+}
+
+fn poll(id: &str) -> Poll {
+    Poll {
+        id: id.into(),
+        client_id: "c1".into(),
+        now_ms: NOW_MS,
+    }
+}
+
+fn answers_like_one_poll_each(backend: Backend) {
+    let db = TestDatabase::create(backend);
+    let store = store(&db);
+    let ids = [
+        "fresh", "paced", "grace", "early", "slowed", "other", "approved", "expired", "unknown",
+    ];
+    let polls: Vec<Poll> = ids.iter().map(|id| poll(id)).collect();
+    let got = store
+        .write_soft(|c| requests::touch_pending_batch(c, &polls, GRACE_MS))
+        .unwrap();
+    let expected = [true, true, true, false, false, false, false, false, false];
+    assert_eq!(got, expected, "{ids:?}");
+    // Recorded polls carry their own time; the others are untouched.
+    for (id, touched) in ids.iter().zip(expected) {
+        let Some(row) = store.read(|c| requests::find(c, id)).unwrap() else {
+            continue;
+        };
+        assert_eq!(row.last_poll_ms == Some(NOW_MS), touched, "{id}");
+    }
+    // Polling again at once: everything is now too early.
+    let again = store
+        .write_soft(|c| requests::touch_pending_batch(c, &polls[..3], GRACE_MS))
+        .unwrap();
+    assert_eq!(again, [false, false, false]);
+    // One interval later the three are well paced again; an empty batch is fine.
+    let later: Vec<Poll> = polls[..3]
+        .iter()
+        .map(|p| Poll {
+            now_ms: NOW_MS + 2_000,
+            ..p.clone()
+        })
+        .collect();
+    let ok = store
+        .write_soft(|c| requests::touch_pending_batch(c, &later, GRACE_MS))
+        .unwrap();
+    assert_eq!(ok, [true, true, true]);
+    let none = store
+        .write_soft(|c| requests::touch_pending_batch(c, &[], GRACE_MS))
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[test]
+fn answers_like_one_poll_each_sqlite() {
+    answers_like_one_poll_each(Backend::Sqlite);
+}
+
+#[test]
+fn answers_like_one_poll_each_postgres() {
+    answers_like_one_poll_each(Backend::Postgres);
+}
+
+/// A row held by another transaction is skipped (answered false, for the careful path), not
+/// waited for: two batches holding each other's rows can never deadlock.
+#[test]
+fn a_held_row_is_skipped_not_waited_for_postgres() {
+    let db = TestDatabase::create(Backend::Postgres);
+    let store = store(&db);
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .write(|c| {
+                    c.batch_execute("SELECT id FROM auth_requests WHERE id = 'paced' FOR UPDATE")?;
+                    locked_tx.send(()).unwrap();
+                    done_rx.recv().unwrap();
+                    Ok(())
+                })
+                .unwrap();
+        })
+    };
+    locked_rx.recv().unwrap();
+    let polls = vec![poll("fresh"), poll("paced")];
+    // The batch must answer while the row is still held (the holder lets go only after).
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+    {
+        let (store, polls) = (store.clone(), polls.clone());
+        std::thread::spawn(move || {
+            let got = store.write_soft(|c| requests::touch_pending_batch(c, &polls, GRACE_MS));
+            let _ = answer_tx.send(got);
+        });
+    }
+    let got = answer_rx.recv_timeout(std::time::Duration::from_secs(60));
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let got = got.expect("the batch waited for the held row").unwrap();
+    assert_eq!(got, [true, false]);
+    // Released: the skipped poll goes through now.
+    let got = store
+        .write_soft(|c| requests::touch_pending_batch(c, &polls[1..], GRACE_MS))
+        .unwrap();
+    assert_eq!(got, [true]);
+}
