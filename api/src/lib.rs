@@ -13,5 +13,6 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;
+pub mod poll_batch;
 pub mod server;
 pub mod state;

@@ -1,13 +1,15 @@
 //! Prometheus metrics, owned by a struct (no global statics), labelled by route template.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    /// Polls recorded per statement by the polling hot path's group commit.
+    pub poll_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -35,6 +37,17 @@ impl Metrics {
             &["route", "method"],
         )
         .expect("histogram");
+        let poll_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "poll_batch_size",
+                "Polls recorded by one database statement (group commit of the polling hot path)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        )
+        .expect("histogram");
+        registry
+            .register(Box::new(poll_batch_size.clone()))
+            .expect("register");
         registry
             .register(Box::new(requests.clone()))
             .expect("register");
@@ -45,6 +58,7 @@ impl Metrics {
             registry,
             requests,
             duration,
+            poll_batch_size,
         }
     }
 

@@ -8,11 +8,12 @@ use crate::crypto::keyring::KeyRing;
 use crate::crypto::password::SecretVerifier;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
+use crate::poll_batch::PollBatcher;
 use ciba_domain::error::OAuthError;
 use ciba_store::clients::{self, ClientRow};
 use ciba_store::{DbConnection, Store, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The wall clock, read only at the edges and passed down as `now`.
@@ -41,6 +42,7 @@ pub struct Inner {
     pub external: ExternalIssuers,
     client_cache: TtlCache<Option<ClientRow>>,
     schema_ready: AtomicBool,
+    poll_batcher: OnceLock<PollBatcher>,
 }
 
 #[derive(Clone)]
@@ -71,6 +73,7 @@ impl AppState {
             store,
             config,
             schema_ready: AtomicBool::new(false),
+            poll_batcher: OnceLock::new(),
         }))
     }
 
@@ -102,6 +105,14 @@ impl AppState {
     {
         let store = self.store.clone();
         blocking(move || store.write_soft(f).map_err(ApiError::from)).await
+    }
+
+    /// The polling hot path's group commit, started on first use (it needs the runtime).
+    pub fn poll_batcher(&self) -> &PollBatcher {
+        self.poll_batcher.get_or_init(|| {
+            let sizes = self.metrics.poll_batch_size.clone();
+            PollBatcher::start(self.store.clone(), sizes)
+        })
     }
 
     /// A registered client row, cached for a few seconds (the polling hot path reads it on

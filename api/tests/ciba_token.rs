@@ -356,6 +356,53 @@ async fn concurrent_polls_redeem_once(b: Backend) {
     );
 }
 
+/// Polls that arrive together are recorded together (one statement per batch): each request
+/// still answers exactly as if polled alone. Four simultaneous polls of each of eight pending
+/// requests: per request one `authorization_pending`, the three others too early.
+async fn simultaneous_polls_of_many_pending_requests(b: Backend) {
+    let srv = TestServer::start_with(b, &[("CIBA_POLL_INTERVAL", "5")]).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(started(&srv, &m, &app, "openid", &[]).await.0);
+    }
+    let polls = ids.iter().flat_map(|id| (0..4).map(|_| poll(&srv, &m, id)));
+    let results = futures_util::future::join_all(polls).await;
+    for (id, answers) in ids.iter().zip(results.chunks(4)) {
+        let mut errors: Vec<&str> = answers
+            .iter()
+            .map(|(s, _, b)| {
+                assert_eq!(*s, 400, "{b}");
+                b["error"].as_str().unwrap()
+            })
+            .collect();
+        errors.sort_unstable();
+        assert_eq!(
+            errors,
+            [
+                "authorization_pending",
+                "slow_down",
+                "slow_down",
+                "slow_down"
+            ],
+            "{id}"
+        );
+    }
+    // Every request now waits longer: all eight at once are too early again.
+    let again = futures_util::future::join_all(ids.iter().map(|id| poll(&srv, &m, id))).await;
+    assert!(again.iter().all(|(_, _, b)| b["error"] == "slow_down"));
+    // Every one of the 40 polls went through exactly one batch.
+    let metrics = srv.metrics().await;
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("ciba_poll_batch_size_sum "), 40.0, "{metrics}");
+    let batches = value("ciba_poll_batch_size_count ");
+    assert!((1.0..=40.0).contains(&batches), "{metrics}");
+}
+
 async fn claims_follow_scope_entitlement_and_alg(b: Backend) {
     let srv = TestServer::start_with(b, FAST).await;
     let scopes = "permissions/client permissions/app2app openid profile sub_nnin sub_bankid";
@@ -408,5 +455,6 @@ on_both_backends!(
     every_error_row,
     expiry_while_polling,
     concurrent_polls_redeem_once,
+    simultaneous_polls_of_many_pending_requests,
     claims_follow_scope_entitlement_and_alg,
 );

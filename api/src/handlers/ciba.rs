@@ -13,14 +13,11 @@ use ciba_domain::client::{Client, SigningAlg};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::{is_well_formed_id, random_id};
 use ciba_domain::scope::{ScopeSet, PROFILE, SUB_BANKID, SUB_NNIN};
-use ciba_store::auth_requests::{self as requests, AuthRequestRow};
+use ciba_store::auth_requests::{self as requests, AuthRequestRow, Poll};
 use ciba_store::{permissions as perms, users};
 use serde_json::{json, Map, Value};
 use warp::reply::Response;
 
-/// Polls up to this much earlier than the interval are tolerated (clock and network jitter),
-/// so a well-behaved client is never told to slow down.
-pub const POLL_GRACE_MS: i64 = 500;
 /// The interval never grows beyond this.
 pub const MAX_INTERVAL: i64 = 60;
 
@@ -40,12 +37,14 @@ pub async fn grant(
         return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id"));
     }
     let client_id = client.client.id.clone();
-    // Hot path: a well-paced poll of a pending request is one conditional update.
-    let (i, c) = (id.clone(), client_id.clone());
-    if state
-        .db_soft(move |conn| requests::touch_pending(conn, &i, &c, now_ms, POLL_GRACE_MS))
-        .await?
-    {
+    // Hot path: a well-paced poll of a pending request is one conditional update, batched
+    // with the polls that arrive at the same time (crate::poll_batch).
+    let poll = Poll {
+        id: id.clone(),
+        client_id: client_id.clone(),
+        now_ms,
+    };
+    if state.poll_batcher().touch(poll).await? {
         return Err(error(
             ErrorCode::AuthorizationPending,
             "the user has not finished yet",

@@ -1,0 +1,152 @@
+//! Group commit for the polling hot path. Every well-paced poll of a pending request writes
+//! its time to the database (that is how every replica agrees on `slow_down`); instead of one
+//! round trip and two thread hand-offs per poll, polls that arrive while a batch is in the
+//! database wait for the next one, and each batch is one statement. Under light load a batch
+//! is a single poll and goes at once; under heavy load batches grow to [`MAX_BATCH`].
+//!
+//! Semantics are those of one conditional UPDATE per poll: a batch holds each request at most
+//! once (a second poll of the same request waits for the next batch, where it is too early),
+//! and the database applies each poll's own conditions and time.
+
+use crate::error::{ApiError, ApiResult};
+use ciba_domain::error::OAuthError;
+use ciba_store::auth_requests::{self as requests, Poll};
+use ciba_store::{Store, StoreError};
+use prometheus::Histogram;
+use std::collections::{HashSet, VecDeque};
+use tokio::sync::{mpsc, oneshot};
+
+/// Polls up to this much earlier than the interval are tolerated (clock and network jitter),
+/// so a well-behaved client is never told to slow down.
+pub const POLL_GRACE_MS: i64 = 500;
+/// The most polls one statement records.
+pub const MAX_BATCH: usize = 128;
+/// Polls waiting for a batch; beyond this, callers wait to enqueue (backpressure).
+const QUEUE: usize = 8192;
+
+type Reply = oneshot::Sender<Result<bool, StoreError>>;
+
+/// Hands polls to the batching task; cheap to clone.
+#[derive(Clone)]
+pub struct PollBatcher {
+    tx: mpsc::Sender<(Poll, Reply)>,
+}
+
+impl PollBatcher {
+    /// Start the batching task on the current runtime. It ends when every handle is dropped.
+    pub fn start(store: Store, batch_size: Histogram) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(rx, store, batch_size));
+        Self { tx }
+    }
+
+    /// Record a well-paced poll of a pending request; false means "look closer".
+    pub async fn touch(&self, poll: Poll) -> ApiResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send((poll, reply)).await.is_err() {
+            return Err(OAuthError::server_error().into());
+        }
+        match answer.await {
+            Ok(Ok(touched)) => Ok(touched),
+            Ok(Err(e)) => Err(ApiError::from(e)),
+            Err(_) => Err(OAuthError::server_error().into()),
+        }
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<(Poll, Reply)>, store: Store, batch_size: Histogram) {
+    let mut waiting: VecDeque<(Poll, Reply)> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(item) => waiting.push_back(item),
+                None => return,
+            }
+        }
+        while waiting.len() < QUEUE {
+            match rx.try_recv() {
+                Ok(item) => waiting.push_back(item),
+                Err(_) => break,
+            }
+        }
+        let batch = take_batch(&mut waiting);
+        batch_size.observe(batch.len() as f64);
+        let polls: Vec<Poll> = batch.iter().map(|(p, _)| p.clone()).collect();
+        let st = store.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            st.write_soft(|conn| requests::touch_pending_batch(conn, &polls, POLL_GRACE_MS))
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Other(format!("poll batch task failed: {e}"))));
+        match result {
+            Ok(touched) => {
+                for ((_, reply), t) in batch.into_iter().zip(touched) {
+                    let _ = reply.send(Ok(t));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Up to [`MAX_BATCH`] waiting polls of distinct requests, oldest first; the rest keep their
+/// order for the next batch.
+fn take_batch(waiting: &mut VecDeque<(Poll, Reply)>) -> Vec<(Poll, Reply)> {
+    let mut batch = Vec::with_capacity(waiting.len().min(MAX_BATCH));
+    let mut ids = HashSet::with_capacity(batch.capacity());
+    let mut later = VecDeque::new();
+    while let Some(item) = waiting.pop_front() {
+        if batch.len() < MAX_BATCH && ids.insert(item.0.id.clone()) {
+            batch.push(item);
+        } else {
+            later.push_back(item);
+        }
+    }
+    *waiting = later;
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll(id: &str) -> (Poll, Reply) {
+        let (tx, _rx) = oneshot::channel();
+        let p = Poll {
+            id: id.into(),
+            client_id: "c".into(),
+            now_ms: 0,
+        };
+        (p, tx)
+    }
+
+    fn ids(items: &[(Poll, Reply)]) -> Vec<String> {
+        items.iter().map(|(p, _)| p.id.clone()).collect()
+    }
+
+    #[test]
+    fn a_batch_holds_each_request_once_and_keeps_the_order_of_the_rest() {
+        let mut waiting: VecDeque<_> = ["a", "b", "a", "c", "b", "a"].map(poll).into();
+        let first = take_batch(&mut waiting);
+        assert_eq!(ids(&first), ["a", "b", "c"]);
+        let rest: Vec<_> = waiting.drain(..).collect();
+        assert_eq!(ids(&rest), ["a", "b", "a"]);
+        let mut waiting: VecDeque<_> = rest.into();
+        assert_eq!(ids(&take_batch(&mut waiting)), ["a", "b"]);
+        assert_eq!(ids(&take_batch(&mut waiting)), ["a"]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_bounded() {
+        let names: Vec<String> = (0..MAX_BATCH + 5).map(|i| i.to_string()).collect();
+        let mut waiting: VecDeque<_> = names.iter().map(|n| poll(n)).collect();
+        assert_eq!(take_batch(&mut waiting).len(), MAX_BATCH);
+        assert_eq!(waiting.len(), 5);
+        assert_eq!(waiting[0].0.id, MAX_BATCH.to_string());
+    }
+}
