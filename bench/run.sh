@@ -74,6 +74,7 @@ bench_ours() {
 
     echo "== $backend: throughput over $PENDING pending requests" >&2
     $LOAD seed --database-url "$url" --client-id "$cid" --user-sub="$sub" --pending-from 1001 --pending-to "$PENDING" >&2
+    sleep 2  # the first 1,000 were just polled: a well-behaved client waits the interval
     "${poll[@]}" --ids "seeded:$PENDING" --phase poll-throughput >> "$RESULTS"
 
     echo "== $backend: $FILLER stored requests, paced" >&2

@@ -84,7 +84,9 @@ async fn outcome(resp: Result<reqwest::Response, reqwest::Error>) -> String {
     }
 }
 
-/// Poll the token endpoint for `ids` round-robin from `connections` workers for `duration`.
+/// Poll the token endpoint for `ids` from `connections` workers for `duration`. Like a
+/// well-behaved client, each worker owns its own share of the ids (every `connections`-th) and
+/// cycles through it, so no request is ever polled from two places at once.
 pub async fn poll(
     token_url: String,
     client_id: String,
@@ -109,7 +111,12 @@ pub async fn poll(
         tokio::spawn(async move {
             let http = worker_client();
             let mut stats = Stats::default();
-            let mut i = w;
+            let mine: Vec<&String> = ids
+                .iter()
+                .skip(w % ids.len())
+                .step_by(connections)
+                .collect();
+            let mut i = 0;
             let mut ticker = pace.map(|p| {
                 let mut t = tokio::time::interval_at(
                     tokio::time::Instant::now() + p.mul_f64(w as f64 / connections as f64),
@@ -122,8 +129,8 @@ pub async fn poll(
                 if let Some(t) = ticker.as_mut() {
                     t.tick().await;
                 }
-                let req_id = &ids[i % ids.len()];
-                i += connections;
+                let req_id = mine[i % mine.len()];
+                i += 1;
                 let t = Instant::now();
                 let resp = http
                     .post(&url)
