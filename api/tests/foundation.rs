@@ -234,15 +234,7 @@ async fn http_errors_are_contract_shaped(b: Backend) {
 
     let (status, body) = srv.get_json("/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
-    let metrics = srv
-        .http
-        .get(srv.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = srv.metrics().await;
     assert!(metrics.contains("ciba_http_requests_total{method=\"POST\",route=\"POST /oidc/v1/token\",status=\"400\"}"), "{metrics}");
     assert!(metrics.contains("ciba_http_request_duration_seconds_bucket"));
     assert!(

@@ -118,7 +118,8 @@ async fn graceful_shutdown_releases_jobs_in_hand(b: Backend) {
     let srv = TestServer::start(b).await;
     let rx = Receiver::start().await;
     let ids = finished_requests(&srv, &rx.url("/cb"), 3).await;
-    rx.set_delay(Duration::from_secs(30));
+    // Longer than the worker's shutdown grace (1 s), so the jobs are still in hand at SIGTERM.
+    rx.set_delay(Duration::from_secs(10));
     let mut w = srv
         .worker(&[
             ("CIBA_SHUTDOWN_TIMEOUT", "1"),

@@ -11,7 +11,7 @@ use diesel::RunQueryDsl;
 use serde_json::json;
 use std::time::Duration;
 use support::app::{App, Merchant};
-use support::worker::{ping_client, Receiver};
+use support::worker::{ping_client, DownPort, Receiver};
 use support::{Backend, TestServer};
 
 pub const FAST_RETRIES: &[(&str, &str)] = &[
@@ -157,12 +157,8 @@ async fn retries_after_500s_and_downtime_but_not_after_4xx_or_redirects(b: Backe
     rx.answer("/flaky", &[500, 503]);
     rx.answer("/denied", &[401]);
     rx.answer("/moving", &[302]);
-    let down_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let down = format!("http://127.0.0.1:{down_port}/later");
+    let down_port = DownPort::new();
+    let down = format!("http://127.0.0.1:{}/later", down_port.port());
     let mut ids = Vec::new();
     for (i, endpoint) in [rx.url("/flaky"), rx.url("/denied"), rx.url("/moving"), down]
         .iter()

@@ -43,6 +43,23 @@ pub struct TestServer {
     child: Option<Child>,
 }
 
+/// SIGTERM `child` and wait up to `limit`; returns whether it exited cleanly (else it is killed).
+pub fn terminate(child: &mut Child, limit: Duration) -> bool {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    false
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -174,22 +191,10 @@ impl TestServer {
 
     /// Send SIGTERM and wait for the process to exit; returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.child.take() {
+            Some(mut child) => terminate(&mut child, Duration::from_secs(15)),
+            None => true,
         }
-        let _ = child.kill();
-        false
     }
 
     pub async fn restart(&mut self) {
@@ -270,6 +275,17 @@ impl TestServer {
         let headers = resp.headers().clone();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         (status, headers, body)
+    }
+
+    /// The body of a GET of a full URL (this server's, or a worker's), as text.
+    pub async fn get_text(&self, url: &str) -> String {
+        let resp = self.http.get(url).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+
+    /// This server's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.get_text(&self.url("/metrics")).await
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {

@@ -90,33 +90,14 @@ impl WorkerProcess {
 
     /// SIGTERM and wait; returns whether it exited cleanly within `limit`.
     pub fn stop(&mut self, limit: Duration) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.child.take() {
+            Some(mut child) => super::terminate(&mut child, limit),
+            None => true,
         }
-        let _ = child.kill();
-        false
     }
 
     pub async fn metrics(&self, srv: &TestServer) -> String {
-        srv.http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        srv.get_text(&self.url("/metrics")).await
     }
 }
 
@@ -168,13 +149,37 @@ pub struct Receiver {
     script: Arc<Mutex<Script>>,
 }
 
-impl Receiver {
-    pub async fn start() -> Self {
-        Self::start_on(0).await
+/// A port that is bound but not listening: connections to it are refused, and no other
+/// process can take it before [`Receiver::start_on`] starts listening on it.
+pub struct DownPort(tokio::net::TcpSocket);
+
+impl DownPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        Self(socket)
     }
 
-    /// Listen on `port` (0: any free port).
-    pub async fn start_on(port: u16) -> Self {
+    pub fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+}
+
+impl Receiver {
+    /// Listen on any free port.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        Self::serve(listener)
+    }
+
+    /// Start listening on a port that refused connections until now.
+    pub async fn start_on(down: DownPort) -> Self {
+        Self::serve(down.0.listen(64).unwrap())
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> Self {
         let script: Arc<Mutex<Script>> = Arc::default();
         let s = script.clone();
         let route = warp::path::full()
@@ -212,9 +217,6 @@ impl Receiver {
                     }
                 },
             );
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(warp::serve(route).incoming(listener).run());
         Self { addr, script }
