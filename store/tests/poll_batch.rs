@@ -147,3 +147,50 @@ fn a_held_row_is_skipped_not_waited_for_postgres() {
         .unwrap();
     assert_eq!(got, [true]);
 }
+
+/// A batch as large as the API sends (128 polls), in an order unrelated to the rows', mixing
+/// well-paced and too-early polls: each answer belongs to its own poll.
+fn a_full_batch_answers_each_poll_in_order(backend: Backend) {
+    let db = TestDatabase::create(backend);
+    let store = store(&db);
+    let now = NOW_MS / 1000;
+    let mut sql = String::new();
+    for i in 0..128 {
+        // even: never polled; odd: polled a second ago with a 2 s interval (too early)
+        let last = if i % 2 == 0 {
+            "NULL".to_owned()
+        } else {
+            (NOW_MS - 1_000).to_string()
+        };
+        sql += &format!(
+            "INSERT INTO auth_requests (id, link_ref, client_id, user_sub, flow, scope, acr, \
+             status, interval_secs, last_poll_ms, created_at, expires_at) VALUES \
+             ('bulk{i}','bulkref{i}','c1','sub','app2app','openid','urn:acr:high','pending', \
+             2,{last},{now},{});",
+            now + 60
+        );
+    }
+    store.write(|c| Ok(c.batch_execute(&sql)?)).unwrap();
+    let order: Vec<usize> = (0..128).map(|k| (k * 37) % 128).collect();
+    let polls: Vec<Poll> = order.iter().map(|i| poll(&format!("bulk{i}"))).collect();
+    let got = store
+        .write_soft(|c| requests::touch_pending_batch(c, &polls, GRACE_MS))
+        .unwrap();
+    let want: Vec<bool> = order.iter().map(|i| i % 2 == 0).collect();
+    assert_eq!(got, want);
+    // Each recorded poll is now the last one: the same batch again is too early throughout.
+    let again = store
+        .write_soft(|c| requests::touch_pending_batch(c, &polls, GRACE_MS))
+        .unwrap();
+    assert!(again.iter().all(|t| !t), "{again:?}");
+}
+
+#[test]
+fn a_full_batch_answers_each_poll_in_order_sqlite() {
+    a_full_batch_answers_each_poll_in_order(Backend::Sqlite);
+}
+
+#[test]
+fn a_full_batch_answers_each_poll_in_order_postgres() {
+    a_full_batch_answers_each_poll_in_order(Backend::Postgres);
+}

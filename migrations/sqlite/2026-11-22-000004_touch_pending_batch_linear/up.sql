@@ -1,0 +1,2 @@
+-- PostgreSQL replans its poll batch function here; nothing changes on SQLite.
+SELECT 1;
