@@ -1,8 +1,9 @@
 //! Group commit for the polling hot path. Every well-paced poll of a pending request writes
 //! its time to the database (that is how every replica agrees on `slow_down`); instead of one
 //! round trip and two thread hand-offs per poll, polls that arrive while a batch is in the
-//! database wait for the next one, and each batch is one statement. Under light load a batch
-//! is a single poll and goes at once; under heavy load batches grow to [`MAX_BATCH`].
+//! database wait for the next one, and each batch is one statement, sent by one dedicated
+//! thread. Under light load a batch is a single poll and goes at once; under heavy load
+//! batches grow to [`MAX_BATCH`], and the thread goes from one to the next without sleeping.
 //!
 //! Semantics are those of one conditional UPDATE per poll: a batch holds each request at most
 //! once (a second poll of the same request waits for the next batch, where it is too early),
@@ -33,11 +34,16 @@ pub struct PollBatcher {
 }
 
 impl PollBatcher {
-    /// Start the batching task on the current runtime. It ends when every handle is dropped.
-    pub fn start(store: Store, batch_size: Histogram) -> Self {
+    /// Start the batching thread. It ends when every handle is dropped.
+    ///
+    /// # Errors
+    /// When the operating system refuses a new thread.
+    pub fn start(store: Store, batch_size: Histogram) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, batch_size));
-        Self { tx }
+        std::thread::Builder::new()
+            .name("ciba-poll-batch".into())
+            .spawn(move || run(rx, store, batch_size))?;
+        Ok(Self { tx })
     }
 
     /// Record a well-paced poll of a pending request; false means "look closer".
@@ -54,11 +60,13 @@ impl PollBatcher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<(Poll, Reply)>, store: Store, batch_size: Histogram) {
+/// The batching loop, on its own thread: under load the next batch is already waiting when
+/// one returns from the database, so no thread is woken between batches.
+fn run(mut rx: mpsc::Receiver<(Poll, Reply)>, store: Store, batch_size: Histogram) {
     let mut waiting: VecDeque<(Poll, Reply)> = VecDeque::new();
     loop {
         if waiting.is_empty() {
-            match rx.recv().await {
+            match rx.blocking_recv() {
                 Some(item) => waiting.push_back(item),
                 None => return,
             }
@@ -72,12 +80,11 @@ async fn run(mut rx: mpsc::Receiver<(Poll, Reply)>, store: Store, batch_size: Hi
         let batch = take_batch(&mut waiting);
         batch_size.observe(batch.len() as f64);
         let polls: Vec<Poll> = batch.iter().map(|(p, _)| p.clone()).collect();
-        let st = store.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            st.write_soft(|conn| requests::touch_pending_batch(conn, &polls, POLL_GRACE_MS))
-        })
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Other(format!("poll batch task failed: {e}"))));
+        // A panic must not end the thread (every later poll would fail): it fails this batch.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.write_soft(|conn| requests::touch_pending_batch(conn, &polls, POLL_GRACE_MS))
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Other("poll batch panicked".into())));
         match result {
             Ok(touched) => {
                 for ((_, reply), t) in batch.into_iter().zip(touched) {

@@ -42,7 +42,7 @@ pub struct Inner {
     pub external: ExternalIssuers,
     client_cache: TtlCache<Option<ClientRow>>,
     schema_ready: AtomicBool,
-    poll_batcher: OnceLock<PollBatcher>,
+    poll_batcher: OnceLock<Result<PollBatcher, String>>,
 }
 
 #[derive(Clone)]
@@ -107,11 +107,15 @@ impl AppState {
         blocking(move || store.write_soft(f).map_err(ApiError::from)).await
     }
 
-    /// The polling hot path's group commit, started on first use (it needs the runtime).
-    pub fn poll_batcher(&self) -> &PollBatcher {
-        self.poll_batcher.get_or_init(|| {
+    /// The polling hot path's group commit, its thread started on first use.
+    pub fn poll_batcher(&self) -> ApiResult<&PollBatcher> {
+        let started = self.poll_batcher.get_or_init(|| {
             let sizes = self.metrics.poll_batch_size.clone();
-            PollBatcher::start(self.store.clone(), sizes)
+            PollBatcher::start(self.store.clone(), sizes).map_err(|e| e.to_string())
+        });
+        started.as_ref().map_err(|e| {
+            tracing::error!(error = %e, "cannot start the poll batching thread");
+            ApiError::new(OAuthError::server_error())
         })
     }
 

@@ -44,7 +44,7 @@ pub async fn grant(
         client_id: client_id.clone(),
         now_ms,
     };
-    if state.poll_batcher().touch(poll).await? {
+    if state.poll_batcher()?.touch(poll).await? {
         return Err(error(
             ErrorCode::AuthorizationPending,
             "the user has not finished yet",
