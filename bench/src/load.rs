@@ -70,20 +70,6 @@ fn worker_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-async fn outcome(resp: Result<reqwest::Response, reqwest::Error>) -> String {
-    match resp {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
-            match body.get("error").and_then(Value::as_str) {
-                Some(e) => format!("{status} {e}"),
-                None => status.to_string(),
-            }
-        }
-        Err(_) => "transport error".into(),
-    }
-}
-
 /// Poll the token endpoint for `ids` from `connections` workers for `duration`. Like a
 /// well-behaved client, each worker owns its own share of the ids (every `connections`-th) and
 /// cycles through it, so no request is ever polled from two places at once.
@@ -109,8 +95,15 @@ pub async fn poll(
             secret.clone(),
         );
         tokio::spawn(async move {
-            let http = worker_client();
             let mut stats = Stats::default();
+            let target = match crate::http1::Target::parse(&url) {
+                Ok(t) => t,
+                Err(e) => {
+                    stats.outcomes.insert(e, 1);
+                    return stats;
+                }
+            };
+            let mut conn = crate::http1::FormPoster::new(target, &id, &secret);
             let mine: Vec<&String> = ids
                 .iter()
                 .skip(w % ids.len())
@@ -132,13 +125,16 @@ pub async fn poll(
                 let req_id = mine[i % mine.len()];
                 i += 1;
                 let t = Instant::now();
-                let resp = http
-                    .post(&url)
-                    .basic_auth(&id, Some(&secret))
-                    .form(&[("grant_type", CIBA), ("auth_req_id", req_id)])
-                    .send()
-                    .await;
-                let key = outcome(resp).await;
+                let key = match conn
+                    .post(&[("grant_type", CIBA), ("auth_req_id", req_id)])
+                    .await
+                {
+                    Ok(a) => match a.error {
+                        Some(e) => format!("{} {e}", a.status),
+                        None => a.status.to_string(),
+                    },
+                    Err(_) => "transport error".into(),
+                };
                 stats.latencies_us.push(t.elapsed().as_micros() as u64);
                 *stats.outcomes.entry(key).or_default() += 1;
             }

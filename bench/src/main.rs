@@ -1,5 +1,6 @@
 //! `ciba-bench`: the load generator behind `bench/run.sh`. Each phase prints one JSON line.
 
+mod http1;
 mod load;
 mod seed;
 
@@ -167,6 +168,9 @@ async fn main() -> Result<(), String> {
                     .map(str::to_owned)
                     .collect(),
             };
+            if ids.is_empty() || connections == 0 {
+                return Err("nothing to poll: no ids or no connections".into());
+            }
             let (stats, secs) = load::poll(
                 token_url,
                 client_id,
