@@ -41,6 +41,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# port_free PORT: nothing answers there yet (a leftover server would be measured instead).
+port_free() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        echo "port $1 is in use: stop what listens there first" >&2; exit 1
+    fi
+}
+
 # wait_ready URL PID: until URL answers 2xx; fails if the process PID died.
 wait_ready() {
     for _ in $(seq 1 300); do
@@ -62,6 +69,7 @@ bench_ours() {
             --callback-uri https://merchant.app/app_callback)
     cid=$(echo "$creds" | json client_id); secret=$(echo "$creds" | json client_secret)
     sub=$($API admin --json users create --nnin $NNIN --given-name Bench --family-name User --birthdate 1990-01-01 | json sub)
+    port_free $PORT
     $API > "$OUT/api-$backend.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
@@ -106,6 +114,7 @@ rm -rf "$SQLITE_DIR"
 
 # The peer.
 echo "== peer: node-oidc-provider" >&2
+port_free 18490
 PEER_PORT=18490 node bench/peer/peer.mjs > "$OUT/peer.log" 2>&1 &
 PEER=$!
 PIDS+=("$PEER")
