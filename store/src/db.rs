@@ -4,6 +4,7 @@
 //! URL scheme. SQLite allows one writer at a time, so writes on SQLite go through a process
 //! mutex ([`Store::write`]) instead of failing with `SQLITE_BUSY`; readers run in parallel (WAL).
 
+use crate::checkpoint::Checkpointer;
 use crate::error::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -98,7 +99,8 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
         if let DbConnection::Sqlite(c) = conn {
             c.batch_execute(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+                 PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
@@ -116,6 +118,8 @@ pub struct Store {
     soft_pool: Option<Pool<ConnectionManager<DbConnection>>>,
     backend: Backend,
     sqlite_writer: Arc<Mutex<()>>,
+    /// SQLite only: WAL checkpoints on their own thread ([`crate::checkpoint`]).
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl Store {
@@ -144,11 +148,20 @@ impl Store {
                 .connection_customizer(Box::new(AsyncCommit))
                 .build_unchecked(ConnectionManager::<DbConnection>::new(url.connect.clone()))
         });
+        let sqlite_writer = Arc::new(Mutex::new(()));
+        let checkpointer = match url.backend {
+            Backend::Sqlite => Some(
+                Checkpointer::start(pool.clone(), sqlite_writer.clone())
+                    .map_err(|e| StoreError::Other(format!("cannot start checkpoints: {e}")))?,
+            ),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             soft_pool,
             backend: url.backend,
-            sqlite_writer: Arc::new(Mutex::new(())),
+            sqlite_writer,
+            _checkpointer: checkpointer,
         })
     }
 

@@ -2,6 +2,7 @@
 //! Knows nothing of HTTP. Every function takes the connection and `now` where time matters.
 
 pub mod auth_requests;
+pub mod checkpoint;
 pub mod clients;
 pub mod db;
 pub mod error;
