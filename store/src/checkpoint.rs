@@ -7,9 +7,9 @@
 //! blocking, readers and writers. When the last connection closes, SQLite checkpoints the
 //! rest itself.
 
-use crate::db::DbConnection;
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,32 +25,46 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn start(
-        pool: Pool<ConnectionManager<DbConnection>>,
-        writer: Arc<Mutex<()>>,
-    ) -> std::io::Result<Self> {
+    /// Checkpoint the database at `path` on a connection of the thread's own: never one of
+    /// the pool's, which a writer holding `writer` may be waiting for.
+    pub fn start(path: String, writer: Arc<Mutex<()>>) -> std::io::Result<Self> {
         let (running, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("ciba-sqlite-checkpoint".into())
             .spawn(move || {
+                let mut conn: Option<SqliteConnection> = None;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
-                    let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
-                        // Most of the WAL, while writers go on appending to it.
-                        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-                            .map_err(|e| e.to_string())?;
-                        // The few frames appended meanwhile, with our writers held back, so
-                        // that the WAL is complete in the database file and the next writer
-                        // starts it over (otherwise it would grow without end).
-                        let _writers = writer.lock().unwrap_or_else(|p| p.into_inner());
-                        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-                            .map_err(|e| e.to_string())
-                    });
-                    if let Err(e) = done {
-                        // the next round tries again; nothing is lost meanwhile (it stays in the WAL)
+                    if let Err(e) = checkpoint(&mut conn, &path, &writer) {
+                        conn = None;
+                        // the next round tries again; nothing is lost meanwhile (it is in the WAL)
                         tracing::warn!(error = %e, "SQLite checkpoint failed");
                     }
                 }
             })?;
         Ok(Self { _running: running })
     }
+}
+
+fn checkpoint(
+    conn: &mut Option<SqliteConnection>,
+    path: &str,
+    writer: &Mutex<()>,
+) -> Result<(), String> {
+    let c = match conn {
+        Some(c) => c,
+        None => {
+            let mut c = SqliteConnection::establish(path).map_err(|e| e.to_string())?;
+            c.batch_execute("PRAGMA busy_timeout = 5000;")
+                .map_err(|e| e.to_string())?;
+            conn.insert(c)
+        }
+    };
+    // Most of the WAL, while writers go on appending to it.
+    c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+        .map_err(|e| e.to_string())?;
+    // The few frames appended meanwhile, with our writers held back, so that the whole WAL
+    // is in the database file and the next writer starts it over (else it grows without end).
+    let _writers = writer.lock().unwrap_or_else(|p| p.into_inner());
+    c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+        .map_err(|e| e.to_string())
 }

@@ -151,7 +151,7 @@ impl Store {
         let sqlite_writer = Arc::new(Mutex::new(()));
         let checkpointer = match url.backend {
             Backend::Sqlite => Some(
-                Checkpointer::start(pool.clone(), sqlite_writer.clone())
+                Checkpointer::start(url.connect.clone(), sqlite_writer.clone())
                     .map_err(|e| StoreError::Other(format!("cannot start checkpoints: {e}")))?,
             ),
             Backend::Postgres => None,

@@ -78,3 +78,24 @@ fn the_wal_reaches_the_database_file_without_a_writer_doing_it() {
     assert_eq!(seen, 50, "the WAL was not checkpointed");
     drop(store);
 }
+
+/// The checkpoint thread never takes a connection the writers need: with a pool of one,
+/// writers keep writing through many checkpoint rounds.
+#[test]
+fn checkpoints_never_hold_up_a_one_connection_store() {
+    let db = TestDatabase::create(Backend::Sqlite);
+    let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 1).unwrap();
+    store.migrate().unwrap();
+    let until = Instant::now() + ciba_store::checkpoint::EVERY * 8;
+    let mut i = 0;
+    while Instant::now() < until {
+        let sql = format!(
+            "INSERT INTO clients (id, name, secret_hash, scopes, callback_uris, sub_nnin, \
+             id_token_alg, delivery_mode, disabled, created_at, updated_at) VALUES \
+             ('w{i}','n','x','openid','[]',false,'ES256','poll',false,0,0);"
+        );
+        store.write(|c| Ok(c.batch_execute(&sql)?)).unwrap();
+        i += 1;
+    }
+    assert!(i > 100, "only {i} writes");
+}
