@@ -27,7 +27,7 @@ const QUEUE: usize = 8192;
 
 type Reply = oneshot::Sender<Result<bool, StoreError>>;
 
-/// Hands polls to the batching task; cheap to clone.
+/// Hands polls to the batching thread; cheap to clone.
 #[derive(Clone)]
 pub struct PollBatcher {
     tx: mpsc::Sender<(Poll, Reply)>,

@@ -1,6 +1,7 @@
 //! Closed-loop load: each worker owns one keep-alive connection and sends its next request
 //! when the previous one is answered. Latencies in microseconds; outcomes by status/error.
 
+use crate::http1::{FormPoster, Target};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -74,7 +75,7 @@ fn worker_client() -> reqwest::Client {
 /// well-behaved client, each worker owns its own share of the ids (every `connections`-th) and
 /// cycles through it, so no request is ever polled from two places at once.
 pub async fn poll(
-    token_url: String,
+    token_url: Target,
     client_id: String,
     secret: String,
     ids: Vec<String>,
@@ -88,7 +89,7 @@ pub async fn poll(
     let started = Instant::now();
     let deadline = started + duration;
     let workers = (0..connections).map(|w| {
-        let (ids, url, id, secret) = (
+        let (ids, target, id, secret) = (
             ids.clone(),
             token_url.clone(),
             client_id.clone(),
@@ -96,14 +97,7 @@ pub async fn poll(
         );
         tokio::spawn(async move {
             let mut stats = Stats::default();
-            let target = match crate::http1::Target::parse(&url) {
-                Ok(t) => t,
-                Err(e) => {
-                    stats.outcomes.insert(e, 1);
-                    return stats;
-                }
-            };
-            let mut conn = crate::http1::FormPoster::new(target, &id, &secret);
+            let mut conn = FormPoster::new(target, &id, &secret);
             let mine: Vec<&String> = ids
                 .iter()
                 .skip(w % ids.len())

@@ -171,6 +171,7 @@ async fn main() -> Result<(), String> {
             if ids.is_empty() || connections == 0 {
                 return Err("nothing to poll: no ids or no connections".into());
             }
+            let token_url = http1::Target::parse(&token_url)?;
             let (stats, secs) = load::poll(
                 token_url,
                 client_id,

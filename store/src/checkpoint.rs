@@ -2,10 +2,12 @@
 //! commit that pushes the WAL past 1,000 pages: that writer (and every writer queued behind
 //! it) waits for the pages to be copied back and the database file to be synced. Under the
 //! polling load this was the whole of SQLite's p99 (7–9 ms; 2.6–3 ms without it). So
-//! connections turn automatic checkpoints off, and one thread per [`crate::Store`] runs a
-//! `PASSIVE` checkpoint every [`EVERY`]: it copies what it can without waiting for, or
-//! blocking, readers and writers. When the last connection closes, SQLite checkpoints the
-//! rest itself.
+//! connections turn automatic checkpoints off, and one thread per [`crate::Store`], on a
+//! connection of its own, checkpoints every [`EVERY`]: first `PASSIVE` (copies what it can
+//! without waiting for, or blocking, readers and writers), then `PASSIVE` again with this
+//! process's writers held back for the few frames appended meanwhile, so the WAL is complete
+//! in the database file and starts over. When the last connection closes, SQLite
+//! checkpoints the rest itself.
 
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;

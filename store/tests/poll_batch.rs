@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
-//! `touch_pending_batch` answers each poll exactly as `touch_pending` would, on both backends,
-//! and a batch never waits for (or deadlocks with) another transaction holding its rows.
+//! `touch_pending_batch` answers each poll exactly as one conditional UPDATE of that poll
+//! alone would, on both backends, and a batch never waits for (or deadlocks with) another
+//! transaction holding its rows.
 
 use ciba_store::auth_requests::{self as requests, Poll};
 use ciba_store::testing::TestDatabase;

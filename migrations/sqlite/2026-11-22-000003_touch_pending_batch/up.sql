@@ -1,3 +1,3 @@
--- PostgreSQL gets a batch function for the polling hot path here. SQLite runs the batch as
--- the same UPDATE per poll inside one transaction.
+-- PostgreSQL gets a batch function for the polling hot path here. SQLite needs none: the
+-- store runs the batch as one UPDATE ... FROM (VALUES ...) statement.
 SELECT 1;
