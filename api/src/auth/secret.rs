@@ -8,21 +8,25 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::sync::OnceLock;
 
-/// Split `Basic` credentials; both halves are form-urlencoded (RFC 6749 §2.3.1).
+/// Split `Basic` credentials; both halves are form-urlencoded (RFC 6749 §2.3.1): `+` is a
+/// space and `%XY` a byte. Everything else, `&` and `=` included, is taken as it is.
 pub fn decode_basic(value: &str) -> Option<(String, String)> {
     let raw = STANDARD.decode(value.trim()).ok()?;
-    let text = String::from_utf8(raw).ok()?;
+    let text = std::str::from_utf8(&raw).ok()?;
     let (id, secret) = text.split_once(':')?;
-    let decode = |s: &str| -> Option<String> {
-        let plus_free = s.replace('+', "%20");
-        let pairs: Vec<(String, String)> =
-            form_urlencoded::parse(format!("v={plus_free}").as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-        pairs.into_iter().next().map(|(_, v)| v)
-    };
-    let (id, secret) = (decode(id)?, decode(secret)?);
+    let (id, secret) = (form_decode(id), form_decode(secret));
     (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+/// One form-urlencoded value (invalid UTF-8 after decoding becomes U+FFFD, as in forms).
+fn form_decode(s: &str) -> String {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return s.to_owned();
+    }
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A hash to verify against when the client does not exist, so an unknown client id costs
@@ -86,5 +90,22 @@ mod tests {
         assert_eq!(decode_basic(&STANDARD.encode("nocolon")), None);
         assert_eq!(decode_basic(&STANDARD.encode(":secret")), None);
         assert_eq!(decode_basic("!!!"), None);
+        // A `%` without two hex digits stays as it is, as form decoding does.
+        assert_eq!(
+            decode_basic(&STANDARD.encode("a%3A:%zz")),
+            Some(("a:".into(), "%zz".into()))
+        );
+    }
+
+    #[test]
+    fn takes_unencoded_ampersands_and_equals_as_they_are() {
+        // Unencoded `&` must not cut the secret short: "s&x" is not the secret "s".
+        let v = STANDARD.encode("client:s&x=y");
+        assert_eq!(decode_basic(&v), Some(("client".into(), "s&x=y".into())));
+        let v = STANDARD.encode("client:plain-Secret_1");
+        assert_eq!(
+            decode_basic(&v),
+            Some(("client".into(), "plain-Secret_1".into()))
+        );
     }
 }
