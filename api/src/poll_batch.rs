@@ -15,6 +15,9 @@ use ciba_store::auth_requests::{self as requests, Poll};
 use ciba_store::{Store, StoreError};
 use prometheus::Histogram;
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Polls up to this much earlier than the interval are tolerated (clock and network jitter),
@@ -31,6 +34,39 @@ type Reply = oneshot::Sender<Result<bool, StoreError>>;
 #[derive(Clone)]
 pub struct PollBatcher {
     tx: mpsc::Sender<(Poll, Reply)>,
+    ended: ThreadEnded,
+}
+
+/// Tells when the batching thread has ended, and with it dropped its handle on the store's
+/// connection pools (only then can the pools close their connections cleanly at exit).
+#[derive(Clone, Default)]
+pub struct ThreadEnded(Arc<AtomicBool>);
+
+impl ThreadEnded {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Wait up to `limit` for the thread to end; true if it did.
+    pub async fn wait(&self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while !self.is_set() {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+/// Marks the thread ended when dropped, on return or panic alike.
+struct EndGuard(ThreadEnded);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0 .0.store(true, Ordering::Release);
+    }
 }
 
 impl PollBatcher {
@@ -40,10 +76,21 @@ impl PollBatcher {
     /// When the operating system refuses a new thread.
     pub fn start(store: Store, batch_size: Histogram) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let ended = ThreadEnded::default();
+        let guard = EndGuard(ended.clone());
         std::thread::Builder::new()
             .name("ciba-poll-batch".into())
-            .spawn(move || run(rx, store, batch_size))?;
-        Ok(Self { tx })
+            .spawn(move || {
+                // Declared first, dropped last: after the store and the queue.
+                let _guard = guard;
+                run(rx, store, batch_size);
+            })?;
+        Ok(Self { tx, ended })
+    }
+
+    /// Set once the thread has ended (every handle dropped, the last batch answered).
+    pub fn ended(&self) -> ThreadEnded {
+        self.ended.clone()
     }
 
     /// Record a well-paced poll of a pending request; false means "look closer".
@@ -146,6 +193,40 @@ mod tests {
         assert_eq!(ids(&take_batch(&mut waiting)), ["a", "b"]);
         assert_eq!(ids(&take_batch(&mut waiting)), ["a"]);
         assert!(waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_thread_ends_and_lets_go_of_the_store_when_the_last_handle_goes() {
+        let dir =
+            std::env::temp_dir().join(format!("ciba-batch-{}", ciba_domain::ids::random_id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let url = format!("sqlite://{}", dir.join("b.db").display());
+        let url = ciba_store::DatabaseUrl::parse(&url).expect("url");
+        let store = Store::open(&url, 2).expect("store");
+        store.migrate().expect("migrate");
+        let sizes =
+            Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).expect("histogram");
+        let batcher = PollBatcher::start(store.clone(), sizes).expect("thread");
+        let p = Poll {
+            id: "unknown".into(),
+            client_id: "c".into(),
+            now_ms: 1,
+        };
+        assert!(
+            !batcher.touch(p).await.expect("a batch"),
+            "nothing to touch"
+        );
+        let ended = batcher.ended();
+        let copy = batcher.clone();
+        drop(batcher);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!ended.is_set(), "a handle is left: the thread must go on");
+        drop(copy);
+        assert!(
+            ended.wait(Duration::from_secs(5)).await,
+            "the thread did not end"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

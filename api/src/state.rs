@@ -119,6 +119,15 @@ impl AppState {
         })
     }
 
+    /// The batching thread's end, if it was started: wait for it at shutdown, after the
+    /// last handle on the state is gone, so the connection pools close cleanly.
+    pub fn poll_batch_ended(&self) -> Option<crate::poll_batch::ThreadEnded> {
+        match self.poll_batcher.get() {
+            Some(Ok(b)) => Some(b.ended()),
+            _ => None,
+        }
+    }
+
     /// A registered client row, cached for a few seconds (the polling hot path reads it on
     /// every request). Disabling a client takes effect within `CIBA_CLIENT_CACHE_TTL` seconds.
     pub async fn client_row(&self, id: &str) -> ApiResult<Option<ClientRow>> {
