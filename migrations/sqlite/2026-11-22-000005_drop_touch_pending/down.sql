@@ -1,0 +1,2 @@
+-- PostgreSQL drops an unused function here; nothing changes on SQLite.
+SELECT 1;

@@ -1,0 +1,78 @@
+#![allow(clippy::unwrap_used)]
+//! Every migration reverts and applies again, on both backends, and migration 000005 drops
+//! the unused one-poll function (its down migration brings it back).
+
+use ciba_store::db::{PG_MIGRATIONS, SQLITE_MIGRATIONS};
+use ciba_store::testing::TestDatabase;
+use ciba_store::Backend;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::MigrationHarness;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn one_poll_functions(conn: &mut PgConnection) -> i64 {
+    diesel::sql_query("SELECT count(*) AS n FROM pg_proc WHERE proname = 'ciba_touch_pending'")
+        .get_result::<Count>(conn)
+        .unwrap()
+        .n
+}
+
+#[test]
+fn postgres_migrations_revert_and_reapply() {
+    let db = TestDatabase::create(Backend::Postgres);
+    let mut conn = PgConnection::establish(&db.url).unwrap();
+    let applied = conn.run_pending_migrations(PG_MIGRATIONS).unwrap().len();
+    assert!(applied >= 5);
+    assert_eq!(one_poll_functions(&mut conn), 0, "000005 drops it");
+    let mut reverted = 0;
+    loop {
+        let version = conn
+            .revert_last_migration(PG_MIGRATIONS)
+            .unwrap()
+            .to_string();
+        reverted += 1;
+        if version.contains("000005") {
+            break;
+        }
+    }
+    assert_eq!(
+        one_poll_functions(&mut conn),
+        1,
+        "000005's down restores it"
+    );
+    for _ in reverted..applied {
+        conn.revert_last_migration(PG_MIGRATIONS).unwrap();
+    }
+    assert_eq!(
+        conn.run_pending_migrations(PG_MIGRATIONS).unwrap().len(),
+        applied
+    );
+    assert_eq!(one_poll_functions(&mut conn), 0);
+}
+
+#[test]
+fn sqlite_migrations_revert_and_reapply() {
+    let db = TestDatabase::create(Backend::Sqlite);
+    let path = db.url.trim_start_matches("sqlite://").to_owned();
+    let mut conn = SqliteConnection::establish(&path).unwrap();
+    let applied = conn
+        .run_pending_migrations(SQLITE_MIGRATIONS)
+        .unwrap()
+        .len();
+    assert!(applied >= 5);
+    for _ in 0..applied {
+        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+    }
+    assert_eq!(
+        conn.run_pending_migrations(SQLITE_MIGRATIONS)
+            .unwrap()
+            .len(),
+        applied
+    );
+}
