@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
-//! Every migration reverts and applies again, on both backends, and migration 000005 drops
-//! the unused one-poll function (its down migration brings it back).
+//! Every migration reverts and applies again, on both backends. Migration 000005 drops the
+//! unused one-poll function (its down migration brings it back); 000006 makes the poll batch
+//! function keep its generic plan.
 
 use ciba_store::db::{PG_MIGRATIONS, SQLITE_MIGRATIONS};
 use ciba_store::testing::TestDatabase;
@@ -16,6 +17,21 @@ struct Count {
     n: i64,
 }
 
+fn batch_function_config(conn: &mut PgConnection) -> String {
+    #[derive(QueryableByName)]
+    struct Config {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        config: String,
+    }
+    diesel::sql_query(
+        "SELECT coalesce(array_to_string(proconfig, ','), '') AS config FROM pg_proc \
+         WHERE proname = 'ciba_touch_pending_batch'",
+    )
+    .get_result::<Config>(conn)
+    .unwrap()
+    .config
+}
+
 fn one_poll_functions(conn: &mut PgConnection) -> i64 {
     diesel::sql_query("SELECT count(*) AS n FROM pg_proc WHERE proname = 'ciba_touch_pending'")
         .get_result::<Count>(conn)
@@ -28,8 +44,12 @@ fn postgres_migrations_revert_and_reapply() {
     let db = TestDatabase::create(Backend::Postgres);
     let mut conn = PgConnection::establish(&db.url).unwrap();
     let applied = conn.run_pending_migrations(PG_MIGRATIONS).unwrap().len();
-    assert!(applied >= 5);
+    assert!(applied >= 6);
     assert_eq!(one_poll_functions(&mut conn), 0, "000005 drops it");
+    assert_eq!(
+        batch_function_config(&mut conn),
+        "plan_cache_mode=force_generic_plan"
+    );
     let mut reverted = 0;
     loop {
         let version = conn
@@ -37,6 +57,13 @@ fn postgres_migrations_revert_and_reapply() {
             .unwrap()
             .to_string();
         reverted += 1;
+        if version.contains("000006") {
+            assert_eq!(
+                batch_function_config(&mut conn),
+                "",
+                "000006's down resets it"
+            );
+        }
         if version.contains("000005") {
             break;
         }
@@ -54,6 +81,10 @@ fn postgres_migrations_revert_and_reapply() {
         applied
     );
     assert_eq!(one_poll_functions(&mut conn), 0);
+    assert_eq!(
+        batch_function_config(&mut conn),
+        "plan_cache_mode=force_generic_plan"
+    );
 }
 
 #[test]
@@ -65,7 +96,7 @@ fn sqlite_migrations_revert_and_reapply() {
         .run_pending_migrations(SQLITE_MIGRATIONS)
         .unwrap()
         .len();
-    assert!(applied >= 5);
+    assert!(applied >= 6);
     for _ in 0..applied {
         conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
     }

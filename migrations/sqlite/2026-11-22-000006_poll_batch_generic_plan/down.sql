@@ -1,0 +1,2 @@
+-- PostgreSQL pins a plan cache mode here; nothing changes on SQLite.
+SELECT 1;
