@@ -197,11 +197,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_thread_ends_and_lets_go_of_the_store_when_the_last_handle_goes() {
-        let dir =
-            std::env::temp_dir().join(format!("ciba-batch-{}", ciba_domain::ids::random_id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let url = format!("sqlite://{}", dir.join("b.db").display());
-        let url = ciba_store::DatabaseUrl::parse(&url).expect("url");
+        let db = ciba_store::testing::TestDatabase::create(ciba_store::Backend::Sqlite);
+        let url = ciba_store::DatabaseUrl::parse(&db.url).expect("url");
         let store = Store::open(&url, 2).expect("store");
         store.migrate().expect("migrate");
         let sizes =
@@ -226,7 +223,6 @@ mod tests {
             ended.wait(Duration::from_secs(5)).await,
             "the thread did not end"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
