@@ -450,6 +450,76 @@ async fn claims_follow_scope_entitlement_and_alg(b: Backend) {
     assert_eq!(claims["sub_bankid"], "9578-6000-4-123456");
 }
 
+/// Hold the request's row in another transaction for 400 ms (as a decision being committed
+/// or the worker's expiry sweep would), run `then` in it before it commits, and poll meanwhile.
+async fn poll_while_held(
+    srv: &TestServer,
+    m: &Merchant,
+    id: &str,
+    then: &'static str,
+) -> (u16, Value) {
+    let (url, held_id) = (srv.db.url.clone(), id.to_owned());
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let holder = std::thread::spawn(move || {
+        let mut c = diesel::PgConnection::establish(&url).unwrap();
+        c.transaction(|c| {
+            diesel::sql_query("SELECT 1 FROM auth_requests WHERE id = $1 FOR NO KEY UPDATE")
+                .bind::<diesel::sql_types::Text, _>(&held_id)
+                .execute(c)?;
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            diesel::sql_query(then)
+                .bind::<diesel::sql_types::Text, _>(&held_id)
+                .execute(c)?;
+            Ok::<_, diesel::result::Error>(())
+        })
+        .unwrap();
+    });
+    locked_rx.await.unwrap();
+    let (status, _, body) = poll(srv, m, id).await;
+    holder.join().unwrap();
+    (status, body)
+}
+
+/// A well-paced poll that arrives while another transaction holds the request's row is not
+/// punished: the batch skips the held row, and the careful path must wait for it and record
+/// the poll (or answer what the other transaction decided), not answer `slow_down` and grow
+/// the interval. PostgreSQL only: SQLite has no row locks (its writers wait for the one writer
+/// lock instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_row_does_not_make_a_well_paced_poll_too_fast() {
+    let srv = TestServer::start_with(Backend::Postgres, FAST).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (id, _, _) = started(&srv, &m, &app, "openid", &[]).await;
+    let (status, body) = poll_while_held(&srv, &m, &id, "SELECT $1").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("authorization_pending")),
+        "{body}"
+    );
+    let i = id.clone();
+    let interval = srv
+        .store()
+        .read(move |c| {
+            Ok(auth_requests::table
+                .find(&i)
+                .select(auth_requests::interval_secs)
+                .first::<i64>(c)?)
+        })
+        .unwrap();
+    assert_eq!(interval, 1, "the interval must not grow");
+    // The poll was recorded: polling again at once is too fast.
+    assert_eq!(poll(&srv, &m, &id).await.2["error"], "slow_down");
+
+    // The holder approves before it lets go: the waiting poll redeems the approval.
+    let (id, _, _) = started(&srv, &m, &app, "openid", &[]).await;
+    let approve = "UPDATE auth_requests SET status = 'approved', decided_at = 1 WHERE id = $1";
+    let (status, body) = poll_while_held(&srv, &m, &id, approve).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["id_token"].is_string(), "{body}");
+}
+
 on_both_backends!(
     reference_document_flow,
     every_error_row,

@@ -23,6 +23,18 @@ pub fn status_at(stored: &str, expires_at: i64, now: i64) -> &str {
     }
 }
 
+/// Whether a poll at `now_ms` keeps the interval: the last poll is at least `interval_secs`
+/// ago, less `grace_ms` for clock and network jitter (so a well-behaved client is never told
+/// to slow down). The database applies the same rule in the polling statements.
+pub fn well_paced(
+    last_poll_ms: Option<i64>,
+    interval_secs: i64,
+    now_ms: i64,
+    grace_ms: i64,
+) -> bool {
+    last_poll_ms.is_none_or(|last| last <= now_ms + grace_ms - interval_secs * 1000)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Approve,
@@ -132,6 +144,18 @@ pub fn validate_amr(amr: Option<&serde_json::Value>) -> Result<Vec<String>, OAut
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pacing_allows_the_interval_less_the_grace() {
+        assert!(well_paced(None, 5, 1_000, 500), "a first poll");
+        assert!(well_paced(Some(0), 5, 5_000, 500));
+        assert!(well_paced(Some(0), 5, 4_500, 500), "within the grace");
+        assert!(!well_paced(Some(0), 5, 4_499, 500), "too early");
+        assert!(
+            !well_paced(Some(10_000), 1, 10_000, 500),
+            "the same instant"
+        );
+    }
 
     #[test]
     fn expiry_is_clamped() {

@@ -6,6 +6,7 @@ use crate::jobs;
 use crate::schema::{auth_requests, permissions};
 use crate::DbConnection;
 use diesel::prelude::*;
+use diesel::IntoSql;
 
 pub const PENDING: &str = "pending";
 
@@ -259,6 +260,31 @@ pub fn touch_pending_batch(
         }
     };
     Ok(polls.iter().map(|p| touched.contains(&p.id)).collect())
+}
+
+/// One poll recorded as [`touch_pending_batch`] would, but waiting for the row when another
+/// transaction holds it (the batch skips such rows): for the careful path, which has already
+/// read the request as pending and the poll as well paced. False when the row changed first
+/// (decided, expired, polled meanwhile).
+pub fn touch_pending_one(conn: &mut DbConnection, poll: &Poll, grace_ms: i64) -> StoreResult<bool> {
+    let updated = diesel::update(
+        auth_requests::table
+            .filter(auth_requests::id.eq(&poll.id))
+            .filter(auth_requests::client_id.eq(&poll.client_id))
+            .filter(auth_requests::status.eq(PENDING))
+            .filter(auth_requests::expires_at.gt(poll.now_ms / 1000))
+            .filter(
+                auth_requests::last_poll_ms
+                    .is_null()
+                    .or(auth_requests::last_poll_ms.le(((poll.now_ms + grace_ms)
+                        .into_sql::<diesel::sql_types::BigInt>()
+                        - auth_requests::interval_secs * 1000_i64)
+                        .nullable())),
+            ),
+    )
+    .set(auth_requests::last_poll_ms.eq(poll.now_ms))
+    .execute(conn)?;
+    Ok(updated == 1)
 }
 
 #[derive(QueryableByName)]

@@ -7,8 +7,9 @@ use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
 use crate::http::reply::json_response;
+use crate::poll_batch::POLL_GRACE_MS;
 use crate::state::AppState;
-use ciba_domain::auth_request::{status_at, APPROVED, DECLINED, EXPIRED, PENDING};
+use ciba_domain::auth_request::{status_at, well_paced, APPROVED, DECLINED, EXPIRED, PENDING};
 use ciba_domain::client::{Client, SigningAlg};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::{is_well_formed_id, random_id};
@@ -44,60 +45,87 @@ pub async fn grant(
         client_id: client_id.clone(),
         now_ms,
     };
-    if state.poll_batcher()?.touch(poll).await? {
-        return Err(error(
-            ErrorCode::AuthorizationPending,
-            "the user has not finished yet",
-        ));
+    if state.poll_batcher()?.touch(poll.clone()).await? {
+        return Err(pending());
     }
-    let i = id.clone();
-    let row = state.db(move |conn| requests::find(conn, &i)).await?;
-    let row = match row {
-        Some(r) if r.client_id == client_id => r,
-        _ => return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id")),
-    };
-    if row.redeemed_at.is_some() {
-        return Err(error(
-            ErrorCode::InvalidGrant,
-            "the auth_req_id was already redeemed",
-        ));
-    }
-    match status_at(&row.status, row.expires_at, now) {
-        APPROVED => {
-            let (i, c) = (id.clone(), client_id.clone());
-            if !state
-                .db_write_one(move |conn| requests::redeem(conn, &i, &c, now))
-                .await?
-            {
-                return Err(error(
-                    ErrorCode::InvalidGrant,
-                    "the auth_req_id was already redeemed",
-                ));
+    // The careful path: read the request and answer from what it holds. At most once, a
+    // pending request whose last poll is an interval ago is polled again with a wait: the
+    // batch skips rows another transaction holds (a decision being committed, say), and such
+    // a well-paced poll must not be told to slow down.
+    let mut waited = false;
+    loop {
+        let i = id.clone();
+        let row = state.db(move |conn| requests::find(conn, &i)).await?;
+        let row = match row {
+            Some(r) if r.client_id == client_id => r,
+            _ => return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id")),
+        };
+        if row.redeemed_at.is_some() {
+            return Err(error(
+                ErrorCode::InvalidGrant,
+                "the auth_req_id was already redeemed",
+            ));
+        }
+        return match status_at(&row.status, row.expires_at, now) {
+            APPROVED => {
+                let (i, c) = (id.clone(), client_id.clone());
+                if !state
+                    .db_write_one(move |conn| requests::redeem(conn, &i, &c, now))
+                    .await?
+                {
+                    return Err(error(
+                        ErrorCode::InvalidGrant,
+                        "the auth_req_id was already redeemed",
+                    ));
+                }
+                issue_tokens(state, &client.client, &row, now).await
             }
-            issue_tokens(state, &client.client, &row, now).await
-        }
-        DECLINED => Err(error(ErrorCode::AccessDenied, "the user declined")),
-        EXPIRED => {
-            let (i, attempts) = (id.clone(), state.config.worker.job_max_attempts);
-            state
-                .db_write(move |conn| requests::expire(conn, &i, now, attempts))
-                .await?;
-            Err(error(ErrorCode::ExpiredToken, "the request has expired"))
-        }
-        PENDING => {
-            state
-                .db_soft(move |conn| requests::slow_down(conn, &id, now_ms, MAX_INTERVAL))
-                .await?;
-            Err(error(
-                ErrorCode::SlowDown,
-                "polling too fast: wait the interval, now 5 seconds longer",
-            ))
-        }
-        _ => Err(error(
-            ErrorCode::InvalidGrant,
-            "the request cannot be redeemed",
-        )),
+            DECLINED => Err(error(ErrorCode::AccessDenied, "the user declined")),
+            EXPIRED => {
+                let (i, attempts) = (id.clone(), state.config.worker.job_max_attempts);
+                state
+                    .db_write(move |conn| requests::expire(conn, &i, now, attempts))
+                    .await?;
+                Err(error(ErrorCode::ExpiredToken, "the request has expired"))
+            }
+            PENDING
+                if !waited
+                    && well_paced(row.last_poll_ms, row.interval_secs, now_ms, POLL_GRACE_MS) =>
+            {
+                waited = true;
+                let p = poll.clone();
+                if state
+                    .db_soft(move |conn| requests::touch_pending_one(conn, &p, POLL_GRACE_MS))
+                    .await?
+                {
+                    return Err(pending());
+                }
+                // The row changed while we waited for it: look again.
+                continue;
+            }
+            PENDING => {
+                let i = id.clone();
+                state
+                    .db_soft(move |conn| requests::slow_down(conn, &i, now_ms, MAX_INTERVAL))
+                    .await?;
+                Err(error(
+                    ErrorCode::SlowDown,
+                    "polling too fast: wait the interval, now 5 seconds longer",
+                ))
+            }
+            _ => Err(error(
+                ErrorCode::InvalidGrant,
+                "the request cannot be redeemed",
+            )),
+        };
     }
+}
+
+fn pending() -> ApiError {
+    error(
+        ErrorCode::AuthorizationPending,
+        "the user has not finished yet",
+    )
 }
 
 async fn issue_tokens(
