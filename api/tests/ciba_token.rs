@@ -63,6 +63,18 @@ async fn started(
     )
 }
 
+/// The request's polling interval as the database holds it.
+fn interval_of(srv: &TestServer, id: String) -> i64 {
+    srv.store()
+        .read(move |c| {
+            Ok(auth_requests::table
+                .find(&id)
+                .select(auth_requests::interval_secs)
+                .first::<i64>(c)?)
+        })
+        .unwrap()
+}
+
 /// Validate an ID token exactly as the reference document's step 11 says.
 fn validate_id_token(id_token: &str, discovery: &Value, jwks: &Value, client_id: &str) -> Value {
     let header = jsonwebtoken::decode_header(id_token).unwrap();
@@ -267,21 +279,11 @@ async fn every_error_row(b: Backend) {
     );
 
     // too fast: slow_down, and the interval grows by 5 s each time, in the database
-    let interval = |id: String| {
-        srv.store()
-            .read(move |c| {
-                Ok(auth_requests::table
-                    .find(&id)
-                    .select(auth_requests::interval_secs)
-                    .first::<i64>(c)?)
-            })
-            .unwrap()
-    };
     let (status, _, body) = poll(&srv, &m, &id).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("slow_down")));
-    assert_eq!(interval(id.clone()), 6);
+    assert_eq!(interval_of(&srv, id.clone()), 6);
     assert_eq!(poll(&srv, &m, &id).await.2["error"], "slow_down");
-    assert_eq!(interval(id.clone()), 11);
+    assert_eq!(interval_of(&srv, id.clone()), 11);
 
     // declined
     app.decide(&srv, &link_ref, "decline").await;
@@ -498,17 +500,11 @@ async fn a_held_row_does_not_make_a_well_paced_poll_too_fast() {
         (400, Some("authorization_pending")),
         "{body}"
     );
-    let i = id.clone();
-    let interval = srv
-        .store()
-        .read(move |c| {
-            Ok(auth_requests::table
-                .find(&i)
-                .select(auth_requests::interval_secs)
-                .first::<i64>(c)?)
-        })
-        .unwrap();
-    assert_eq!(interval, 1, "the interval must not grow");
+    assert_eq!(
+        interval_of(&srv, id.clone()),
+        1,
+        "the interval must not grow"
+    );
     // The poll was recorded: polling again at once is too fast.
     assert_eq!(poll(&srv, &m, &id).await.2["error"], "slow_down");
 

@@ -45,7 +45,7 @@ pub async fn grant(
         client_id: client_id.clone(),
         now_ms,
     };
-    if state.poll_batcher()?.touch(poll.clone()).await? {
+    if state.poll_batcher()?.touch(poll).await? {
         return Err(pending());
     }
     // The careful path: read the request and answer from what it holds. At most once, a
@@ -93,7 +93,11 @@ pub async fn grant(
                     && well_paced(row.last_poll_ms, row.interval_secs, now_ms, POLL_GRACE_MS) =>
             {
                 waited = true;
-                let p = poll.clone();
+                let p = Poll {
+                    id: id.clone(),
+                    client_id: client_id.clone(),
+                    now_ms,
+                };
                 if state
                     .db_soft(move |conn| requests::touch_pending_one(conn, &p, POLL_GRACE_MS))
                     .await?
