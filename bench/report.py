@@ -7,6 +7,13 @@ import sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 get = lambda phase, target: next((r for r in rows if r["phase"] == phase and r["target"] == target), None)
+every = lambda phase, target: [r for r in rows if r["phase"] == phase and r["target"] == target]
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2
 
 
 def cpu():
@@ -33,12 +40,16 @@ for t in ["postgres", "sqlite", "peer"]:
         ratio = f"{r['per_second'] / peer['per_second']:.2f}x" if peer else "-"
         print(f"| {t} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {pending_share(r):.1f}% | {ratio} |")
 print()
-print("| target | poll p50 at 1,000 stored (ms) | poll p50 at 1,000,000 stored (ms) | ratio |")
-print("|---|---:|---:|---:|")
+print("| target | poll p50 at 1,000 stored (ms) | poll p50 at 1,000,000 stored (ms) | ratio | rounds' ratios | authorization_pending |")
+print("|---|---:|---:|---:|---|---:|")
 for t in ["postgres", "sqlite"]:
-    a, b = get("poll-paced-1k", t), get("poll-paced-1m", t)
+    # alternated rounds: the median of each size's round p50s, and each round's own ratio
+    a, b = every("poll-paced-1k", t), every("poll-paced-1m", t)
     if a and b:
-        print(f"| {t} | {a['p50_ms']:.2f} | {b['p50_ms']:.2f} | {b['p50_ms'] / a['p50_ms']:.2f}x |")
+        pa, pb = median([r["p50_ms"] for r in a]), median([r["p50_ms"] for r in b])
+        rounds = ", ".join(f"{y['p50_ms'] / x['p50_ms']:.2f}" for x, y in zip(a, b))
+        share = min(pending_share(r) for r in a + b)
+        print(f"| {t} | {pa:.2f} | {pb:.2f} | {pb / pa:.2f}x | {rounds} | {share:.1f}% |")
 print()
 print("| target | full flows/s | flow p50 ms | flow p99 ms | completed share | ratio to peer |")
 print("|---|---:|---:|---:|---:|---:|")

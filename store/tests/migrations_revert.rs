@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! Every migration reverts and applies again, on both backends. Migration 000005 drops the
 //! unused one-poll function (its down migration brings it back); 000006 makes the poll batch
-//! function keep its generic plan.
+//! function keep its generic plan, 000007 keeps that plan to key look-ups.
 
 use ciba_store::db::{PG_MIGRATIONS, SQLITE_MIGRATIONS};
 use ciba_store::testing::TestDatabase;
@@ -16,6 +16,10 @@ struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }
+
+/// The poll batch function's settings once every migration is applied (000006, 000007).
+const ALL_SETTINGS: &str =
+    "plan_cache_mode=force_generic_plan,enable_hashjoin=off,enable_mergejoin=off";
 
 fn batch_function_config(conn: &mut PgConnection) -> String {
     #[derive(QueryableByName)]
@@ -44,12 +48,9 @@ fn postgres_migrations_revert_and_reapply() {
     let db = TestDatabase::create(Backend::Postgres);
     let mut conn = PgConnection::establish(&db.url).unwrap();
     let applied = conn.run_pending_migrations(PG_MIGRATIONS).unwrap().len();
-    assert!(applied >= 6);
+    assert!(applied >= 7);
     assert_eq!(one_poll_functions(&mut conn), 0, "000005 drops it");
-    assert_eq!(
-        batch_function_config(&mut conn),
-        "plan_cache_mode=force_generic_plan"
-    );
+    assert_eq!(batch_function_config(&mut conn), ALL_SETTINGS);
     let mut reverted = 0;
     loop {
         let version = conn
@@ -57,6 +58,13 @@ fn postgres_migrations_revert_and_reapply() {
             .unwrap()
             .to_string();
         reverted += 1;
+        if version.contains("000007") {
+            assert_eq!(
+                batch_function_config(&mut conn),
+                "plan_cache_mode=force_generic_plan",
+                "000007's down resets only its own"
+            );
+        }
         if version.contains("000006") {
             assert_eq!(
                 batch_function_config(&mut conn),
@@ -81,10 +89,7 @@ fn postgres_migrations_revert_and_reapply() {
         applied
     );
     assert_eq!(one_poll_functions(&mut conn), 0);
-    assert_eq!(
-        batch_function_config(&mut conn),
-        "plan_cache_mode=force_generic_plan"
-    );
+    assert_eq!(batch_function_config(&mut conn), ALL_SETTINGS);
 }
 
 #[test]
@@ -96,7 +101,7 @@ fn sqlite_migrations_revert_and_reapply() {
         .run_pending_migrations(SQLITE_MIGRATIONS)
         .unwrap()
         .len();
-    assert!(applied >= 6);
+    assert!(applied >= 7);
     for _ in 0..applied {
         conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
     }

@@ -1,0 +1,2 @@
+-- PostgreSQL steers its poll batch plan here; SQLite looks rows up by key already.
+SELECT 1;
