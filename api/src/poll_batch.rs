@@ -148,7 +148,8 @@ fn run(mut rx: mpsc::Receiver<(Poll, Reply)>, store: Store, batch_size: Histogra
 }
 
 /// Up to [`MAX_BATCH`] waiting polls of distinct requests, oldest first; the rest keep their
-/// order for the next batch.
+/// order for the next batch. The batch is in the order of its ids: batches from every replica
+/// lock their rows in the same order, so they can wait for each other but not deadlock.
 fn take_batch(waiting: &mut VecDeque<(Poll, Reply)>) -> Vec<(Poll, Reply)> {
     let mut batch = Vec::with_capacity(waiting.len().min(MAX_BATCH));
     let mut ids = HashSet::with_capacity(batch.capacity());
@@ -161,6 +162,7 @@ fn take_batch(waiting: &mut VecDeque<(Poll, Reply)>) -> Vec<(Poll, Reply)> {
         }
     }
     *waiting = later;
+    batch.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
     batch
 }
 
@@ -223,6 +225,13 @@ mod tests {
             ended.wait(Duration::from_secs(5)).await,
             "the thread did not end"
         );
+    }
+
+    #[test]
+    fn a_batch_is_in_the_order_of_its_ids() {
+        let mut waiting: VecDeque<_> = ["c", "a", "d", "b", "a"].map(poll).into();
+        assert_eq!(ids(&take_batch(&mut waiting)), ["a", "b", "c", "d"]);
+        assert_eq!(ids(&waiting.drain(..).collect::<Vec<_>>()), ["a"]);
     }
 
     #[test]

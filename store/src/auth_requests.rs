@@ -212,8 +212,10 @@ pub struct Poll {
 /// clients, many at once (distinct requests; `result[i]` answers `polls[i]`). A poll is well
 /// paced when the request's last poll is at least one interval (less `grace_ms`) ago. False
 /// means "look closer" (too fast, finished, unknown, another client's). PostgreSQL: one call
-/// of `ciba_touch_pending_batch`, which skips rows other transactions hold (such a poll
-/// answers false and takes the careful path). SQLite: one `UPDATE ... FROM (VALUES ...)`.
+/// of `ciba_touch_pending_batch`, which waits for rows other transactions hold up to its
+/// `lock_timeout` (20 ms), then skips them (such a poll answers false and takes the careful
+/// path). Callers give the polls in the order of their ids, so concurrent batches cannot
+/// deadlock. SQLite: one `UPDATE ... FROM (VALUES ...)`.
 pub fn touch_pending_batch(
     conn: &mut DbConnection,
     polls: &[Poll],

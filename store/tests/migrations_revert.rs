@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! Every migration reverts and applies again, on both backends. Migration 000005 drops the
 //! unused one-poll function (its down migration brings it back); 000006 makes the poll batch
-//! function keep its generic plan, 000007 keeps that plan to key look-ups.
+//! function keep its generic plan, 000007 keeps that plan to key look-ups, 000008 rewrites the
+//! function as a plain UPDATE with a lock timeout (restating the settings before it).
 
 use ciba_store::db::{PG_MIGRATIONS, SQLITE_MIGRATIONS};
 use ciba_store::testing::TestDatabase;
@@ -17,9 +18,9 @@ struct Count {
     n: i64,
 }
 
-/// The poll batch function's settings once every migration is applied (000006, 000007).
-const ALL_SETTINGS: &str =
-    "plan_cache_mode=force_generic_plan,enable_hashjoin=off,enable_mergejoin=off";
+/// The poll batch function's settings once every migration is applied (000006-000008).
+const ALL_SETTINGS: &str = "plan_cache_mode=force_generic_plan,enable_hashjoin=off,\
+                            enable_mergejoin=off,lock_timeout=20ms";
 
 fn batch_function_config(conn: &mut PgConnection) -> String {
     #[derive(QueryableByName)]
@@ -48,7 +49,7 @@ fn postgres_migrations_revert_and_reapply() {
     let db = TestDatabase::create(Backend::Postgres);
     let mut conn = PgConnection::establish(&db.url).unwrap();
     let applied = conn.run_pending_migrations(PG_MIGRATIONS).unwrap().len();
-    assert!(applied >= 7);
+    assert!(applied >= 8);
     assert_eq!(one_poll_functions(&mut conn), 0, "000005 drops it");
     assert_eq!(batch_function_config(&mut conn), ALL_SETTINGS);
     let mut reverted = 0;
@@ -58,6 +59,13 @@ fn postgres_migrations_revert_and_reapply() {
             .unwrap()
             .to_string();
         reverted += 1;
+        if version.contains("000008") {
+            assert_eq!(
+                batch_function_config(&mut conn),
+                "plan_cache_mode=force_generic_plan,enable_hashjoin=off,enable_mergejoin=off",
+                "000008's down keeps the settings of 000006 and 000007"
+            );
+        }
         if version.contains("000007") {
             assert_eq!(
                 batch_function_config(&mut conn),
@@ -101,7 +109,7 @@ fn sqlite_migrations_revert_and_reapply() {
         .run_pending_migrations(SQLITE_MIGRATIONS)
         .unwrap()
         .len();
-    assert!(applied >= 7);
+    assert!(applied >= 8);
     for _ in 0..applied {
         conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
     }

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! `touch_pending_batch` answers each poll exactly as one conditional UPDATE of that poll
-//! alone would, on both backends, and a batch never waits for (or deadlocks with) another
-//! transaction holding its rows.
+//! alone would, on both backends, and a batch never waits long for (or deadlocks with)
+//! another transaction holding its rows.
 
 use ciba_store::auth_requests::{self as requests, Poll};
 use ciba_store::testing::TestDatabase;
@@ -105,10 +105,11 @@ fn answers_like_one_poll_each_postgres() {
     answers_like_one_poll_each(Backend::Postgres);
 }
 
-/// A row held by another transaction is skipped (answered false, for the careful path), not
-/// waited for: two batches holding each other's rows can never deadlock.
+/// A row another transaction holds for longer than the batch's lock timeout is skipped
+/// (answered false, for the careful path), left as it was, and the batch's other polls are
+/// recorded (by its second attempt: the first, which waited, was rolled back).
 #[test]
-fn a_held_row_is_skipped_not_waited_for_postgres() {
+fn a_row_held_past_the_lock_timeout_is_skipped_postgres() {
     let db = TestDatabase::create(Backend::Postgres);
     let store = store(&db);
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
@@ -142,6 +143,15 @@ fn a_held_row_is_skipped_not_waited_for_postgres() {
     holder.join().unwrap();
     let got = got.expect("the batch waited for the held row").unwrap();
     assert_eq!(got, [true, false]);
+    let last_poll = |id: &str| {
+        store
+            .read(|c| requests::find(c, id))
+            .unwrap()
+            .unwrap()
+            .last_poll_ms
+    };
+    assert_eq!(last_poll("fresh"), Some(NOW_MS));
+    assert_eq!(last_poll("paced"), Some(NOW_MS - 2_000), "untouched");
     // Released: the skipped poll goes through now.
     let got = store
         .write_soft(|c| requests::touch_pending_batch(c, &polls[1..], GRACE_MS))

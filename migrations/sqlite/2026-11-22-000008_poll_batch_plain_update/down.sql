@@ -1,0 +1,2 @@
+-- PostgreSQL rewrites its poll batch function here; nothing changes on SQLite.
+SELECT 1;
