@@ -31,14 +31,21 @@ def pending_share(r):
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 print(f"Machine: {os.cpu_count()} cores, {cpu()}, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB; "
       f"commit {commit}. Load generator, database and servers share the machine.\n")
-print("| target | poll throughput (req/s) | p50 ms | p99 ms | authorization_pending | ratio to peer |")
-print("|---|---:|---:|---:|---:|---:|")
-peer = get("poll-throughput", "peer")
-for t in ["postgres", "sqlite", "peer"]:
-    r = get("poll-throughput", t)
-    if r:
-        ratio = f"{r['per_second'] / peer['per_second']:.2f}x" if peer else "-"
-        print(f"| {t} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {pending_share(r):.1f}% | {ratio} |")
+print("| target | poll throughput (req/s) | p50 ms | p99 ms | authorization_pending | ratio to peer | rounds' ratios |")
+print("|---|---:|---:|---:|---:|---:|---|")
+# Alternated rounds: throughput over all rounds, the median of the rounds' p50 and p99, and
+# each round's ratio to the peer's round that followed it.
+rounds = {t: every("poll-throughput", t) for t in ["postgres", "sqlite", "peer"]}
+rate = lambda rs: sum(r["count"] for r in rs) / sum(r["seconds"] for r in rs)
+for t, rs in rounds.items():
+    if not rs:
+        continue
+    peer = rounds["peer"]
+    ratio = f"{rate(rs) / rate(peer):.2f}x" if peer else "-"
+    each = ", ".join(f"{r['per_second'] / p['per_second']:.2f}" for r, p in zip(rs, peer)) if peer and t != "peer" else ""
+    share = min(pending_share(r) for r in rs)
+    print(f"| {t} | {rate(rs):.0f} | {median([r['p50_ms'] for r in rs]):.2f} | {median([r['p99_ms'] for r in rs]):.2f} "
+          f"| {share:.1f}% | {ratio} | {each} |")
 print()
 print("| target | poll p50 at 1,000 stored (ms) | poll p50 at 1,000,000 stored (ms) | ratio | rounds' ratios | authorization_pending |")
 print("|---|---:|---:|---:|---|---:|")

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The benchmark of issue 5, reproducible by anyone: `bash bench/run.sh` (about 6 minutes).
-# For each of PostgreSQL and SQLite it starts a release ciba-api and measures
-#   - pending-poll throughput and p50/p99 at 64 connections over many distinct pending requests,
+# It starts a release ciba-api on PostgreSQL, one on SQLite, and node-oidc-provider (CIBA poll
+# mode, one client_secret_basic client), all at once, and measures
+#   - pending-poll throughput and p50/p99 at 64 connections over many distinct pending
+#     requests, in rounds that alternate the three targets (so the host's drift from minute to
+#     minute falls on all three alike),
 #   - poll p50 at 1,000 and at 1,000,000 stored requests (paced load on 1,000 pending ids; two
 #     databases, each with its own API process, polled in alternated rounds),
-#   - full flows per second (permission → app-authorize → signed approval → token),
-#   - the API's peak resident memory,
-# then the same poll and flow load against node-oidc-provider (CIBA poll mode, one
-# client_secret_basic client), and writes bench/out/results.jsonl and bench/out/RESULTS.md.
-# Knobs: BENCH_SECONDS (per phase, 15), BENCH_PENDING (50000), BENCH_FILLER (1000000),
-# BENCH_RATE (paced phases, 900/s), BENCH_ROUNDS (of the paced comparison, 5), CIBA_TEST_PG_URL (admin URL of a PostgreSQL server).
+#   - full flows per second (permission → app-authorize → signed approval → token; the peer:
+#     backchannel request → approval → token),
+#   - each server's peak resident memory,
+# and writes bench/out/results.jsonl and bench/out/RESULTS.md.
+# Knobs: BENCH_SECONDS (per measurement, split over the rounds; 15), BENCH_ROUNDS (5),
+# BENCH_PENDING (50000), BENCH_FILLER (1000000), BENCH_RATE (paced phases, 900/s),
+# CIBA_TEST_PG_URL (admin URL of a PostgreSQL server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,11 +36,12 @@ LOAD=target/release/ciba-bench
 (cd bench/peer && npm install --silent --no-audit --no-fund >/dev/null 2>&1)
 
 NNIN=01019010046            # a made-up number with valid check digits
-PORT=18480
-SMALL_PORT=18481
+PORT=18480         # the PostgreSQL API
+SQLITE_PORT=18482
+SMALL_PORT=18481   # the API on the 1,000-request database of the paced comparison
+PEER_PORT=18490
 export CIBA_POLL_INTERVAL=1 RUST_LOG=warn
 export CIBA_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
-BASE=http://127.0.0.1:$PORT
 
 PIDS=()
 cleanup() {
@@ -87,77 +92,97 @@ start_api() {
     wait_ready "http://127.0.0.1:$2/readyz" "$API_PID"
 }
 
-# bench_ours BACKEND URL SMALL_URL: every phase of one backend. URL is the measured database
-# (50,000 pending requests, then 1,000,000 stored); SMALL_URL holds 1,000 stored requests,
-# served by a second API process, for the paced comparison.
-bench_ours() {
-    local backend=$1 url=$2 small_url=$3
+# start_ours BACKEND URL PORT: a fresh database with $PENDING pending requests and its API.
+declare -A CIDS SECRETS SUBS URLS API_PIDS BASES
+start_ours() {
+    local backend=$1 url=$2 port=$3
     new_db "$url"
-    local cid=$CID secret=$SECRET sub=$SUB
-    start_api "$url" $PORT "$OUT/api-$backend.log"
-    local pid=$API_PID
-    local poll=("$LOAD" poll --token-url "$BASE/oidc/v1/token" --client-id="$cid" --secret="$secret" --connections $CONNS --target "$backend")
+    CIDS[$backend]=$CID SECRETS[$backend]=$SECRET SUBS[$backend]=$SUB URLS[$backend]=$url
+    BASES[$backend]=http://127.0.0.1:$port
+    start_api "$url" "$port" "$OUT/api-$backend.log"
+    API_PIDS[$backend]=$API_PID
+    $LOAD seed --database-url "$url" --client-id="$CID" --user-sub="$SUB" --pending-from 1 --pending-to "$PENDING" >&2
+}
 
-    echo "== $backend: throughput over $PENDING pending requests" >&2
-    $LOAD seed --database-url "$url" --client-id "$cid" --user-sub="$sub" --pending-from 1 --pending-to "$PENDING" >&2
-    "${poll[@]}" --ids "seeded:$PENDING" --seconds "$SECS" --phase poll-throughput >> "$RESULTS"
+# poll_round TARGET SECONDS PHASE [ARGS...]: closed-loop polls of one target's pending requests.
+poll_round() {
+    local t=$1 secs=$2 phase=$3; shift 3
+    if [ "$t" = peer ]; then
+        $LOAD poll --token-url "$PEER_BASE/token" --client-id=bench --secret=bench-secret --ids "$OUT/peer-ids.txt" \
+            --connections $CONNS --seconds "$secs" --target peer --phase "$phase" "$@"
+    else
+        $LOAD poll --token-url "${BASES[$t]}/oidc/v1/token" --client-id="${CIDS[$t]}" --secret="${SECRETS[$t]}" \
+            --ids "seeded:$PENDING" --connections $CONNS --seconds "$secs" --target "$t" --phase "$phase" "$@"
+    fi
+}
 
+# paced_comparison BACKEND SMALL_URL: poll cost at 1,000 and at $FILLER stored requests. The
+# measured database grows to $FILLER; SMALL_URL holds 1,000, served by a second API process.
+paced_comparison() {
+    local backend=$1 small_url=$2 url=${URLS[$1]}
     echo "== $backend: poll cost at 1,000 and at $FILLER stored requests, alternated" >&2
-    $LOAD seed --database-url "$url" --client-id "$cid" --user-sub="$sub" --filler $((FILLER - PENDING)) >&2
+    $LOAD seed --database-url "$url" --client-id="${CIDS[$backend]}" --user-sub="${SUBS[$backend]}" --filler $((FILLER - PENDING)) >&2
     new_db "$small_url"
-    $LOAD seed --database-url "$small_url" --client-id "$CID" --user-sub="$SUB" --pending-from 1 --pending-to 1000 >&2
+    $LOAD seed --database-url "$small_url" --client-id="$CID" --user-sub="$SUB" --pending-from 1 --pending-to 1000 >&2
     start_api "$small_url" $SMALL_PORT "$OUT/api-$backend-small.log"
     local small_pid=$API_PID
     local small=("$LOAD" poll --token-url "http://127.0.0.1:$SMALL_PORT/oidc/v1/token" --client-id="$CID" --secret="$SECRET"
                  --connections $CONNS --target "$backend" --ids seeded:1000 --rate "$RATE")
-    sleep 2  # the first 1,000 were just polled: a well-behaved client waits the interval
-    # Rounds alternate the two, so that the machine's drift from minute to minute (larger than
-    # the difference sought at sub-millisecond latencies) falls on both alike; one warm-up round.
+    local large=("$LOAD" poll --token-url "${BASES[$backend]}/oidc/v1/token" --client-id="${CIDS[$backend]}"
+                 --secret="${SECRETS[$backend]}" --connections $CONNS --target "$backend" --ids seeded:1000 --rate "$RATE")
+    sleep 2  # a well-behaved client waits the interval after the throughput rounds
     "${small[@]}" --seconds 2 --phase warm-up >/dev/null
-    "${poll[@]}" --ids seeded:1000 --rate "$RATE" --seconds 2 --phase warm-up >/dev/null
+    "${large[@]}" --seconds 2 --phase warm-up >/dev/null
     for _ in $(seq 1 "$ROUNDS"); do
         "${small[@]}" --seconds "$ROUND_SECS" --phase poll-paced-1k >> "$RESULTS"
-        "${poll[@]}" --ids seeded:1000 --rate "$RATE" --seconds "$ROUND_SECS" --phase poll-paced-1m >> "$RESULTS"
+        "${large[@]}" --seconds "$ROUND_SECS" --phase poll-paced-1m >> "$RESULTS"
     done
     kill -TERM "$small_pid"; wait "$small_pid" || true
-
-    echo "== $backend: full flows" >&2
-    local code
-    code=$(DATABASE_URL=$url $API admin --json enrollment-codes create --nnin $NNIN | json code)
-    $LOAD flows-ours --base "$BASE" --client-id="$cid" --secret="$secret" --nnin $NNIN --enrollment-code="$code" \
-        --seconds "$SECS" --target "$backend" >> "$RESULTS"
-
-    local rss
-    rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    echo "{\"phase\": \"memory\", \"target\": \"$backend\", \"peak_rss_kib\": $rss}" >> "$RESULTS"
-    kill -TERM $pid; wait $pid || true
 }
 
-# PostgreSQL: fresh databases for the run.
+# flows_and_memory BACKEND: full flows, then the API's peak memory over all its phases.
+flows_and_memory() {
+    local backend=$1 pid=${API_PIDS[$1]} code
+    echo "== $backend: full flows" >&2
+    code=$(DATABASE_URL=${URLS[$backend]} $API admin --json enrollment-codes create --nnin $NNIN | json code)
+    $LOAD flows-ours --base "${BASES[$backend]}" --client-id="${CIDS[$backend]}" --secret="${SECRETS[$backend]}" --nnin $NNIN \
+        --enrollment-code="$code" --seconds "$SECS" --target "$backend" >> "$RESULTS"
+    echo "{\"phase\": \"memory\", \"target\": \"$backend\", \"peak_rss_kib\": $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")}" >> "$RESULTS"
+    kill -TERM "$pid"; wait "$pid" || true
+}
+
+# Every server is up at once (idle while another is measured), each with its own pending set.
 PG_DB=ciba_bench_$$
 psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
 psql "$PG_ADMIN" -qc "CREATE DATABASE ${PG_DB}_small" >/dev/null
-bench_ours postgres "${PG_ADMIN%/*}/$PG_DB" "${PG_ADMIN%/*}/${PG_DB}_small"
-
-# SQLite: fresh files.
 SQLITE_DIR=$(mktemp -d)
-bench_ours sqlite "sqlite://$SQLITE_DIR/ciba.db" "sqlite://$SQLITE_DIR/small.db"
-rm -rf "$SQLITE_DIR"
-
-# The peer.
-echo "== peer: node-oidc-provider" >&2
-port_free 18490
-PEER_PORT=18490 node bench/peer/peer.mjs > "$OUT/peer.log" 2>&1 &
+start_ours postgres "${PG_ADMIN%/*}/$PG_DB" $PORT
+start_ours sqlite "sqlite://$SQLITE_DIR/ciba.db" $SQLITE_PORT
+port_free $PEER_PORT
+PEER_PORT=$PEER_PORT node bench/peer/peer.mjs > "$OUT/peer.log" 2>&1 &
 PEER=$!
 PIDS+=("$PEER")
-wait_ready "http://127.0.0.1:18490/.well-known/openid-configuration" "$PEER"
-PEER_BASE=http://127.0.0.1:18490
-$LOAD seed-peer --base $PEER_BASE --client-id bench --secret bench-secret --count "$PENDING" --out "$OUT/peer-ids.txt" >&2
-$LOAD poll --token-url $PEER_BASE/token --client-id bench --secret bench-secret --ids "$OUT/peer-ids.txt" \
-    --connections $CONNS --seconds "$SECS" --target peer --phase poll-throughput >> "$RESULTS"
-$LOAD flows-peer --base $PEER_BASE --client-id bench --secret bench-secret --seconds "$SECS" >> "$RESULTS"
+PEER_BASE=http://127.0.0.1:$PEER_PORT
+wait_ready "$PEER_BASE/.well-known/openid-configuration" "$PEER"
+$LOAD seed-peer --base $PEER_BASE --client-id=bench --secret=bench-secret --count "$PENDING" --out "$OUT/peer-ids.txt" >&2
+
+# Throughput in alternated rounds: the host's speed drifts from minute to minute (by a
+# quarter on some hosts), and rounds spread that drift over the three targets alike.
+echo "== throughput over $PENDING pending requests each: $ROUNDS rounds of postgres, sqlite, peer" >&2
+for _ in $(seq 1 "$ROUNDS"); do
+    for t in postgres sqlite peer; do poll_round $t "$ROUND_SECS" poll-throughput >> "$RESULTS"; done
+done
+
+paced_comparison postgres "${PG_ADMIN%/*}/${PG_DB}_small"
+paced_comparison sqlite "sqlite://$SQLITE_DIR/small.db"
+flows_and_memory postgres
+flows_and_memory sqlite
+
+echo "== peer: full flows" >&2
+$LOAD flows-peer --base $PEER_BASE --client-id=bench --secret=bench-secret --seconds "$SECS" >> "$RESULTS"
 echo "{\"phase\": \"memory\", \"target\": \"peer\", \"peak_rss_kib\": $(awk '/VmHWM/ {print $2}' /proc/$PEER/status)}" >> "$RESULTS"
 kill $PEER; wait $PEER 2>/dev/null || true
+rm -rf "$SQLITE_DIR"
 
 python3 bench/report.py "$RESULTS" > "$OUT/RESULTS.md"
 cat "$OUT/RESULTS.md"
