@@ -206,52 +206,65 @@ fn a_full_batch_answers_each_poll_in_order_postgres() {
     a_full_batch_answers_each_poll_in_order(Backend::Postgres);
 }
 
-/// A batch finds its rows by primary key however small the table: against 1,000 analysed
-/// rows the planner once preferred a hash join over a scan of the whole table for every
-/// batch, even of one poll (migration 000007).
-#[test]
-fn a_batch_looks_its_rows_up_by_key_in_a_small_table_postgres() {
-    #[derive(diesel::QueryableByName)]
-    struct Scans {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        seq_scan: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        idx_scan: i64,
-    }
-    let db = TestDatabase::create(Backend::Postgres);
-    let store = store(&db);
+/// `n` pending requests of client c1, `{prefix}1..={prefix}n`, inserted in one statement.
+fn insert_pending_pg(store: &Store, prefix: &str, n: u32) {
     let now = NOW_MS / 1000;
-    store
-        .write(|c| {
-            Ok(c.batch_execute(&format!(
-                "INSERT INTO auth_requests (id, link_ref, client_id, user_sub, flow, scope, acr, \
-                 status, interval_secs, created_at, expires_at) \
-                 SELECT 'small' || g, 'smallref' || g, 'c1', 'sub', 'ciba', 'openid', 'urn:acr:high', \
-                 'pending', 2, {now}, {} FROM generate_series(1, 1000) AS g; \
-                 ANALYZE auth_requests;",
-                now + 60
-            ))?)
-        })
-        .unwrap();
-    let polls = vec![poll("small7"), poll("small700")];
-    // This connection's counts before and after the batch (PostgreSQL keeps a backend's
-    // counts until it reports them, so they may include earlier statements of its own).
-    let scans = |c: &mut ciba_store::DbConnection| {
-        diesel::RunQueryDsl::get_result::<Scans>(
+    let sql = format!(
+        "INSERT INTO auth_requests (id, link_ref, client_id, user_sub, flow, scope, acr, \
+         status, interval_secs, created_at, expires_at) \
+         SELECT '{prefix}' || g, '{prefix}ref' || g, 'c1', 'sub', 'ciba', 'openid', \
+         'urn:acr:high', 'pending', 2, {now}, {} FROM generate_series(1, {n}) AS g",
+        now + 60
+    );
+    store.write(|c| Ok(c.batch_execute(&sql)?)).unwrap();
+}
+
+/// What this backend did to `auth_requests` so far (PostgreSQL keeps a backend's counts
+/// until it reports them, so they may include earlier statements of its own: compare two).
+#[derive(diesel::QueryableByName, Debug)]
+struct TableCounts {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq_scan: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    idx_scan: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n_tup_upd: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n_tup_hot_upd: i64,
+}
+
+/// One batch in a transaction, with the table's counts just before and just after it.
+fn batch_with_counts(store: &Store, polls: &[Poll]) -> (Vec<bool>, TableCounts, TableCounts) {
+    let counts = |c: &mut ciba_store::DbConnection| {
+        diesel::RunQueryDsl::get_result::<TableCounts>(
             diesel::sql_query(
-                "SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan \
+                "SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan, n_tup_upd, n_tup_hot_upd \
                  FROM pg_stat_xact_user_tables WHERE relname = 'auth_requests'",
             ),
             c,
         )
     };
-    let (got, before, after) = store
+    store
         .write(|c| {
-            let before = scans(c)?;
-            let got = requests::touch_pending_batch(c, &polls, GRACE_MS)?;
-            Ok((got, before, scans(c)?))
+            let before = counts(c)?;
+            let got = requests::touch_pending_batch(c, polls, GRACE_MS)?;
+            Ok((got, before, counts(c)?))
         })
+        .unwrap()
+}
+
+/// A batch finds its rows by primary key however small the table: against 1,000 analysed
+/// rows the planner once preferred a hash join over a scan of the whole table for every
+/// batch, even of one poll (migration 000007).
+#[test]
+fn a_batch_looks_its_rows_up_by_key_in_a_small_table_postgres() {
+    let db = TestDatabase::create(Backend::Postgres);
+    let store = store(&db);
+    insert_pending_pg(&store, "small", 1000);
+    store
+        .write(|c| Ok(c.batch_execute("ANALYZE auth_requests")?))
         .unwrap();
+    let (got, before, after) = batch_with_counts(&store, &[poll("small7"), poll("small700")]);
     assert_eq!(got, [true, true]);
     assert_eq!(
         after.seq_scan, before.seq_scan,
@@ -267,53 +280,20 @@ fn a_batch_looks_its_rows_up_by_key_in_a_small_table_postgres() {
 /// Here one batch polls every fourth of 500 requests inserted together.
 #[test]
 fn polls_update_their_rows_in_place_postgres() {
-    #[derive(diesel::QueryableByName)]
-    struct Updates {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n_tup_upd: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n_tup_hot_upd: i64,
-    }
     let db = TestDatabase::create(Backend::Postgres);
     let store = store(&db);
-    let now = NOW_MS / 1000;
-    store
-        .write(|c| {
-            Ok(c.batch_execute(&format!(
-                "INSERT INTO auth_requests (id, link_ref, client_id, user_sub, flow, scope, acr, \
-                 status, interval_secs, created_at, expires_at) \
-                 SELECT 'hot' || g, 'hotref' || g, 'c1', 'sub', 'ciba', 'openid', 'urn:acr:high', \
-                 'pending', 2, {now}, {} FROM generate_series(1, 500) AS g",
-                now + 60
-            ))?)
-        })
-        .unwrap();
+    insert_pending_pg(&store, "hot", 500);
     let mut polls: Vec<Poll> = (1..=500)
         .step_by(4)
         .map(|i| poll(&format!("hot{i}")))
         .collect();
     polls.sort_by(|a, b| a.id.cmp(&b.id));
-    let updates = |c: &mut ciba_store::DbConnection| {
-        diesel::RunQueryDsl::get_result::<Updates>(
-            diesel::sql_query(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables \
-                 WHERE relname = 'auth_requests'",
-            ),
-            c,
-        )
-    };
-    let (got, before, after) = store
-        .write(|c| {
-            let before = updates(c)?;
-            let got = requests::touch_pending_batch(c, &polls, GRACE_MS)?;
-            Ok((got, before, updates(c)?))
-        })
-        .unwrap();
+    let (got, before, after) = batch_with_counts(&store, &polls);
     assert!(got.iter().all(|t| *t));
     assert_eq!(after.n_tup_upd - before.n_tup_upd, 125);
     assert_eq!(
         after.n_tup_hot_upd - before.n_tup_hot_upd,
         125,
-        "every update in place"
+        "every update in place: {before:?} → {after:?}"
     );
 }
