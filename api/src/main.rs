@@ -10,6 +10,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    ciba_api::crypto::provider::install();
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(c) => c,

@@ -107,6 +107,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
+    // the app's ES256 signatures in full flows, as fast as the server's
+    ciba_api::crypto::provider::install();
     match Cli::parse().command {
         Command::Seed {
             database_url,

@@ -32,6 +32,7 @@ pub struct Ctx {
 }
 
 fn main() -> ExitCode {
+    ciba_api::crypto::provider::install();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

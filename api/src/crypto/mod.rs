@@ -5,3 +5,4 @@ pub mod kek;
 pub mod keygen;
 pub mod keyring;
 pub mod password;
+pub mod provider;
