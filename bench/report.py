@@ -10,6 +10,11 @@ get = lambda phase, target: next((r for r in rows if r["phase"] == phase and r["
 every = lambda phase, target: [r for r in rows if r["phase"] == phase and r["target"] == target]
 
 
+def ratios(tops, bottoms, key):
+    """Each round's ratio, "a, b, ...": tops[i][key] / bottoms[i][key]."""
+    return ", ".join(f"{t[key] / b[key]:.2f}" for t, b in zip(tops, bottoms))
+
+
 def median(xs):
     xs = sorted(xs)
     n = len(xs)
@@ -42,7 +47,7 @@ for t, rs in rounds.items():
         continue
     peer = rounds["peer"]
     ratio = f"{rate(rs) / rate(peer):.2f}x" if peer else "-"
-    each = ", ".join(f"{r['per_second'] / p['per_second']:.2f}" for r, p in zip(rs, peer)) if peer and t != "peer" else ""
+    each = ratios(rs, peer, "per_second") if peer and t != "peer" else ""
     share = min(pending_share(r) for r in rs)
     print(f"| {t} | {rate(rs):.0f} | {median([r['p50_ms'] for r in rs]):.2f} | {median([r['p99_ms'] for r in rs]):.2f} "
           f"| {share:.1f}% | {ratio} | {each} |")
@@ -54,9 +59,8 @@ for t in ["postgres", "sqlite"]:
     a, b = every("poll-paced-1k", t), every("poll-paced-1m", t)
     if a and b:
         pa, pb = median([r["p50_ms"] for r in a]), median([r["p50_ms"] for r in b])
-        rounds = ", ".join(f"{y['p50_ms'] / x['p50_ms']:.2f}" for x, y in zip(a, b))
         share = min(pending_share(r) for r in a + b)
-        print(f"| {t} | {pa:.2f} | {pb:.2f} | {pb / pa:.2f}x | {rounds} | {share:.1f}% |")
+        print(f"| {t} | {pa:.2f} | {pb:.2f} | {pb / pa:.2f}x | {ratios(b, a, 'p50_ms')} | {share:.1f}% |")
 print()
 print("| target | full flows/s | flow p50 ms | flow p99 ms | completed share | ratio to peer |")
 print("|---|---:|---:|---:|---:|---:|")

@@ -104,15 +104,15 @@ start_ours() {
     $LOAD seed --database-url "$url" --client-id="$CID" --user-sub="$SUB" --pending-from 1 --pending-to "$PENDING" >&2
 }
 
-# poll_round TARGET SECONDS PHASE [ARGS...]: closed-loop polls of one target's pending requests.
+# poll_round TARGET SECONDS PHASE: closed-loop polls of one target's pending requests.
 poll_round() {
-    local t=$1 secs=$2 phase=$3; shift 3
+    local t=$1 secs=$2 phase=$3
     if [ "$t" = peer ]; then
         $LOAD poll --token-url "$PEER_BASE/token" --client-id=bench --secret=bench-secret --ids "$OUT/peer-ids.txt" \
-            --connections $CONNS --seconds "$secs" --target peer --phase "$phase" "$@"
+            --connections $CONNS --seconds "$secs" --target peer --phase "$phase"
     else
         $LOAD poll --token-url "${BASES[$t]}/oidc/v1/token" --client-id="${CIDS[$t]}" --secret="${SECRETS[$t]}" \
-            --ids "seeded:$PENDING" --connections $CONNS --seconds "$secs" --target "$t" --phase "$phase" "$@"
+            --ids "seeded:$PENDING" --connections $CONNS --seconds "$secs" --target "$t" --phase "$phase"
     fi
 }
 
