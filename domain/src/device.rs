@@ -43,8 +43,12 @@ impl DeviceInfo {
     /// From the base64url JSON of the `device_info` form field.
     pub fn from_b64url(field: &str, text: &str) -> Result<Self, OAuthError> {
         let bytes = decode_b64url(field, text)?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| OAuthError::invalid_request(format!("{field}: must encode JSON")))?;
+        let v: Value = crate::json::parse(&bytes).map_err(|e| match e {
+            crate::json::JsonError::Syntax => {
+                OAuthError::invalid_request(format!("{field}: must encode JSON"))
+            }
+            other => OAuthError::invalid_request(format!("{field}: the JSON {other}")),
+        })?;
         Self::from_json(field, &v)
     }
 

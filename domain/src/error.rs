@@ -26,6 +26,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
+    TooManyRequests,
     TemporarilyUnavailable,
     ServerError,
 }
@@ -53,6 +54,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "request_too_large",
+            Self::TooManyRequests => "too_many_requests",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
         }
@@ -67,6 +69,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::RequestNotPending => 409,
             Self::PayloadTooLarge => 413,
+            Self::TooManyRequests => 429,
             Self::TemporarilyUnavailable => 503,
             Self::ServerError => 500,
             _ => 400,

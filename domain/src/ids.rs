@@ -3,6 +3,11 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+/// The longest identifier from a request (client id, `kid`, `jti`, `iss`, `auth_req_id`, link
+/// `ref`, device id) that can be legitimate. Those we issue are 43-46 characters; longer ones
+/// are refused before any lookup or cache (contract §10).
+pub const MAX_ID_LEN: usize = 256;
+
 /// `n` random bytes from the OS CSPRNG.
 ///
 /// # Panics
@@ -28,7 +33,7 @@ pub fn prefixed_id(prefix: &str) -> String {
 /// Identifiers we issue use only `A-Z a-z 0-9 - _ .`.
 pub fn is_well_formed_id(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 200
+        && s.len() <= MAX_ID_LEN
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }

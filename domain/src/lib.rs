@@ -6,8 +6,10 @@ pub mod client;
 pub mod device;
 pub mod error;
 pub mod ids;
+pub mod json;
 pub mod nnin;
 pub mod permission;
+pub mod rate;
 pub mod scope;
 pub mod secret;
 

@@ -230,8 +230,10 @@ pub fn validate_registration(
         .and_then(Value::as_str)
         .ok_or_else(|| bad("permission", "is required"))?;
     let bytes = decode_b64url("permission", statement)?;
-    let decoded: Value =
-        serde_json::from_slice(&bytes).map_err(|_| bad("permission", "must encode JSON"))?;
+    let decoded: Value = crate::json::parse(&bytes).map_err(|e| match e {
+        crate::json::JsonError::Syntax => bad("permission", "must encode JSON"),
+        other => OAuthError::invalid_request(format!("permission: the statement {other}")),
+    })?;
     let nonce = statement::validate(kind, &decoded)?;
 
     let intents_raw = obj
