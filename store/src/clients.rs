@@ -26,6 +26,21 @@ pub struct ClientRow {
 }
 
 impl ClientRow {
+    /// Bytes held by this row's strings (for caches bounded in bytes).
+    pub fn approximate_size(&self) -> usize {
+        let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.name.len()
+            + self.secret_hash.len()
+            + self.scopes.len()
+            + self.callback_uris.len()
+            + opt(&self.jwks)
+            + self.id_token_alg.len()
+            + self.delivery_mode.len()
+            + opt(&self.notification_endpoint)
+    }
+
     /// The domain view of this row; a row that no longer parses is a data error.
     pub fn to_domain(&self) -> StoreResult<Client> {
         let bad =

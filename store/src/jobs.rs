@@ -220,9 +220,23 @@ pub fn fail(
 
 /// Give a claimed job back untouched (graceful shutdown): the attempt does not count.
 pub fn release(conn: &mut DbConnection, id: &str, worker: &str, now: i64) -> StoreResult<bool> {
+    defer(conn, id, worker, now, now)
+}
+
+/// Give a claimed job back to run at `run_at`, the attempt not counted: a ping whose client
+/// is at its per-client cap goes back a little later, so it is not claimed again at once and
+/// the jobs due behind it go first. False when `worker` no longer holds the job.
+pub fn defer(
+    conn: &mut DbConnection,
+    id: &str,
+    worker: &str,
+    run_at: i64,
+    now: i64,
+) -> StoreResult<bool> {
     let n = diesel::update(held!(id, worker))
         .set((
             jobs::status.eq(QUEUED),
+            jobs::run_at.eq(run_at),
             jobs::locked_by.eq(None::<String>),
             jobs::locked_until.eq(None::<i64>),
             jobs::attempts.eq(jobs::attempts - 1),

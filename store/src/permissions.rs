@@ -100,6 +100,20 @@ pub fn find_owned(
         .optional()?)
 }
 
+/// Use up the permission's token without starting a request (an attempt that ended in
+/// `unknown_user_id` or `device_mismatch`). Returns whether this call used it.
+pub fn use_token(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
+    let n = diesel::update(
+        permissions::table
+            .filter(permissions::id.eq(id))
+            .filter(permissions::token_used_at.is_null())
+            .filter(permissions::status.eq(PENDING)),
+    )
+    .set(permissions::token_used_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Store the signed grant once (the first writer wins; later callers read it back).
 pub fn store_grant_once(conn: &mut DbConnection, id: &str, jws: &str) -> StoreResult<bool> {
     let n = diesel::update(

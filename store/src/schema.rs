@@ -153,6 +153,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rate_limits (bucket) {
+        bucket -> Text,
+        hits -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     clients,
     users,
@@ -164,4 +172,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     used_jtis,
     jobs,
+    rate_limits,
 );
