@@ -43,7 +43,10 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
     let store = open_store(config)?;
     let now = now();
     match command {
-        AdminCommand::Clients(c) => clients_cmd(&store, c, now),
+        AdminCommand::Clients(c) => {
+            let policy = crate::ping_target::TargetPolicy::from_settings(&config.worker);
+            clients_cmd(&store, c, &policy, now)
+        }
         AdminCommand::Users(c) => users_cmd(&store, c, now),
         AdminCommand::EnrollmentCodes(EnrollmentCodesCommand::Create { nnin }) => {
             let nnin = Nnin::parse(&nnin).map_err(|e| format!("--nnin: {e}"))?;
@@ -134,7 +137,12 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
     }
 }
 
-fn clients_cmd(store: &Store, cmd: ClientsCommand, now: i64) -> Result<Value, String> {
+fn clients_cmd(
+    store: &Store,
+    cmd: ClientsCommand,
+    ping_policy: &crate::ping_target::TargetPolicy,
+    now: i64,
+) -> Result<Value, String> {
     match cmd {
         ClientsCommand::Create {
             name,
@@ -156,7 +164,7 @@ fn clients_cmd(store: &Store, cmd: ClientsCommand, now: i64) -> Result<Value, St
                 return Err(format!("--scope: unknown scope {bad}"));
             }
             for uri in &callback_uris {
-                validate_https_url(uri, false).map_err(|e| format!("--callback-uri {uri}: {e}"))?;
+                validate_https_url(uri).map_err(|e| format!("--callback-uri {uri}: {e}"))?;
             }
             let jwks = match jwks_file {
                 Some(path) => {
@@ -176,8 +184,10 @@ fn clients_cmd(store: &Store, cmd: ClientsCommand, now: i64) -> Result<Value, St
                     return Err("--delivery-mode ping needs --notification-endpoint".into())
                 }
                 (DeliveryModeArg::Ping, Some(url)) => {
-                    validate_https_url(&url, true)
-                        .map_err(|e| format!("--notification-endpoint: {e}"))?;
+                    // The worker checks again at delivery, on the addresses the host resolves to.
+                    ping_policy
+                        .check_url(&url)
+                        .map_err(|e| format!("--notification-endpoint {url}: {e}"))?;
                     ("ping", Some(url))
                 }
             };
@@ -287,17 +297,15 @@ fn users_cmd(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String
     }
 }
 
-/// An absolute https URL without fragment. `allow_loopback_http` admits `http://127.0.0.1`
-/// and `http://localhost` for development receivers.
-pub fn validate_https_url(raw: &str, allow_loopback_http: bool) -> Result<(), String> {
+/// An absolute https URL without fragment (callback URIs; notification endpoints follow
+/// [`crate::ping_target`]).
+pub fn validate_https_url(raw: &str) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
     if url.fragment().is_some() {
         return Err("must not have a fragment".into());
     }
-    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     match url.scheme() {
         "https" if url.host_str().is_some() => Ok(()),
-        "http" if allow_loopback_http && loopback => Ok(()),
         _ => Err("must be an absolute https URL".into()),
     }
 }

@@ -3,13 +3,11 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use ciba_store::{Backend, DatabaseUrl};
+use ciba_domain::rate::Rate;
+use ciba_store::DatabaseUrl;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-
-/// A key shipped in the source for development on SQLite only. Never protects real keys.
-const DEV_KEY_ENCRYPTION_KEY: [u8; 32] = *b"ciba-dev-only-key-do-not-use-it!";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -38,7 +36,9 @@ pub struct Config {
     pub worker_listen: SocketAddr,
     pub app_link_base_url: String,
     pub key_encryption_key: [u8; 32],
-    pub dev_key_encryption_key: bool,
+    /// SQLite without `CIBA_KEY_ENCRYPTION_KEY`: the file the key was read from, and whether
+    /// this start created it.
+    pub key_file: Option<(std::path::PathBuf, bool)>,
     pub access_token_ttl: i64,
     pub auth_request_ttl: i64,
     pub auth_request_max_ttl: i64,
@@ -56,6 +56,38 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
     pub worker: WorkerSettings,
+    pub server: ServerSettings,
+    pub limits: LimitSettings,
+    /// Direct peers whose `X-Forwarded-For` is believed (an ingress, a load balancer).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// What bounds one API process against slow or hostile clients (contract §10).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub max_connections: usize,
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub max_header_bytes: usize,
+    /// Threads that verify client secrets (argon2), apart from database work.
+    pub hash_threads: usize,
+    /// Verifications that may wait for a hashing thread; more are refused with 429.
+    pub hash_queue: usize,
+}
+
+/// The abuse limits of contract §10, shared by every replica through the database.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Permission registrations per client.
+    pub client_registrations: Rate,
+    /// `bc-authorize` and app-authorize starts per client.
+    pub client_starts: Rate,
+    /// `user-exists` questions per client.
+    pub client_user_exists: Rate,
+    /// Authentication requests started for one user, across all clients (push-bombing).
+    pub user_starts: Rate,
+    /// Failed client authentications per source address.
+    pub auth_failures: Rate,
 }
 
 /// What `ciba-worker` does and how often (read by the API too: it queues the jobs).
@@ -80,6 +112,13 @@ pub struct WorkerSettings {
     pub key_rotation_period: i64,
     pub ping_connect_timeout_ms: u64,
     pub ping_timeout_ms: u64,
+    /// Ping deliveries to one client that one worker runs at once.
+    pub ping_per_client_concurrency: usize,
+    /// Development only: plain `http` notification endpoints on loopback hosts, and
+    /// deliveries to loopback addresses.
+    pub allow_insecure_callbacks: bool,
+    /// Networks pings may reach although they are private, link-local, etc.
+    pub ping_allowed_networks: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for Config {
@@ -147,6 +186,24 @@ impl Env<'_> {
             .unwrap_or_default()
     }
 
+    /// A rate `N/SECONDS` (or `0`: off).
+    fn rate(&self, var: &'static str, default: Rate) -> Result<Rate, ConfigError> {
+        self.get(var)
+            .map_or(Ok(default), |raw| Rate::parse(raw).map_err(|m| err(var, m)))
+    }
+
+    /// A comma-separated list of CIDR blocks or single addresses.
+    fn networks(&self, var: &'static str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.list(var)
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| err(var, format!("{n:?} is not an address or CIDR block")))
+            })
+            .collect()
+    }
+
     fn addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
         self.get(var)
             .map(|raw| {
@@ -170,6 +227,12 @@ fn base_url(var: &'static str, raw: &str) -> Result<String, ConfigError> {
     Ok(raw.trim().trim_end_matches('/').to_owned())
 }
 
+/// Half the CPUs (at least one) verify client secrets; the rest serve requests.
+fn default_hash_threads() -> i64 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 2).max(1) as i64
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_map(&std::env::vars().collect())
@@ -191,8 +254,7 @@ impl Config {
         let listen = env
             .addr("CIBA_LISTEN")?
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let (key_encryption_key, dev_key_encryption_key) = match env.get("CIBA_KEY_ENCRYPTION_KEY")
-        {
+        let (key_encryption_key, key_file) = match env.get("CIBA_KEY_ENCRYPTION_KEY") {
             Some(raw) => {
                 let bytes = STANDARD.decode(raw.trim()).map_err(|_| {
                     err(
@@ -203,15 +265,22 @@ impl Config {
                 let key: [u8; 32] = bytes.try_into().map_err(|_| {
                     err("CIBA_KEY_ENCRYPTION_KEY", "must decode to exactly 32 bytes")
                 })?;
-                (key, false)
+                (key, None)
             }
-            None if database_url.backend == Backend::Sqlite => (DEV_KEY_ENCRYPTION_KEY, true),
-            None => {
-                return Err(err(
-                    "CIBA_KEY_ENCRYPTION_KEY",
-                    "is required with PostgreSQL",
-                ))
-            }
+            None => match database_url.sqlite_path() {
+                Some(db) => {
+                    let path = crate::crypto::kek_file::path_for(db);
+                    let (key, created) = crate::crypto::kek_file::load_or_create(&path)
+                        .map_err(|m| err("CIBA_KEY_ENCRYPTION_KEY", m))?;
+                    (key, Some((path, created)))
+                }
+                None => {
+                    return Err(err(
+                        "CIBA_KEY_ENCRYPTION_KEY",
+                        "is required with PostgreSQL (openssl rand -base64 32)",
+                    ))
+                }
+            },
         };
         let external_issuers: Vec<ExternalIssuer> = match env.get("CIBA_EXTERNAL_ISSUERS") {
             Some(raw) => serde_json::from_str(raw).map_err(|e| {
@@ -287,13 +356,48 @@ impl Config {
                     60_000,
                 )? as u64,
                 ping_timeout_ms: env.int("CIBA_PING_TIMEOUT_MS", 10_000, 100, 120_000)? as u64,
+                ping_per_client_concurrency: env.int(
+                    "CIBA_PING_PER_CLIENT_CONCURRENCY",
+                    4,
+                    1,
+                    256,
+                )? as usize,
+                allow_insecure_callbacks: env
+                    .get("CIBA_ALLOW_INSECURE_CALLBACKS")
+                    .map(crate::ping_target::parse_flag)
+                    .transpose()
+                    .map_err(|m| err("CIBA_ALLOW_INSECURE_CALLBACKS", m))?
+                    .unwrap_or(false),
+                ping_allowed_networks: crate::ping_target::parse_networks(
+                    env.get("CIBA_PING_ALLOWED_NETWORKS").unwrap_or(""),
+                )
+                .map_err(|m| err("CIBA_PING_ALLOWED_NETWORKS", m))?,
             },
+            server: ServerSettings {
+                max_connections: env.int("CIBA_MAX_CONNECTIONS", 4_096, 1, 1_000_000)? as usize,
+                header_timeout_secs: env.int("CIBA_HEADER_TIMEOUT", 10, 1, 600)? as u64,
+                body_timeout_secs: env.int("CIBA_BODY_TIMEOUT", 10, 1, 600)? as u64,
+                max_header_bytes: env.int("CIBA_MAX_HEADER_BYTES", 16_384, 8_192, 1_048_576)?
+                    as usize,
+                hash_threads: env.int("CIBA_HASH_THREADS", default_hash_threads(), 1, 64)? as usize,
+                hash_queue: env.int("CIBA_HASH_QUEUE", 32, 0, 10_000)? as usize,
+            },
+            limits: LimitSettings {
+                client_registrations: env
+                    .rate("CIBA_LIMIT_CLIENT_REGISTRATIONS", Rate::new(3_000, 60))?,
+                client_starts: env.rate("CIBA_LIMIT_CLIENT_STARTS", Rate::new(3_000, 60))?,
+                client_user_exists: env
+                    .rate("CIBA_LIMIT_CLIENT_USER_EXISTS", Rate::new(600, 60))?,
+                user_starts: env.rate("CIBA_LIMIT_USER_STARTS", Rate::new(10, 60))?,
+                auth_failures: env.rate("CIBA_LIMIT_AUTH_FAILURES", Rate::new(30, 60))?,
+            },
+            trusted_proxies: env.networks("CIBA_TRUSTED_PROXIES")?,
             database_url,
             issuer,
             listen,
             app_link_base_url,
             key_encryption_key,
-            dev_key_encryption_key,
+            key_file,
             external_issuers,
             log_format,
         })
@@ -315,6 +419,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ciba_store::Backend;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -323,11 +428,31 @@ mod tests {
             .collect()
     }
 
+    fn temp_db() -> String {
+        let dir =
+            std::env::temp_dir().join(format!("ciba-config-{}", ciba_domain::ids::random_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        format!("sqlite://{}", dir.join("ciba.db").display())
+    }
+
     #[test]
-    fn defaults_are_sqlite_with_dev_key() {
-        let c = Config::from_map(&map(&[])).unwrap();
+    fn sqlite_without_a_key_makes_its_own_key_file() {
+        let url = temp_db();
+        let c = Config::from_map(&map(&[("DATABASE_URL", &url)])).unwrap();
         assert_eq!(c.database_url.backend, Backend::Sqlite);
-        assert!(c.dev_key_encryption_key);
+        let (path, created) = c.key_file.clone().unwrap();
+        assert!(created && path.exists());
+        // The next start reads the same key; no key is built into the program.
+        let again = Config::from_map(&map(&[("DATABASE_URL", &url)])).unwrap();
+        assert_eq!(again.key_encryption_key, c.key_encryption_key);
+        assert!(!again.key_file.unwrap().1);
+        let other = Config::from_map(&map(&[("DATABASE_URL", &temp_db())])).unwrap();
+        assert_ne!(other.key_encryption_key, c.key_encryption_key);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_map(&map(&[("DATABASE_URL", &temp_db())])).unwrap();
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
         assert_eq!(c.app_link_base_url, c.issuer);
         assert_eq!(c.listen.port(), 8080);
@@ -343,7 +468,7 @@ mod tests {
             ("CIBA_KEY_ENCRYPTION_KEY", &key),
         ]))
         .unwrap();
-        assert!(!c.dev_key_encryption_key);
+        assert!(c.key_file.is_none());
     }
 
     #[test]
@@ -356,16 +481,83 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("CIBA_EXTERNAL_ISSUERS", "{}"),
             ("CIBA_LOG_FORMAT", "xml"),
+            ("CIBA_LIMIT_USER_STARTS", "10"),
+            ("CIBA_LIMIT_AUTH_FAILURES", "5/0"),
+            ("CIBA_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("CIBA_MAX_HEADER_BYTES", "100"),
+            ("CIBA_HEADER_TIMEOUT", "0"),
         ] {
-            let e = Config::from_map(&map(&[(var, value)])).unwrap_err();
+            // A valid key, so no key file is made for the default database (unless replaced).
+            let key = STANDARD.encode([7u8; 32]);
+            let mut vars = map(&[("CIBA_KEY_ENCRYPTION_KEY", &key)]);
+            vars.insert(var.to_owned(), value.to_owned());
+            let e = Config::from_map(&vars).unwrap_err();
             assert_eq!(e.var, var);
             assert!(e.to_string().contains(var));
         }
     }
 
     #[test]
+    fn limits_and_proxies_parse() {
+        let c = Config::from_map(&map(&[
+            ("DATABASE_URL", &temp_db()),
+            ("CIBA_LIMIT_USER_STARTS", "3/300"),
+            ("CIBA_LIMIT_AUTH_FAILURES", "0"),
+            ("CIBA_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7 ,fd00::/8"),
+        ]))
+        .unwrap();
+        assert_eq!(c.limits.user_starts, Rate::new(3, 300));
+        assert!(c.limits.auth_failures.is_off());
+        assert_eq!(c.limits.client_starts, Rate::new(3_000, 60));
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(c.trusted_proxies[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        assert_eq!(c.server.header_timeout_secs, 10);
+        assert_eq!(c.server.max_connections, 4_096);
+    }
+
+    #[test]
     fn debug_hides_the_key() {
-        let c = Config::from_map(&map(&[])).unwrap();
+        let c = Config::from_map(&map(&[("DATABASE_URL", &temp_db())])).unwrap();
         assert!(format!("{c:?}").contains("<redacted>"));
+    }
+
+    #[test]
+    fn ping_delivery_settings() {
+        let key = STANDARD.encode([7u8; 32]);
+        let c = Config::from_map(&map(&[("CIBA_KEY_ENCRYPTION_KEY", &key)])).unwrap();
+        assert_eq!(c.worker.ping_per_client_concurrency, 4);
+        assert!(!c.worker.allow_insecure_callbacks);
+        assert!(c.worker.ping_allowed_networks.is_empty());
+        let c = Config::from_map(&map(&[
+            ("CIBA_KEY_ENCRYPTION_KEY", &key),
+            ("CIBA_PING_PER_CLIENT_CONCURRENCY", "2"),
+            ("CIBA_ALLOW_INSECURE_CALLBACKS", "true"),
+            (
+                "CIBA_PING_ALLOWED_NETWORKS",
+                "10.20.0.0/16, fd00::/8,192.168.1.7",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.worker.ping_per_client_concurrency, 2);
+        assert!(c.worker.allow_insecure_callbacks);
+        let nets: Vec<String> = c
+            .worker
+            .ping_allowed_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.20.0.0/16", "fd00::/8", "192.168.1.7/32"]);
+        for (var, value) in [
+            ("CIBA_PING_PER_CLIENT_CONCURRENCY", "0"),
+            ("CIBA_PING_PER_CLIENT_CONCURRENCY", "many"),
+            ("CIBA_ALLOW_INSECURE_CALLBACKS", "sure"),
+            ("CIBA_PING_ALLOWED_NETWORKS", "10.0.0.0/8,intranet"),
+            ("CIBA_PING_ALLOWED_NETWORKS", "10.0.0.0/33"),
+        ] {
+            let e = Config::from_map(&map(&[("CIBA_KEY_ENCRYPTION_KEY", &key), (var, value)]))
+                .unwrap_err();
+            assert_eq!(e.var, var, "{value}");
+            assert!(e.to_string().contains(var));
+        }
     }
 }

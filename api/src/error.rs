@@ -12,6 +12,8 @@ use warp::reply::Response;
 pub struct ApiError {
     pub error: OAuthError,
     pub www_authenticate: Option<String>,
+    /// Seconds for `Retry-After` (429; 503 defaults to 2).
+    pub retry_after: Option<i64>,
 }
 
 impl ApiError {
@@ -19,7 +21,13 @@ impl ApiError {
         Self {
             error,
             www_authenticate: None,
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: i64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn with_challenge(mut self, challenge: impl Into<String>) -> Self {
@@ -44,8 +52,13 @@ impl ApiError {
                 headers.insert(WWW_AUTHENTICATE, v);
             }
         }
-        if self.error.code == ErrorCode::TemporarilyUnavailable {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        let retry_after = match (self.retry_after, self.error.code) {
+            (Some(s), _) => Some(s),
+            (None, ErrorCode::TemporarilyUnavailable) => Some(2),
+            _ => None,
+        };
+        if let Some(s) = retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }

@@ -1,7 +1,9 @@
 //! Prometheus metrics, owned by a struct (no global statics), labelled by route template.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -10,6 +12,14 @@ pub struct Metrics {
     duration: HistogramVec,
     /// Polls recorded per statement by the polling hot path's group commit.
     pub poll_batch_size: Histogram,
+    /// Connections closed at once because the process had `CIBA_MAX_CONNECTIONS` open.
+    pub connections_refused: IntCounter,
+    pub connections_open: IntGauge,
+    /// Requests refused with 429 (contract §10), by route template and limit.
+    pub rate_limited: IntCounterVec,
+    /// Entries and bytes held by the in-memory caches, by cache.
+    pub cache_entries: IntGaugeVec,
+    pub cache_bytes: IntGaugeVec,
 }
 
 impl Metrics {
@@ -45,20 +55,57 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
         )
         .expect("histogram");
-        registry
-            .register(Box::new(poll_batch_size.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("register");
+        let connections_refused = IntCounter::new(
+            "connections_refused_total",
+            "Connections closed on arrival because CIBA_MAX_CONNECTIONS were open",
+        )
+        .expect("counter");
+        let connections_open =
+            IntGauge::new("connections_open", "Open HTTP connections").expect("gauge");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "rate_limited_total",
+                "Requests refused with 429 by route template and limit",
+            ),
+            &["endpoint", "limit"],
+        )
+        .expect("counter");
+        let cache_entries = IntGaugeVec::new(
+            Opts::new("cache_entries", "Entries held by an in-memory cache"),
+            &["cache"],
+        )
+        .expect("gauge");
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new(
+                "cache_bytes",
+                "Approximate bytes of keys and values held by an in-memory cache",
+            ),
+            &["cache"],
+        )
+        .expect("gauge");
+        let collectors: [Box<dyn Collector>; 8] = [
+            Box::new(poll_batch_size.clone()),
+            Box::new(requests.clone()),
+            Box::new(duration.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(cache_entries.clone()),
+            Box::new(cache_bytes.clone()),
+        ];
+        for c in collectors {
+            registry.register(c).expect("register");
+        }
         Self {
             registry,
             requests,
             duration,
             poll_batch_size,
+            connections_refused,
+            connections_open,
+            rate_limited,
+            cache_entries,
+            cache_bytes,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::crypto::keyring;
-use crate::http::routes;
+use crate::http::{routes, serve};
 use crate::state::{now, AppState};
 use ciba_store::{Backend, Store, StoreError};
 use std::time::Duration;
@@ -11,14 +11,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub async fn run(config: Config) -> Result<(), String> {
-    if config.dev_key_encryption_key {
+    if let Some((path, created)) = &config.key_file {
         tracing::warn!(
-            "CIBA_KEY_ENCRYPTION_KEY is not set: using the insecure development key (SQLite only)"
+            file = %path.display(),
+            created,
+            "CIBA_KEY_ENCRYPTION_KEY is not set: the signing keys are encrypted under the key in this file; keep it with the database and back it up"
         );
     }
     let store =
         Store::open(&config.database_url, config.db_max_connections).map_err(|e| e.to_string())?;
-    let state = AppState::new(config, store);
+    let state = AppState::new(config, store)?;
     initialise(&state).await?;
 
     let listener = TcpListener::bind(state.config.listen).await.map_err(|e| {
@@ -51,11 +53,19 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let app = routes::routes(state.clone(), state.config.metrics_listen.is_none());
     let mut rx = stop_rx.clone();
-    let server = warp::serve(app).incoming(listener).graceful(async move {
-        let _ = rx.changed().await;
-    });
+    let limits = state.server_limits();
+    let server = serve::serve(
+        listener,
+        app,
+        limits,
+        state.metrics.connections_refused.clone(),
+        state.metrics.connections_open.clone(),
+        async move {
+            let _ = rx.changed().await;
+        },
+    );
     let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
-    let server = tokio::spawn(server.run());
+    let server = tokio::spawn(server);
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     let _ = stop_tx.send(true);

@@ -3,13 +3,16 @@
 use crate::auth::external::ExternalIssuers;
 use crate::cache::TtlCache;
 use crate::config::Config;
+use crate::crypto::hash_pool::HashPool;
 use crate::crypto::kek::Kek;
 use crate::crypto::keyring::KeyRing;
 use crate::crypto::password::SecretVerifier;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::BlockedAddresses;
 use crate::metrics::Metrics;
 use crate::poll_batch::PollBatcher;
 use ciba_domain::error::OAuthError;
+pub use ciba_domain::ids::MAX_ID_LEN;
 use ciba_store::clients::{self, ClientRow};
 use ciba_store::{DbConnection, Store, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +35,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+const CLIENT_CACHE_ENTRIES: usize = 10_000;
+const CLIENT_CACHE_BYTES: usize = 16 << 20;
+
 pub struct Inner {
     pub config: Config,
     pub store: Store,
@@ -40,6 +46,8 @@ pub struct Inner {
     pub metrics: Metrics,
     pub secrets: SecretVerifier,
     pub external: ExternalIssuers,
+    /// Source addresses over their failed-authentication limit (contract §10).
+    pub blocked: BlockedAddresses,
     client_cache: TtlCache<Option<ClientRow>>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
@@ -56,25 +64,32 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> Self {
+    /// Fails only when the password-hashing threads cannot be started.
+    pub fn new(config: Config, store: Store) -> Result<Self, String> {
         let kek = Kek::new(&config.key_encryption_key);
         let external =
             ExternalIssuers::new(config.external_issuers.clone(), config.external_jwks_ttl);
-        Self(Arc::new(Inner {
+        let hashing = HashPool::start(config.server.hash_threads, config.server.hash_queue)
+            .map_err(|e| format!("cannot start the password hashing threads: {e}"))?;
+        Ok(Self(Arc::new(Inner {
             keys: KeyRing::new(kek.clone()),
             kek,
             metrics: Metrics::new(),
-            secrets: SecretVerifier::default(),
+            secrets: SecretVerifier::new(hashing),
             external,
+            blocked: BlockedAddresses::default(),
             client_cache: TtlCache::new(
                 Duration::from_secs(config.client_cache_ttl as u64),
-                10_000,
+                CLIENT_CACHE_ENTRIES,
+                CLIENT_CACHE_BYTES,
+                MAX_ID_LEN,
+                |row| row.as_ref().map_or(0, ClientRow::approximate_size),
             ),
             store,
             config,
             schema_ready: AtomicBool::new(false),
             poll_batcher: OnceLock::new(),
-        }))
+        })))
     }
 
     /// Run `f` on a pooled connection in the blocking pool.
@@ -131,6 +146,10 @@ impl AppState {
     /// A registered client row, cached for a few seconds (the polling hot path reads it on
     /// every request). Disabling a client takes effect within `CIBA_CLIENT_CACHE_TTL` seconds.
     pub async fn client_row(&self, id: &str) -> ApiResult<Option<ClientRow>> {
+        // No client id is this long: refused before any lookup, never cached.
+        if id.len() > MAX_ID_LEN {
+            return Ok(None);
+        }
         if let Some(hit) = self.client_cache.get(id) {
             return Ok(hit);
         }
@@ -138,6 +157,29 @@ impl AppState {
         let row = self.db(move |c| clients::find(c, &key)).await?;
         self.client_cache.put(id, row.clone());
         Ok(row)
+    }
+
+    /// The bounds of every HTTP connection (contract §10).
+    pub fn server_limits(&self) -> crate::http::serve::Limits {
+        let s = &self.config.server;
+        crate::http::serve::Limits {
+            max_connections: s.max_connections,
+            header_timeout: Duration::from_secs(s.header_timeout_secs),
+            body_timeout: Duration::from_secs(s.body_timeout_secs),
+            max_header_bytes: s.max_header_bytes,
+        }
+    }
+
+    /// Publish the caches' sizes to the metrics (at each scrape).
+    pub fn observe_caches(&self) {
+        let size = self.client_cache.size();
+        let m = &self.metrics;
+        m.cache_entries
+            .with_label_values(&["clients"])
+            .set(size.entries as i64);
+        m.cache_bytes
+            .with_label_values(&["clients"])
+            .set(size.bytes as i64);
     }
 
     /// Run `f` in a write transaction in the blocking pool.

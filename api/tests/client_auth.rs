@@ -59,7 +59,7 @@ async fn fixture(b: Backend) -> Fixture {
     .unwrap();
     let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 4).unwrap();
     store.migrate().unwrap();
-    let state = AppState::new(config, store.clone());
+    let state = AppState::new(config, store.clone()).unwrap();
     keyring::ensure_keys(&store, &state.kek, now()).unwrap();
     state.keys.reload(&store, now()).unwrap();
     let client_id = "merchant-1".to_owned();
@@ -112,6 +112,7 @@ async fn bearer(
         form: None,
         endpoint: "https://ciba.test/permissions/v1/",
         allow_secret: false,
+        source: None,
     };
     authenticate(&f.state, req, now()).await
 }
@@ -200,6 +201,7 @@ async fn bearer_access_tokens(b: Backend) {
         form: None,
         endpoint: "x",
         allow_secret: false,
+        source: None,
     };
     assert_eq!(
         authenticate(&f.state, req, now())

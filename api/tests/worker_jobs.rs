@@ -80,8 +80,11 @@ async fn wait_all_done(srv: &TestServer, n: usize) {
 /// reached the receiver before the kill was never recorded as delivered, so it is sent again
 /// once its lease lapses. Receivers dedupe on auth_req_id, which CIBA makes safe: a ping only
 /// says "poll now".)
+/// One user with many requests: the push-bombing limit is not what these tests are about.
+const MANY_FOR_ONE_USER: &[(&str, &str)] = &[("CIBA_LIMIT_USER_STARTS", "0")];
+
 async fn killed_worker_redelivers_after_restart(b: Backend) {
-    let srv = TestServer::start(b).await;
+    let srv = TestServer::start_with(b, MANY_FOR_ONE_USER).await;
     let rx = Receiver::start().await;
     let ids = finished_requests(&srv, &rx.url("/cb"), 12).await;
     rx.set_delay(Duration::from_secs(30));
@@ -148,7 +151,7 @@ async fn graceful_shutdown_releases_jobs_in_hand(b: Backend) {
 
 /// Two workers on one queue: every job is processed exactly once.
 async fn two_workers_never_process_a_job_twice(b: Backend) {
-    let srv = TestServer::start(b).await;
+    let srv = TestServer::start_with(b, MANY_FOR_ONE_USER).await;
     let rx = Receiver::start().await;
     rx.set_delay(Duration::from_millis(20));
     let ids = finished_requests(&srv, &rx.url("/cb"), 40).await;

@@ -7,10 +7,13 @@ mod metrics;
 mod periodic;
 mod ping;
 mod queue;
+mod slots;
+mod target;
 
 use ciba_api::config::{Config, WorkerSettings};
 use ciba_api::crypto::kek::Kek;
 use ciba_api::logging::init_tracing;
+use ciba_api::ping_target::TargetPolicy;
 use ciba_store::{Backend, Store};
 use metrics::WorkerMetrics;
 use std::process::ExitCode;
@@ -23,7 +26,11 @@ pub struct Ctx {
     pub store: Store,
     pub settings: WorkerSettings,
     pub metrics: WorkerMetrics,
+    /// The ping client: refuses notification targets on this network (see `target`).
     pub http: reqwest::Client,
+    pub ping_policy: Arc<TargetPolicy>,
+    /// Ping deliveries in flight per client, under `CIBA_PING_PER_CLIENT_CONCURRENCY`.
+    pub client_slots: Arc<slots::ClientSlots>,
     pub kek: Kek,
     pub key_publish_lead: i64,
     pub max_token_lifetime: i64,
@@ -65,15 +72,21 @@ async fn run(config: Config) -> Result<(), String> {
     let store = Store::open(&config.database_url, 4).map_err(|e| e.to_string())?;
     wait_for_schema(&store).await?;
     let s = &config.worker;
-    let http = ciba_api::outbound::client(
-        Duration::from_millis(s.ping_connect_timeout_ms),
-        Duration::from_millis(s.ping_timeout_ms),
-    )?;
+    let ping_policy = Arc::new(TargetPolicy::from_settings(s));
+    let http = target::ping_client(s, ping_policy.clone())?;
+    if s.allow_insecure_callbacks {
+        tracing::warn!(
+            "CIBA_ALLOW_INSECURE_CALLBACKS=true: pings may use plain http and reach loopback \
+             addresses; for development only"
+        );
+    }
     let ctx = Arc::new(Ctx {
         store,
         settings: s.clone(),
         metrics: WorkerMetrics::new(),
         http,
+        ping_policy,
+        client_slots: slots::ClientSlots::new(s.ping_per_client_concurrency),
         kek: Kek::new(&config.key_encryption_key),
         key_publish_lead: config.key_publish_lead,
         max_token_lifetime: config.max_token_lifetime(),

@@ -9,6 +9,7 @@ pub struct WorkerMetrics {
     registry: Registry,
     pub processed: IntCounterVec,
     pub failed: IntCounterVec,
+    pub deferred: IntCounter,
     pub queue_depth: IntGauge,
     pub oldest_job_age: IntGauge,
     pub notification_latency: Histogram,
@@ -59,6 +60,10 @@ impl WorkerMetrics {
             "Pending requests the sweep expired",
         );
         let rotations = counter("key_rotations_total", "Scheduled key rotations performed");
+        let deferred = counter(
+            "jobs_deferred_total",
+            "Ping jobs given back for later because their client was at its concurrency cap",
+        );
         let notification_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "notification_latency_seconds",
@@ -76,6 +81,7 @@ impl WorkerMetrics {
             registry,
             processed,
             failed,
+            deferred,
             queue_depth,
             oldest_job_age,
             notification_latency,

@@ -5,7 +5,9 @@
 use crate::Ctx;
 use ciba_api::crypto::keyring;
 use ciba_store::db::{try_advisory_xact_lock, LOCK_EXPIRY, LOCK_RETENTION};
-use ciba_store::{auth_requests, jobs, jtis, keys, permissions, users, DbConnection, StoreResult};
+use ciba_store::{
+    auth_requests, jobs, jtis, keys, permissions, rate_limits, users, DbConnection, StoreResult,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -82,20 +84,22 @@ type Purge = fn(&mut DbConnection, i64, i64) -> StoreResult<usize>;
 pub fn apply_retention(ctx: &Ctx) {
     let now = ciba_api::state::now();
     let cutoff = now - ctx.settings.retention;
-    let tables: [(&str, Purge); 5] = [
-        ("auth_requests", auth_requests::purge_finished),
-        ("permissions", permissions::purge_finished),
-        ("used_jtis", jtis::purge_expired),
-        ("enrollment_codes", users::purge_expired_codes),
-        ("jobs", jobs::purge_done),
+    // Rate-limit windows are worth nothing once they end: purged at `now`, not the retention.
+    let tables: [(&str, Purge, i64); 6] = [
+        ("auth_requests", auth_requests::purge_finished, cutoff),
+        ("permissions", permissions::purge_finished, cutoff),
+        ("used_jtis", jtis::purge_expired, cutoff),
+        ("enrollment_codes", users::purge_expired_codes, cutoff),
+        ("jobs", jobs::purge_done, cutoff),
+        ("rate_limits", rate_limits::purge_expired, now),
     ];
-    for (table, purge) in tables {
+    for (table, purge, before) in tables {
         loop {
             let res = ctx.store.write(|c| {
                 if !try_advisory_xact_lock(c, LOCK_RETENTION)? {
                     return Ok(None);
                 }
-                purge(c, cutoff, ctx.settings.retention_batch).map(Some)
+                purge(c, before, ctx.settings.retention_batch).map(Some)
             });
             match res {
                 Ok(Some(0)) | Ok(None) => break,

@@ -1,8 +1,11 @@
 //! CIBA ping mode (CIBA Core §10.2, contract §5): POST `{"auth_req_id"}` to the client's
 //! notification endpoint with `Authorization: Bearer <client_notification_token>`.
 //! 2xx is delivered; 5xx, timeouts and connection errors are retried; any other answer
-//! (4xx, and 3xx: redirects are never followed) is final.
+//! (4xx, and 3xx: redirects are never followed) is final, and so is an endpoint the target
+//! policy refuses (not https, or an address on this network: see `target`).
 
+use crate::target;
+use ciba_api::ping_target::TargetPolicy;
 use ciba_store::jobs::Failure;
 use ciba_store::{auth_requests, clients, Store};
 use serde_json::{json, Value};
@@ -29,6 +32,7 @@ impl Delivery {
 
 /// The endpoint, the bearer token and the body of a ping job, from the database.
 pub struct Notification {
+    pub client_id: String,
     pub endpoint: String,
     pub token: String,
     pub body: Value,
@@ -60,6 +64,7 @@ pub fn prepare(
             .and_then(|cl| cl.notification_endpoint);
         Ok(match endpoint {
             Some(endpoint) => Ok(Notification {
+                client_id: request.client_id,
                 endpoint,
                 token,
                 body: json!({ "auth_req_id": id }),
@@ -69,7 +74,12 @@ pub fn prepare(
     })
 }
 
-pub async fn send(http: &reqwest::Client, n: &Notification) -> Delivery {
+/// POST the notification, unless the policy refuses its endpoint. What this returns is
+/// logged and kept as the job's last error: never the token.
+pub async fn send(http: &reqwest::Client, policy: &TargetPolicy, n: &Notification) -> Delivery {
+    if let Err(refused) = target::check_endpoint(policy, &n.endpoint) {
+        return Delivery::Final(refused.to_string());
+    }
     let res = http
         .post(&n.endpoint)
         .bearer_auth(&n.token)
@@ -86,8 +96,11 @@ pub async fn send(http: &reqwest::Client, n: &Notification) -> Delivery {
             resp.status().as_u16()
         )),
         Ok(resp) => Delivery::Final(format!("HTTP {}", resp.status().as_u16())),
-        Err(e) if e.is_timeout() => Delivery::Retry("timed out".into()),
-        Err(e) if e.is_connect() => Delivery::Retry("could not connect".into()),
-        Err(_) => Delivery::Retry("request failed".into()),
+        Err(e) => match target::refusal(&e) {
+            Some(refused) => Delivery::Final(refused.to_string()),
+            None if e.is_timeout() => Delivery::Retry("timed out".into()),
+            None if e.is_connect() => Delivery::Retry("could not connect".into()),
+            None => Delivery::Retry("request failed".into()),
+        },
     }
 }

@@ -4,9 +4,14 @@
 //!
 //! Delivery is at least once: a worker killed between a successful POST and recording it
 //! leaves the job running until its lease lapses; then it is sent again, with the same body.
+//!
+//! A ping whose client already has `CIBA_PING_PER_CLIENT_CONCURRENCY` deliveries in flight
+//! here is not run and does not wait: it is deferred (given back to the queue with a later
+//! `run_at`, the attempt not counted), so a client with a slow receiver holds at most that
+//! many of the `concurrency` slots and the other clients' pings behind it run at once.
 
 use crate::ping::{self, Delivery};
-use crate::Ctx;
+use crate::{slots, Ctx};
 use ciba_store::jobs::{self, JobRow};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -59,9 +64,16 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>, grace: Duration
                 drop(permit);
             });
         }
-        if got == 0 || got == free {
+        if got == 0 {
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => {}
+            }
+        } else if got == free {
+            // Every slot is taken: claim again as soon as one frees (a deferred job frees
+            // its slot at once, without a poll interval per deferral).
+            tokio::select! {
+                _ = permits.acquire() => {}
                 _ = stop.changed() => {}
             }
         }
@@ -95,7 +107,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Run one claimed job and record its outcome (fenced on this worker's claim).
 async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
     let outcome = match job.kind.as_str() {
-        jobs::KIND_PING => deliver_ping(ctx, &job.payload).await,
+        jobs::KIND_PING => match deliver_ping(ctx, &job.payload).await {
+            Attempt::Ran(delivery) => delivery,
+            Attempt::ClientBusy(running) => return defer_job(ctx, &job, running).await,
+        },
         other => Delivery::Final(format!("unknown job kind {other}")),
     };
     let now = ciba_api::state::now();
@@ -139,14 +154,55 @@ async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
     }
 }
 
-async fn deliver_ping(ctx: &Arc<Ctx>, payload: &str) -> Delivery {
+/// What came of taking a ping job in hand.
+enum Attempt {
+    Ran(Delivery),
+    /// Its client is at its cap; its oldest delivery in flight has run this long.
+    ClientBusy(Duration),
+}
+
+async fn deliver_ping(ctx: &Arc<Ctx>, payload: &str) -> Attempt {
     let (c, p) = (ctx.clone(), payload.to_owned());
     let prepared = tokio::task::spawn_blocking(move || ping::prepare(&c.store, &p)).await;
-    match prepared {
-        Ok(Ok(Ok(n))) => ping::send(&ctx.http, &n).await,
+    Attempt::Ran(match prepared {
+        Ok(Ok(Ok(n))) => match ctx.client_slots.try_take(&n.client_id) {
+            Ok(slot) => {
+                let delivery = ping::send(&ctx.http, &ctx.ping_policy, &n).await;
+                drop(slot);
+                delivery
+            }
+            Err(running) => return Attempt::ClientBusy(running),
+        },
         Ok(Ok(Err(why))) => Delivery::Final(why),
         Ok(Err(e)) => Delivery::Retry(format!("database: {e}")),
         Err(e) => Delivery::Retry(format!("task: {e}")),
+    })
+}
+
+/// Give a job whose client is at its cap back to the queue for a little later. Nothing is
+/// lost when this fails: the job stays claimed until its lease lapses, then runs again.
+async fn defer_job(ctx: &Arc<Ctx>, job: &JobRow, running: Duration) {
+    let now = ciba_api::state::now();
+    let max = (ctx.settings.ping_timeout_ms / 1000).max(1) as i64;
+    let run_at = now + slots::defer_secs(running, max);
+    let (c, id) = (ctx.clone(), job.id.clone());
+    let res = tokio::task::spawn_blocking(move || {
+        c.store
+            .write_one(|conn| jobs::defer(conn, &id, &c.worker_id, run_at, now))
+    })
+    .await;
+    match res {
+        Ok(Ok(true)) => {
+            ctx.metrics.deferred.inc();
+            tracing::debug!(kind = %job.kind, run_at, "client at its ping concurrency cap; deferred");
+        }
+        Ok(Ok(false)) => {
+            tracing::warn!(kind = %job.kind, "job was taken over by another worker (lease lapsed)")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(kind = %job.kind, error = %e, "deferring a job failed; its lease will lapse")
+        }
+        Err(e) => tracing::error!(kind = %job.kind, error = %e, "defer task failed"),
     }
 }
 

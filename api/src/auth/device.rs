@@ -66,6 +66,9 @@ pub async fn authenticate_device(
     let kid = header
         .kid
         .ok_or_else(|| unauthorized("device JWT has no kid"))?;
+    if !ciba_domain::ids::is_well_formed_id(&kid) {
+        return Err(unauthorized("unknown device"));
+    }
     let id = kid.clone();
     let device = state
         .db(move |c| users::find_device(c, &id))

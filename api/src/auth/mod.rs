@@ -12,7 +12,7 @@ use crate::crypto::jwt::{self, Expect, TYP_ACCESS_TOKEN};
 use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
-use crate::state::AppState;
+use crate::state::{AppState, MAX_ID_LEN};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ciba_domain::client::Client;
@@ -74,6 +74,8 @@ pub struct AuthRequest<'a> {
     pub endpoint: &'a str,
     /// Client secrets are accepted only at the token endpoint.
     pub allow_secret: bool,
+    /// The caller's address, for the limit on failed authentications (contract §10).
+    pub source: Option<std::net::IpAddr>,
 }
 
 enum Credential<'a> {
@@ -127,6 +129,9 @@ fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
         }
         if let Some(secret) = form.get("client_secret")? {
             let id = form.require("client_id")?;
+            if id.len() > MAX_ID_LEN {
+                return Err(invalid_client("client_id is too long", false, false));
+            }
             found.push(Credential::Post { id, secret });
         }
     }
@@ -140,8 +145,24 @@ fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
         .ok_or_else(|| invalid_client("client authentication is required", false, false))
 }
 
-/// Authenticate the calling client.
+/// Authenticate the calling client. An address with too many failures is refused (429)
+/// before any verification; each failure (`invalid_client`) is counted.
 pub async fn authenticate(
+    state: &AppState,
+    req: AuthRequest<'_>,
+    now: i64,
+) -> ApiResult<Authenticated> {
+    crate::limits::refuse_blocked(state, req.source, now)?;
+    let source = req.source;
+    match authenticate_unlimited(state, req, now).await {
+        Err(e) if e.code() == ErrorCode::InvalidClient => {
+            Err(crate::limits::auth_failed(state, source, e, now).await)
+        }
+        other => other,
+    }
+}
+
+async fn authenticate_unlimited(
     state: &AppState,
     req: AuthRequest<'_>,
     now: i64,
@@ -166,6 +187,9 @@ pub async fn authenticate(
         Credential::Basic(value) => {
             let (id, secret) = secret::decode_basic(value)
                 .ok_or_else(|| invalid_client("malformed Basic credentials", false, true))?;
+            if id.len() > MAX_ID_LEN {
+                return Err(invalid_client("client_id is too long", false, true));
+            }
             secret::client_secret(state, &id, &secret, true).await?
         }
         Credential::Post { id, secret } => secret::client_secret(state, id, secret, false).await?,

@@ -1,12 +1,11 @@
 //! `client_secret_basic` and `client_secret_post` (RFC 6749 §2.3.1).
 
 use super::{invalid_client, Authenticated, Method};
-use crate::crypto::password::hash_secret;
 use crate::error::ApiResult;
-use crate::state::{blocking, AppState};
+use crate::limits::too_many;
+use crate::state::AppState;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use std::sync::OnceLock;
 
 /// Split `Basic` credentials; both halves are form-urlencoded (RFC 6749 §2.3.1): `+` is a
 /// space and `%XY` a byte. Everything else, `&` and `=` included, is taken as it is.
@@ -29,13 +28,6 @@ fn form_decode(s: &str) -> String {
         .into_owned()
 }
 
-/// A hash to verify against when the client does not exist, so an unknown client id costs
-/// the same time as a wrong secret.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_secret("dummy-secret-for-timing").unwrap_or_default())
-}
-
 pub async fn client_secret(
     state: &AppState,
     id: &str,
@@ -44,23 +36,25 @@ pub async fn client_secret(
 ) -> ApiResult<Authenticated> {
     let row = state.client_row(id).await?;
     let stored = row.as_ref().map(|r| r.secret_hash.as_str());
-    // A secret verified before is answered from memory, without a trip to the blocking pool.
-    let cached = stored.and_then(|hash| state.secrets.verify_cached(id, hash, secret));
-    let ok = if let Some(known) = cached {
-        known
-    } else {
-        let (st, id, secret) = (state.clone(), id.to_owned(), secret.to_owned());
-        let stored = stored.map(str::to_owned);
-        blocking(move || {
-            Ok(match stored {
-                Some(hash) => st.secrets.verify(&id, &hash, &secret),
-                None => {
-                    st.secrets.verify("", dummy_hash(), &secret);
-                    false
-                }
-            })
-        })
-        .await?
+    // A secret verified before is answered from memory; anything else (an unknown client
+    // too, at the same cost) is verified on the bounded hashing pool, or refused when full.
+    let ok = match stored.and_then(|hash| state.secrets.verify_cached(id, hash, secret)) {
+        Some(known) => known,
+        None => state
+            .secrets
+            .verify(id, stored, secret)
+            .await
+            .map_err(|_| {
+                state
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&["client authentication", "hash_capacity"])
+                    .inc();
+                too_many(
+                    "the server is verifying too many client secrets; retry shortly",
+                    1,
+                )
+            })?,
     };
     match row {
         Some(row) if ok && !row.disabled => {

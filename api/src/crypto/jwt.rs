@@ -107,12 +107,11 @@ pub fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), &'static 
             return Err("token lifetime is too long");
         }
     }
-    if expect.require_jti
-        && claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-    {
+    let jti = claims.get("jti").and_then(Value::as_str);
+    if jti.is_some_and(|j| j.len() > ciba_domain::ids::MAX_ID_LEN) {
+        return Err("jti is too long");
+    }
+    if expect.require_jti && jti.is_none_or(str::is_empty) {
         return Err("jti is missing");
     }
     Ok(())

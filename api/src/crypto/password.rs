@@ -3,13 +3,16 @@
 //! Verifying argon2 on every poll would make the token endpoint CPU-bound, so a successful
 //! verification is remembered as the SHA-256 of the secret, keyed by the client and the exact
 //! stored hash (a changed secret invalidates it). Later requests compare SHA-256 digests in
-//! constant time. Failed attempts are never cached.
+//! constant time. Failed attempts are never cached. argon2 runs on its own bounded pool
+//! ([`HashPool`]), never on the threads that serve database work.
 
+use crate::crypto::hash_pool::{Busy, HashPool};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use ciba_domain::secret::{constant_time_eq, sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use tokio::sync::watch;
 
 const MAX_CACHED: usize = 10_000;
 
@@ -32,18 +35,51 @@ fn verify_slow(secret: &str, stored: &str) -> bool {
     PasswordHash::new(stored).is_ok_and(|h| argon2().verify_password(secret.as_bytes(), &h).is_ok())
 }
 
-#[derive(Default)]
+/// A hash to verify against when the client does not exist, so an unknown client id costs
+/// the same time as a wrong secret (made once, on a hashing thread).
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_secret("dummy-secret-for-timing").unwrap_or_default())
+}
+
+type FlightKey = (String, [u8; 32]);
+
 pub struct SecretVerifier {
     verified: Mutex<HashMap<String, (String, [u8; 32])>>,
-    /// One argon2 verification at a time: bounds memory and CPU under a burst of new or
-    /// wrong secrets, while clients already verified never wait here.
-    slow_lane: Mutex<()>,
+    /// Verifications running now, by client and secret digest: a burst of one secret (a
+    /// merchant's connections right after a restart, or one attacker's guess) costs one
+    /// argon2 run; the others wait for its answer without taking a place in the queue.
+    in_flight: Mutex<HashMap<FlightKey, watch::Receiver<Option<bool>>>>,
+    pool: HashPool,
+}
+
+/// Removes a flight from the table however its leader ends (answered, refused, cancelled).
+struct Flight<'a> {
+    table: &'a Mutex<HashMap<FlightKey, watch::Receiver<Option<bool>>>>,
+    key: FlightKey,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        lock(self.table).remove(&self.key);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SecretVerifier {
+    pub fn new(pool: HashPool) -> Self {
+        Self {
+            verified: Mutex::default(),
+            in_flight: Mutex::default(),
+            pool,
+        }
+    }
+
     fn cached(&self, client_id: &str, stored: &str, digest: &[u8; 32]) -> Option<bool> {
-        let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        cache
+        lock(&self.verified)
             .get(client_id)
             .filter(|(hash, _)| hash == stored)
             .map(|(_, known)| constant_time_eq(known, digest))
@@ -55,27 +91,73 @@ impl SecretVerifier {
         self.cached(client_id, stored, &sha256(secret.as_bytes()))
     }
 
-    /// Does `secret` match `stored` (the argon2 hash of `client_id`'s secret)?
-    /// Blocking (argon2 on a cache miss): call from a blocking context.
-    pub fn verify(&self, client_id: &str, stored: &str, secret: &str) -> bool {
+    /// Lead the verification of `key`, or follow the one already running.
+    #[allow(clippy::type_complexity)]
+    fn join_or_lead(
+        &self,
+        key: FlightKey,
+    ) -> Result<(watch::Sender<Option<bool>>, Flight<'_>), watch::Receiver<Option<bool>>> {
+        let mut table = lock(&self.in_flight);
+        if let Some(rx) = table.get(&key) {
+            return Err(rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        table.insert(key.clone(), rx);
+        Ok((
+            tx,
+            Flight {
+                table: &self.in_flight,
+                key,
+            },
+        ))
+    }
+
+    /// Does `secret` match `stored` (the argon2 hash of `client_id`'s secret; `None` for a
+    /// client that does not exist, verified against a dummy hash at the same cost)?
+    /// argon2 runs on the hashing pool; [`Busy`] when it is full.
+    pub async fn verify(
+        &self,
+        client_id: &str,
+        stored: Option<&str>,
+        secret: &str,
+    ) -> Result<bool, Busy> {
         let digest = sha256(secret.as_bytes());
-        if let Some(known) = self.cached(client_id, stored, &digest) {
-            return known;
+        if let Some(known) = stored.and_then(|h| self.cached(client_id, h, &digest)) {
+            return Ok(known);
         }
-        let _slow = self.slow_lane.lock().unwrap_or_else(|p| p.into_inner());
-        // another request may have verified the same secret while this one waited
-        if let Some(known) = self.cached(client_id, stored, &digest) {
-            return known;
+        let key = (client_id.to_owned(), digest);
+        let (tx, flight) = match self.join_or_lead(key) {
+            Ok(lead) => lead,
+            Err(mut follower) => {
+                return match follower.wait_for(Option::is_some).await {
+                    Ok(answer) => Ok(answer.unwrap_or(false)),
+                    Err(_) => Err(Busy),
+                };
+            }
+        };
+        let (secret, hash) = (secret.to_owned(), stored.map(str::to_owned));
+        let ok = self
+            .pool
+            .run(move || match hash {
+                Some(hash) => verify_slow(&secret, &hash),
+                None => {
+                    verify_slow(&secret, dummy_hash());
+                    false
+                }
+            })
+            .await?;
+        if ok {
+            if let Some(hash) = stored {
+                let mut cache = lock(&self.verified);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+                cache.insert(client_id.to_owned(), (hash.to_owned(), digest));
+            }
         }
-        if !verify_slow(secret, stored) {
-            return false;
-        }
-        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(client_id.to_owned(), (stored.to_owned(), digest));
-        true
+        let _ = tx.send(Some(ok));
+        drop(flight);
+        Ok(ok)
     }
 }
 
@@ -83,25 +165,53 @@ impl SecretVerifier {
 mod tests {
     use super::*;
 
-    #[test]
-    fn verifies_and_caches_only_success() {
+    #[tokio::test]
+    async fn verifies_and_caches_only_success() {
         let stored = hash_secret("s3cret").unwrap();
         assert!(
             stored.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"),
             "{stored}"
         );
-        let v = SecretVerifier::default();
-        assert!(!v.verify("c", &stored, "wrong"));
-        assert!(v.verify("c", &stored, "s3cret"));
+        let v = SecretVerifier::new(HashPool::start(1, 4).unwrap());
+        let s = Some(stored.as_str());
+        assert_eq!(v.verify("c", s, "wrong").await, Ok(false));
+        assert_eq!(v.verify("c", s, "s3cret").await, Ok(true));
         // served from the cache now, still exact
         assert_eq!(v.verify_cached("c", &stored, "s3cret"), Some(true));
         assert_eq!(v.verify_cached("c", &stored, "s3cre"), Some(false));
         assert_eq!(v.verify_cached("d", &stored, "s3cret"), None);
-        assert!(v.verify("c", &stored, "s3cret"));
-        assert!(!v.verify("c", &stored, "s3cre"));
+        assert_eq!(v.verify("c", s, "s3cre").await, Ok(false));
         // a new stored hash (secret rotated) is not satisfied by the cached digest
         let rotated = hash_secret("other").unwrap();
-        assert!(!v.verify("c", &rotated, "s3cret"));
-        assert!(v.verify("c", &rotated, "other"));
+        assert_eq!(v.verify("c", Some(&rotated), "s3cret").await, Ok(false));
+        assert_eq!(v.verify("c", Some(&rotated), "other").await, Ok(true));
+        // an unknown client never verifies, whatever it sends
+        assert_eq!(v.verify("nobody", None, "s3cret").await, Ok(false));
+        assert!(v.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_one_secret_shares_one_verification() {
+        let stored = hash_secret("s3cret").unwrap();
+        // One thread and one queue slot: without sharing, most of these would be refused.
+        let v = std::sync::Arc::new(SecretVerifier::new(HashPool::start(1, 1).unwrap()));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (v, stored) = (v.clone(), stored.clone());
+            tasks.push(tokio::spawn(async move {
+                v.verify("c", Some(&stored), "s3cret").await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap() == Ok(true) {
+                ok += 1;
+            }
+        }
+        // Those that arrived after the first answer was cached were served from the cache.
+        assert_eq!(ok, 8);
+        // A different guess while the pool is idle runs; none is left in flight.
+        assert_eq!(v.verify("c", Some(&stored), "guess").await, Ok(false));
+        assert!(v.in_flight.lock().unwrap().is_empty());
     }
 }

@@ -4,6 +4,7 @@
 use crate::auth::device::{authenticate_device, use_jti, AuthenticatedDevice};
 use crate::crypto::jwt::{self, LEEWAY};
 use crate::error::{ApiError, ApiResult};
+use crate::http::caller::Caller;
 use crate::http::form::json_body;
 use crate::http::reply::{json_response, no_store};
 use crate::state::{now, AppState};
@@ -130,6 +131,9 @@ async fn request_for(
     link_ref: String,
 ) -> ApiResult<(AuthRequestRow, PermissionRow)> {
     let not_found = || ApiError::from(OAuthError::not_found("no such request"));
+    if !ciba_domain::ids::is_well_formed_id(&link_ref) {
+        return Err(not_found());
+    }
     let found = state
         .db(move |c| {
             let Some(r) = requests::find_by_ref(c, &link_ref)? else {
@@ -157,15 +161,11 @@ async fn client_name(state: &AppState, id: &str) -> ApiResult<String> {
         .unwrap_or_default())
 }
 
-pub async fn list(
-    state: AppState,
-    authorization: Option<String>,
-    query: HashMap<String, String>,
-) -> Response {
+pub async fn list(state: AppState, caller: Caller, query: HashMap<String, String>) -> Response {
     let now = now();
     respond(
         async {
-            let dev = authenticate_device(&state, authorization.as_deref(), now).await?;
+            let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             if query.get("status").is_some_and(|s| s != req::PENDING) {
                 return Err(OAuthError::invalid_request("status: only pending is supported").into());
             }
@@ -185,11 +185,11 @@ pub async fn list(
     )
 }
 
-pub async fn view(state: AppState, link_ref: String, authorization: Option<String>) -> Response {
+pub async fn view(state: AppState, link_ref: String, caller: Caller) -> Response {
     let now = now();
     respond(
         async {
-            let dev = authenticate_device(&state, authorization.as_deref(), now).await?;
+            let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let (r, p) = request_for(&state, &dev, link_ref).await?;
             let statement: Value = URL_SAFE_NO_PAD
                 .decode(&p.statement)
@@ -213,14 +213,14 @@ pub async fn view(state: AppState, link_ref: String, authorization: Option<Strin
 pub async fn decide(
     state: AppState,
     link_ref: String,
-    authorization: Option<String>,
+    caller: Caller,
     content_type: Option<String>,
     body: Bytes,
 ) -> Response {
     let now = now();
     respond(
         async {
-            let dev = authenticate_device(&state, authorization.as_deref(), now).await?;
+            let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let body = json_body(content_type.as_deref(), &body)?;
             let (r, p) = request_for(&state, &dev, link_ref.clone()).await?;
             let signed = body.get("signed_decision").and_then(Value::as_str);

@@ -6,8 +6,10 @@ use crate::auth::{self, AuthRequest, Authenticated};
 use crate::crypto::jwt::{self, Expect, LEEWAY, TYP_PERMISSION_TOKEN};
 use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
+use crate::http::caller::Caller;
 use crate::http::form::Form;
 use crate::http::reply::{json_response, no_store};
+use crate::limits::{self, Limit};
 use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -185,6 +187,31 @@ async fn hinted_user(
     }
 }
 
+const APP_AUTHORIZE: &str = "POST /oidc/v1/app-authorize";
+const BC_AUTHORIZE: &str = "POST /oidc/v1/bc-authorize";
+
+/// Contract §5: a request that got past client authentication and token verification
+/// consumes the permission token when it ends in `unknown_user_id` or `device_mismatch`.
+async fn burn_on_user_answer<T>(
+    state: &AppState,
+    permission: &PermissionRow,
+    outcome: ApiResult<T>,
+    now: i64,
+) -> ApiResult<T> {
+    if let Err(e) = &outcome {
+        if matches!(
+            e.code(),
+            ErrorCode::UnknownUserId | ErrorCode::DeviceMismatch
+        ) {
+            let id = permission.id.clone();
+            state
+                .db_write_one(move |c| perms::use_token(c, &id, now))
+                .await?;
+        }
+    }
+    outcome
+}
+
 struct Start<'a> {
     client: &'a Authenticated,
     permission: PermissionRow,
@@ -261,17 +288,18 @@ async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult<AuthReques
 
 async fn authenticate(
     state: &AppState,
-    authorization: Option<&str>,
+    caller: &Caller,
     form: &Form,
     path: &str,
     now: i64,
 ) -> ApiResult<Authenticated> {
     let endpoint = state.config.endpoint(path);
     let req = AuthRequest {
-        authorization,
+        authorization: caller.authorization.as_deref(),
         form: Some(form),
         endpoint: &endpoint,
         allow_secret: false,
+        source: caller.source,
     };
     auth::authenticate(state, req, now).await
 }
@@ -279,14 +307,15 @@ async fn authenticate(
 pub async fn app_authorize(
     state: AppState,
     content_type: Option<String>,
-    authorization: Option<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Response {
     let now = now();
     let result = async {
         let form = Form::parse(content_type.as_deref(), &body)?;
-        let client = authenticate(&state, authorization.as_deref(), &form, "/oidc/v1/app-authorize", now).await?;
+        let client = authenticate(&state, &caller, &form, "/oidc/v1/app-authorize", now).await?;
         client.require_scope(scope::PERMISSIONS_APP2APP)?;
+        limits::check(&state, Limit::ClientStarts, &client.client.id, APP_AUTHORIZE, now).await?;
         let token = form.require("login_hint_token")?;
         let scope = authentication_scope(form.get("scope")?, &client.client)?;
         let device = DeviceInfo::from_b64url("device_info", form.require("device_info")?)?;
@@ -294,11 +323,19 @@ pub async fn app_authorize(
         let notification_token = notification_token(&form, &client.client)?;
         let permission_id = verify_permission_token(&state, token, &client.client, now)?;
         let permission = usable_permission(&state, permission_id, &client.client, Intent::App2App, now).await?;
-        let (user_sub, devices) = hinted_user(&state, &permission).await?;
-        let enrolled = devices.iter().map(|d| {
-            (d.id.as_str(), DeviceInfo { platform: d.platform.clone(), manufacturer: d.manufacturer.clone(), model: d.model.clone() })
-        });
-        let matched = match_for_app2app(&device, enrolled)?;
+        // Past client authentication and token verification: an answer about the user or
+        // their phone uses the token up, so one token cannot probe a user's phone model.
+        let resolved = async {
+            let (user_sub, devices) = hinted_user(&state, &permission).await?;
+            let enrolled = devices.iter().map(|d| {
+                (d.id.as_str(), DeviceInfo { platform: d.platform.clone(), manufacturer: d.manufacturer.clone(), model: d.model.clone() })
+            });
+            let matched = match_for_app2app(&device, enrolled)?;
+            Ok::<_, ApiError>((user_sub, matched))
+        }
+        .await;
+        let (user_sub, matched) = burn_on_user_answer(&state, &permission, resolved, now).await?;
+        limits::check(&state, Limit::UserStarts, &user_sub, APP_AUTHORIZE, now).await?;
         let start_req = Start {
             client: &client,
             permission,
@@ -325,14 +362,15 @@ pub async fn app_authorize(
 pub async fn bc_authorize(
     state: AppState,
     content_type: Option<String>,
-    authorization: Option<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Response {
     let now = now();
     let result = async {
         let form = Form::parse(content_type.as_deref(), &body)?;
-        let client = authenticate(&state, authorization.as_deref(), &form, "/oidc/v1/bc-authorize", now).await?;
+        let client = authenticate(&state, &caller, &form, "/oidc/v1/bc-authorize", now).await?;
         client.require_scope(scope::PERMISSIONS_CIBA)?;
+        limits::check(&state, Limit::ClientStarts, &client.client.id, BC_AUTHORIZE, now).await?;
         let hints = ["login_hint_token", "login_hint", "id_token_hint"];
         let given: Vec<&str> = hints.iter().copied().filter(|h| matches!(form.get(h), Ok(Some(_)))).collect();
         if given.len() != 1 {
@@ -357,7 +395,13 @@ pub async fn bc_authorize(
             }
             _ => return Err(err(ErrorCode::InvalidRequest, "id_token_hint is not supported")),
         };
-        let (user_sub, _) = hinted_user(&state, &permission).await?;
+        let user = hinted_user(&state, &permission).await;
+        let (user_sub, _) = if new_permission.is_some() {
+            user?
+        } else {
+            burn_on_user_answer(&state, &permission, user, now).await?
+        };
+        limits::check(&state, Limit::UserStarts, &user_sub, BC_AUTHORIZE, now).await?;
         let start_req = Start {
             client: &client,
             permission,

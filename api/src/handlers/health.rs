@@ -20,5 +20,6 @@ pub async fn readyz(state: AppState) -> Response {
 }
 
 pub fn metrics(state: AppState) -> Response {
+    state.observe_caches();
     text_response(200, "text/plain; version=0.0.4", state.metrics.render())
 }

@@ -5,8 +5,10 @@ use crate::auth::{self, AuthRequest, Authenticated};
 use crate::crypto::jwt::{self, TYP_PERMISSION_TOKEN};
 use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
+use crate::http::caller::Caller;
 use crate::http::form::json_body;
 use crate::http::reply::json_response;
+use crate::limits::{self, Limit};
 use crate::state::{now, AppState};
 use ciba_domain::auth_request::status_at;
 use ciba_domain::client::SigningAlg;
@@ -25,17 +27,14 @@ fn respond(result: ApiResult<Response>) -> Response {
     result.unwrap_or_else(ApiError::into_response)
 }
 
-async fn merchant(
-    state: &AppState,
-    authorization: Option<&str>,
-    now: i64,
-) -> ApiResult<Authenticated> {
+async fn merchant(state: &AppState, caller: &Caller, now: i64) -> ApiResult<Authenticated> {
     let endpoint = state.config.endpoint("/permissions/v1/");
     let req = AuthRequest {
-        authorization,
+        authorization: caller.authorization.as_deref(),
         form: None,
         endpoint: &endpoint,
         allow_secret: false,
+        source: caller.source,
     };
     let client = auth::authenticate(state, req, now).await?;
     client.require_scope(PERMISSIONS_CLIENT)?;
@@ -49,14 +48,15 @@ fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 pub async fn register(
     state: AppState,
-    authorization: Option<String>,
+    caller: Caller,
     content_type: Option<String>,
     body: Bytes,
 ) -> Response {
     let now = now();
     respond(
         async {
-            let client = merchant(&state, authorization.as_deref(), now).await?;
+            let client = merchant(&state, &caller, now).await?;
+            limits::check(&state, Limit::ClientRegistrations, &client.client.id, "POST /permissions/v1/", now).await?;
             let body = json_body(content_type.as_deref(), &body)?;
             let p = permission::validate_registration(&body, &client.client, now)?;
             let id = random_id();
@@ -105,6 +105,9 @@ pub async fn register(
 }
 
 async fn owned(state: &AppState, client: &Authenticated, id: String) -> ApiResult<PermissionRow> {
+    if !ciba_domain::ids::is_well_formed_id(&id) {
+        return Err(OAuthError::not_found("no such permission").into());
+    }
     let client_id = client.client.id.clone();
     state
         .db(move |c| perms::find_owned(c, &id, &client_id))
@@ -112,11 +115,11 @@ async fn owned(state: &AppState, client: &Authenticated, id: String) -> ApiResul
         .ok_or_else(|| OAuthError::not_found("no such permission").into())
 }
 
-pub async fn get(state: AppState, id: String, authorization: Option<String>) -> Response {
+pub async fn get(state: AppState, id: String, caller: Caller) -> Response {
     let now = now();
     respond(
         async {
-            let client = merchant(&state, authorization.as_deref(), now).await?;
+            let client = merchant(&state, &caller, now).await?;
             let p = owned(&state, &client, id).await?;
             let mut status = p.status_at(now).to_owned();
             // A pending permission whose authentication request ran out is expired with it.
@@ -138,11 +141,11 @@ pub async fn get(state: AppState, id: String, authorization: Option<String>) -> 
     )
 }
 
-pub async fn grant(state: AppState, id: String, authorization: Option<String>) -> Response {
+pub async fn grant(state: AppState, id: String, caller: Caller) -> Response {
     let now = now();
     respond(
         async {
-            let client = merchant(&state, authorization.as_deref(), now).await?;
+            let client = merchant(&state, &caller, now).await?;
             let p = owned(&state, &client, id).await?;
             if p.status != GRANTED {
                 return Err(OAuthError::not_found("the permission is not granted").into());
@@ -199,14 +202,22 @@ async fn sign_grant(state: &AppState, p: &PermissionRow, now: i64) -> ApiResult<
 
 pub async fn user_exists(
     state: AppState,
-    authorization: Option<String>,
+    caller: Caller,
     content_type: Option<String>,
     body: Bytes,
 ) -> Response {
     let now = now();
     respond(
         async {
-            merchant(&state, authorization.as_deref(), now).await?;
+            let client = merchant(&state, &caller, now).await?;
+            limits::check(
+                &state,
+                Limit::ClientUserExists,
+                &client.client.id,
+                "POST /permissions/v1/user-exists",
+                now,
+            )
+            .await?;
             let body = json_body(content_type.as_deref(), &body)?;
             let nnin = permission::parse_login_hint("loginHint", body.get("loginHint"))?;
             let nnin = nnin.as_str().to_owned();

@@ -5,6 +5,7 @@ use crate::auth::{self, AuthRequest, Method};
 use crate::crypto::jwt::{self, TYP_ACCESS_TOKEN};
 use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
+use crate::http::caller::Caller;
 use crate::http::form::Form;
 use crate::http::reply::{json_response, no_store};
 use crate::state::{now_ms, AppState};
@@ -22,7 +23,7 @@ pub const GRANT_CIBA: &str = "urn:openid:params:grant-type:ciba";
 pub async fn token(
     state: AppState,
     content_type: Option<String>,
-    authorization: Option<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Response {
     let now_ms = now_ms();
@@ -32,10 +33,11 @@ pub async fn token(
         let grant_type = form.require("grant_type")?;
         let endpoint = state.config.endpoint("/oidc/v1/token");
         let req = AuthRequest {
-            authorization: authorization.as_deref(),
+            authorization: caller.authorization.as_deref(),
             form: Some(&form),
             endpoint: &endpoint,
             allow_secret: true,
+            source: caller.source,
         };
         match grant_type {
             GRANT_CLIENT_CREDENTIALS => {

@@ -11,8 +11,7 @@ pub fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<serde_json::
             "Content-Type must be application/json",
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|_| OAuthError::invalid_request("the body is not valid JSON"))
+    ciba_domain::json::parse(body).map_err(|e| OAuthError::invalid_request(format!("the body {e}")))
 }
 
 #[derive(Debug, Default)]

@@ -2,6 +2,7 @@
 
 use crate::crypto::keyring::Purpose;
 use crate::handlers::{app, authorize, discovery, health, links, permissions, token};
+use crate::http::caller::caller;
 use crate::state::AppState;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -98,6 +99,7 @@ where
 
 pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> {
     let s = || with_state(state.clone());
+    let who = || caller(state.clone());
 
     // Path before method, so an unknown path is 404 and a known one with the wrong method 405.
     let discovery_doc = warp::path!(".well-known" / "openid-configuration")
@@ -118,7 +120,7 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(warp::post())
         .and(s())
         .and(header("content-type"))
-        .and(header("authorization"))
+        .and(who())
         .and(body())
         .then(token::token);
     // The contract's path has a trailing slash; accept it with or without.
@@ -133,39 +135,39 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
     let perm_register = perm_root
         .and(warp::post())
         .and(s())
-        .and(header("authorization"))
+        .and(who())
         .and(header("content-type"))
         .and(body())
         .then(permissions::register);
     let perm_user_exists = warp::path!("permissions" / "v1" / "user-exists")
         .and(warp::post())
         .and(s())
-        .and(header("authorization"))
+        .and(who())
         .and(header("content-type"))
         .and(body())
         .then(permissions::user_exists);
     let perm_get = warp::path!("permissions" / "v1" / String)
         .and(warp::get())
         .and(s())
-        .and(header("authorization"))
+        .and(who())
         .then(|id, st, a| permissions::get(st, id, a));
     let perm_grant = warp::path!("permissions" / "v1" / String / "grant")
         .and(warp::get())
         .and(s())
-        .and(header("authorization"))
+        .and(who())
         .then(|id, st, a| permissions::grant(st, id, a));
     let app_authorize = warp::path!("oidc" / "v1" / "app-authorize")
         .and(warp::post())
         .and(s())
         .and(header("content-type"))
-        .and(header("authorization"))
+        .and(who())
         .and(body())
         .then(authorize::app_authorize);
     let bc_authorize = warp::path!("oidc" / "v1" / "bc-authorize")
         .and(warp::post())
         .and(s())
         .and(header("content-type"))
-        .and(header("authorization"))
+        .and(who())
         .and(body())
         .then(authorize::bc_authorize);
     let app_enroll = warp::path!("app" / "v1" / "devices")
@@ -177,18 +179,18 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
     let app_list = warp::path!("app" / "v1" / "auth-requests")
         .and(warp::get())
         .and(s())
-        .and(header("authorization"))
+        .and(who())
         .and(warp::query::<HashMap<String, String>>())
         .then(app::list);
     let app_view = warp::path!("app" / "v1" / "auth-requests" / String)
         .and(warp::get())
         .and(s())
-        .and(header("authorization"))
+        .and(who())
         .then(|r, st, a| app::view(st, r, a));
     let app_decide = warp::path!("app" / "v1" / "auth-requests" / String / "decision")
         .and(warp::post())
         .and(s())
-        .and(header("authorization"))
+        .and(who())
         .and(header("content-type"))
         .and(body())
         .then(|r, st, a, ct, b| app::decide(st, r, a, ct, b));

@@ -308,6 +308,69 @@ impl TestServer {
     }
 }
 
+/// Another `ciba-api` process on a server's database, with the same issuer and keys.
+pub struct Replica {
+    pub base: String,
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Replica {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+impl TestServer {
+    /// Start a second API process on this server's database and wait until it is ready.
+    pub async fn replica(&self) -> Replica {
+        let port = free_port();
+        let log_path = std::env::temp_dir().join(format!(
+            "ciba-test-replica-{port}-{}.log",
+            std::process::id()
+        ));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = self
+            .command()
+            .env("CIBA_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let replica = Replica {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(replica.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return replica;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica not ready: {}",
+                replica.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

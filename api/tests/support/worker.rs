@@ -1,6 +1,6 @@
 //! A real `ciba-worker` process beside a [`TestServer`], and a local ping receiver.
 
-use super::app::{nnin, App, Merchant, IPHONE};
+use super::app::{nnin, App, Merchant, CALLBACK, IPHONE};
 use super::TestServer;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -31,8 +31,16 @@ pub struct WorkerProcess {
     pub log_path: PathBuf,
 }
 
+/// Development mode for notification endpoints: plain http to loopback, and deliveries to
+/// loopback addresses (the receivers of these tests listen on 127.0.0.1).
+pub const INSECURE_CALLBACKS: (&str, &str) = ("CIBA_ALLOW_INSECURE_CALLBACKS", "true");
+
+/// The worker as in production: https only, nothing on this network.
+pub const SECURE_CALLBACKS: (&str, &str) = ("CIBA_ALLOW_INSECURE_CALLBACKS", "false");
+
 impl TestServer {
-    /// Start a worker on this server's database and environment, plus `env`.
+    /// Start a worker on this server's database and environment, plus `env`. It runs with
+    /// [`INSECURE_CALLBACKS`] unless `env` says otherwise ([`SECURE_CALLBACKS`]).
     pub async fn worker(&self, env: &[(&str, &str)]) -> WorkerProcess {
         let port = super::free_port();
         let log_path =
@@ -40,7 +48,8 @@ impl TestServer {
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = self.command();
         cmd.env("CIBA_WORKER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CIBA_WORKER_POLL_MS", "50");
+            .env("CIBA_WORKER_POLL_MS", "50")
+            .env(INSECURE_CALLBACKS.0, INSECURE_CALLBACKS.1);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -108,21 +117,67 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// A ping client notified at `endpoint`, and a user with the app enrolled.
+/// A ping client notified at `endpoint` (registered with [`INSECURE_CALLBACKS`], as the
+/// test receivers are plain http on 127.0.0.1), and a user with the app enrolled.
 pub async fn ping_client(srv: &TestServer, endpoint: &str, from: u32) -> (Merchant, App) {
-    let m = Merchant::new(
-        srv,
-        "permissions/ciba openid",
-        &[
-            "--delivery-mode",
-            "ping",
-            "--notification-endpoint",
-            endpoint,
-        ],
-    )
-    .await;
+    ping_client_with(srv, endpoint, from, &[INSECURE_CALLBACKS]).await
+}
+
+/// [`ping_client`] with the admin CLI run with `env`.
+pub async fn ping_client_with(
+    srv: &TestServer,
+    endpoint: &str,
+    from: u32,
+    env: &[(&str, &str)],
+) -> (Merchant, App) {
+    let out = create_ping_client(srv, endpoint, env);
+    assert!(
+        out.status.success(),
+        "creating a ping client for {endpoint} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (id, secret) = (
+        v["client_id"].as_str().unwrap().to_owned(),
+        v["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let token = srv.access_token(&id, &secret, "permissions/ciba").await;
     let app = App::enroll(srv, &nnin(from), IPHONE).await;
-    (m, app)
+    (Merchant { id, secret, token }, app)
+}
+
+/// `ciba-api admin --json clients create` of a ping client at `endpoint`, with `env`.
+pub fn create_ping_client(
+    srv: &TestServer,
+    endpoint: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = srv.command();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args([
+        "admin",
+        "--json",
+        "clients",
+        "create",
+        "--name",
+        "Test Shop",
+    ])
+    .args([
+        "--scope",
+        "permissions/ciba openid",
+        "--callback-uri",
+        CALLBACK,
+    ])
+    .args([
+        "--delivery-mode",
+        "ping",
+        "--notification-endpoint",
+        endpoint,
+    ])
+    .output()
+    .unwrap()
 }
 
 /// One notification as the receiver saw it.
@@ -132,6 +187,8 @@ pub struct Received {
     pub authorization: Option<String>,
     pub content_type: Option<String>,
     pub body: Value,
+    /// When it arrived (before the scripted delay).
+    pub at: Instant,
 }
 
 #[derive(Default)]
@@ -200,6 +257,7 @@ impl Receiver {
                                 authorization,
                                 content_type,
                                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                                at: Instant::now(),
                             });
                             let status = g
                                 .statuses

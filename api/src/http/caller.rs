@@ -1,0 +1,148 @@
+//! Who is calling: the `Authorization` header and the source address that the abuse limits
+//! count by (contract §10). Behind an ingress, the address comes from `X-Forwarded-For`, but
+//! only when the direct peer is one of `CIBA_TRUSTED_PROXIES`; otherwise anyone could name
+//! any address there and escape the limit.
+
+use crate::http::serve::PeerAddr;
+use crate::state::AppState;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use warp::{Filter, Rejection};
+
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub authorization: Option<String>,
+    /// The client's address as far as trusted hops tell; `None` when unknown (in-process
+    /// requests), which no per-address limit counts.
+    pub source: Option<IpAddr>,
+}
+
+/// A header that is not text is rejected (400), as before this filter existed.
+pub fn caller(state: AppState) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .and(warp::ext::optional::<PeerAddr>())
+        .map(
+            move |authorization, forwarded: Option<String>, peer: Option<PeerAddr>| Caller {
+                authorization,
+                source: client_address(
+                    peer.map(|p| p.0.ip()),
+                    forwarded.as_deref(),
+                    &state.config.trusted_proxies,
+                ),
+            },
+        )
+}
+
+fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    proxies.iter().any(|n| n.contains(&ip))
+}
+
+/// IPv4-mapped IPv6 addresses (a dual-stack socket's view of IPv4 peers) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One `X-Forwarded-For` element: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_hop(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(canonical)
+}
+
+/// The client's address: the direct peer, unless it is a trusted proxy; then the nearest
+/// hop of `X-Forwarded-For` (read from the right) that is not a trusted proxy itself.
+pub fn client_address(
+    peer: Option<IpAddr>,
+    forwarded: Option<&str>,
+    proxies: &[IpNet],
+) -> Option<IpAddr> {
+    let peer = canonical(peer?);
+    if !trusted(peer, proxies) {
+        return Some(peer);
+    }
+    let Some(list) = forwarded else {
+        return Some(peer);
+    };
+    let mut nearest = peer;
+    for hop in list.rsplit(',') {
+        match parse_hop(hop) {
+            Some(ip) if trusted(ip, proxies) => nearest = ip,
+            Some(ip) => return Some(ip),
+            // A hop the proxy did not write well: stop at the last address we can believe.
+            None => return Some(nearest),
+        }
+    }
+    Some(nearest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_name_another_address() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        // The attacker connects directly and claims to be someone else: ignored.
+        assert_eq!(
+            client_address(Some(ip("203.0.113.9")), Some("198.51.100.1"), &proxies),
+            Some(ip("203.0.113.9"))
+        );
+        // No proxies configured: the header is never read.
+        assert_eq!(
+            client_address(Some(ip("10.0.0.5")), Some("198.51.100.1"), &[]),
+            Some(ip("10.0.0.5"))
+        );
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_client() {
+        let proxies = nets(&["10.0.0.0/8", "192.0.2.1/32"]);
+        assert_eq!(
+            client_address(Some(ip("10.1.2.3")), Some("198.51.100.7"), &proxies),
+            Some(ip("198.51.100.7"))
+        );
+        // A spoofed element on the left, then two trusted hops: the first untrusted from
+        // the right is the client the proxy saw.
+        assert_eq!(
+            client_address(
+                Some(ip("10.1.2.3")),
+                Some("6.6.6.6, 198.51.100.7, 192.0.2.1"),
+                &proxies
+            ),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            client_address(Some(ip("10.1.2.3")), Some("[2001:db8::1]:443"), &proxies),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(
+            client_address(
+                Some(ip("::ffff:10.1.2.3")),
+                Some("198.51.100.8:1234"),
+                &proxies
+            ),
+            Some(ip("198.51.100.8"))
+        );
+        // Garbage from the proxy: the proxy itself is the best we know.
+        assert_eq!(
+            client_address(Some(ip("10.1.2.3")), Some("not-an-ip"), &proxies),
+            Some(ip("10.1.2.3"))
+        );
+        assert_eq!(client_address(None, Some("198.51.100.7"), &proxies), None);
+    }
+}

@@ -1,0 +1,250 @@
+//! Abuse limits (contract §10). Counts live in the database (`rate_limits`), so a limit holds
+//! for the whole deployment however many replicas run. Each refusal is 429
+//! `too_many_requests` with `Retry-After` and counted in `ciba_rate_limited_total`.
+//!
+//! Failed client authentications are counted per source address; once an address is over
+//! its limit, this replica refuses its client authentications from memory until the window
+//! ends, without a database read or a password hash. Another replica learns the same at the
+//! address's next failure there, so the deployment lets at most one more attempt through per
+//! replica.
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ciba_domain::error::{ErrorCode, OAuthError};
+use ciba_domain::rate::Rate;
+use ciba_domain::secret::sha256;
+use ciba_store::rate_limits;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    ClientRegistrations,
+    ClientStarts,
+    ClientUserExists,
+    UserStarts,
+    AuthFailures,
+}
+
+impl Limit {
+    /// The `limit` label of the metric and the prefix of the stored bucket.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ClientRegistrations => "client_registrations",
+            Self::ClientStarts => "client_starts",
+            Self::ClientUserExists => "client_user_exists",
+            Self::UserStarts => "user_starts",
+            Self::AuthFailures => "auth_failures",
+        }
+    }
+
+    fn rate(self, state: &AppState) -> Rate {
+        let l = &state.config.limits;
+        match self {
+            Self::ClientRegistrations => l.client_registrations,
+            Self::ClientStarts => l.client_starts,
+            Self::ClientUserExists => l.client_user_exists,
+            Self::UserStarts => l.user_starts,
+            Self::AuthFailures => l.auth_failures,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::ClientRegistrations => "too many permission registrations by this client",
+            Self::ClientStarts => "too many authentication requests started by this client",
+            Self::ClientUserExists => "too many user-exists questions by this client",
+            Self::UserStarts => "too many authentication requests for this user",
+            Self::AuthFailures => "too many failed client authentications from this address",
+        }
+    }
+}
+
+/// The answer to a request over a limit.
+pub fn too_many(description: &'static str, retry_after: i64) -> ApiError {
+    ApiError::new(OAuthError::new(ErrorCode::TooManyRequests, description))
+        .with_retry_after(retry_after)
+}
+
+/// The stored name of a window: the limit, the window's start and a hash of the subject (a
+/// client id, a user's `sub` or an address: never stored in the clear).
+fn bucket(limit: Limit, subject: &str, window_start: i64) -> String {
+    let tagged = format!("{}\u{0}{subject}", limit.name());
+    let digest = URL_SAFE_NO_PAD.encode(&sha256(tagged.as_bytes())[..16]);
+    format!("{}:{window_start}:{digest}", limit.name())
+}
+
+/// Count one event of `limit` for `subject`; 429 when it goes over the limit.
+pub async fn check(
+    state: &AppState,
+    limit: Limit,
+    subject: &str,
+    endpoint: &'static str,
+    now: i64,
+) -> ApiResult<()> {
+    let rate = limit.rate(state);
+    if rate.is_off() {
+        return Ok(());
+    }
+    let count = hit(state, limit, rate, subject, now).await?;
+    if rate.exceeded_by(count) {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&[endpoint, limit.name()])
+            .inc();
+        return Err(too_many(limit.describe(), rate.retry_after(now)));
+    }
+    Ok(())
+}
+
+async fn hit(
+    state: &AppState,
+    limit: Limit,
+    rate: Rate,
+    subject: &str,
+    now: i64,
+) -> ApiResult<i64> {
+    let key = bucket(limit, subject, rate.window_start(now));
+    let expires_at = rate.window_end(now);
+    // Counters are soft state: a crash may forget the last few, which only relaxes a limit.
+    state
+        .db_soft(move |c| rate_limits::hit_in_transaction(c, &key, expires_at))
+        .await
+}
+
+/// The key an address is counted under: IPv6 by its /64 (one subscriber's usual share).
+fn address_subject(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+const MAX_BLOCKED: usize = 100_000;
+
+/// Addresses over their failed-authentication limit, until their window ends.
+#[derive(Default)]
+pub struct BlockedAddresses {
+    any: AtomicBool,
+    until: RwLock<HashMap<String, i64>>,
+}
+
+impl BlockedAddresses {
+    /// Seconds until `ip` may authenticate again, if it is blocked now.
+    pub fn retry_after(&self, ip: IpAddr, now: i64) -> Option<i64> {
+        if !self.any.load(Ordering::Relaxed) {
+            return None;
+        }
+        let map = self.until.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&address_subject(ip))
+            .filter(|until| **until > now)
+            .map(|until| until - now)
+    }
+
+    fn block(&self, ip: IpAddr, until: i64, now: i64) {
+        let mut map = self.until.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_BLOCKED {
+            map.retain(|_, u| *u > now);
+        }
+        // Still full: the database count keeps refusing each failure of a new address.
+        if map.len() < MAX_BLOCKED {
+            map.insert(address_subject(ip), until);
+            self.any.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Refuse at once a client authentication from an address over its limit.
+pub fn refuse_blocked(state: &AppState, ip: Option<IpAddr>, now: i64) -> ApiResult<()> {
+    let Some(ip) = ip else { return Ok(()) };
+    match state.blocked.retry_after(ip, now) {
+        Some(wait) => {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["client authentication", Limit::AuthFailures.name()])
+                .inc();
+            Err(too_many(Limit::AuthFailures.describe(), wait))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Count a failed client authentication from `ip`. Over the limit, the failure becomes
+/// 429 and the address is refused until its window ends.
+pub async fn auth_failed(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    failure: ApiError,
+    now: i64,
+) -> ApiError {
+    let rate = Limit::AuthFailures.rate(state);
+    let Some(ip) = ip.filter(|_| !rate.is_off()) else {
+        return failure;
+    };
+    let subject = address_subject(ip);
+    match hit(state, Limit::AuthFailures, rate, &subject, now).await {
+        Ok(count) if rate.exceeded_by(count) => {
+            state.blocked.block(ip, rate.window_end(now), now);
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&["client authentication", Limit::AuthFailures.name()])
+                .inc();
+            too_many(Limit::AuthFailures.describe(), rate.retry_after(now))
+        }
+        Ok(_) => failure,
+        Err(e) => {
+            tracing::warn!(error = ?e.error, "counting a failed authentication failed");
+            failure
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_hide_the_subject_and_part_by_window() {
+        let a = bucket(Limit::UserStarts, "user-sub-1", 60);
+        assert!(a.starts_with("user_starts:60:"));
+        assert!(!a.contains("user-sub-1"));
+        assert_ne!(a, bucket(Limit::UserStarts, "user-sub-1", 120));
+        assert_ne!(a, bucket(Limit::UserStarts, "user-sub-2", 60));
+        assert_ne!(a, bucket(Limit::ClientStarts, "user-sub-1", 60));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_subject(a), address_subject(b));
+        assert_ne!(address_subject(a), address_subject(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(address_subject(mapped), "192.0.2.1");
+    }
+
+    #[test]
+    fn blocks_until_the_window_ends() {
+        let b = BlockedAddresses::default();
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(b.retry_after(ip, 100), None);
+        b.block(ip, 120, 100);
+        assert_eq!(b.retry_after(ip, 100), Some(20));
+        assert_eq!(b.retry_after("192.0.2.10".parse().unwrap(), 100), None);
+        assert_eq!(b.retry_after(ip, 120), None);
+    }
+}

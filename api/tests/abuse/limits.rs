@@ -1,0 +1,259 @@
+//! Abuse limits (contract §10): 429 `too_many_requests` with `Retry-After`, traffic through
+//! again after the window, and the same count on every replica.
+
+use crate::on_both_backends;
+use crate::support::app::{nnin, nonce_statement, App, Merchant, IPHONE, SCOPES};
+use crate::support::{Backend, TestServer};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WINDOW: u64 = 4;
+
+/// Wait for the start of a fresh window (windows are aligned to multiples of their length),
+/// so a short burst falls in one window.
+async fn fresh_window() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let into = now % (WINDOW * 1000);
+    tokio::time::sleep(Duration::from_millis(WINDOW * 1000 - into + 100)).await;
+}
+
+fn assert_limited(status: u16, headers: &reqwest::header::HeaderMap, body: &Value) -> u64 {
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "too_many_requests", "{body}");
+    assert!(body["error_description"]
+        .as_str()
+        .is_some_and(|d| !d.is_empty()));
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=WINDOW).contains(&wait), "Retry-After {wait}");
+    wait
+}
+
+async fn register(
+    srv: &TestServer,
+    m: &Merchant,
+    base: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let t = crate::support::app::now();
+    let body = json!({"type": "authentication.v1", "iat": t, "exp": t + 600, "permission": nonce_statement(),
+                      "intents": ["ciba"], "loginHint": [{"scheme": "nnin", "value": nnin(10)}]});
+    let resp = srv
+        .http
+        .post(format!("{base}/permissions/v1/"))
+        .bearer_auth(&m.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    (status, headers, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn user_exists(srv: &TestServer, m: &Merchant) -> (u16, reqwest::header::HeaderMap, Value) {
+    let resp = srv
+        .http
+        .post(srv.url("/permissions/v1/user-exists"))
+        .bearer_auth(&m.token)
+        .json(&json!({"loginHint": [{"scheme": "nnin", "value": nnin(10)}]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    (status, headers, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn login(
+    srv: &TestServer,
+    m: &Merchant,
+    user: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    // The reference document's client authentication: the access token as assertion.
+    srv.post_form(
+        "/oidc/v1/bc-authorize",
+        None,
+        &[
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &m.token),
+            ("login_hint", user),
+            ("scope", "openid"),
+            ("binding_message", "Sign in 4821"),
+        ],
+    )
+    .await
+}
+
+async fn per_client_limits(backend: Backend) {
+    let srv = TestServer::start_with(
+        backend,
+        &[
+            ("CIBA_LIMIT_CLIENT_REGISTRATIONS", "3/4"),
+            ("CIBA_LIMIT_CLIENT_USER_EXISTS", "3/4"),
+            ("CIBA_LIMIT_CLIENT_STARTS", "2/4"),
+            ("CIBA_LIMIT_USER_STARTS", "0"),
+        ],
+    )
+    .await;
+    let (spammer, prober, starter) = (
+        Merchant::new(&srv, SCOPES, &[]).await,
+        Merchant::new(&srv, SCOPES, &[]).await,
+        Merchant::new(&srv, SCOPES, &[]).await,
+    );
+    App::enroll(&srv, &nnin(10), IPHONE).await;
+
+    fresh_window().await;
+    for _ in 0..3 {
+        assert_eq!(register(&srv, &spammer, &srv.base).await.0, 201);
+        assert_eq!(user_exists(&srv, &prober).await.0, 200);
+    }
+    let (status, headers, body) = register(&srv, &spammer, &srv.base).await;
+    let wait = assert_limited(status, &headers, &body);
+    let (status, headers, body) = user_exists(&srv, &prober).await;
+    assert_limited(status, &headers, &body);
+    // Another client is not held back by the spammer.
+    assert_eq!(register(&srv, &starter, &srv.base).await.0, 201);
+
+    fresh_window().await;
+    for _ in 0..2 {
+        let (status, _, body) = login(&srv, &starter, &nnin(10)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, headers, body) = login(&srv, &starter, &nnin(10)).await;
+    assert_limited(status, &headers, &body);
+
+    // Once the window has passed, traffic goes through again.
+    tokio::time::sleep(Duration::from_secs(wait.max(1))).await;
+    assert_eq!(register(&srv, &spammer, &srv.base).await.0, 201);
+    assert_eq!(user_exists(&srv, &prober).await.0, 200);
+    let metrics = srv.metrics().await;
+    for (endpoint, limit) in [
+        ("POST /permissions/v1/", "client_registrations"),
+        ("POST /permissions/v1/user-exists", "client_user_exists"),
+        ("POST /oidc/v1/bc-authorize", "client_starts"),
+    ] {
+        let series = format!(r#"ciba_rate_limited_total{{endpoint="{endpoint}",limit="{limit}"}}"#);
+        assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
+    }
+}
+
+/// Push-bombing: requests for one user are limited across all clients, while other users
+/// and the same clients carry on.
+async fn one_user_cannot_be_push_bombed(backend: Backend) {
+    let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_USER_STARTS", "3/4")]).await;
+    let (a, b) = (
+        Merchant::new(&srv, SCOPES, &[]).await,
+        Merchant::new(&srv, SCOPES, &[]).await,
+    );
+    let (victim, other) = (nnin(20), nnin(30));
+    App::enroll(&srv, &victim, IPHONE).await;
+    App::enroll(&srv, &other, IPHONE).await;
+    fresh_window().await;
+    for m in [&a, &a, &b] {
+        let (status, _, body) = login(&srv, m, &victim).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, headers, body) = login(&srv, &b, &victim).await;
+    let wait = assert_limited(status, &headers, &body);
+    let (status, _, body) = login(&srv, &a, &victim).await;
+    assert_eq!(status, 429, "{body}");
+    let (status, _, body) = login(&srv, &a, &other).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let (status, _, body) = login(&srv, &b, &victim).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn token(
+    srv: &TestServer,
+    id: &str,
+    secret: &str,
+    forwarded: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = srv
+        .http
+        .post(srv.url("/oidc/v1/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "permissions/client"),
+        ]);
+    if let Some(f) = forwarded {
+        req = req.header("x-forwarded-for", f);
+    }
+    let resp = req.send().await.unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    (status, headers, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Guessing secrets from one address: refused after a few failures, even with the right
+/// secret, until the window ends; a spoofed `X-Forwarded-For` does not help.
+async fn failed_authentications_are_limited_per_address(backend: Backend) {
+    let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_AUTH_FAILURES", "3/4")]).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    fresh_window().await;
+    for i in 0..3 {
+        let (status, _, body) = token(&srv, &m.id, &format!("guess-{i}"), None).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, headers, body) = token(&srv, &m.id, "guess-3", None).await;
+    let wait = assert_limited(status, &headers, &body);
+    let (status, _, body) = token(&srv, &m.id, &m.secret, None).await;
+    assert_eq!(
+        status, 429,
+        "the right secret got through a blocked address: {body}"
+    );
+    let (status, _, _) = token(&srv, "made-up", "x", Some("198.51.100.9")).await;
+    assert_eq!(
+        status, 429,
+        "X-Forwarded-For from an untrusted peer was believed"
+    );
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let (status, _, body) = token(&srv, &m.id, &m.secret, None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Behind a trusted proxy, each forwarded client is counted on its own.
+    let srv = TestServer::start_with(
+        backend,
+        &[
+            ("CIBA_LIMIT_AUTH_FAILURES", "3/4"),
+            ("CIBA_TRUSTED_PROXIES", "127.0.0.0/8"),
+        ],
+    )
+    .await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    fresh_window().await;
+    for i in 0..4 {
+        token(&srv, &m.id, &format!("guess-{i}"), Some("198.51.100.1")).await;
+    }
+    let (status, _, _) = token(&srv, &m.id, &m.secret, Some("198.51.100.1")).await;
+    assert_eq!(status, 429);
+    let (status, _, body) = token(&srv, &m.id, &m.secret, Some("198.51.100.2")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Two API processes on one database share every count.
+async fn limits_hold_across_replicas(backend: Backend) {
+    let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_CLIENT_REGISTRATIONS", "4/4")]).await;
+    let replica = srv.replica().await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    fresh_window().await;
+    for base in [&srv.base, &replica.base, &srv.base, &replica.base] {
+        let (status, _, body) = register(&srv, &m, base).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for base in [&srv.base, &replica.base] {
+        let (status, headers, body) = register(&srv, &m, base).await;
+        assert_limited(status, &headers, &body);
+    }
+}
+
+on_both_backends!(
+    per_client_limits,
+    one_user_cannot_be_push_bombed,
+    failed_authentications_are_limited_per_address,
+    limits_hold_across_replicas,
+);

@@ -1,0 +1,65 @@
+//! One permission token, one answer about the user: a merchant cannot probe a victim's phone
+//! model (`device_mismatch`) or enrolment (`unknown_user_id`) again and again with it.
+
+use crate::on_both_backends;
+use crate::support::app::{device_info, nnin, payment_statement, App, Merchant, IPHONE, SCOPES};
+use crate::support::{Backend, TestServer};
+
+async fn try_device(
+    srv: &TestServer,
+    m: &Merchant,
+    pt: &str,
+    device: (&str, &str, &str),
+) -> (u16, String) {
+    let (status, body) = m
+        .app_authorize(
+            srv,
+            &[
+                ("login_hint_token", pt),
+                ("scope", "openid"),
+                ("device_info", &device_info(device)),
+            ],
+        )
+        .await;
+    (status, body["error"].as_str().unwrap_or("").to_owned())
+}
+
+async fn a_mismatch_uses_up_the_permission_token(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let victim = nnin(50);
+    App::enroll(&srv, &victim, IPHONE).await;
+    let created = m
+        .register(&srv, &payment_statement(), "payment.v1", &victim, "app2app")
+        .await;
+    let pt = created["permissionToken"].as_str().unwrap();
+    // The attacker guesses a model: wrong.
+    let guess = try_device(&srv, &m, pt, ("ios", "Apple", "iPhone15,3")).await;
+    assert_eq!(guess, (400, "device_mismatch".to_owned()));
+    // A second guess with the same token learns nothing more, even the right model.
+    let (status, error) = try_device(&srv, &m, pt, IPHONE).await;
+    assert_eq!(status, 400);
+    assert_ne!(error, "device_mismatch");
+    assert_eq!(error, "invalid_request");
+
+    // The same for a user with no enrolled app.
+    let stranger = nnin(60);
+    let created = m
+        .register(
+            &srv,
+            &payment_statement(),
+            "payment.v1",
+            &stranger,
+            "app2app",
+        )
+        .await;
+    let pt = created["permissionToken"].as_str().unwrap();
+    assert_eq!(
+        try_device(&srv, &m, pt, IPHONE).await,
+        (400, "unknown_user_id".to_owned())
+    );
+    let (status, error) = try_device(&srv, &m, pt, IPHONE).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_request"));
+}
+
+on_both_backends!(a_mismatch_uses_up_the_permission_token);
