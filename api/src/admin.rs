@@ -158,6 +158,10 @@ fn clients_cmd(
             if name.is_empty() || name.len() > 200 {
                 return Err("--name must be 1 to 200 characters".into());
             }
+            // The app shows the client's name beside what the user approves.
+            if let Some(hidden) = ciba_domain::text::first_hidden(&name, &[]) {
+                return Err(format!("--name must not contain {hidden}"));
+            }
             let scopes =
                 ScopeSet::parse(&scope).map_err(|e| format!("--scope: {}", e.description))?;
             if let Some(bad) = scopes.iter().find(|s| !all_supported().contains(s)) {

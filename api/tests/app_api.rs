@@ -346,9 +346,19 @@ async fn bc_authorize_flows(b: Backend) {
             "invalid_binding_message",
         ),
         (
-            vec![("login_hint", "12345678901"), ("scope", "openid")],
+            vec![
+                ("login_hint", "12345678901"),
+                ("scope", "openid"),
+                ("binding_message", "K7Q-4MX"),
+            ],
             400,
             "unknown_user_id",
+        ),
+        // CIBA §13: a plain login_hint with nothing the user can match on the screen.
+        (
+            vec![("login_hint", &app.nnin), ("scope", "openid")],
+            400,
+            "invalid_binding_message",
         ),
     ];
     for (fields, status, code) in cases {
@@ -361,7 +371,14 @@ async fn bc_authorize_flows(b: Backend) {
     }
     let nobody = nnin(500);
     let (got, err) = m
-        .bc_authorize(&srv, &[("login_hint", &nobody), ("scope", "openid")])
+        .bc_authorize(
+            &srv,
+            &[
+                ("login_hint", &nobody),
+                ("scope", "openid"),
+                ("binding_message", "K7Q-4MX"),
+            ],
+        )
         .await;
     assert_eq!((got, err["error"].as_str()), (400, Some("unknown_user_id")));
 }

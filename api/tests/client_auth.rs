@@ -6,7 +6,7 @@ mod support;
 
 use ciba_api::auth::{authenticate, AuthRequest, Method};
 use ciba_api::config::Config;
-use ciba_api::crypto::jwt::{self, TYP_ACCESS_TOKEN};
+use ciba_api::crypto::jwt::{self, TYP_CLIENT_TOKEN};
 use ciba_api::crypto::keyring::{self, Purpose};
 use ciba_api::crypto::password::hash_secret;
 use ciba_api::state::AppState;
@@ -122,7 +122,7 @@ async fn bearer_access_tokens(b: Backend) {
     let token = own_token(
         &f,
         Purpose::Oidc,
-        TYP_ACCESS_TOKEN,
+        TYP_CLIENT_TOKEN,
         at_claims(&f, "permissions/client permissions/text"),
     );
     let auth = bearer(&f, &token).await.unwrap();
@@ -150,15 +150,15 @@ async fn bearer_access_tokens(b: Backend) {
     let cases = [
         (
             "expired",
-            own_token(&f, Purpose::Oidc, TYP_ACCESS_TOKEN, expired),
+            own_token(&f, Purpose::Oidc, TYP_CLIENT_TOKEN, expired),
         ),
         (
             "wrong audience",
-            own_token(&f, Purpose::Oidc, TYP_ACCESS_TOKEN, wrong_aud),
+            own_token(&f, Purpose::Oidc, TYP_CLIENT_TOKEN, wrong_aud),
         ),
         (
             "unregistered client",
-            own_token(&f, Purpose::Oidc, TYP_ACCESS_TOKEN, unknown_client),
+            own_token(&f, Purpose::Oidc, TYP_CLIENT_TOKEN, unknown_client),
         ),
         (
             "an ID token is not an access token",
@@ -174,7 +174,7 @@ async fn bearer_access_tokens(b: Backend) {
             own_token(
                 &f,
                 Purpose::Grants,
-                TYP_ACCESS_TOKEN,
+                TYP_CLIENT_TOKEN,
                 at_claims(&f, "permissions/client"),
             ),
         ),

@@ -24,6 +24,7 @@ async fn finished_requests(srv: &TestServer, endpoint: &str, n: usize) -> Vec<St
                 &[
                     ("login_hint", &app.nnin),
                     ("scope", "openid"),
+                    ("binding_message", "Ping test"),
                     ("client_notification_token", "tok"),
                 ],
             )

@@ -34,6 +34,7 @@ async fn start(srv: &TestServer, m: &Merchant, app: &App, token: &str) -> (Strin
             &[
                 ("login_hint", &app.nnin),
                 ("scope", "openid"),
+                ("binding_message", "Ping test"),
                 ("client_notification_token", token),
             ],
         )
@@ -77,7 +78,14 @@ async fn approval_and_expiry_are_pinged(b: Backend) {
     // A poll-mode client's outcomes queue nothing.
     let poller = Merchant::new(&srv, "permissions/ciba openid", &[]).await;
     let (status, polled) = poller
-        .bc_authorize(&srv, &[("login_hint", &app.nnin), ("scope", "openid")])
+        .bc_authorize(
+            &srv,
+            &[
+                ("login_hint", &app.nnin),
+                ("scope", "openid"),
+                ("binding_message", "Ping test"),
+            ],
+        )
         .await;
     assert_eq!(status, 200, "{polled}");
 

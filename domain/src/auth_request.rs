@@ -107,10 +107,16 @@ pub fn validate_notification_token(token: &str) -> Result<(), OAuthError> {
 /// `binding_message` (CIBA §7.1): short, plain text the user can compare on both screens.
 pub fn validate_binding_message(text: &str) -> Result<(), OAuthError> {
     let n = text.chars().count();
-    if n == 0 || n > 64 || text.chars().any(char::is_control) {
+    if n == 0 || n > 64 {
         return Err(OAuthError::new(
             ErrorCode::InvalidBindingMessage,
             "binding_message must be 1 to 64 characters of plain text",
+        ));
+    }
+    if let Some(hidden) = crate::text::first_hidden(text, &[]) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidBindingMessage,
+            format!("binding_message must not contain {hidden}"),
         ));
     }
     Ok(())

@@ -12,6 +12,7 @@ pub mod permission;
 pub mod rate;
 pub mod scope;
 pub mod secret;
+pub mod text;
 
 /// UNIX time in whole seconds.
 pub type UnixTime = i64;

@@ -316,14 +316,16 @@ pub fn slow_down(
     Ok(())
 }
 
-/// Redeem an approved request exactly once. Only the caller that flips `redeemed_at` wins.
+/// Redeem an approved request exactly once, before its expiry. Only the caller that flips
+/// `redeemed_at` wins.
 pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> StoreResult<bool> {
     let n = diesel::update(
         auth_requests::table
             .filter(auth_requests::id.eq(id))
             .filter(auth_requests::client_id.eq(client_id))
             .filter(auth_requests::status.eq("approved"))
-            .filter(auth_requests::redeemed_at.is_null()),
+            .filter(auth_requests::redeemed_at.is_null())
+            .filter(auth_requests::expires_at.gt(now)),
     )
     .set(auth_requests::redeemed_at.eq(now))
     .execute(conn)?;

@@ -65,16 +65,15 @@ pub async fn private_key_jwt(
     let fail = |d: &'static str| invalid_client(d, false, false);
     let unverified =
         super::peek_issuer(token).ok_or_else(|| fail("client_assertion is not a JWT"))?;
+    // Unknown client, no registered keys, unusable keys or a signature none of them verifies:
+    // one answer, so the caller learns nothing about which clients exist or have keys.
+    const FAILED: &str = "client authentication failed";
     let client = load_client(state, &unverified)
         .await?
-        .ok_or_else(|| fail("unknown client"))?;
-    let jwks = client
-        .jwks
-        .as_deref()
-        .ok_or_else(|| fail("the client has no registered keys"))?;
-    let set: JwkSet = serde_json::from_str(jwks)
-        .map_err(|_| fail("the client's registered keys are unusable"))?;
-    let claims = verify_with_set(token, &set).map_err(fail)?;
+        .ok_or_else(|| fail(FAILED))?;
+    let jwks = client.jwks.as_deref().ok_or_else(|| fail(FAILED))?;
+    let set: JwkSet = serde_json::from_str(jwks).map_err(|_| fail(FAILED))?;
+    let claims = verify_with_set(token, &set).map_err(|_| fail(FAILED))?;
     if claims.get("sub").and_then(Value::as_str) != Some(client.id.as_str()) {
         return Err(fail("sub must equal iss (the client_id)"));
     }

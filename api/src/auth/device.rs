@@ -20,6 +20,8 @@ pub struct AuthenticatedDevice {
     pub key: DecodingKey,
 }
 
+const DEVICE_AUTH_FAILED: &str = "device authentication failed";
+
 fn unauthorized(text: &'static str) -> ApiError {
     ApiError::new(OAuthError::new(ErrorCode::InvalidToken, text))
         .with_challenge("Bearer realm=\"ciba-app\", error=\"invalid_token\"")
@@ -67,18 +69,26 @@ pub async fn authenticate_device(
         .kid
         .ok_or_else(|| unauthorized("device JWT has no kid"))?;
     if !ciba_domain::ids::is_well_formed_id(&kid) {
-        return Err(unauthorized("unknown device"));
+        return Err(unauthorized(DEVICE_AUTH_FAILED));
     }
     let id = kid.clone();
     let device = state
         .db(move |c| users::find_device(c, &id))
         .await?
-        .ok_or_else(|| unauthorized("unknown device"))?;
+        .ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
+    // Unknown, revoked, unusable or not this device's signature: one answer, so the caller
+    // learns nothing about which devices exist or were revoked.
     if device.status != DEVICE_ACTIVE {
-        return Err(unauthorized("the device is revoked"));
+        return Err(unauthorized(DEVICE_AUTH_FAILED));
     }
-    let key = device_key(&device).ok_or_else(|| unauthorized("the device key is unusable"))?;
-    let (_, claims) = jwt::verify_signature(token, &key, Algorithm::ES256).map_err(unauthorized)?;
+    let key = device_key(&device).ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
+    let (_, claims) =
+        jwt::verify_signature(token, &key, Algorithm::ES256).map_err(|e| match e {
+            jwt::REPEATED_CLAIM => ApiError::from(OAuthError::invalid_request(
+                "the device JWT repeats a claim",
+            )),
+            _ => unauthorized(DEVICE_AUTH_FAILED),
+        })?;
     if claims.get("sub").and_then(Value::as_str) != Some(device.id.as_str())
         || claims.get("iat").is_none()
     {

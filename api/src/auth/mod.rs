@@ -8,7 +8,7 @@ pub mod device;
 pub mod external;
 pub mod secret;
 
-use crate::crypto::jwt::{self, Expect, TYP_ACCESS_TOKEN};
+use crate::crypto::jwt::{self, Expect, TYP_CLIENT_TOKEN};
 use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
@@ -232,6 +232,10 @@ async fn token_auth(
             .get("client_id")
             .and_then(Value::as_str)
             .ok_or_else(|| fail("token has no client_id"))?;
+        // A client's own token names the client as its subject (a user's names the user).
+        if claims.get("sub").and_then(Value::as_str) != Some(client_id) {
+            return Err(fail("the token does not authenticate a client"));
+        }
         let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
         (
             client_id.to_owned(),
@@ -272,7 +276,7 @@ async fn token_auth(
 pub fn verify_access_token(state: &AppState, token: &str, now: i64) -> Result<Value, &'static str> {
     let claims = state
         .keys
-        .verify(token, Purpose::Oidc, TYP_ACCESS_TOKEN, now)?;
+        .verify(token, Purpose::Oidc, TYP_CLIENT_TOKEN, now)?;
     let issuer = state.config.issuer.as_str();
     jwt::check_claims(
         &claims,

@@ -6,9 +6,14 @@ use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::Serialize;
 use serde_json::Value;
 
-/// `typ` of our access tokens (RFC 9068); ID tokens and permission tokens use others, so one
-/// kind of token can never be presented as another.
-pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
+/// Each kind of token we sign has its own `typ`, checked wherever a token is accepted, so one
+/// kind can never be presented as another.
+///
+/// The `client_credentials` access token: the only token of ours that authenticates a client.
+pub const TYP_CLIENT_TOKEN: &str = "client-at+jwt";
+/// The access token issued with an ID token by the CIBA grant (RFC 9068), for resource
+/// servers only: it never authenticates a client here.
+pub const TYP_USER_ACCESS_TOKEN: &str = "at+jwt";
 pub const TYP_PERMISSION_TOKEN: &str = "permission+jwt";
 pub const TYP_ID_TOKEN: &str = "JWT";
 
@@ -44,7 +49,29 @@ pub fn verify_signature(
     if !data.claims.is_object() {
         return Err("claims are not a JSON object");
     }
+    strict_payload(token)?;
     Ok((data.header, data.claims))
+}
+
+/// The error of a signed payload that repeats a claim (answered 400 `invalid_request`).
+pub const REPEATED_CLAIM: &str = "a claim is repeated";
+
+/// The payload under the rules for client JSON ([`ciba_domain::json`]): a repeated claim
+/// (`{"decision":"decline","decision":"approve"}`) reads differently to different parsers,
+/// so a signed document that holds one is refused.
+fn strict_payload(token: &str) -> Result<(), &'static str> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).ok_or("malformed JWT")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| "malformed JWT")?;
+    ciba_domain::json::parse(&bytes)
+        .map(|_| ())
+        .map_err(|e| match e {
+            ciba_domain::json::JsonError::DuplicateKey(_) => REPEATED_CLAIM,
+            ciba_domain::json::JsonError::TooDeep => "claims nest too deeply",
+            ciba_domain::json::JsonError::Syntax => "claims are not JSON",
+        })
 }
 
 pub fn alg_of(key: &LoadedKey) -> Algorithm {

@@ -191,6 +191,8 @@ pub async fn view(state: AppState, link_ref: String, caller: Caller) -> Response
         async {
             let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let (r, p) = request_for(&state, &dev, link_ref).await?;
+            // What the request asks is shown only to a device that may answer it.
+            may_decide(&r, &dev)?;
             let statement: Value = URL_SAFE_NO_PAD
                 .decode(&p.statement)
                 .ok()
@@ -256,16 +258,7 @@ pub async fn decide(
                 );
             }
             let amr = validate_amr(claims.get("amr"))?;
-            if r.allowed_devices()
-                .is_some_and(|ids| !ids.contains(&dev.device.id))
-            {
-                return Err(OAuthError::new(
-                    ErrorCode::AccessDenied,
-                    "only the device that matched at app-authorize may decide",
-                )
-                .with_status(403)
-                .into());
-            }
+            may_decide(&r, &dev)?;
             if status_at(&r.status, r.expires_at, now) != req::PENDING {
                 return Err(not_pending());
             }
@@ -321,6 +314,21 @@ pub async fn decide(
     )
 }
 
+/// App2App: only the devices that matched at app-authorize may see or decide the request.
+fn may_decide(r: &AuthRequestRow, dev: &AuthenticatedDevice) -> ApiResult<()> {
+    if r.allowed_devices()
+        .is_some_and(|ids| !ids.contains(&dev.device.id))
+    {
+        return Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "only the device that matched at app-authorize may see or decide this request",
+        )
+        .with_status(403)
+        .into());
+    }
+    Ok(())
+}
+
 fn not_pending() -> ApiError {
     OAuthError::new(
         ErrorCode::RequestNotPending,
@@ -340,7 +348,12 @@ fn verify_decision(signed: &str, dev: &AuthenticatedDevice) -> ApiResult<Value> 
     if header.kid.as_deref().is_some_and(|k| k != dev.device.id) {
         return Err(bad());
     }
-    let (_, claims) =
-        jwt::verify_signature(signed, &dev.key, Algorithm::ES256).map_err(|_| bad())?;
+    let (_, claims) = jwt::verify_signature(signed, &dev.key, Algorithm::ES256).map_err(|e| {
+        if e == jwt::REPEATED_CLAIM {
+            ApiError::from(OAuthError::invalid_request(format!("signed_decision: {e}")))
+        } else {
+            bad()
+        }
+    })?;
     Ok(claims)
 }

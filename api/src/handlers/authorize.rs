@@ -125,17 +125,20 @@ async fn usable_permission(
     Ok(p)
 }
 
-/// `scope` of an authentication: must hold `openid`; every member an ID-token scope the
-/// client is entitled to (`sub_nnin` only for clients registered for it).
+/// `scope` of an authentication (contract §5): must hold `openid`, which the client must be
+/// registered for; `profile` and `sub_bankid` are open to every such client; `sub_nnin` only
+/// to clients entitled to it (`--sub-nnin`).
 fn authentication_scope(raw: Option<&str>, client: &Client) -> ApiResult<ScopeSet> {
     let scopes = ScopeSet::parse(raw.unwrap_or(""))?;
     if !scopes.contains(scope::OPENID) {
         return Err(err(ErrorCode::InvalidScope, "scope must contain openid"));
     }
     for s in scopes.iter() {
-        let entitled = ID_TOKEN_SCOPES.contains(&s)
-            && client.scopes.contains(s)
-            && (s != scope::SUB_NNIN || client.sub_nnin);
+        let entitled = match s {
+            scope::OPENID => client.scopes.contains(s),
+            scope::SUB_NNIN => client.sub_nnin,
+            _ => ID_TOKEN_SCOPES.contains(&s),
+        };
         if !entitled {
             return Err(OAuthError::invalid_scope(format!(
                 "the client is not entitled to scope {s}"
@@ -389,6 +392,10 @@ pub async fn bc_authorize(
                 (usable_permission(&state, id, &client.client, Intent::Ciba, now).await?, None)
             }
             "login_hint" => {
+                // CIBA §13: nothing else tells the user which request to approve.
+                if binding.is_none() {
+                    return Err(err(ErrorCode::InvalidBindingMessage, "binding_message is required with login_hint"));
+                }
                 let nnin = Nnin::parse(form.require("login_hint")?).map_err(|_| err(ErrorCode::UnknownUserId, "login_hint is not a valid NNIN"))?;
                 let (p, nonce_hash) = login_permission(&state, &client.client, &nnin, now);
                 (p, Some(nonce_hash))

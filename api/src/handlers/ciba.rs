@@ -2,7 +2,7 @@
 //! from the database (so every replica agrees), exactly-once redemption, and the ID token.
 
 use crate::auth::Authenticated;
-use crate::crypto::jwt::{self, TYP_ACCESS_TOKEN, TYP_ID_TOKEN};
+use crate::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
 use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
@@ -67,7 +67,14 @@ pub async fn grant(
             ));
         }
         return match status_at(&row.status, row.expires_at, now) {
+            // Approved, but not redeemed in time: expired like any request (contract §3).
+            APPROVED if now >= row.expires_at => {
+                Err(error(ErrorCode::ExpiredToken, "the request has expired"))
+            }
             APPROVED => {
+                // Tokens first: if building or signing fails, the approval is still there
+                // for the next poll. Then exactly one caller redeems (conditional update).
+                let tokens = issue_tokens(state, &client.client, &row, now).await?;
                 let (i, c) = (id.clone(), client_id.clone());
                 if !state
                     .db_write_one(move |conn| requests::redeem(conn, &i, &c, now))
@@ -78,7 +85,7 @@ pub async fn grant(
                         "the auth_req_id was already redeemed",
                     ));
                 }
-                issue_tokens(state, &client.client, &row, now).await
+                Ok(tokens)
             }
             DECLINED => Err(error(ErrorCode::AccessDenied, "the user declined")),
             EXPIRED => {
@@ -204,7 +211,7 @@ async fn issue_tokens(
         "iss": cfg.issuer, "sub": user.sub, "aud": cfg.issuer, "client_id": client.id, "scope": row.scope,
         "iat": now, "exp": now + cfg.access_token_ttl, "jti": random_id(),
     });
-    let access_token = sign(SigningAlg::Es256, TYP_ACCESS_TOKEN, &access)?;
+    let access_token = sign(SigningAlg::Es256, TYP_USER_ACCESS_TOKEN, &access)?;
     Ok(json_response(
         200,
         &json!({"access_token": access_token, "token_type": "Bearer", "expires_in": cfg.access_token_ttl, "id_token": id_token}),

@@ -7,7 +7,7 @@ use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
-use crate::http::reply::json_response;
+use crate::http::reply::{json_response, no_store};
 use crate::limits::{self, Limit};
 use crate::state::{now, AppState};
 use ciba_domain::auth_request::status_at;
@@ -23,8 +23,10 @@ use serde_json::{json, Value};
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
 
+/// Every answer here may carry a token (`permissionToken`, a grant) or personal data: never
+/// stored by a cache (RFC 6749 §5.1).
 fn respond(result: ApiResult<Response>) -> Response {
-    result.unwrap_or_else(ApiError::into_response)
+    no_store(result.unwrap_or_else(ApiError::into_response))
 }
 
 async fn merchant(state: &AppState, caller: &Caller, now: i64) -> ApiResult<Authenticated> {

@@ -2,7 +2,7 @@
 //! in its own module.
 
 use crate::auth::{self, AuthRequest, Method};
-use crate::crypto::jwt::{self, TYP_ACCESS_TOKEN};
+use crate::crypto::jwt::{self, TYP_CLIENT_TOKEN};
 use crate::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
@@ -106,7 +106,7 @@ fn client_credentials(
         "exp": now + ttl,
         "jti": random_id(),
     });
-    let token = jwt::sign(&key, TYP_ACCESS_TOKEN, &claims).map_err(|e| {
+    let token = jwt::sign(&key, TYP_CLIENT_TOKEN, &claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         ApiError::new(OAuthError::server_error())
     })?;

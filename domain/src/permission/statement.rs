@@ -47,8 +47,10 @@ fn string<'a>(
             &format!("must be at most {max_chars} characters"),
         ));
     }
-    if s.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(bad(&name, "must not contain control characters"));
+    // Only a text.v1 text may run over several lines.
+    let allowed: &[char] = if field == "text" { &['\n'] } else { &[] };
+    if let Some(hidden) = crate::text::first_hidden(s, allowed) {
+        return Err(bad(&name, &format!("must not contain {hidden}")));
     }
     Ok(s)
 }

@@ -1,0 +1,41 @@
+//! Issue "close the token, statement and device loopholes": each test is the attempt of a
+//! rogue merchant, a thief of one token or a second phone, and its refusal, on both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod app_view;
+mod scopes;
+mod statements;
+mod tokens;
+
+use support::app::{start, App, Merchant, IPHONE};
+use support::TestServer;
+
+/// Start an App2App request for `app` and approve it; returns (auth_req_id, ref).
+pub async fn approved(srv: &TestServer, m: &Merchant, app: &App) -> (String, String) {
+    let (status, s) = start(srv, m, &app.nnin, IPHONE).await;
+    assert_eq!(status, 200, "{s}");
+    let link_ref = support::app::ref_of(s["authorize_uri"].as_str().unwrap());
+    let (status, d) = app.decide(srv, &link_ref, "approve").await;
+    assert_eq!(status, 200, "{d}");
+    (s["auth_req_id"].as_str().unwrap().to_owned(), link_ref)
+}
+
+/// Poll the token endpoint with the merchant's secret.
+pub async fn redeem(
+    srv: &TestServer,
+    m: &Merchant,
+    auth_req_id: &str,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    srv.post_form(
+        "/oidc/v1/token",
+        Some((&m.id, &m.secret)),
+        &[
+            ("grant_type", "urn:openid:params:grant-type:ciba"),
+            ("auth_req_id", auth_req_id),
+        ],
+    )
+    .await
+}

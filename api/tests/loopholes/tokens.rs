@@ -1,0 +1,152 @@
+//! Tokens: a user's access token is not the merchant's; approvals expire; a failure while
+//! making the tokens does not lose the approval; token-bearing answers are never cached.
+
+use crate::support::app::{nnin, nonce_statement, now, App, Merchant, IPHONE, SCOPES};
+use crate::support::{Backend, TestServer};
+use crate::{approved, on_both_backends, redeem};
+use ciba_store::schema::auth_requests;
+use diesel::prelude::*;
+use serde_json::json;
+
+const ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The thief of one user's access token tries to act as the merchant: redeem the merchant's
+/// other approved requests (other users' ID tokens) and register permissions.
+async fn a_users_access_token_does_not_authenticate_the_merchant(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let (alice, bob) = (
+        App::enroll(&srv, &nnin(100), IPHONE).await,
+        App::enroll(&srv, &nnin(200), IPHONE).await,
+    );
+    let (alice_req, _) = approved(&srv, &m, &alice).await;
+    let (status, _, tokens) = redeem(&srv, &m, &alice_req).await;
+    assert_eq!(status, 200, "{tokens}");
+    let stolen = tokens["access_token"].as_str().unwrap().to_owned();
+
+    let (bob_req, _) = approved(&srv, &m, &bob).await;
+    let (status, _, body) = srv
+        .post_form(
+            "/oidc/v1/token",
+            None,
+            &[
+                ("grant_type", "urn:openid:params:grant-type:ciba"),
+                ("auth_req_id", &bob_req),
+                ("client_assertion_type", ASSERTION),
+                ("client_assertion", &stolen),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let t = now();
+    let permission = json!({"type": "authentication.v1", "iat": t, "exp": t + 600, "permission": nonce_statement(),
+                            "intents": ["ciba"], "loginHint": [{"scheme": "nnin", "value": bob.nnin}]});
+    let (status, body) = srv
+        .post_json("/permissions/v1/", Some(&stolen), &permission)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // The merchant itself still redeems Bob's request.
+    assert_eq!(redeem(&srv, &m, &bob_req).await.0, 200);
+}
+
+/// An approved request left unredeemed past its expiry is expired, not a token forever.
+async fn an_approved_request_expires(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (id, _) = approved(&srv, &m, &app).await;
+    let past = now() - 1;
+    let i = id.clone();
+    srv.store()
+        .read(move |c| {
+            diesel::update(auth_requests::table.find(&i))
+                .set(auth_requests::expires_at.eq(past))
+                .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    let (status, _, body) = redeem(&srv, &m, &id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("expired_token")),
+        "{body}"
+    );
+}
+
+/// Making the tokens fails after approval (here: the user's row cannot be found): the
+/// approval is not spent, and the next poll once the fault is gone gets the tokens.
+async fn a_failure_while_making_tokens_keeps_the_approval(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let (id, _) = approved(&srv, &m, &app).await;
+    let set_sub = |sub: String| {
+        let i = id.clone();
+        srv.store()
+            .read(move |c| {
+                diesel::update(auth_requests::table.find(&i))
+                    .set(auth_requests::user_sub.eq(sub))
+                    .execute(c)?;
+                Ok(())
+            })
+            .unwrap();
+    };
+    set_sub("no-such-user".into());
+    let (status, _, body) = redeem(&srv, &m, &id).await;
+    assert_eq!(status, 500, "{body}");
+    set_sub(app.sub.clone());
+    let (status, _, body) = redeem(&srv, &m, &id).await;
+    assert_eq!(status, 200, "the approval was lost: {body}");
+    assert!(body["id_token"].is_string());
+    let (status, _, body) = redeem(&srv, &m, &id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+/// The permission registration answer holds a permission token: no cache may keep it.
+async fn token_answers_are_never_cached(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let t = now();
+    let resp = srv
+        .http
+        .post(srv.url("/permissions/v1/"))
+        .bearer_auth(&m.token)
+        .json(&json!({"type": "authentication.v1", "iat": t, "exp": t + 600, "permission": nonce_statement(),
+                      "intents": ["ciba"], "loginHint": [{"scheme": "nnin", "value": nnin(100)}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["pragma"], "no-cache");
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = srv
+        .http
+        .get(srv.url(&format!("/permissions/v1/{id}")))
+        .bearer_auth(&m.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+}
+
+on_both_backends!(
+    a_users_access_token_does_not_authenticate_the_merchant,
+    an_approved_request_expires,
+    a_failure_while_making_tokens_keeps_the_approval,
+    token_answers_are_never_cached,
+);
