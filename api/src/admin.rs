@@ -48,7 +48,7 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
             clients_cmd(&store, c, &policy, now)
         }
         AdminCommand::Users(c) => users_cmd(&store, c, now),
-        AdminCommand::EnrollmentCodes(EnrollmentCodesCommand::Create { nnin }) => {
+        AdminCommand::EnrollmentCodes(EnrollmentCodesCommand::Create { nnin, require_hwk }) => {
             let nnin = Nnin::parse(&nnin).map_err(|e| format!("--nnin: {e}"))?;
             let user = store
                 .read(|c| users::find_by_nnin(c, nnin.as_str()))
@@ -62,11 +62,12 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
                 used_at: None,
                 device_id: None,
                 created_at: now,
+                require_hwk,
             };
             store
                 .read(|c| users::insert_enrollment_code(c, &row))
                 .map_err(db_err)?;
-            Ok(json!({"code": code, "expires_at": row.expires_at}))
+            Ok(json!({"code": code, "expires_at": row.expires_at, "require_hwk": require_hwk}))
         }
         AdminCommand::Devices(DevicesCommand::List { sub }) => {
             let rows = store
@@ -76,7 +77,8 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
                 rows.into_iter()
                     .map(|d| {
                         json!({"device_id": d.id, "sub": d.user_sub, "platform": d.platform, "manufacturer": d.manufacturer,
-                               "model": d.model, "name": d.name, "status": d.status, "created_at": d.created_at})
+                               "model": d.model, "name": d.name, "status": d.status, "key_protection": d.key_protection,
+                               "created_at": d.created_at})
                     })
                     .collect(),
             ))

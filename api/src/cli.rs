@@ -133,6 +133,9 @@ pub enum EnrollmentCodesCommand {
     Create {
         #[arg(long)]
         nnin: String,
+        /// Only a device whose key is hardware-bound (declared `hwk`) may enroll with it.
+        #[arg(long)]
+        require_hwk: bool,
     },
 }
 

@@ -414,6 +414,7 @@ async fn user_exists_means_an_active_device(b: Backend) {
         status: "active".into(),
         created_at: now(),
         revoked_at: None,
+        key_protection: "hwk".into(),
     };
     srv.store()
         .read(|c| users::insert_device(c, &device))

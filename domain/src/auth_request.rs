@@ -11,8 +11,6 @@ pub const EXPIRED: &str = "expired";
 pub const AMR_ALLOWED: &[&str] = &[
     "hwk", "bio", "face", "fpt", "iris", "pin", "user", "mfa", "swk", "pop",
 ];
-/// What a biometric approval with a hardware-bound key is, when the app does not say.
-pub const AMR_DEFAULT: &[&str] = &["hwk", "bio"];
 
 /// A stored status read at `now`: pending past its expiry is expired.
 pub fn status_at(stored: &str, expires_at: i64, now: i64) -> &str {
@@ -122,10 +120,11 @@ pub fn validate_binding_message(text: &str) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// The `amr` a decision reports: a subset of [`AMR_ALLOWED`], or the default.
-pub fn validate_amr(amr: Option<&serde_json::Value>) -> Result<Vec<String>, OAuthError> {
+/// The `amr` a decision reports: a subset of [`AMR_ALLOWED`]; `None` when it says nothing
+/// (then [`crate::assurance::decision_amr`] uses what the server knows).
+pub fn validate_amr(amr: Option<&serde_json::Value>) -> Result<Option<Vec<String>>, OAuthError> {
     let Some(v) = amr else {
-        return Ok(AMR_DEFAULT.iter().map(|s| (*s).to_owned()).collect());
+        return Ok(None);
     };
     let list = v
         .as_array()
@@ -143,7 +142,7 @@ pub fn validate_amr(amr: Option<&serde_json::Value>) -> Result<Vec<String>, OAut
     if out.is_empty() {
         return Err(OAuthError::invalid_request("amr must not be empty"));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -195,10 +194,10 @@ mod tests {
             validate_binding_message(&"x".repeat(65)).unwrap_err().code,
             ErrorCode::InvalidBindingMessage
         );
-        assert_eq!(validate_amr(None).unwrap(), vec!["hwk", "bio"]);
+        assert_eq!(validate_amr(None).unwrap(), None);
         assert_eq!(
             validate_amr(Some(&json!(["face", "hwk", "face"]))).unwrap(),
-            vec!["face", "hwk"]
+            Some(vec!["face".to_owned(), "hwk".to_owned()])
         );
         assert!(validate_amr(Some(&json!(["magic"]))).is_err());
         assert!(validate_amr(Some(&json!([]))).is_err());

@@ -1,6 +1,7 @@
 //! Pure domain logic of the CIBA authorization server: no I/O, no HTTP, no SQL.
 //! Time is always a parameter (`now`, UNIX seconds); only the edges read the clock.
 
+pub mod assurance;
 pub mod auth_request;
 pub mod client;
 pub mod device;

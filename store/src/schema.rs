@@ -43,6 +43,7 @@ diesel::table! {
         status -> Text,
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        key_protection -> Text,
     }
 }
 
@@ -54,6 +55,7 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
         device_id -> Nullable<Text>,
         created_at -> BigInt,
+        require_hwk -> Bool,
     }
 }
 

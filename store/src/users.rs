@@ -31,6 +31,8 @@ pub struct DeviceRow {
     pub status: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// `hwk` or `swk` (RFC 8176), as declared at enrollment.
+    pub key_protection: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -42,6 +44,8 @@ pub struct EnrollmentCodeRow {
     pub used_at: Option<i64>,
     pub device_id: Option<String>,
     pub created_at: i64,
+    /// Only a device with a hardware-bound key (`hwk`) may enroll with this code.
+    pub require_hwk: bool,
 }
 
 pub const DEVICE_ACTIVE: &str = "active";
@@ -84,25 +88,32 @@ pub fn insert_enrollment_code(conn: &mut DbConnection, row: &EnrollmentCodeRow) 
     Ok(())
 }
 
-/// Mark an unused, unexpired code as used by `device_id`. Returns the code's user when this
-/// call won; `None` when the code is unknown, expired or already used (exactly one caller wins).
+/// Mark an unused, unexpired code as used by `device_id`, whose key is hardware-bound when
+/// `hwk`. Returns the code's user when this call won; `None` when the code is unknown,
+/// expired, already used, or requires a hardware-bound key the device does not have (a code
+/// is not spent by a device it refuses). Exactly one caller wins.
 pub fn consume_enrollment_code(
     conn: &mut DbConnection,
     code_hash: &str,
     device_id: &str,
+    hwk: bool,
     now: i64,
 ) -> StoreResult<Option<String>> {
-    let n = diesel::update(
-        enrollment_codes::table
-            .filter(enrollment_codes::code_hash.eq(code_hash))
-            .filter(enrollment_codes::used_at.is_null())
-            .filter(enrollment_codes::expires_at.gt(now)),
-    )
-    .set((
+    let open = enrollment_codes::table
+        .filter(enrollment_codes::code_hash.eq(code_hash))
+        .filter(enrollment_codes::used_at.is_null())
+        .filter(enrollment_codes::expires_at.gt(now));
+    let used = (
         enrollment_codes::used_at.eq(now),
         enrollment_codes::device_id.eq(device_id),
-    ))
-    .execute(conn)?;
+    );
+    let n = if hwk {
+        diesel::update(open).set(used).execute(conn)?
+    } else {
+        diesel::update(open.filter(enrollment_codes::require_hwk.eq(false)))
+            .set(used)
+            .execute(conn)?
+    };
     if n != 1 {
         return Ok(None);
     }

@@ -10,10 +10,12 @@ use crate::http::reply::{json_response, no_store};
 use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ciba_domain::assurance::{decision_amr, KeyProtection};
 use ciba_domain::auth_request::{self as req, status_at, validate_amr, Decision};
 use ciba_domain::device::DeviceInfo;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::random_id;
+use ciba_domain::permission::ACR_SUBSTANTIAL;
 use ciba_domain::secret::sha256_b64url;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, PermissionRow};
@@ -75,6 +77,13 @@ pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) 
                 body.get("device_info").unwrap_or(&Value::Null),
             )?;
             let public_jwk = device_public_jwk(body.get("public_jwk"))?;
+            // What the app says its key is (RFC 8176); nothing said is a software key.
+            let key_protection = match body.get("key_protection") {
+                None | Some(Value::Null) => KeyProtection::Software,
+                Some(v) => v.as_str().and_then(KeyProtection::parse).ok_or_else(|| {
+                    OAuthError::invalid_request("key_protection: must be hwk or swk")
+                })?,
+            };
             let name = match body.get("name") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 100 => {
@@ -99,10 +108,12 @@ pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) 
                 status: DEVICE_ACTIVE.into(),
                 created_at: now,
                 revoked_at: None,
+                key_protection: key_protection.as_str().into(),
             };
+            let hwk = key_protection == KeyProtection::Hardware;
             let enrolled = state
                 .db_write(move |c| {
-                    match users::consume_enrollment_code(c, &code_hash, &row.id, now)? {
+                    match users::consume_enrollment_code(c, &code_hash, &row.id, hwk, now)? {
                         Some(user) => {
                             row.user_sub = user;
                             users::insert_device(c, &row)?;
@@ -114,7 +125,7 @@ pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) 
                 .await?;
             if !enrolled {
                 return Err(OAuthError::invalid_grant(
-                    "the enrollment code is invalid, expired or already used",
+                    "the enrollment code is invalid, expired or already used, or requires a hardware-bound key (hwk)",
                 )
                 .into());
             }
@@ -257,7 +268,15 @@ pub async fn decide(
                     OAuthError::invalid_request("signed_decision: iat is not recent").into(),
                 );
             }
-            let amr = validate_amr(claims.get("amr"))?;
+            // amr never claims more than the device was enrolled with; an approval must reach
+            // the request's acr (a decline only has to be honest).
+            let key =
+                KeyProtection::parse(&dev.device.key_protection).unwrap_or(KeyProtection::Software);
+            let needed = match decision {
+                Decision::Approve => r.acr.as_str(),
+                Decision::Decline => ACR_SUBSTANTIAL,
+            };
+            let amr = decision_amr(validate_amr(claims.get("amr"))?, key, needed)?;
             may_decide(&r, &dev)?;
             if status_at(&r.status, r.expires_at, now) != req::PENDING {
                 return Err(not_pending());

@@ -13,6 +13,7 @@ use crate::limits::{self, Limit};
 use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ciba_domain::assurance::{request_acr, KeyProtection};
 use ciba_domain::auth_request::{self as req, expiry, parse_requested_expiry};
 use ciba_domain::client::{Client, DeliveryMode};
 use ciba_domain::device::{match_for_app2app, DeviceInfo};
@@ -24,7 +25,7 @@ use ciba_domain::scope::{self, ScopeSet, ID_TOKEN_SCOPES};
 use ciba_domain::secret::sha256_b64url;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, Insert, PermissionRow};
-use ciba_store::users;
+use ciba_store::users::{self, DeviceRow};
 use serde_json::{json, Value};
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
@@ -190,6 +191,28 @@ async fn hinted_user(
     }
 }
 
+fn key_protections<'a>(devices: impl Iterator<Item = &'a DeviceRow>) -> Vec<KeyProtection> {
+    devices
+        .map(|d| KeyProtection::parse(&d.key_protection).unwrap_or(KeyProtection::Software))
+        .collect()
+}
+
+/// The request's `acr`: `acr_values` of the request (or else of the permission), the
+/// permission's `loa` as the floor, refused up front when none of `devices` can reach it.
+fn acr_of(
+    form: &Form,
+    permission: &PermissionRow,
+    devices: &[KeyProtection],
+) -> ApiResult<&'static str> {
+    let asked = match form.get("acr_values")? {
+        Some(v) => v.to_owned(),
+        None => permission.acr_values.clone().unwrap_or_default(),
+    };
+    let asked: Vec<&str> = asked.split(' ').filter(|a| !a.is_empty()).collect();
+    let loa = Loa::parse(&permission.loa).unwrap_or(Loa::Substantial);
+    Ok(request_acr(loa, &asked, devices)?)
+}
+
 const APP_AUTHORIZE: &str = "POST /oidc/v1/app-authorize";
 const BC_AUTHORIZE: &str = "POST /oidc/v1/bc-authorize";
 
@@ -217,6 +240,8 @@ async fn burn_on_user_answer<T>(
 
 struct Start<'a> {
     client: &'a Authenticated,
+    /// What the request must reach (contract §3, [`ciba_domain::assurance`]).
+    acr: &'static str,
     permission: PermissionRow,
     user_sub: String,
     scope: ScopeSet,
@@ -246,10 +271,7 @@ async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult<AuthReques
         user_sub: s.user_sub,
         flow: s.flow.as_str().into(),
         scope: s.scope.to_string(),
-        acr: Loa::parse(&s.permission.loa)
-            .unwrap_or(Loa::Substantial)
-            .acr()
-            .into(),
+        acr: s.acr.into(),
         binding_message: Some(
             s.binding_message
                 .unwrap_or_else(|| binding_message(&s.permission.id)),
@@ -334,13 +356,16 @@ pub async fn app_authorize(
                 (d.id.as_str(), DeviceInfo { platform: d.platform.clone(), manufacturer: d.manufacturer.clone(), model: d.model.clone() })
             });
             let matched = match_for_app2app(&device, enrolled)?;
-            Ok::<_, ApiError>((user_sub, matched))
+            let keys = key_protections(devices.iter().filter(|d| matched.contains(&d.id)));
+            Ok::<_, ApiError>((user_sub, matched, keys))
         }
         .await;
-        let (user_sub, matched) = burn_on_user_answer(&state, &permission, resolved, now).await?;
+        let (user_sub, matched, keys) = burn_on_user_answer(&state, &permission, resolved, now).await?;
+        let acr = acr_of(&form, &permission, &keys)?;
         limits::check(&state, Limit::UserStarts, &user_sub, APP_AUTHORIZE, now).await?;
         let start_req = Start {
             client: &client,
+            acr,
             permission,
             user_sub,
             scope,
@@ -403,14 +428,16 @@ pub async fn bc_authorize(
             _ => return Err(err(ErrorCode::InvalidRequest, "id_token_hint is not supported")),
         };
         let user = hinted_user(&state, &permission).await;
-        let (user_sub, _) = if new_permission.is_some() {
+        let (user_sub, devices) = if new_permission.is_some() {
             user?
         } else {
             burn_on_user_answer(&state, &permission, user, now).await?
         };
+        let acr = acr_of(&form, &permission, &key_protections(devices.iter()))?;
         limits::check(&state, Limit::UserStarts, &user_sub, BC_AUTHORIZE, now).await?;
         let start_req = Start {
             client: &client,
+            acr,
             permission,
             user_sub,
             scope,

@@ -6,6 +6,7 @@
 mod support;
 
 mod app_view;
+mod assurance;
 mod scopes;
 mod statements;
 mod tokens;

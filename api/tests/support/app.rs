@@ -140,17 +140,29 @@ impl App {
         Self::enroll_existing(srv, nnin, sub, device).await
     }
 
+    /// Enroll a phone with a hardware-bound key (`hwk`), as a real authenticating app does.
     pub async fn enroll_existing(
         srv: &TestServer,
         nnin: &str,
         sub: String,
         device: (&str, &str, &str),
     ) -> Self {
+        Self::enroll_key(srv, nnin, sub, device, "hwk").await
+    }
+
+    /// Enroll a phone whose app declares `key_protection` (`hwk` or `swk`).
+    pub async fn enroll_key(
+        srv: &TestServer,
+        nnin: &str,
+        sub: String,
+        device: (&str, &str, &str),
+        key_protection: &str,
+    ) -> Self {
         let code = srv.admin(&["enrollment-codes", "create", "--nnin", nnin]);
         let key = EcKey::generate("pending");
         let body = json!({
             "enrollment_code": code["code"], "device_info": {"p": device.0, "ma": device.1, "mo": device.2},
-            "public_jwk": key.public_jwk, "name": "Kari's phone",
+            "public_jwk": key.public_jwk, "name": "Kari's phone", "key_protection": key_protection,
         });
         let (status, resp) = srv.post_json("/app/v1/devices", None, &body).await;
         assert_eq!(status, 201, "{resp}");

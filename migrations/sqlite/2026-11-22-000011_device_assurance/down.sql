@@ -1,0 +1,2 @@
+ALTER TABLE enrollment_codes DROP COLUMN require_hwk;
+ALTER TABLE devices DROP COLUMN key_protection;
