@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark of issue 5, reproducible by anyone: `bash bench/run.sh` (about 6 minutes).
+# The benchmark of issue 5, reproducible by anyone: `bash bench/run.sh` (about 9 minutes).
 # It starts a release ciba-api on PostgreSQL, one on SQLite, and node-oidc-provider (CIBA poll
 # mode, one client_secret_basic client), all at once, and measures
 #   - pending-poll throughput and p50/p99 at 64 connections over many distinct pending
@@ -10,10 +10,16 @@
 #   - full flows per second (permission → app-authorize → signed approval → token; the peer:
 #     backchannel request → approval → token),
 #   - each server's peak resident memory,
+#   - paced polls without and with a flood of failing client authentications at the token
+#     endpoint (64 connections: wrong secrets for the polling client; made-up client ids), in
+#     alternated rounds on one API process per database, and how the flood was answered,
+#   - that process's resident memory before and after 10,000 requests with 100 KB client ids,
 # and writes bench/out/results.jsonl and bench/out/RESULTS.md.
 # Knobs: BENCH_SECONDS (per measurement, split over the rounds; 15), BENCH_ROUNDS (5),
 # BENCH_PENDING (50000), BENCH_FILLER (1000000), BENCH_RATE (paced phases, 900/s),
-# CIBA_TEST_PG_URL (admin URL of a PostgreSQL server).
+# BENCH_FLOOD_CONNS (64), BENCH_OVERSIZED (requests with oversized ids; 10000),
+# BENCH_ONLY=flood (only the flood and oversized-id phases, no peer), CIBA_TEST_PG_URL (admin
+# URL of a PostgreSQL server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +30,11 @@ RATE=${BENCH_RATE:-900}
 ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_SECS=$(( (SECS + ROUNDS - 1) / ROUNDS ))  # each stored size is polled SECS in all
 CONNS=64
+FLOOD_CONNS=${BENCH_FLOOD_CONNS:-64}
+FLOOD_FIRST=$((PENDING + 1)) FLOOD_LAST=$((PENDING + 2000))  # the flood phase's own pending requests
+OVERSIZED=${BENCH_OVERSIZED:-10000}
+ONLY=${BENCH_ONLY:-}
+case "$ONLY" in ""|flood) ;; *) echo "BENCH_ONLY: empty or flood, not $ONLY" >&2; exit 1 ;; esac
 OUT=bench/out
 PG_ADMIN=${CIBA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 mkdir -p "$OUT"
@@ -33,14 +44,18 @@ RESULTS="$OUT/results.jsonl"
 cargo build --release --quiet -p ciba-api -p ciba-bench
 API=target/release/ciba-api
 LOAD=target/release/ciba-bench
-(cd bench/peer && npm install --silent --no-audit --no-fund >/dev/null 2>&1)
+[ -n "$ONLY" ] || (cd bench/peer && npm install --silent --no-audit --no-fund >/dev/null 2>&1)
 
 NNIN=01019010046            # a made-up number with valid check digits
 PORT=18480         # the PostgreSQL API
 SQLITE_PORT=18482
 SMALL_PORT=18481   # the API on the 1,000-request database of the paced comparison
+FLOOD_PORT=18483   # the API of the flood phase (on the measured database)
 PEER_PORT=18490
 export CIBA_POLL_INTERVAL=1 RUST_LOG=warn
+# One merchant and one user run every flow here: the abuse limits stay on (their cost is
+# measured) but out of reach, where the defaults would refuse most flows.
+export CIBA_LIMIT_USER_STARTS=1000000/60 CIBA_LIMIT_CLIENT_STARTS=1000000/60 CIBA_LIMIT_CLIENT_REGISTRATIONS=1000000/60
 export CIBA_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
 
 PIDS=()
@@ -151,6 +166,56 @@ flows_and_memory() {
     kill -TERM "$pid"; wait "$pid" || true
 }
 
+# flood_rounds BACKEND PREFIX ROUNDS [SOURCE]: on the API at $FLOOD_PORT, paced polls of the
+# bench client alone, then the same during a flood of failing client authentications (sent
+# from SOURCE if given), ROUNDS times alternated: the host's drift falls on both alike. The
+# polled requests are 2,000 of their own (each polled every 2.2 s at 900/s): no other phase
+# has polled them (too fast at times: slow_down), so each is answered authorization_pending.
+flood_rounds() {
+    local backend=$1 prefix=$2 n=$3 source=${4:-}
+    local url=http://127.0.0.1:$FLOOD_PORT/oidc/v1/token
+    local polls=("$LOAD" poll --token-url "$url" --client-id="${CIDS[$backend]}" --secret="${SECRETS[$backend]}"
+                 --connections $CONNS --target "$backend" --ids "seeded:$FLOOD_FIRST-$FLOOD_LAST" --rate "$RATE")
+    local flood=("$LOAD" flood --token-url "$url" --client-id="${CIDS[$backend]}" --connections $FLOOD_CONNS
+                 --pid "$API_PID" --target "$backend" --phase "$prefix-load" ${source:+--source "$source"})
+    sleep 2  # a well-behaved client waits the interval after the previous phase
+    # also verifies the client's secret once: from then on its polls are answered from memory
+    "${polls[@]}" --seconds 2 --phase warm-up >/dev/null
+    local flood_pid
+    for _ in $(seq 1 "$n"); do
+        "${polls[@]}" --seconds "$ROUND_SECS" --phase "$prefix-polls-quiet" >> "$RESULTS"
+        "${flood[@]}" --seconds $((ROUND_SECS + 2)) >> "$RESULTS" &
+        flood_pid=$!
+        sleep 1  # the flood at full strength before the polls start
+        "${polls[@]}" --seconds "$ROUND_SECS" --phase "$prefix-polls-flooded" >> "$RESULTS"
+        wait "$flood_pid"
+        sleep 1  # the hashing queue the flood left drains before the next quiet round
+    done
+}
+
+# flood_phase BACKEND: polls without and with a flood, then memory over oversized ids, on a
+# second API process on the measured database. That process runs with
+# CIBA_LIMIT_AUTH_FAILURES=0: all the load comes from 127.0.0.1, and the per-address limit
+# would refuse the flood from memory before it reaches the hashing pool; the pool's bounds
+# are the harder case, measured here. A short run with the default address limit follows,
+# the flood sent from 127.0.0.2 so that the limit refuses it and not the polls.
+flood_phase() {
+    local backend=$1
+    echo "== $backend: polls without and with a flood of failing client authentications, alternated" >&2
+    $LOAD seed --database-url "${URLS[$backend]}" --client-id="${CIDS[$backend]}" --user-sub="${SUBS[$backend]}" \
+        --pending-from $FLOOD_FIRST --pending-to $FLOOD_LAST >&2
+    CIBA_LIMIT_AUTH_FAILURES=0 start_api "${URLS[$backend]}" $FLOOD_PORT "$OUT/api-$backend-flood.log"
+    flood_rounds "$backend" flood "$ROUNDS"
+    echo "== $backend: resident memory over $OVERSIZED requests with 100 KB client ids" >&2
+    $LOAD oversized --token-url "http://127.0.0.1:$FLOOD_PORT/oidc/v1/token" --pid "$API_PID" --requests "$OVERSIZED" \
+        --target "$backend" --phase oversized >> "$RESULTS"
+    kill -TERM "$API_PID"; wait "$API_PID" || true
+    echo "== $backend: the same with the default address limit, the flood from 127.0.0.2" >&2
+    start_api "${URLS[$backend]}" $FLOOD_PORT "$OUT/api-$backend-flood-limited.log"
+    flood_rounds "$backend" flood-limited 1 127.0.0.2
+    kill -TERM "$API_PID"; wait "$API_PID" || true
+}
+
 # Every server is up at once (idle while another is measured), each with its own pending set.
 PG_DB=ciba_bench_$$
 psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
@@ -158,6 +223,16 @@ psql "$PG_ADMIN" -qc "CREATE DATABASE ${PG_DB}_small" >/dev/null
 SQLITE_DIR=$(mktemp -d)
 start_ours postgres "${PG_ADMIN%/*}/$PG_DB" $PORT
 start_ours sqlite "sqlite://$SQLITE_DIR/ciba.db" $SQLITE_PORT
+
+if [ "$ONLY" = flood ]; then
+    flood_phase postgres
+    flood_phase sqlite
+    rm -rf "$SQLITE_DIR"
+    python3 bench/report.py "$RESULTS" > "$OUT/RESULTS.md"
+    cat "$OUT/RESULTS.md"
+    exit 0
+fi
+
 port_free $PEER_PORT
 PEER_PORT=$PEER_PORT node bench/peer/peer.mjs > "$OUT/peer.log" 2>&1 &
 PEER=$!
@@ -175,6 +250,8 @@ done
 
 paced_comparison postgres "${PG_ADMIN%/*}/${PG_DB}_small"
 paced_comparison sqlite "sqlite://$SQLITE_DIR/small.db"
+flood_phase postgres
+flood_phase sqlite
 flows_and_memory postgres
 flows_and_memory sqlite
 

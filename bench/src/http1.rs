@@ -1,4 +1,4 @@
-//! A lean HTTP/1.1 keep-alive client for the polling phases. The load generator shares the
+//! A lean HTTP/1.1 keep-alive client for the polling and flooding phases. The load generator shares the
 //! two cores with the server it measures; through reqwest, with each answer decoded as JSON,
 //! it took about 60% of a core at 15k polls/s, CPU then missing from the server under test.
 //! Here a request is a few byte copies and an answer is read only as far as its status line,
@@ -6,8 +6,9 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// How long one exchange may take before it counts as a transport error.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -45,66 +46,74 @@ pub struct Answer {
     pub error: Option<String>,
 }
 
-/// One keep-alive connection that POSTs forms with HTTP Basic client authentication.
-pub struct FormPoster {
+/// One keep-alive connection: sends whole requests, reads their answers, reconnects when the
+/// server has closed it (as it may after a 401, 429 or 431).
+pub struct Conn {
     target: Target,
-    head: Vec<u8>,
+    /// The local address to connect from (any address of 127.0.0.0/8 reaches a local server).
+    source: Option<IpAddr>,
     stream: Option<TcpStream>,
-    req: Vec<u8>,
     buf: Vec<u8>,
 }
 
-impl FormPoster {
-    pub fn new(target: Target, client_id: &str, secret: &str) -> Self {
-        let credentials = STANDARD.encode(format!(
-            "{}:{}",
-            form_encode(client_id),
-            form_encode(secret)
-        ));
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {credentials}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ",
-            target.path, target.authority
-        )
-        .into_bytes();
+impl Conn {
+    pub fn new(target: Target) -> Self {
         Self {
             target,
-            head,
+            source: None,
             stream: None,
-            req: Vec::with_capacity(512),
             buf: Vec::with_capacity(1024),
         }
     }
 
-    /// POST `fields` (encoded here); on a kept-alive connection the server closed meanwhile,
+    /// Connect from `source` instead of the address the system picks.
+    pub fn with_source(mut self, source: Option<IpAddr>) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Send `req` (a whole request); on a kept-alive connection the server closed meanwhile,
     /// one retry on a new connection, as any HTTP client does.
-    pub async fn post(&mut self, fields: &[(&str, &str)]) -> Result<Answer, String> {
-        self.req.clear();
-        self.req.extend_from_slice(&self.head);
-        let body = encode_fields(fields);
-        self.req
-            .extend_from_slice(body.len().to_string().as_bytes());
-        self.req.extend_from_slice(b"\r\n\r\n");
-        self.req.extend_from_slice(body.as_bytes());
+    pub async fn send(&mut self, req: &[u8]) -> Result<Answer, String> {
         let reused = self.stream.is_some();
-        match self.exchange().await {
+        match self.exchange(req).await {
             Err(Failure::BeforeAnswer(_)) if reused => {
                 self.stream = None;
-                self.exchange().await.map_err(Failure::into_message)
+                self.exchange(req).await.map_err(Failure::into_message)
             }
             other => other.map_err(Failure::into_message),
         }
     }
 
-    async fn exchange(&mut self) -> Result<Answer, Failure> {
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        let Some(source) = self.source else {
+            return TcpStream::connect(&self.target.authority).await;
+        };
+        let mut last = None;
+        for addr in tokio::net::lookup_host(&self.target.authority).await? {
+            let socket = match addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(source, 0))?;
+            match socket.connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+    }
+
+    async fn exchange(&mut self, req: &[u8]) -> Result<Answer, Failure> {
         if self.stream.is_none() {
-            let s = TcpStream::connect(&self.target.authority)
+            let s = self
+                .connect()
                 .await
                 .map_err(|e| Failure::Fatal(e.to_string()))?;
             let _ = s.set_nodelay(true);
             self.stream = Some(s);
         }
-        let result = tokio::time::timeout(TIMEOUT, self.write_and_read())
+        let result = tokio::time::timeout(TIMEOUT, self.write_and_read(req))
             .await
             .unwrap_or_else(|_| Err(Failure::Fatal("timed out".into())));
         if !matches!(result, Ok((_, true))) {
@@ -114,30 +123,33 @@ impl FormPoster {
     }
 
     /// Returns the answer and whether the connection may be kept.
-    async fn write_and_read(&mut self) -> Result<(Answer, bool), Failure> {
+    async fn write_and_read(&mut self, req: &[u8]) -> Result<(Answer, bool), Failure> {
         let Some(stream) = self.stream.as_mut() else {
             return Err(Failure::Fatal("no connection".into()));
         };
-        stream
-            .write_all(&self.req)
-            .await
-            .map_err(|e| Failure::BeforeAnswer(e.to_string()))?;
+        // A server may answer (431) and close before it has read the whole request, so that
+        // the write fails: its answer may still be there to read.
+        let written = stream.write_all(req).await;
         self.buf.clear();
         loop {
-            if let Some(done) = parse_response(&self.buf)? {
-                return Ok(done);
+            if let Some((answer, keep)) = parse_response(&self.buf)? {
+                return Ok((answer, keep && written.is_ok()));
             }
             let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.map_err(|e| {
-                if self.buf.is_empty() {
-                    Failure::BeforeAnswer(e.to_string())
-                } else {
-                    Failure::Fatal(e.to_string())
+            let n = match stream.read(&mut chunk).await {
+                Ok(n) => n,
+                Err(e) if self.buf.is_empty() => {
+                    let why = written.err().map_or(e.to_string(), |w| w.to_string());
+                    return Err(Failure::BeforeAnswer(why));
                 }
-            })?;
+                Err(e) => return Err(Failure::Fatal(e.to_string())),
+            };
             if n == 0 {
                 return Err(if self.buf.is_empty() {
-                    Failure::BeforeAnswer("connection closed".into())
+                    let why = written
+                        .err()
+                        .map_or("connection closed".into(), |w| w.to_string());
+                    Failure::BeforeAnswer(why)
                 } else {
                     Failure::Fatal("connection closed mid-answer".into())
                 });
@@ -145,6 +157,65 @@ impl FormPoster {
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
+}
+
+/// One keep-alive connection that POSTs forms with HTTP Basic client authentication.
+pub struct FormPoster {
+    conn: Conn,
+    head: Vec<u8>,
+    req: Vec<u8>,
+}
+
+impl FormPoster {
+    pub fn new(target: Target, client_id: &str, secret: &str) -> Self {
+        Self {
+            head: form_head(&target, Some((client_id, secret))),
+            conn: Conn::new(target),
+            req: Vec::with_capacity(512),
+        }
+    }
+
+    /// POST `fields` (encoded here).
+    pub async fn post(&mut self, fields: &[(&str, &str)]) -> Result<Answer, String> {
+        self.req.clear();
+        self.req.extend_from_slice(&self.head);
+        finish_form(&mut self.req, fields);
+        self.conn.send(&self.req).await
+    }
+}
+
+/// The head of a form POST to `target`, up to `Content-Length: `; with `basic`, HTTP Basic
+/// client authentication (`client_secret_basic`) with that client id and secret.
+fn form_head(target: &Target, basic: Option<(&str, &str)>) -> Vec<u8> {
+    let authorization = basic.map_or(String::new(), |(id, secret)| {
+        let credentials = STANDARD.encode(format!("{}:{}", form_encode(id), form_encode(secret)));
+        format!("Authorization: Basic {credentials}\r\n")
+    });
+    format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\n{authorization}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ",
+        target.path, target.authority
+    )
+    .into_bytes()
+}
+
+/// Append the length, the end of the head and the body of `fields` to a [`form_head`].
+fn finish_form(req: &mut Vec<u8>, fields: &[(&str, &str)]) {
+    let body = encode_fields(fields);
+    req.extend_from_slice(body.len().to_string().as_bytes());
+    req.extend_from_slice(b"\r\n\r\n");
+    req.extend_from_slice(body.as_bytes());
+}
+
+/// A whole form POST to `target` (with Basic credentials if `basic` is given).
+pub fn form_request(
+    target: &Target,
+    basic: Option<(&str, &str)>,
+    fields: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut req = form_head(target, basic);
+    finish_form(&mut req, fields);
+    req
 }
 
 enum Failure {
@@ -317,5 +388,23 @@ mod tests {
             ("127.0.0.1:80", "/oidc/v1/token")
         );
         assert!(Target::parse("https://x/").is_err());
+    }
+
+    #[test]
+    fn builds_whole_form_requests() {
+        let t = Target::parse("http://127.0.0.1:80/token").unwrap();
+        let req = String::from_utf8(form_request(&t, None, &[("a", "b c")])).unwrap();
+        assert_eq!(
+            req,
+            "POST /token HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 5\r\n\r\na=b+c"
+        );
+        let req = String::from_utf8(form_request(&t, Some(("i:d", "s")), &[])).unwrap();
+        let basic = STANDARD.encode("i%3Ad:s");
+        assert!(
+            req.contains(&format!("\r\nAuthorization: Basic {basic}\r\n")),
+            "{req}"
+        );
+        assert!(req.ends_with("Content-Length: 0\r\n\r\n"), "{req}");
     }
 }

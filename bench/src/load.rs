@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 pub const CIBA: &str = "urn:openid:params:grant-type:ciba";
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Stats {
     pub latencies_us: Vec<u64>,
     pub outcomes: BTreeMap<String, u64>,
 }
 
 impl Stats {
-    fn merge(&mut self, other: Stats) {
+    pub fn merge(&mut self, other: Stats) {
         self.latencies_us.extend(other.latencies_us);
         for (k, v) in other.outcomes {
             *self.outcomes.entry(k).or_default() += v;
@@ -50,7 +50,7 @@ pub async fn send_json(req: reqwest::RequestBuilder) -> Result<Value, String> {
 }
 
 /// Wait for the workers and add up what they measured.
-async fn gather(workers: impl IntoIterator<Item = tokio::task::JoinHandle<Stats>>) -> Stats {
+pub async fn gather(workers: impl IntoIterator<Item = tokio::task::JoinHandle<Stats>>) -> Stats {
     let mut total = Stats::default();
     for r in futures_util::future::join_all(workers)
         .await

@@ -1,5 +1,6 @@
 //! `ciba-bench`: the load generator behind `bench/run.sh`. Each phase prints one JSON line.
 
+mod hostile;
 mod http1;
 mod load;
 mod seed;
@@ -56,7 +57,7 @@ enum Command {
         client_id: String,
         #[arg(long)]
         secret: String,
-        /// `seeded:N` for bench1..=N, or a file of ids.
+        /// `seeded:N` for bench1..=N, `seeded:A-B` for benchA..=benchB, or a file of ids.
         #[arg(long)]
         ids: String,
         #[arg(long, default_value_t = 64)]
@@ -66,6 +67,50 @@ enum Command {
         /// Total requests per second to pace at (0: as fast as answers come).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        phase: String,
+    },
+    /// Flood the token endpoint with failing client authentications: half the connections
+    /// send wrong secrets for `client_id`, half made-up client ids.
+    Flood {
+        #[arg(long)]
+        token_url: String,
+        /// The real client, whose wrong secrets half the flood sends.
+        #[arg(long)]
+        client_id: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The local address to send from (e.g. 127.0.0.2, apart from the polls' 127.0.0.1).
+        #[arg(long)]
+        source: Option<std::net::IpAddr>,
+        /// The server's process id, for the CPU it used meanwhile.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        phase: String,
+    },
+    /// Requests with oversized client ids (in a Basic head over the server's head limit and in
+    /// a form body under its body limit); the server's resident memory before and after.
+    Oversized {
+        #[arg(long)]
+        token_url: String,
+        /// The server's process id, for its VmRSS.
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 10_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 100_000)]
+        basic_id_bytes: usize,
+        #[arg(long, default_value_t = 60_000)]
+        form_id_bytes: usize,
         #[arg(long)]
         target: String,
         #[arg(long)]
@@ -161,9 +206,14 @@ async fn main() -> Result<(), String> {
             phase,
         } => {
             let ids: Vec<String> = match ids.strip_prefix("seeded:") {
-                Some(n) => (1..=n.parse::<u64>().map_err(|e| e.to_string())?)
-                    .map(|i| format!("bench{i}"))
-                    .collect(),
+                Some(range) => {
+                    let number = |n: &str| n.parse::<u64>().map_err(|e| format!("{ids}: {e}"));
+                    let (from, to) = match range.split_once('-') {
+                        Some((from, to)) => (number(from)?, number(to)?),
+                        None => (1, number(range)?),
+                    };
+                    (from..=to).map(|i| format!("bench{i}")).collect()
+                }
                 None => std::fs::read_to_string(&ids)
                     .map_err(|e| e.to_string())?
                     .lines()
@@ -185,6 +235,83 @@ async fn main() -> Result<(), String> {
             )
             .await;
             println!("{}", stats.report(&phase, &target, secs));
+        }
+        Command::Flood {
+            token_url,
+            client_id,
+            connections,
+            seconds,
+            source,
+            pid,
+            target,
+            phase,
+        } => {
+            if connections == 0 {
+                return Err("no connections".into());
+            }
+            let token_url = http1::Target::parse(&token_url)?;
+            let before = hostile::CpuTimes::now(pid)?;
+            let (kinds, secs) = hostile::flood(
+                token_url,
+                client_id,
+                connections,
+                Duration::from_secs(seconds),
+                source,
+            )
+            .await;
+            let after = hostile::CpuTimes::now(pid)?;
+            let mut total = load::Stats::default();
+            let mut each = serde_json::Map::new();
+            for (kind, stats) in kinds {
+                let mut part = stats.clone().report(&phase, &target, secs);
+                if let Some(o) = part.as_object_mut() {
+                    o.remove("phase");
+                    o.remove("target");
+                }
+                each.insert(kind.name().into(), part);
+                total.merge(stats);
+            }
+            let mut line = total.report(&phase, &target, secs);
+            line["kinds"] = Value::Object(each);
+            line["connections"] = json!(connections);
+            if let Some(o) = line.as_object_mut() {
+                o.extend(after.cores_since(&before, secs));
+            }
+            println!("{line}");
+        }
+        Command::Oversized {
+            token_url,
+            pid,
+            requests,
+            connections,
+            basic_id_bytes,
+            form_id_bytes,
+            target,
+            phase,
+        } => {
+            if connections == 0 {
+                return Err("no connections".into());
+            }
+            let token_url = http1::Target::parse(&token_url)?;
+            let before = hostile::proc_status_kib(pid, "VmRSS")?;
+            let (stats, secs) = hostile::oversized(
+                token_url,
+                requests,
+                connections,
+                basic_id_bytes,
+                form_id_bytes,
+            )
+            .await;
+            // the server's last answers may still be on their way out
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let after = hostile::proc_status_kib(pid, "VmRSS")?;
+            let mut line = stats.report(&phase, &target, secs);
+            line["rss_before_kib"] = json!(before);
+            line["rss_after_kib"] = json!(after);
+            line["peak_rss_kib"] = json!(hostile::proc_status_kib(pid, "VmHWM")?);
+            line["basic_id_bytes"] = json!(basic_id_bytes);
+            line["form_id_bytes"] = json!(form_id_bytes);
+            println!("{line}");
         }
         Command::FlowsOurs {
             base,
