@@ -206,7 +206,11 @@ flood_phase() {
         --pending-from $FLOOD_FIRST --pending-to $FLOOD_LAST >&2
     CIBA_LIMIT_AUTH_FAILURES=0 start_api "${URLS[$backend]}" $FLOOD_PORT "$OUT/api-$backend-flood.log"
     flood_rounds "$backend" flood "$ROUNDS"
+    kill -TERM "$API_PID"; wait "$API_PID" || true
+    # Memory: refused authentications answered at once (no CIBA_AUTH_FAILURE_DELAY_MS), so the
+    # 10,000 requests arrive as fast as the server takes them.
     echo "== $backend: resident memory over $OVERSIZED requests with 100 KB client ids" >&2
+    CIBA_LIMIT_AUTH_FAILURES=0 CIBA_AUTH_FAILURE_DELAY_MS=0 start_api "${URLS[$backend]}" $FLOOD_PORT "$OUT/api-$backend-oversized.log"
     $LOAD oversized --token-url "http://127.0.0.1:$FLOOD_PORT/oidc/v1/token" --pid "$API_PID" --requests "$OVERSIZED" \
         --target "$backend" --phase oversized >> "$RESULTS"
     kill -TERM "$API_PID"; wait "$API_PID" || true

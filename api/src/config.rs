@@ -66,6 +66,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub header_timeout_secs: u64,
     pub body_timeout_secs: u64,
     pub max_header_bytes: usize,
@@ -73,6 +74,8 @@ pub struct ServerSettings {
     pub hash_threads: usize,
     /// Verifications that may wait for a hashing thread; more are refused with 429.
     pub hash_queue: usize,
+    /// How long a refused client authentication waits before it is answered.
+    pub auth_failure_delay_ms: u64,
 }
 
 /// The abuse limits of contract §10, shared by every replica through the database.
@@ -375,12 +378,20 @@ impl Config {
             },
             server: ServerSettings {
                 max_connections: env.int("CIBA_MAX_CONNECTIONS", 4_096, 1, 1_000_000)? as usize,
+                max_connections_per_address: env.int(
+                    "CIBA_MAX_CONNECTIONS_PER_ADDRESS",
+                    256,
+                    1,
+                    1_000_000,
+                )? as usize,
                 header_timeout_secs: env.int("CIBA_HEADER_TIMEOUT", 10, 1, 600)? as u64,
                 body_timeout_secs: env.int("CIBA_BODY_TIMEOUT", 10, 1, 600)? as u64,
                 max_header_bytes: env.int("CIBA_MAX_HEADER_BYTES", 16_384, 8_192, 1_048_576)?
                     as usize,
                 hash_threads: env.int("CIBA_HASH_THREADS", default_hash_threads(), 1, 64)? as usize,
                 hash_queue: env.int("CIBA_HASH_QUEUE", 32, 0, 10_000)? as usize,
+                auth_failure_delay_ms: env.int("CIBA_AUTH_FAILURE_DELAY_MS", 250, 0, 10_000)?
+                    as u64,
             },
             limits: LimitSettings {
                 client_registrations: env

@@ -48,7 +48,10 @@ pub struct Inner {
     pub external: ExternalIssuers,
     /// Source addresses over their failed-authentication limit (contract §10).
     pub blocked: BlockedAddresses,
-    client_cache: TtlCache<Option<ClientRow>>,
+    client_cache: TtlCache<ClientRow>,
+    /// Ids looked up and not found, apart from the rows: a flood of made-up ids churns this
+    /// cache only, never the registered clients' rows.
+    unknown_clients: TtlCache<()>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
 }
@@ -83,7 +86,14 @@ impl AppState {
                 CLIENT_CACHE_ENTRIES,
                 CLIENT_CACHE_BYTES,
                 MAX_ID_LEN,
-                |row| row.as_ref().map_or(0, ClientRow::approximate_size),
+                ClientRow::approximate_size,
+            ),
+            unknown_clients: TtlCache::new(
+                Duration::from_secs(config.client_cache_ttl as u64),
+                CLIENT_CACHE_ENTRIES,
+                CLIENT_CACHE_BYTES / 4,
+                MAX_ID_LEN,
+                |_| 0,
             ),
             store,
             config,
@@ -143,6 +153,14 @@ impl AppState {
         }
     }
 
+    /// The cached answer for client `id`, if memory has one (no database read).
+    pub fn client_row_cached(&self, id: &str) -> Option<Option<ClientRow>> {
+        match self.client_cache.get(id) {
+            Some(row) => Some(Some(row)),
+            None => self.unknown_clients.get(id).map(|()| None),
+        }
+    }
+
     /// A registered client row, cached for a few seconds (the polling hot path reads it on
     /// every request). Disabling a client takes effect within `CIBA_CLIENT_CACHE_TTL` seconds.
     pub async fn client_row(&self, id: &str) -> ApiResult<Option<ClientRow>> {
@@ -150,12 +168,15 @@ impl AppState {
         if id.len() > MAX_ID_LEN {
             return Ok(None);
         }
-        if let Some(hit) = self.client_cache.get(id) {
+        if let Some(hit) = self.client_row_cached(id) {
             return Ok(hit);
         }
         let key = id.to_owned();
         let row = self.db(move |c| clients::find(c, &key)).await?;
-        self.client_cache.put(id, row.clone());
+        match &row {
+            Some(r) => self.client_cache.put(id, r.clone()),
+            None => self.unknown_clients.put(id, ()),
+        }
         Ok(row)
     }
 
@@ -164,22 +185,28 @@ impl AppState {
         let s = &self.config.server;
         crate::http::serve::Limits {
             max_connections: s.max_connections,
+            max_connections_per_address: s.max_connections_per_address,
             header_timeout: Duration::from_secs(s.header_timeout_secs),
             body_timeout: Duration::from_secs(s.body_timeout_secs),
             max_header_bytes: s.max_header_bytes,
+            trusted_proxies: Arc::new(self.config.trusted_proxies.clone()),
         }
     }
 
     /// Publish the caches' sizes to the metrics (at each scrape).
     pub fn observe_caches(&self) {
-        let size = self.client_cache.size();
         let m = &self.metrics;
-        m.cache_entries
-            .with_label_values(&["clients"])
-            .set(size.entries as i64);
-        m.cache_bytes
-            .with_label_values(&["clients"])
-            .set(size.bytes as i64);
+        for (name, size) in [
+            ("clients", self.client_cache.size()),
+            ("unknown_clients", self.unknown_clients.size()),
+        ] {
+            m.cache_entries
+                .with_label_values(&[name])
+                .set(size.entries as i64);
+            m.cache_bytes
+                .with_label_values(&[name])
+                .set(size.bytes as i64);
+        }
     }
 
     /// Run `f` in a write transaction in the blocking pool.

@@ -45,9 +45,9 @@ impl AuthRequestRow {
     }
 }
 
-/// Mark the permission's token as used by `auth_req_id`, if it is unused and still pending
-/// and valid at `now`, and store the request: both or neither. Returns false if the token
-/// was used already (or the permission is no longer pending).
+/// Mark the permission as used by `auth_req_id`, if no request was started from it yet and
+/// it is still pending and valid at `now`, and store the request: both or neither. Returns
+/// false otherwise. (The merchant's token is claimed before, by `permissions::use_token`.)
 pub fn start(
     conn: &mut DbConnection,
     row: &AuthRequestRow,
@@ -57,7 +57,7 @@ pub fn start(
     let n = diesel::update(
         permissions::table
             .filter(permissions::id.eq(permission_id))
-            .filter(permissions::token_used_at.is_null())
+            .filter(permissions::auth_req_id.is_null())
             .filter(permissions::status.eq(PENDING))
             .filter(permissions::exp.gt(now)),
     )

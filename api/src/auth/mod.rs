@@ -152,14 +152,28 @@ pub async fn authenticate(
     req: AuthRequest<'_>,
     now: i64,
 ) -> ApiResult<Authenticated> {
-    crate::limits::refuse_blocked(state, req.source, now)?;
     let source = req.source;
-    match authenticate_unlimited(state, req, now).await {
+    let result = match authenticate_unlimited(state, req, now).await {
         Err(e) if e.code() == ErrorCode::InvalidClient => {
             Err(crate::limits::auth_failed(state, source, e, now).await)
         }
         other => other,
+    };
+    // A refused authentication is answered late (a timer, no thread): a guessing loop on one
+    // connection gets a few answers a second instead of thousands, and every failure takes
+    // as long as the slowest, so its timing tells nothing.
+    if let Err(e) = &result {
+        let delay = state.config.server.auth_failure_delay_ms;
+        if delay > 0
+            && matches!(
+                e.code(),
+                ErrorCode::InvalidClient | ErrorCode::TooManyRequests
+            )
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
     }
+    result
 }
 
 async fn authenticate_unlimited(
@@ -168,14 +182,24 @@ async fn authenticate_unlimited(
     now: i64,
 ) -> ApiResult<Authenticated> {
     let cred = credential(&req)?;
+    // An address over its failure limit may not try credentials that can be guessed (secrets,
+    // and assertions of its choosing); a signed access token it holds still works, so one
+    // noisy neighbour behind a shared address cannot lock every merchant out.
+    let guessable = match &cred {
+        Credential::Bearer(_) => false,
+        Credential::Assertion(token) => !peek_issuer(token)
+            .is_some_and(|iss| iss == state.config.issuer || state.external.knows(&iss)),
+        Credential::Basic(_) | Credential::Post { .. } => true,
+    };
+    if guessable {
+        crate::limits::refuse_blocked(state, req.source, now)?;
+    }
     let auth = match cred {
         Credential::Bearer(token) => token_auth(state, token, now, true).await?,
-        Credential::Assertion(token) => match peek_issuer(token) {
-            Some(iss) if iss == state.config.issuer || state.external.knows(&iss) => {
-                token_auth(state, token, now, false).await?
-            }
-            _ => assertion::private_key_jwt(state, token, req.endpoint, now).await?,
-        },
+        Credential::Assertion(token) if !guessable => token_auth(state, token, now, false).await?,
+        Credential::Assertion(token) => {
+            assertion::private_key_jwt(state, token, req.endpoint, now).await?
+        }
         Credential::Basic(_) | Credential::Post { .. } if !req.allow_secret => {
             let basic = req.authorization.is_some();
             return Err(invalid_client(

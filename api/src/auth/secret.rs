@@ -28,12 +28,29 @@ fn form_decode(s: &str) -> String {
         .into_owned()
 }
 
+fn hashing_busy(state: &AppState) -> crate::error::ApiError {
+    state
+        .metrics
+        .rate_limited
+        .with_label_values(&["client authentication", "hash_capacity"])
+        .inc();
+    too_many(
+        "the server is verifying too many client secrets; retry shortly",
+        1,
+    )
+}
+
 pub async fn client_secret(
     state: &AppState,
     id: &str,
     secret: &str,
     basic: bool,
 ) -> ApiResult<Authenticated> {
+    // An id known not to exist, while the share of the hashing pool for such ids is used
+    // up: refused without a database read or a hash.
+    if state.secrets.unknown_budget_full() && matches!(state.client_row_cached(id), Some(None)) {
+        return Err(hashing_busy(state));
+    }
     let row = state.client_row(id).await?;
     let stored = row.as_ref().map(|r| r.secret_hash.as_str());
     // A secret verified before is answered from memory; anything else (an unknown client

@@ -3,6 +3,7 @@
 //! a verification is refused at once ([`Busy`], answered 429) instead of waiting: a flood of
 //! wrong secrets can use these threads, but never the ones that serve polls and `/readyz`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -16,6 +17,9 @@ pub struct Busy;
 
 pub struct HashPool {
     jobs: SyncSender<Job>,
+    /// Jobs queued or running, and how many that may be before a new one is refused.
+    in_flight: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl HashPool {
@@ -24,13 +28,30 @@ impl HashPool {
     pub fn start(threads: usize, queue: usize) -> std::io::Result<Self> {
         let (jobs, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads.max(1) {
+        let threads = threads.max(1);
+        for i in 0..threads {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("ciba-hash-{i}"))
                 .spawn(move || work(&rx))?;
         }
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            in_flight: Arc::default(),
+            capacity: threads + queue,
+        })
+    }
+
+    /// Every thread busy and the queue full: a new job would be refused. Callers use it to
+    /// refuse before doing work whose only use is a job (e.g. looking up an unknown client).
+    pub fn saturated(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) >= self.capacity
+    }
+
+    /// At least half the capacity in use: what work nobody is waiting for (a dummy hash for
+    /// a made-up client id) may not exceed, so registered clients always find room.
+    pub fn half_full(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) >= self.capacity.div_ceil(2)
     }
 
     /// Queue `f` for a hashing thread, or refuse at once when full.
@@ -40,7 +61,9 @@ impl HashPool {
         F: FnOnce() -> R + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let count = InFlight::enter(&self.in_flight);
         let job: Job = Box::new(move || {
+            let _count = count;
             let _ = tx.send(f());
         });
         match self.jobs.try_send(job) {
@@ -56,6 +79,22 @@ impl HashPool {
         F: FnOnce() -> R + Send + 'static,
     {
         self.submit(f)?.await.map_err(|_| Busy)
+    }
+}
+
+/// Counts a job from its submission until it has run or was dropped unrun.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -96,12 +135,14 @@ mod tests {
             .unwrap();
         started.await.unwrap();
         let queued = pool.submit(|| 2).unwrap();
+        assert!(pool.saturated());
         assert_eq!(pool.run(|| 3).await, Err(Busy));
         release.send(()).unwrap();
         assert_eq!(holder.await, Ok(1));
         assert_eq!(queued.await, Ok(2));
         // Free again.
         assert_eq!(pool.run(|| 5).await, Ok(5));
+        assert!(!pool.saturated());
     }
 
     #[tokio::test]

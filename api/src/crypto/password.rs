@@ -91,6 +91,13 @@ impl SecretVerifier {
         self.cached(client_id, stored, &sha256(secret.as_bytes()))
     }
 
+    /// A verification for a client that does not exist would be refused now: such dummy
+    /// work may use at most half the hashing pool, so made-up client ids cannot crowd out a
+    /// registered client whose secret is not verified yet (after a restart or a rotation).
+    pub fn unknown_budget_full(&self) -> bool {
+        self.pool.half_full()
+    }
+
     /// Lead the verification of `key`, or follow the one already running.
     #[allow(clippy::type_complexity)]
     fn join_or_lead(
@@ -124,6 +131,9 @@ impl SecretVerifier {
         let digest = sha256(secret.as_bytes());
         if let Some(known) = stored.and_then(|h| self.cached(client_id, h, &digest)) {
             return Ok(known);
+        }
+        if stored.is_none() && self.unknown_budget_full() {
+            return Err(Busy);
         }
         let key = (client_id.to_owned(), digest);
         let (tx, flight) = match self.join_or_lead(key) {

@@ -158,8 +158,15 @@ async fn request_for(
         })
         .await?
         .ok_or_else(not_found)?;
+    // Contract §7: a device of another user may not see or decide it (403, like a phone of
+    // the same user that did not match at app-authorize).
     if found.0.user_sub != dev.device.user_sub {
-        return Err(not_found());
+        return Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "this request is for another user's device",
+        )
+        .with_status(403)
+        .into());
     }
     Ok(found)
 }
@@ -284,9 +291,10 @@ pub async fn decide(
             let jti = claims
                 .get("jti")
                 .and_then(Value::as_str)
-                .filter(|j| !j.is_empty());
-            let jti =
-                jti.ok_or_else(|| OAuthError::invalid_request("signed_decision: jti is required"))?;
+                .filter(|j| !j.is_empty() && j.len() <= ciba_domain::ids::MAX_ID_LEN);
+            let jti = jti.ok_or_else(|| {
+                OAuthError::invalid_request("signed_decision: jti is missing or too long")
+            })?;
             if !use_jti(
                 &state,
                 "decision",

@@ -216,26 +216,22 @@ fn acr_of(
 const APP_AUTHORIZE: &str = "POST /oidc/v1/app-authorize";
 const BC_AUTHORIZE: &str = "POST /oidc/v1/bc-authorize";
 
-/// Contract §5: a request that got past client authentication and token verification
-/// consumes the permission token when it ends in `unknown_user_id` or `device_mismatch`.
-async fn burn_on_user_answer<T>(
-    state: &AppState,
-    permission: &PermissionRow,
-    outcome: ApiResult<T>,
-    now: i64,
-) -> ApiResult<T> {
-    if let Err(e) = &outcome {
-        if matches!(
-            e.code(),
-            ErrorCode::UnknownUserId | ErrorCode::DeviceMismatch
-        ) {
-            let id = permission.id.clone();
-            state
-                .db_write_one(move |c| perms::use_token(c, &id, now))
-                .await?;
-        }
+/// Contract §5: a request that got past client authentication and token verification uses
+/// the token up, whatever its answer. Claimed with a conditional update before anything about
+/// the user or their phones is looked at, so parallel calls with one token cannot each learn
+/// something (one phone model per call): exactly one of them gets past this point.
+async fn claim_token(state: &AppState, permission: &PermissionRow, now: i64) -> ApiResult<()> {
+    let id = permission.id.clone();
+    if !state
+        .db_write_one(move |c| perms::use_token(c, &id, now))
+        .await?
+    {
+        return Err(err(
+            ErrorCode::InvalidRequest,
+            "login_hint_token was already used",
+        ));
     }
-    outcome
+    Ok(())
 }
 
 struct Start<'a> {
@@ -348,19 +344,13 @@ pub async fn app_authorize(
         let notification_token = notification_token(&form, &client.client)?;
         let permission_id = verify_permission_token(&state, token, &client.client, now)?;
         let permission = usable_permission(&state, permission_id, &client.client, Intent::App2App, now).await?;
-        // Past client authentication and token verification: an answer about the user or
-        // their phone uses the token up, so one token cannot probe a user's phone model.
-        let resolved = async {
-            let (user_sub, devices) = hinted_user(&state, &permission).await?;
-            let enrolled = devices.iter().map(|d| {
-                (d.id.as_str(), DeviceInfo { platform: d.platform.clone(), manufacturer: d.manufacturer.clone(), model: d.model.clone() })
-            });
-            let matched = match_for_app2app(&device, enrolled)?;
-            let keys = key_protections(devices.iter().filter(|d| matched.contains(&d.id)));
-            Ok::<_, ApiError>((user_sub, matched, keys))
-        }
-        .await;
-        let (user_sub, matched, keys) = burn_on_user_answer(&state, &permission, resolved, now).await?;
+        claim_token(&state, &permission, now).await?;
+        let (user_sub, devices) = hinted_user(&state, &permission).await?;
+        let enrolled = devices.iter().map(|d| {
+            (d.id.as_str(), DeviceInfo { platform: d.platform.clone(), manufacturer: d.manufacturer.clone(), model: d.model.clone() })
+        });
+        let matched = match_for_app2app(&device, enrolled)?;
+        let keys = key_protections(devices.iter().filter(|d| matched.contains(&d.id)));
         let acr = acr_of(&form, &permission, &keys)?;
         limits::check(&state, Limit::UserStarts, &user_sub, APP_AUTHORIZE, now).await?;
         let start_req = Start {
@@ -427,12 +417,10 @@ pub async fn bc_authorize(
             }
             _ => return Err(err(ErrorCode::InvalidRequest, "id_token_hint is not supported")),
         };
-        let user = hinted_user(&state, &permission).await;
-        let (user_sub, devices) = if new_permission.is_some() {
-            user?
-        } else {
-            burn_on_user_answer(&state, &permission, user, now).await?
-        };
+        if new_permission.is_none() {
+            claim_token(&state, &permission, now).await?;
+        }
+        let (user_sub, devices) = hinted_user(&state, &permission).await?;
         let acr = acr_of(&form, &permission, &key_protections(devices.iter()))?;
         limits::check(&state, Limit::UserStarts, &user_sub, BC_AUTHORIZE, now).await?;
         let start_req = Start {

@@ -3,10 +3,9 @@
 //! only when the direct peer is one of `CIBA_TRUSTED_PROXIES`; otherwise anyone could name
 //! any address there and escape the limit.
 
-use crate::http::serve::PeerAddr;
-use crate::state::AppState;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
+use warp::http::HeaderMap;
 use warp::{Filter, Rejection};
 
 #[derive(Debug, Clone, Default)]
@@ -17,21 +16,39 @@ pub struct Caller {
     pub source: Option<IpAddr>,
 }
 
+/// The client's address as the server loop worked it out ([`client_address`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
 /// A header that is not text is rejected (400), as before this filter existed.
-pub fn caller(state: AppState) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+pub fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
-        .and(warp::header::optional::<String>("x-forwarded-for"))
-        .and(warp::ext::optional::<PeerAddr>())
-        .map(
-            move |authorization, forwarded: Option<String>, peer: Option<PeerAddr>| Caller {
-                authorization,
-                source: client_address(
-                    peer.map(|p| p.0.ip()),
-                    forwarded.as_deref(),
-                    &state.config.trusted_proxies,
-                ),
-            },
-        )
+        .and(warp::ext::optional::<ClientAddr>())
+        .map(|authorization, source: Option<ClientAddr>| Caller {
+            authorization,
+            source: source.map(|s| s.0),
+        })
+}
+
+/// [`client_address`] of a request: every `X-Forwarded-For` line, in order, counts (a proxy
+/// may add a line of its own rather than extend the client's).
+pub fn of_request(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted(peer, proxies) {
+        return peer;
+    }
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let joined = lines.join(",");
+    client_address(
+        Some(peer),
+        (!joined.is_empty()).then_some(joined.as_str()),
+        proxies,
+    )
+    .unwrap_or(peer)
 }
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
@@ -144,5 +161,23 @@ mod tests {
             Some(ip("10.1.2.3"))
         );
         assert_eq!(client_address(None, Some("198.51.100.7"), &proxies), None);
+    }
+
+    #[test]
+    fn every_forwarded_line_counts() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        // The attacker's own line first, the proxy's line (the real client) after it.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.append("x-forwarded-for", "198.51.100.7".parse().unwrap());
+        assert_eq!(of_request(ip("10.0.0.1"), &h, &proxies), ip("198.51.100.7"));
+        assert_eq!(
+            of_request(ip("203.0.113.1"), &h, &proxies),
+            ip("203.0.113.1")
+        );
+        assert_eq!(
+            of_request(ip("10.0.0.1"), &HeaderMap::new(), &proxies),
+            ip("10.0.0.1")
+        );
     }
 }

@@ -99,7 +99,7 @@ where
 
 pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> {
     let s = || with_state(state.clone());
-    let who = || caller(state.clone());
+    let who = caller;
 
     // Path before method, so an unknown path is 404 and a known one with the wrong method 405.
     let discovery_doc = warp::path!(".well-known" / "openid-configuration")

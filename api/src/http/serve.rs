@@ -1,14 +1,17 @@
 //! The HTTP/1.1 server loop, with the bounds a server on the internet needs (contract §10):
-//! a cap on concurrent connections (one over it is closed at once), a deadline for a
-//! request's headers (which also ends a keep-alive connection left idle that long), a
-//! deadline for its body, and a cap on the size of its headers. warp 0.4's own server sets
+//! a cap on concurrent connections, in all and per client address (one over it is closed at
+//! once), a deadline for a request's headers (which also ends a keep-alive connection left
+//! idle that long), a deadline for its body and for a stalled response (a client that does
+//! not read), and a cap on the size of its headers. warp 0.4's own server sets
 //! none of these, so the routes run as a `warp::service` under hyper's connection builder.
 
+use crate::http::caller::{self, ClientAddr};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,17 +21,17 @@ use tokio::sync::Semaphore;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
-/// The direct TCP peer of a request, for handlers (`warp::ext::optional::<PeerAddr>()`).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
 /// What bounds each connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections one client address may hold (trusted proxies excepted).
+    pub max_connections_per_address: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Peers whose `X-Forwarded-For` names the client (contract §10).
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 /// A request body that fails once its deadline passes before its last byte arrived.
@@ -75,6 +78,122 @@ impl Body for DeadlineBody {
     }
 }
 
+/// A connection whose writes make no progress for `timeout` fails: a client that asks for a
+/// response and never reads it cannot hold its connection slot (hyper's header timer does not
+/// run while a response is being written).
+struct WriteDeadline<T> {
+    io: T,
+    timeout: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(io: T, timeout: Duration) -> Self {
+        Self {
+            io,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// After a write attempt: disarm on progress, else arm (once) and check the deadline.
+    fn check<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.check(cx, polled)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, polled)
+    }
+}
+
+/// Open connections per client address, capped (trusted proxies are not counted: every
+/// client behind them shares their address).
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot(self.clone(), ip))
+    }
+}
+
+struct AddressSlot(Arc<PerAddress>, IpAddr);
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}
+
 /// Serve `routes` on `listener` until `stop` resolves; then stop accepting and wait for the
 /// open connections to finish their requests (the caller bounds that wait).
 pub async fn serve(
@@ -86,6 +205,7 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -106,13 +226,28 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        let peer_ip = peer.ip();
+        let address_slot = if limits.trusted_proxies.iter().any(|n| n.contains(&peer_ip)) {
+            None
+        } else {
+            match per_address.enter(peer_ip, limits.max_connections_per_address) {
+                Some(s) => Some(s),
+                None => {
+                    refused.inc();
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let service = warp::service(routes.clone());
         let body_timeout = limits.body_timeout;
+        let proxies = limits.trusted_proxies.clone();
         let handler = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut svc = service.clone();
             let (mut parts, inner) = req.into_parts();
-            parts.extensions.insert(PeerAddr(peer));
+            let client = caller::of_request(peer.ip(), &parts.headers, &proxies);
+            parts.extensions.insert(ClientAddr(client));
             let body = DeadlineBody {
                 inner,
                 deadline: Box::pin(tokio::time::sleep(body_timeout)),
@@ -127,7 +262,10 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(limits.max_header_bytes)
-            .serve_connection(TokioIo::new(stream), handler);
+            .serve_connection(
+                WriteDeadline::new(TokioIo::new(stream), limits.body_timeout),
+                handler,
+            );
         let conn = graceful.watch(conn);
         let open = open.clone();
         tokio::spawn(async move {
@@ -137,6 +275,7 @@ pub async fn serve(
             }
             open.dec();
             drop(slot);
+            drop(address_slot);
         });
     }
     drop(listener);

@@ -67,35 +67,28 @@ async fn a_connection_that_stalls_in_its_headers_or_body_is_closed() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_cap_are_closed_at_once() {
-    let srv = TestServer::start_with(Backend::Sqlite, &[("CIBA_MAX_CONNECTIONS", "3")]).await;
-    let addr = format!("127.0.0.1:{}", srv.port);
-    // The test client's own keep-alive connection may hold a slot: fill what is left.
+/// Open up to `tries` connections that each get one answer and stay open; returns those
+/// served and whether one was closed unserved.
+async fn fill(addr: &str, from: &str, tries: usize) -> (Vec<TcpStream>, bool) {
     let mut held = Vec::new();
-    let mut refused = None;
-    for _ in 0..4 {
-        let mut s = TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..tries {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let mut s = socket.connect(addr.parse().unwrap()).await.unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         let mut buf = [0u8; 512];
         match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => held.push(s),
-            _ => {
-                refused = Some(s);
-                break;
-            }
+            _ => return (held, true),
         }
     }
-    assert!(
-        refused.is_some(),
-        "every connection was served past the cap of 3"
-    );
-    assert!(held.len() <= 3);
-    // Once slots are free again, new connections are served.
-    drop(held);
-    drop(refused);
+    (held, false)
+}
+
+/// Once connections are free again, a new one is served.
+async fn served_again(srv: &TestServer) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let fresh = reqwest::Client::builder()
@@ -104,16 +97,65 @@ async fn connections_over_the_cap_are_closed_at_once() {
             .unwrap();
         if let Ok(r) = fresh.get(srv.url("/healthz")).send().await {
             assert_eq!(r.status(), 200);
-            break;
+            return;
         }
         assert!(Instant::now() < deadline, "slots never came back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_closed_at_once() {
+    let srv = TestServer::start_with(Backend::Sqlite, &[("CIBA_MAX_CONNECTIONS", "3")]).await;
+    // The test client's own keep-alive connection may hold a slot: fill what is left.
+    let (held, refused) = fill(&format!("127.0.0.1:{}", srv.port), "127.0.0.1", 4).await;
+    assert!(refused, "every connection was served past the cap of 3");
+    assert!(held.len() <= 3);
+    drop(held);
+    served_again(&srv).await;
     assert!(srv
         .metrics()
         .await
         .lines()
         .any(|l| l.starts_with("ciba_connections_refused_total ") && !l.ends_with(" 0")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let srv = TestServer::start_with(
+        Backend::Sqlite,
+        &[("CIBA_MAX_CONNECTIONS_PER_ADDRESS", "3")],
+    )
+    .await;
+    // From 127.0.0.2, another address than the harness's own client.
+    let (held, refused) = fill(&format!("127.0.0.1:{}", srv.port), "127.0.0.2", 4).await;
+    assert!(refused, "one address held more than 3 connections");
+    assert_eq!(held.len(), 3);
+    // Other addresses are still served.
+    served_again(&srv).await;
+    drop(held);
+}
+
+/// A client that asks for responses and never reads them cannot keep its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_dropped() {
+    let srv = TestServer::start_with(Backend::Sqlite, &[("CIBA_BODY_TIMEOUT", "1")]).await;
+    let mut s = TcpStream::connect(format!("127.0.0.1:{}", srv.port))
+        .await
+        .unwrap();
+    const ASKED: usize = 1_000;
+    let ask = b"GET /openapi.yaml HTTP/1.1\r\nHost: x\r\n\r\n".repeat(ASKED);
+    s.write_all(&ask).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = read_until_closed(&mut s, Duration::from_secs(30))
+        .await
+        .expect("the connection was still open after 30 s");
+    let answered = got.matches("HTTP/1.1 200").count();
+    assert!(
+        answered < ASKED,
+        "all {ASKED} responses were written to a client that did not read"
+    );
+    served_again(&srv).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,4 +138,106 @@ async fn flood_does_not_starve_polls_or_readiness(backend: Backend) {
     );
 }
 
-on_both_backends!(flood_does_not_starve_polls_or_readiness);
+/// A guessing loop on one connection is answered late, whatever it guesses; the merchant's
+/// own credentials are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_authentications_are_answered_late() {
+    let srv = TestServer::start_with(
+        Backend::Sqlite,
+        &[
+            ("CIBA_AUTH_FAILURE_DELAY_MS", "400"),
+            ("CIBA_LIMIT_AUTH_FAILURES", "0"),
+        ],
+    )
+    .await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    for (id, secret) in [(m.id.as_str(), "guess"), ("made-up", "guess")] {
+        let started = Instant::now();
+        let (status, _, _) = srv
+            .post_form(
+                "/oidc/v1/token",
+                Some((id, secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(status, 401);
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "answered at once"
+        );
+    }
+    let (status, _, _) = srv
+        .post_form(
+            "/oidc/v1/token",
+            Some((&m.id, &m.secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+/// Made-up client ids keep the hashing pool busy; a registered client whose secret is not
+/// verified yet (a new replica, a restart, a rotated secret) must still get through.
+async fn a_registered_client_gets_through_made_up_ids(backend: Backend) {
+    let srv = TestServer::start_with(
+        backend,
+        &[
+            ("CIBA_HASH_THREADS", "1"),
+            ("CIBA_HASH_QUEUE", "4"),
+            ("CIBA_LIMIT_AUTH_FAILURES", "0"),
+            ("CIBA_AUTH_FAILURE_DELAY_MS", "0"),
+        ],
+    )
+    .await;
+    let (id, secret) = srv.create_client("permissions/client", &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut attackers = Vec::new();
+    for i in 0..64 {
+        let (stop, refused, url) = (stop.clone(), refused.clone(), srv.url("/oidc/v1/token"));
+        attackers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let resp = http
+                    .post(&url)
+                    .basic_auth(format!("made-up-{i}-{n}"), Some("guess"))
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await;
+                if resp.is_ok_and(|r| r.status() == 429) {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // The pool is saturated by the flood before the merchant arrives.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refused.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the flood never filled the hashing pool"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        let (status, _, body) = srv
+            .post_form(
+                "/oidc/v1/token",
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(status, 200, "a registered client was refused: {body}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.await.unwrap();
+    }
+}
+
+on_both_backends!(
+    flood_does_not_starve_polls_or_readiness,
+    a_registered_client_gets_through_made_up_ids,
+);

@@ -211,6 +211,12 @@ async fn failed_authentications_are_limited_per_address(backend: Backend) {
         status, 429,
         "X-Forwarded-For from an untrusted peer was believed"
     );
+    // An access token the merchant already holds cannot be guessed: it still works.
+    let (status, _, body) = register(&srv, &m, &srv.base).await;
+    assert_eq!(
+        status, 201,
+        "a signed access token was refused with its address: {body}"
+    );
     tokio::time::sleep(Duration::from_secs(wait)).await;
     let (status, _, body) = token(&srv, &m.id, &m.secret, None).await;
     assert_eq!(status, 200, "{body}");

@@ -24,7 +24,14 @@ async fn client_cache(srv: &TestServer) -> (u64, u64) {
 }
 
 async fn oversized_identifiers_are_refused_without_growing_caches(backend: Backend) {
-    let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_AUTH_FAILURES", "0")]).await;
+    let srv = TestServer::start_with(
+        backend,
+        &[
+            ("CIBA_LIMIT_AUTH_FAILURES", "0"),
+            ("CIBA_AUTH_FAILURE_DELAY_MS", "0"),
+        ],
+    )
+    .await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let (entries_before, bytes_before) = client_cache(&srv).await;
     for i in 0..100 {

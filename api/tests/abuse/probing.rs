@@ -62,4 +62,42 @@ async fn a_mismatch_uses_up_the_permission_token(backend: Backend) {
     assert_eq!((status, error.as_str()), (400, "invalid_request"));
 }
 
-on_both_backends!(a_mismatch_uses_up_the_permission_token);
+/// The same token sent in parallel with many guesses: only one of them is answered about
+/// the phone; the others are told the token was already used.
+async fn parallel_guesses_with_one_token_get_one_answer(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let victim = nnin(50);
+    App::enroll(&srv, &victim, IPHONE).await;
+    let created = m
+        .register(&srv, &payment_statement(), "payment.v1", &victim, "app2app")
+        .await;
+    let pt = created["permissionToken"].as_str().unwrap();
+    let models = [
+        "iPhone11,2",
+        "iPhone12,1",
+        "iPhone13,2",
+        "iPhone14,5",
+        "iPhone15,2",
+        "iPhone15,3",
+        "iPhone16,1",
+        "iPhone16,2",
+    ];
+    let guesses = models
+        .iter()
+        .map(|model| try_device(&srv, &m, pt, ("ios", "Apple", model)));
+    let answers = futures_util::future::join_all(guesses).await;
+    let informative = answers
+        .iter()
+        .filter(|(status, error)| *status == 200 || error == "device_mismatch")
+        .count();
+    assert_eq!(informative, 1, "{answers:?}");
+    assert!(answers.iter().all(|(status, error)| *status == 200
+        || error == "device_mismatch"
+        || error == "invalid_request"));
+}
+
+on_both_backends!(
+    a_mismatch_uses_up_the_permission_token,
+    parallel_guesses_with_one_token_get_one_answer,
+);
