@@ -61,17 +61,7 @@ pub async fn client_secret(
             .secrets
             .verify(id, stored, secret)
             .await
-            .map_err(|_| {
-                state
-                    .metrics
-                    .rate_limited
-                    .with_label_values(&["client authentication", "hash_capacity"])
-                    .inc();
-                too_many(
-                    "the server is verifying too many client secrets; retry shortly",
-                    1,
-                )
-            })?,
+            .map_err(|_| hashing_busy(state))?,
     };
     match row {
         Some(row) if ok && !row.disabled => {

@@ -24,7 +24,8 @@ async fn try_device(
     (status, body["error"].as_str().unwrap_or("").to_owned())
 }
 
-async fn a_mismatch_uses_up_the_permission_token(backend: Backend) {
+/// A server, a merchant, a victim with an iPhone, and one permission token for the victim.
+async fn victim_and_token(backend: Backend) -> (TestServer, Merchant, String) {
     let srv = TestServer::start(backend).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let victim = nnin(50);
@@ -32,7 +33,13 @@ async fn a_mismatch_uses_up_the_permission_token(backend: Backend) {
     let created = m
         .register(&srv, &payment_statement(), "payment.v1", &victim, "app2app")
         .await;
-    let pt = created["permissionToken"].as_str().unwrap();
+    let pt = created["permissionToken"].as_str().unwrap().to_owned();
+    (srv, m, pt)
+}
+
+async fn a_mismatch_uses_up_the_permission_token(backend: Backend) {
+    let (srv, m, pt) = victim_and_token(backend).await;
+    let pt = pt.as_str();
     // The attacker guesses a model: wrong.
     let guess = try_device(&srv, &m, pt, ("ios", "Apple", "iPhone15,3")).await;
     assert_eq!(guess, (400, "device_mismatch".to_owned()));
@@ -65,14 +72,8 @@ async fn a_mismatch_uses_up_the_permission_token(backend: Backend) {
 /// The same token sent in parallel with many guesses: only one of them is answered about
 /// the phone; the others are told the token was already used.
 async fn parallel_guesses_with_one_token_get_one_answer(backend: Backend) {
-    let srv = TestServer::start(backend).await;
-    let m = Merchant::new(&srv, SCOPES, &[]).await;
-    let victim = nnin(50);
-    App::enroll(&srv, &victim, IPHONE).await;
-    let created = m
-        .register(&srv, &payment_statement(), "payment.v1", &victim, "app2app")
-        .await;
-    let pt = created["permissionToken"].as_str().unwrap();
+    let (srv, m, pt) = victim_and_token(backend).await;
+    let pt = pt.as_str();
     let models = [
         "iPhone11,2",
         "iPhone12,1",

@@ -3,7 +3,7 @@
 //! are honoured up front, and the operator can require a hardware-bound key at enrollment.
 
 use crate::support::app::{
-    device_info, nnin, now, payment_statement, App, Merchant, CALLBACK, IPHONE, SCOPES,
+    create_user, device_info, nnin, now, payment_statement, App, Merchant, CALLBACK, IPHONE, SCOPES,
 };
 use crate::support::{Backend, TestServer};
 use crate::{on_both_backends, redeem};
@@ -15,19 +15,7 @@ const HIGH: &str = "http://eidas.europa.eu/LoA/high";
 
 /// A user whose app enrolled a software key.
 async fn software_app(srv: &TestServer, user: &str) -> App {
-    let created = srv.admin(&[
-        "users",
-        "create",
-        "--nnin",
-        user,
-        "--given-name",
-        "Kari",
-        "--family-name",
-        "Nordmann",
-        "--birthdate",
-        "1985-05-15",
-    ]);
-    let sub = created["sub"].as_str().unwrap().to_owned();
+    let sub = create_user(srv, user).unwrap();
     App::enroll_key(srv, user, sub, IPHONE, "swk").await
 }
 
@@ -145,18 +133,7 @@ async fn loa_high_needs_a_hardware_key_and_verification(b: Backend) {
 async fn an_enrollment_code_can_require_a_hardware_key(b: Backend) {
     let srv = TestServer::start(b).await;
     let user = nnin(100);
-    srv.admin(&[
-        "users",
-        "create",
-        "--nnin",
-        &user,
-        "--given-name",
-        "Kari",
-        "--family-name",
-        "Nordmann",
-        "--birthdate",
-        "1985-05-15",
-    ]);
+    create_user(&srv, &user).unwrap();
     let code = srv.admin(&[
         "enrollment-codes",
         "create",

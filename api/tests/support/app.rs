@@ -107,6 +107,29 @@ impl Merchant {
     }
 }
 
+/// `admin users create` for Kari Nordmann with `nnin`; the new user's `sub`, or `None` when
+/// the command failed (e.g. the user exists).
+pub fn create_user(srv: &TestServer, nnin: &str) -> Option<String> {
+    let created = srv.admin_raw(&[
+        "users",
+        "create",
+        "--nnin",
+        nnin,
+        "--given-name",
+        "Kari",
+        "--family-name",
+        "Nordmann",
+        "--birthdate",
+        "1985-05-15",
+    ]);
+    created.status.success().then(|| {
+        serde_json::from_slice::<Value>(&created.stdout).unwrap()["sub"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+}
+
 /// A user with the authenticating app enrolled on one phone.
 pub struct App {
     pub nnin: String,
@@ -117,26 +140,8 @@ pub struct App {
 
 impl App {
     pub async fn enroll(srv: &TestServer, nnin: &str, device: (&str, &str, &str)) -> Self {
-        let created = srv.admin_raw(&[
-            "users",
-            "create",
-            "--nnin",
-            nnin,
-            "--given-name",
-            "Kari",
-            "--family-name",
-            "Nordmann",
-            "--birthdate",
-            "1985-05-15",
-        ]);
-        let sub = if created.status.success() {
-            serde_json::from_slice::<Value>(&created.stdout).unwrap()["sub"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        } else {
-            String::new()
-        };
+        // The user may exist already (a second phone): then the sub stays unknown here.
+        let sub = create_user(srv, nnin).unwrap_or_default();
         Self::enroll_existing(srv, nnin, sub, device).await
     }
 
