@@ -346,13 +346,15 @@ pub async fn app_authorize(
         let permission = usable_permission(&state, permission_id, &client.client, Intent::App2App, now).await?;
         claim_token(&state, &permission, now).await?;
         let (user_sub, devices) = hinted_user(&state, &permission).await?;
+        // Counted before the device match: guessing a user's phone model spends the user's
+        // budget too, not only the client's registrations.
+        limits::check(&state, Limit::UserStarts, &user_sub, APP_AUTHORIZE, now).await?;
         let enrolled = devices.iter().map(|d| {
             (d.id.as_str(), DeviceInfo { platform: d.platform.clone(), manufacturer: d.manufacturer.clone(), model: d.model.clone() })
         });
         let matched = match_for_app2app(&device, enrolled)?;
         let keys = key_protections(devices.iter().filter(|d| matched.contains(&d.id)));
         let acr = acr_of(&form, &permission, &keys)?;
-        limits::check(&state, Limit::UserStarts, &user_sub, APP_AUTHORIZE, now).await?;
         let start_req = Start {
             client: &client,
             acr,
@@ -420,7 +422,13 @@ pub async fn bc_authorize(
         if new_permission.is_none() {
             claim_token(&state, &permission, now).await?;
         }
-        let (user_sub, devices) = hinted_user(&state, &permission).await?;
+        let user = hinted_user(&state, &permission).await;
+        if new_permission.is_some() && user.as_ref().is_err_and(|e| e.code() == ErrorCode::UnknownUserId) {
+            // A plain login_hint answers whether an NNIN is enrolled, like user-exists: it
+            // spends the same budget, so it is no way around that limit.
+            limits::check(&state, Limit::ClientUserExists, &client.client.id, BC_AUTHORIZE, now).await?;
+        }
+        let (user_sub, devices) = user?;
         let acr = acr_of(&form, &permission, &key_protections(devices.iter()))?;
         limits::check(&state, Limit::UserStarts, &user_sub, BC_AUTHORIZE, now).await?;
         let start_req = Start {

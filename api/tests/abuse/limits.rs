@@ -140,6 +140,63 @@ async fn per_client_limits(backend: Backend) {
     }
 }
 
+/// Asking bc-authorize about unknown NNINs is a user-exists question: it spends that budget.
+async fn enumeration_through_bc_authorize_is_limited(backend: Backend) {
+    let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_CLIENT_USER_EXISTS", "3/4")]).await;
+    let enumerator = Merchant::new(&srv, SCOPES, &[]).await;
+    fresh_window().await;
+    for i in 0..3 {
+        let (status, _, body) = login(&srv, &enumerator, &nnin(400 + i)).await;
+        assert_eq!(body["error"], "unknown_user_id", "{status} {body}");
+    }
+    let (status, headers, body) = login(&srv, &enumerator, &nnin(410)).await;
+    assert_limited(status, &headers, &body);
+}
+
+/// Guessing a user's phone model with fresh tokens spends the user's budget, not only the
+/// client's registrations.
+async fn phone_model_guesses_spend_the_users_budget(backend: Backend) {
+    let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_USER_STARTS", "2/4")]).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let victim = nnin(20);
+    App::enroll(&srv, &victim, IPHONE).await;
+    fresh_window().await;
+    let mut answers = Vec::new();
+    for model in ["Pixel 7", "Pixel 8", "Pixel 9"] {
+        let created = m
+            .register(
+                &srv,
+                &crate::support::app::payment_statement(),
+                "payment.v1",
+                &victim,
+                "app2app",
+            )
+            .await;
+        let di = crate::support::app::device_info(("android", "Google", model));
+        let (status, body) = m
+            .app_authorize(
+                &srv,
+                &[
+                    (
+                        "login_hint_token",
+                        created["permissionToken"].as_str().unwrap(),
+                    ),
+                    ("scope", "openid"),
+                    ("device_info", &di),
+                ],
+            )
+            .await;
+        answers.push((status, body["error"].as_str().unwrap_or("").to_owned()));
+    }
+    assert_eq!(answers[0], (400, "device_mismatch".to_owned()));
+    assert_eq!(answers[1], (400, "device_mismatch".to_owned()));
+    assert_eq!(
+        answers[2],
+        (429, "too_many_requests".to_owned()),
+        "{answers:?}"
+    );
+}
+
 /// Push-bombing: requests for one user are limited across all clients, while other users
 /// and the same clients carry on.
 async fn one_user_cannot_be_push_bombed(backend: Backend) {
@@ -259,6 +316,8 @@ async fn limits_hold_across_replicas(backend: Backend) {
 
 on_both_backends!(
     per_client_limits,
+    enumeration_through_bc_authorize_is_limited,
+    phone_model_guesses_spend_the_users_budget,
     one_user_cannot_be_push_bombed,
     failed_authentications_are_limited_per_address,
     limits_hold_across_replicas,
