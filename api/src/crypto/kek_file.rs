@@ -19,7 +19,10 @@ pub fn path_for(db_path: &str) -> PathBuf {
 /// start of another process (API and worker): the file appears whole or not at all.
 pub fn load_or_create(path: &Path) -> Result<([u8; 32], bool), String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => return parse(path, &text).map(|k| (k, false)),
+        Ok(text) => {
+            owner_only(path)?;
+            return parse(path, &text).map(|k| (k, false));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot read the key file {}: {e}", path.display())),
     }
@@ -48,6 +51,29 @@ pub fn load_or_create(path: &Path) -> Result<([u8; 32], bool), String> {
             path.display()
         )),
     }
+}
+
+/// Refuse a key file others may read (as ssh refuses a private key with loose permissions):
+/// the key decrypts every signing key.
+fn owner_only(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "the key file {} may be read by others (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn parse(path: &Path, text: &str) -> Result<[u8; 32], String> {
@@ -109,11 +135,26 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_key_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir();
+        let path = path_for(dir.join("ciba.db").to_str().unwrap());
+        let (key, _) = load_or_create(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create(&path).unwrap_err();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load_or_create(&path).unwrap().0, key);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn refuses_a_damaged_file_and_a_missing_folder() {
         let dir = temp_dir();
         let path = dir.join("bad.kek");
-        std::fs::write(&path, "c2hvcnQ=\n").unwrap();
+        write_private(&path, "c2hvcnQ=\n").unwrap();
         assert!(load_or_create(&path).unwrap_err().contains("32 bytes"));
         let missing = dir.join("no/such/folder/ciba.db.kek");
         assert!(load_or_create(&missing)
