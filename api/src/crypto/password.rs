@@ -136,13 +136,18 @@ impl SecretVerifier {
             return Err(Busy);
         }
         let key = (client_id.to_owned(), digest);
-        let (tx, flight) = match self.join_or_lead(key) {
-            Ok(lead) => lead,
-            Err(mut follower) => {
-                return match follower.wait_for(Option::is_some).await {
-                    Ok(answer) => Ok(answer.unwrap_or(false)),
-                    Err(_) => Err(Busy),
-                };
+        // Follow a verification already running; if its leader goes away without an answer
+        // (its client hung up, or the pool refused it), try once to lead instead.
+        let mut tries = 0;
+        let (tx, flight) = loop {
+            tries += 1;
+            match self.join_or_lead(key.clone()) {
+                Ok(lead) => break lead,
+                Err(mut follower) => match follower.wait_for(Option::is_some).await {
+                    Ok(answer) => return Ok(answer.unwrap_or(false)),
+                    Err(_) if tries < 2 => continue,
+                    Err(_) => return Err(Busy),
+                },
             }
         };
         let (secret, hash) = (secret.to_owned(), stored.map(str::to_owned));
@@ -198,6 +203,21 @@ mod tests {
         // an unknown client never verifies, whatever it sends
         assert_eq!(v.verify("nobody", None, "s3cret").await, Ok(false));
         assert!(v.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_follower_takes_over_when_its_leader_goes_away() {
+        let stored = hash_secret("s3cret").unwrap();
+        let v = std::sync::Arc::new(SecretVerifier::new(HashPool::start(1, 1).unwrap()));
+        // A leader whose request is dropped before its answer (its client hung up).
+        let (tx, flight) = v.join_or_lead(("c".into(), sha256(b"s3cret"))).unwrap();
+        let (v2, stored2) = (v.clone(), stored.clone());
+        let follower = tokio::spawn(async move { v2.verify("c", Some(&stored2), "s3cret").await });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(tx);
+        drop(flight);
+        assert_eq!(follower.await.unwrap(), Ok(true));
     }
 
     #[tokio::test]
