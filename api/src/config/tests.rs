@@ -1,0 +1,143 @@
+//! Configuration parsing: defaults, ranges, and errors that name the variable.
+
+use super::*;
+use ciba_store::Backend;
+
+fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn temp_db() -> String {
+    let dir = std::env::temp_dir().join(format!("ciba-config-{}", ciba_domain::ids::random_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}", dir.join("ciba.db").display())
+}
+
+#[test]
+fn sqlite_without_a_key_makes_its_own_key_file() {
+    let url = temp_db();
+    let c = Config::from_map(&map(&[("DATABASE_URL", &url)])).unwrap();
+    assert_eq!(c.database_url.backend, Backend::Sqlite);
+    let (path, created) = c.key_file.clone().unwrap();
+    assert!(created && path.exists());
+    // The next start reads the same key; no key is built into the program.
+    let again = Config::from_map(&map(&[("DATABASE_URL", &url)])).unwrap();
+    assert_eq!(again.key_encryption_key, c.key_encryption_key);
+    assert!(!again.key_file.unwrap().1);
+    let other = Config::from_map(&map(&[("DATABASE_URL", &temp_db())])).unwrap();
+    assert_ne!(other.key_encryption_key, c.key_encryption_key);
+}
+
+#[test]
+fn defaults() {
+    let c = Config::from_map(&map(&[("DATABASE_URL", &temp_db())])).unwrap();
+    assert_eq!(c.issuer, "http://127.0.0.1:8080");
+    assert_eq!(c.app_link_base_url, c.issuer);
+    assert_eq!(c.listen.port(), 8080);
+}
+
+#[test]
+fn postgres_requires_a_key() {
+    let e = Config::from_map(&map(&[("DATABASE_URL", "postgres://h/db")])).unwrap_err();
+    assert_eq!(e.var, "CIBA_KEY_ENCRYPTION_KEY");
+    let key = STANDARD.encode([7u8; 32]);
+    let c = Config::from_map(&map(&[
+        ("DATABASE_URL", "postgres://h/db"),
+        ("CIBA_KEY_ENCRYPTION_KEY", &key),
+    ]))
+    .unwrap();
+    assert!(c.key_file.is_none());
+}
+
+#[test]
+fn errors_name_the_variable() {
+    for (var, value) in [
+        ("CIBA_LISTEN", "nope"),
+        ("CIBA_ISSUER", "ftp://x"),
+        ("CIBA_KEY_ENCRYPTION_KEY", "c2hvcnQ="),
+        ("CIBA_ACCESS_TOKEN_TTL", "5"),
+        ("DATABASE_URL", "mysql://x"),
+        ("CIBA_EXTERNAL_ISSUERS", "{}"),
+        ("CIBA_LOG_FORMAT", "xml"),
+        ("CIBA_LIMIT_USER_STARTS", "10"),
+        ("CIBA_LIMIT_AUTH_FAILURES", "5/0"),
+        ("CIBA_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("CIBA_MAX_HEADER_BYTES", "100"),
+        ("CIBA_HEADER_TIMEOUT", "0"),
+    ] {
+        // A valid key, so no key file is made for the default database (unless replaced).
+        let key = STANDARD.encode([7u8; 32]);
+        let mut vars = map(&[("CIBA_KEY_ENCRYPTION_KEY", &key)]);
+        vars.insert(var.to_owned(), value.to_owned());
+        let e = Config::from_map(&vars).unwrap_err();
+        assert_eq!(e.var, var);
+        assert!(e.to_string().contains(var));
+    }
+}
+
+#[test]
+fn limits_and_proxies_parse() {
+    let c = Config::from_map(&map(&[
+        ("DATABASE_URL", &temp_db()),
+        ("CIBA_LIMIT_USER_STARTS", "3/300"),
+        ("CIBA_LIMIT_AUTH_FAILURES", "0"),
+        ("CIBA_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7 ,fd00::/8"),
+    ]))
+    .unwrap();
+    assert_eq!(c.limits.user_starts, Rate::new(3, 300));
+    assert!(c.limits.auth_failures.is_off());
+    assert_eq!(c.limits.client_starts, Rate::new(3_000, 60));
+    assert_eq!(c.trusted_proxies.len(), 3);
+    assert!(c.trusted_proxies[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+    assert_eq!(c.server.header_timeout_secs, 10);
+    assert_eq!(c.server.max_connections, 4_096);
+}
+
+#[test]
+fn debug_hides_the_key() {
+    let c = Config::from_map(&map(&[("DATABASE_URL", &temp_db())])).unwrap();
+    assert!(format!("{c:?}").contains("<redacted>"));
+}
+
+#[test]
+fn ping_delivery_settings() {
+    let key = STANDARD.encode([7u8; 32]);
+    let c = Config::from_map(&map(&[("CIBA_KEY_ENCRYPTION_KEY", &key)])).unwrap();
+    assert_eq!(c.worker.ping_per_client_concurrency, 4);
+    assert!(!c.worker.allow_insecure_callbacks);
+    assert!(c.worker.ping_allowed_networks.is_empty());
+    let c = Config::from_map(&map(&[
+        ("CIBA_KEY_ENCRYPTION_KEY", &key),
+        ("CIBA_PING_PER_CLIENT_CONCURRENCY", "2"),
+        ("CIBA_ALLOW_INSECURE_CALLBACKS", "true"),
+        (
+            "CIBA_PING_ALLOWED_NETWORKS",
+            "10.20.0.0/16, fd00::/8,192.168.1.7",
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(c.worker.ping_per_client_concurrency, 2);
+    assert!(c.worker.allow_insecure_callbacks);
+    let nets: Vec<String> = c
+        .worker
+        .ping_allowed_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["10.20.0.0/16", "fd00::/8", "192.168.1.7/32"]);
+    for (var, value) in [
+        ("CIBA_PING_PER_CLIENT_CONCURRENCY", "0"),
+        ("CIBA_PING_PER_CLIENT_CONCURRENCY", "many"),
+        ("CIBA_ALLOW_INSECURE_CALLBACKS", "sure"),
+        ("CIBA_PING_ALLOWED_NETWORKS", "10.0.0.0/8,intranet"),
+        ("CIBA_PING_ALLOWED_NETWORKS", "10.0.0.0/33"),
+    ] {
+        let e =
+            Config::from_map(&map(&[("CIBA_KEY_ENCRYPTION_KEY", &key), (var, value)])).unwrap_err();
+        assert_eq!(e.var, var, "{value}");
+        assert!(e.to_string().contains(var));
+    }
+}
