@@ -64,11 +64,25 @@ impl Limit {
     }
 }
 
-/// The answer to a request over a limit.
-pub fn too_many(description: &'static str, retry_after: i64) -> ApiError {
+/// The answer to a request over a limit, counted in `ciba_rate_limited_total`.
+pub fn refused(
+    state: &AppState,
+    endpoint: &str,
+    limit: &str,
+    description: &'static str,
+    retry_after: i64,
+) -> ApiError {
+    state
+        .metrics
+        .rate_limited
+        .with_label_values(&[endpoint, limit])
+        .inc();
     ApiError::new(OAuthError::new(ErrorCode::TooManyRequests, description))
         .with_retry_after(retry_after)
 }
+
+/// The metric label of refusals at client authentication, which serves every endpoint.
+pub const CLIENT_AUTHENTICATION: &str = "client authentication";
 
 /// The stored name of a window: the limit, the window's start and a hash of the subject (a
 /// client id, a user's `sub` or an address: never stored in the clear).
@@ -92,12 +106,14 @@ pub async fn check(
     }
     let count = hit(state, limit, rate, subject, now).await?;
     if rate.exceeded_by(count) {
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&[endpoint, limit.name()])
-            .inc();
-        return Err(too_many(limit.describe(), rate.retry_after(now)));
+        let wait = rate.retry_after(now);
+        return Err(refused(
+            state,
+            endpoint,
+            limit.name(),
+            limit.describe(),
+            wait,
+        ));
     }
     Ok(())
 }
@@ -165,18 +181,22 @@ impl BlockedAddresses {
     }
 }
 
+fn address_refused(state: &AppState, wait: i64) -> ApiError {
+    let limit = Limit::AuthFailures;
+    refused(
+        state,
+        CLIENT_AUTHENTICATION,
+        limit.name(),
+        limit.describe(),
+        wait,
+    )
+}
+
 /// Refuse at once a client authentication from an address over its limit.
 pub fn refuse_blocked(state: &AppState, ip: Option<IpAddr>, now: i64) -> ApiResult<()> {
     let Some(ip) = ip else { return Ok(()) };
     match state.blocked.retry_after(ip, now) {
-        Some(wait) => {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&["client authentication", Limit::AuthFailures.name()])
-                .inc();
-            Err(too_many(Limit::AuthFailures.describe(), wait))
-        }
+        Some(wait) => Err(address_refused(state, wait)),
         None => Ok(()),
     }
 }
@@ -197,12 +217,7 @@ pub async fn auth_failed(
     match hit(state, Limit::AuthFailures, rate, &subject, now).await {
         Ok(count) if rate.exceeded_by(count) => {
             state.blocked.block(ip, rate.window_end(now), now);
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&["client authentication", Limit::AuthFailures.name()])
-                .inc();
-            too_many(Limit::AuthFailures.describe(), rate.retry_after(now))
+            address_refused(state, rate.retry_after(now))
         }
         Ok(_) => failure,
         Err(e) => {

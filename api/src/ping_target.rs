@@ -197,33 +197,11 @@ impl TargetPolicy {
     }
 }
 
-/// `CIBA_ALLOW_INSECURE_CALLBACKS`: `true` or `false`.
-pub fn parse_flag(raw: &str) -> Result<bool, String> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(format!("expected true or false, got {raw:?}")),
-    }
-}
-
-/// `CIBA_PING_ALLOWED_NETWORKS`: comma-separated CIDRs (a bare address is one host).
-pub fn parse_networks(raw: &str) -> Result<Vec<IpNet>, String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<IpNet>()
-                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map(|n| n.trunc())
-                .map_err(|_| format!("expected comma-separated CIDRs like 10.1.0.0/16, got {s:?}"))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::{parse_flag, parse_networks};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -2,7 +2,7 @@
 
 use super::{invalid_client, Authenticated, Method};
 use crate::error::ApiResult;
-use crate::limits::too_many;
+use crate::limits::{refused, CLIENT_AUTHENTICATION};
 use crate::state::AppState;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -29,12 +29,10 @@ fn form_decode(s: &str) -> String {
 }
 
 fn hashing_busy(state: &AppState) -> crate::error::ApiError {
-    state
-        .metrics
-        .rate_limited
-        .with_label_values(&["client authentication", "hash_capacity"])
-        .inc();
-    too_many(
+    refused(
+        state,
+        CLIENT_AUTHENTICATION,
+        "hash_capacity",
         "the server is verifying too many client secrets; retry shortly",
         1,
     )

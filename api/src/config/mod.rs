@@ -195,16 +195,15 @@ impl Env<'_> {
             .map_or(Ok(default), |raw| Rate::parse(raw).map_err(|m| err(var, m)))
     }
 
-    /// A comma-separated list of CIDR blocks or single addresses.
+    /// A comma-separated list of CIDR blocks or single addresses (empty when unset).
     fn networks(&self, var: &'static str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        self.list(var)
-            .iter()
-            .map(|n| {
-                n.parse::<ipnet::IpNet>()
-                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| err(var, format!("{n:?} is not an address or CIDR block")))
-            })
-            .collect()
+        parse_networks(self.get(var).unwrap_or("")).map_err(|m| err(var, m))
+    }
+
+    /// `true` or `false` (`default` when unset).
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.get(var)
+            .map_or(Ok(default), |raw| parse_flag(raw).map_err(|m| err(var, m)))
     }
 
     fn addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -216,6 +215,29 @@ impl Env<'_> {
             })
             .transpose()
     }
+}
+
+/// `true`/`1`/`yes` or `false`/`0`/`no`, in any case.
+pub fn parse_flag(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("expected true or false, got {raw:?}")),
+    }
+}
+
+/// Comma-separated CIDR blocks (a bare address is one host), e.g. `10.1.0.0/16, 192.0.2.7`.
+pub fn parse_networks(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| format!("expected comma-separated CIDRs like 10.1.0.0/16, got {s:?}"))
+        })
+        .collect()
 }
 
 /// An absolute http(s) URL without query or fragment; trailing slashes removed.
@@ -365,16 +387,8 @@ impl Config {
                     1,
                     256,
                 )? as usize,
-                allow_insecure_callbacks: env
-                    .get("CIBA_ALLOW_INSECURE_CALLBACKS")
-                    .map(crate::ping_target::parse_flag)
-                    .transpose()
-                    .map_err(|m| err("CIBA_ALLOW_INSECURE_CALLBACKS", m))?
-                    .unwrap_or(false),
-                ping_allowed_networks: crate::ping_target::parse_networks(
-                    env.get("CIBA_PING_ALLOWED_NETWORKS").unwrap_or(""),
-                )
-                .map_err(|m| err("CIBA_PING_ALLOWED_NETWORKS", m))?,
+                allow_insecure_callbacks: env.flag("CIBA_ALLOW_INSECURE_CALLBACKS", false)?,
+                ping_allowed_networks: env.networks("CIBA_PING_ALLOWED_NETWORKS")?,
             },
             server: ServerSettings {
                 max_connections: env.int("CIBA_MAX_CONNECTIONS", 4_096, 1, 1_000_000)? as usize,

@@ -34,10 +34,25 @@ pub struct Limits {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
+/// Has the timer in `slot` run out? It is armed (for `at()`) the first time it is asked,
+/// which is when the caller is about to wait: a request or a write that never waits costs
+/// no timer.
+fn expired(
+    slot: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    cx: &mut Context<'_>,
+    at: impl FnOnce() -> tokio::time::Instant,
+) -> bool {
+    slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at())))
+        .as_mut()
+        .poll(cx)
+        .is_ready()
+}
+
 /// A request body that fails once its deadline passes before its last byte arrived.
 pub struct DeadlineBody {
     inner: Incoming,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
 }
 
@@ -61,7 +76,7 @@ impl Body for DeadlineBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(frame)) => Poll::Ready(Some(frame.map_err(Into::into))),
-            Poll::Pending if !this.done && this.deadline.as_mut().poll(cx).is_ready() => {
+            Poll::Pending if !this.done && expired(&mut this.timer, cx, || this.deadline) => {
                 this.done = true;
                 Poll::Ready(Some(Err(Box::new(BodyTimeout))))
             }
@@ -107,10 +122,9 @@ impl<T> WriteDeadline<T> {
             return polled;
         }
         let timeout = self.timeout;
-        let sleep = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        if sleep.as_mut().poll(cx).is_ready() {
+        if expired(&mut self.stalled, cx, || {
+            tokio::time::Instant::now() + timeout
+        }) {
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the client stopped reading",
@@ -227,7 +241,7 @@ pub async fn serve(
             continue;
         };
         let peer_ip = peer.ip();
-        let address_slot = if limits.trusted_proxies.iter().any(|n| n.contains(&peer_ip)) {
+        let address_slot = if caller::trusted(peer_ip, &limits.trusted_proxies) {
             None
         } else {
             match per_address.enter(peer_ip, limits.max_connections_per_address) {
@@ -250,7 +264,8 @@ pub async fn serve(
             parts.extensions.insert(ClientAddr(client));
             let body = DeadlineBody {
                 inner,
-                deadline: Box::pin(tokio::time::sleep(body_timeout)),
+                deadline: tokio::time::Instant::now() + body_timeout,
+                timer: None,
                 done: false,
             };
             async move {
