@@ -201,7 +201,7 @@ fn kid_of(token: &str) -> String {
 async fn key_rotation_end_to_end(b: Backend) {
     let env = [
         ("CIBA_KEY_REFRESH_INTERVAL", "1"),
-        ("CIBA_KEY_PUBLISH_LEAD", "2"),
+        ("CIBA_KEY_PUBLISH_LEAD", "8"),
     ];
     let srv = TestServer::start_with(b, &env).await;
     let (id, secret) = srv.create_client("permissions/client openid", &[]);
@@ -221,12 +221,38 @@ async fn key_rotation_end_to_end(b: Backend) {
     assert!(w.stop(Duration::from_secs(10)));
     assert_eq!(kids.len(), 2, "the successor is published: {kids:?}");
     let new_kid = kids.iter().find(|k| **k != old_kid).unwrap().clone();
-    // Published, not yet signing (lead 2 s): tokens still come from the old key.
+    // Published with the configured lead before it signs.
+    let row = |kid: String| {
+        srv.store()
+            .read(keys::all)
+            .unwrap()
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .unwrap()
+    };
+    let successor = row(new_kid.clone());
+    assert_eq!(successor.activates_at - successor.created_at, 8);
+    // The rest of the lead is set from here (as if the worker had just published it), so a
+    // slow machine cannot turn the waits below into a race.
+    let activates_at = now() + 4;
+    let k = new_kid.clone();
+    srv.store()
+        .write(move |c| {
+            diesel::sql_query(format!(
+                "UPDATE signing_keys SET activates_at = {activates_at} WHERE kid = '{k}'"
+            ))
+            .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    // Not yet signing: tokens still come from the old key.
     assert_eq!(
         kid_of(&srv.access_token(&id, &secret, "permissions/client").await),
         old_kid
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // After activation, plus the server's refresh interval (1 s) and a second of slack.
+    let wait = (activates_at + 2 - now()).max(0) as u64;
+    tokio::time::sleep(Duration::from_secs(wait)).await;
     let new_token = srv.access_token(&id, &secret, "permissions/client").await;
     assert_eq!(kid_of(&new_token), new_kid);
     let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
