@@ -5,9 +5,9 @@ use crate::cli::{
     AdminCommand, AlgArg, ClientsCommand, DeliveryModeArg, DevicesCommand, EnrollmentCodesCommand,
     JobsCommand, KeysCommand, UsersCommand,
 };
-use crate::config::Config;
-use crate::crypto::kek::Kek;
-use crate::crypto::keyring;
+use ciba_runtime::config::Config;
+use ciba_runtime::crypto::kek::Kek;
+use ciba_runtime::crypto::keyring;
 use crate::crypto::password::hash_secret;
 use crate::state::now;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -44,7 +44,7 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
     let now = now();
     match command {
         AdminCommand::Clients(c) => {
-            let policy = crate::ping_target::TargetPolicy::from_settings(&config.worker);
+            let policy = ciba_runtime::ping_target::TargetPolicy::from_settings(&config.worker);
             clients_cmd(&store, c, &policy, now)
         }
         AdminCommand::Users(c) => users_cmd(&store, c, now),
@@ -142,7 +142,7 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
 fn clients_cmd(
     store: &Store,
     cmd: ClientsCommand,
-    ping_policy: &crate::ping_target::TargetPolicy,
+    ping_policy: &ciba_runtime::ping_target::TargetPolicy,
     now: i64,
 ) -> Result<Value, String> {
     match cmd {
@@ -304,7 +304,7 @@ fn users_cmd(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String
 }
 
 /// An absolute https URL without fragment (callback URIs; notification endpoints follow
-/// [`crate::ping_target`]).
+/// [`ciba_runtime::ping_target`]).
 pub fn validate_https_url(raw: &str) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
     if url.fragment().is_some() {

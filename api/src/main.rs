@@ -1,6 +1,6 @@
 use ciba_api::cli::{Cli, Command};
-use ciba_api::config::Config;
-use ciba_api::logging::init_tracing;
+use ciba_runtime::config::Config;
+use ciba_runtime::logging::init_tracing;
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    ciba_api::crypto::provider::install();
+    ciba_runtime::crypto::provider::install();
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(c) => c,

@@ -1,8 +1,8 @@
 //! Start-up and the HTTP server: migrations (SQLite), signing keys, key refresh, graceful
 //! shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight requests, bounded wait).
 
-use crate::config::Config;
-use crate::crypto::keyring;
+use ciba_runtime::config::Config;
+use ciba_runtime::crypto::keyring;
 use crate::http::{routes, serve};
 use crate::state::{now, AppState};
 use ciba_store::{Backend, Store, StoreError};
@@ -66,7 +66,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     );
     let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
     let server = tokio::spawn(server);
-    shutdown_signal().await;
+    ciba_runtime::shutdown::shutdown_signal().await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     let _ = stop_tx.send(true);
     if tokio::time::timeout(grace, server).await.is_err() {
@@ -139,28 +139,5 @@ async fn refresh_keys(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Ok(Err(e)) = res {
             tracing::warn!(error = %e, "reloading signing keys failed; keeping the current set");
         }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -2,10 +2,10 @@
 
 use crate::auth::external::ExternalIssuers;
 use crate::cache::TtlCache;
-use crate::config::Config;
+use ciba_runtime::config::Config;
 use crate::crypto::hash_pool::HashPool;
-use crate::crypto::kek::Kek;
-use crate::crypto::keyring::KeyRing;
+use ciba_runtime::crypto::kek::Kek;
+use ciba_runtime::crypto::keyring::KeyRing;
 use crate::crypto::password::SecretVerifier;
 use crate::error::{ApiError, ApiResult};
 use crate::limits::BlockedAddresses;
@@ -19,21 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The wall clock, read only at the edges and passed down as `now`.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// The wall clock in milliseconds (for poll pacing).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use ciba_runtime::clock::{now, now_ms};
 
 const CLIENT_CACHE_ENTRIES: usize = 10_000;
 const CLIENT_CACHE_BYTES: usize = 16 << 20;

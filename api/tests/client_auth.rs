@@ -5,9 +5,9 @@
 mod support;
 
 use ciba_api::auth::{authenticate, AuthRequest, Method};
-use ciba_api::config::Config;
-use ciba_api::crypto::jwt::{self, TYP_CLIENT_TOKEN};
-use ciba_api::crypto::keyring::{self, Purpose};
+use ciba_runtime::config::Config;
+use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
+use ciba_runtime::crypto::keyring::{self, Purpose};
 use ciba_api::crypto::password::hash_secret;
 use ciba_api::state::AppState;
 use ciba_domain::client::SigningAlg;

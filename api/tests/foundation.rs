@@ -166,7 +166,7 @@ async fn http_errors_are_contract_shaped(b: Backend) {
 
     let big = "a".repeat(70 * 1024);
     // its own client: the server closes a connection whose body it refused
-    let fresh = ciba_api::outbound::client(
+    let fresh = ciba_runtime::outbound::client(
         std::time::Duration::from_secs(5),
         std::time::Duration::from_secs(30),
     )

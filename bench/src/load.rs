@@ -63,7 +63,7 @@ pub async fn gather(workers: impl IntoIterator<Item = tokio::task::JoinHandle<St
 }
 
 fn worker_client() -> reqwest::Client {
-    ciba_api::outbound::install_crypto_provider();
+    ciba_runtime::outbound::install_crypto_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .timeout(Duration::from_secs(30))
@@ -200,7 +200,7 @@ fn sign(key: &jsonwebtoken::EncodingKey, kid: &str, claims: &Value) -> String {
 
 /// One full flow: permission → app-authorize → signed approval → token. Returns the outcome.
 async fn flow_ours(http: &reqwest::Client, o: &Ours) -> Result<(), String> {
-    let now = ciba_api::state::now();
+    let now = ciba_runtime::clock::now();
     let payment = json!({"paymentId": "p1", "amount": "123.45", "currency": "NOK", "creditorName": "Scrooge McDuck"});
     let statement = URL_SAFE_NO_PAD.encode(
         json!({"nonce": ciba_domain::ids::random_id(), "id": "basket", "payments": [payment]})

@@ -153,7 +153,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     // the app's ES256 signatures in full flows, as fast as the server's
-    ciba_api::crypto::provider::install();
+    ciba_runtime::crypto::provider::install();
     match Cli::parse().command {
         Command::Seed {
             database_url,
@@ -367,7 +367,7 @@ async fn prepare_ours(
     use base64::Engine;
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     use p256::pkcs8::EncodePrivateKey;
-    let http = ciba_api::outbound::client(Duration::from_secs(5), Duration::from_secs(30))?;
+    let http = ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))?;
     let tok: Value = send_json(
         http.post(format!("{base}/oidc/v1/token"))
             .basic_auth(&client_id, Some(&secret))

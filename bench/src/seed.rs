@@ -55,7 +55,7 @@ pub fn seed(
 ) -> Result<(), String> {
     let url = DatabaseUrl::parse(url)?;
     let store = Store::open(&url, 1).map_err(|e| e.to_string())?;
-    let now = ciba_api::state::now();
+    let now = ciba_runtime::clock::now();
     let batch = 100_000;
     let mut jobs = vec![];
     if pending.1 >= pending.0 {

@@ -3,6 +3,7 @@
 //! (jobs are claimed with `FOR UPDATE SKIP LOCKED`, periodic batches take advisory locks);
 //! on SQLite run one. The API never depends on it for correctness.
 
+mod health;
 mod metrics;
 mod periodic;
 mod ping;
@@ -10,16 +11,15 @@ mod queue;
 mod slots;
 mod target;
 
-use ciba_api::config::{Config, WorkerSettings};
-use ciba_api::crypto::kek::Kek;
-use ciba_api::logging::init_tracing;
-use ciba_api::ping_target::TargetPolicy;
+use ciba_runtime::config::{Config, WorkerSettings};
+use ciba_runtime::crypto::kek::Kek;
+use ciba_runtime::logging::init_tracing;
+use ciba_runtime::ping_target::TargetPolicy;
 use ciba_store::{Backend, Store};
 use metrics::WorkerMetrics;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use warp::Filter;
 
 /// What every task of the worker shares.
 pub struct Ctx {
@@ -39,7 +39,7 @@ pub struct Ctx {
 }
 
 fn main() -> ExitCode {
-    ciba_api::crypto::provider::install();
+    ciba_runtime::crypto::provider::install();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -101,31 +101,14 @@ async fn run(config: Config) -> Result<(), String> {
             )
         })?;
     tracing::info!(addr = %config.worker_listen, backend = ctx.store.backend().as_str(), "worker ready");
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
-    let m = ctx.clone();
-    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(
-            m.metrics.render(),
-            "content-type",
-            "text/plain; version=0.0.4",
-        )
-    });
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = rx.clone();
-    let server = tokio::spawn(
-        warp::serve(health.or(metrics))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = server_stop.changed().await;
-            })
-            .run(),
-    );
+    let m = ctx.clone();
+    let metrics = move || m.metrics.render();
+    let server = tokio::spawn(health::serve(listener, metrics, rx.clone()));
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
     let jobs = tokio::spawn(queue::run(ctx.clone(), rx.clone(), grace));
     let periodic = tokio::spawn(periodic::run(ctx.clone(), rx));
-    ciba_api::server::shutdown_signal().await;
+    ciba_runtime::shutdown::shutdown_signal().await;
     tracing::info!("worker shutting down");
     let _ = tx.send(true);
     let _ = jobs.await;

@@ -3,7 +3,7 @@
 //! with several worker replicas one does each batch and the others skip it.
 
 use crate::Ctx;
-use ciba_api::crypto::keyring;
+use ciba_runtime::crypto::keyring;
 use ciba_store::db::{try_advisory_xact_lock, LOCK_EXPIRY, LOCK_RETENTION};
 use ciba_store::{
     auth_requests, jobs, jtis, keys, permissions, rate_limits, users, DbConnection, StoreResult,
@@ -46,7 +46,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
 
 /// Expire pending requests past their expiry (and their permissions), queueing pings.
 pub fn expire_due(ctx: &Ctx) {
-    let now = ciba_api::state::now();
+    let now = ciba_runtime::clock::now();
     let attempts = ctx.settings.job_max_attempts;
     loop {
         let res = ctx.store.write(|c| {
@@ -82,7 +82,7 @@ type Purge = fn(&mut DbConnection, i64, i64) -> StoreResult<usize>;
 
 /// Delete what is older than the retention, table by table, in bounded batches.
 pub fn apply_retention(ctx: &Ctx) {
-    let now = ciba_api::state::now();
+    let now = ciba_runtime::clock::now();
     let cutoff = now - ctx.settings.retention;
     // Rate-limit windows are worth nothing once they end: purged at `now`, not the retention.
     let tables: [(&str, Purge, i64); 6] = [
@@ -121,7 +121,7 @@ pub fn apply_retention(ctx: &Ctx) {
 /// Rotate the signing keys when the newest is a rotation period old; drop keys that left
 /// the JWKS (everything they signed has expired).
 pub fn rotate_keys(ctx: &Ctx) {
-    let now = ciba_api::state::now();
+    let now = ciba_runtime::clock::now();
     let s = &ctx.settings;
     if s.key_rotation_period > 0 {
         match keyring::rotate_if_due(
@@ -152,7 +152,7 @@ pub fn rotate_keys(ctx: &Ctx) {
 }
 
 fn update_gauges(ctx: &Ctx) {
-    let now = ciba_api::state::now();
+    let now = ciba_runtime::clock::now();
     if let Ok((depth, oldest)) = ctx.store.read(|c| jobs::depth(c, now)) {
         ctx.metrics.queue_depth.set(depth);
         ctx.metrics.oldest_job_age.set(oldest);

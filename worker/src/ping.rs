@@ -5,7 +5,7 @@
 //! policy refuses (not https, or an address on this network: see `target`).
 
 use crate::target;
-use ciba_api::ping_target::TargetPolicy;
+use ciba_runtime::ping_target::TargetPolicy;
 use ciba_store::jobs::Failure;
 use ciba_store::{auth_requests, clients, Store};
 use serde_json::{json, Value};

@@ -32,7 +32,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>, grace: Duration
         } else {
             let c = ctx.clone();
             let res = tokio::task::spawn_blocking(move || {
-                let now = ciba_api::state::now();
+                let now = ciba_runtime::clock::now();
                 c.store.write_one(|conn| {
                     jobs::claim(conn, &c.worker_id, now, c.settings.job_lease, free as i64)
                 })
@@ -86,7 +86,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>, grace: Duration
         tracing::info!(count = left.len(), "releasing unfinished jobs");
         let c = ctx.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            let now = ciba_api::state::now();
+            let now = ciba_runtime::clock::now();
             for id in left {
                 if let Err(e) = c
                     .store
@@ -113,7 +113,7 @@ async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
         },
         other => Delivery::Final(format!("unknown job kind {other}")),
     };
-    let now = ciba_api::state::now();
+    let now = ciba_runtime::clock::now();
     let retry_at = now + backoff(&ctx.settings, job.attempts);
     let c = ctx.clone();
     let failure = outcome
@@ -131,7 +131,7 @@ async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
     match res {
         Ok(Ok(Some(jobs::DONE))) => {
             ctx.metrics.processed.with_label_values(&[&kind]).inc();
-            let latency = ciba_api::state::now_ms() as f64 / 1000.0 - created_at as f64;
+            let latency = ciba_runtime::clock::now_ms() as f64 / 1000.0 - created_at as f64;
             ctx.metrics.notification_latency.observe(latency.max(0.0));
         }
         Ok(Ok(Some(status))) => {
@@ -182,7 +182,7 @@ async fn deliver_ping(ctx: &Arc<Ctx>, payload: &str) -> Attempt {
 /// Give a job whose client is at its cap back to the queue for a little later. Nothing is
 /// lost when this fails: the job stays claimed until its lease lapses, then runs again.
 async fn defer_job(ctx: &Arc<Ctx>, job: &JobRow, running: Duration) {
-    let now = ciba_api::state::now();
+    let now = ciba_runtime::clock::now();
     let max = (ctx.settings.ping_timeout_ms / 1000).max(1) as i64;
     let run_at = now + slots::defer_secs(running, max);
     let (c, id) = (ctx.clone(), job.id.clone());
@@ -207,7 +207,7 @@ async fn defer_job(ctx: &Arc<Ctx>, job: &JobRow, running: Duration) {
 }
 
 /// Exponential backoff: base · 2^(attempt-1), capped, plus up to a quarter of jitter.
-pub fn backoff(s: &ciba_api::config::WorkerSettings, attempts: i32) -> i64 {
+pub fn backoff(s: &ciba_runtime::config::WorkerSettings, attempts: i32) -> i64 {
     let exp = attempts.clamp(1, 30) - 1;
     let delay = s
         .job_backoff_base

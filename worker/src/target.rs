@@ -1,11 +1,11 @@
 //! The ping client's guard against notification endpoints that reach this network
-//! (see `ciba_api::ping_target` for the policy). Names are resolved by [`GuardedResolver`],
+//! (see `ciba_runtime::ping_target` for the policy). Names are resolved by [`GuardedResolver`],
 //! which hands reqwest only the allowed addresses, so the address checked is the address
 //! connected to (no window for DNS rebinding). reqwest does not resolve IP-literal hosts, so
 //! [`check_endpoint`] checks those, and the scheme, before every delivery.
 
-use ciba_api::config::WorkerSettings;
-use ciba_api::ping_target::TargetPolicy;
+use ciba_runtime::config::WorkerSettings;
+use ciba_runtime::ping_target::TargetPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ pub fn ping_client(
     s: &WorkerSettings,
     policy: Arc<TargetPolicy>,
 ) -> Result<reqwest::Client, String> {
-    ciba_api::outbound::builder(
+    ciba_runtime::outbound::builder(
         Duration::from_millis(s.ping_connect_timeout_ms),
         Duration::from_millis(s.ping_timeout_ms),
     )
@@ -153,7 +153,7 @@ mod tests {
         // A name refused by the resolver: the request fails before any connection.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let s = ciba_api::config::Config::from_map(
+        let s = ciba_runtime::config::Config::from_map(
             &[(
                 "CIBA_KEY_ENCRYPTION_KEY".to_owned(),
                 "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=".to_owned(),

@@ -2,7 +2,7 @@
 //! key of an active enrolled device (`kid` = `sub` = device id), `aud` = issuer, at most
 //! 120 s between `iat` and `exp`, `jti` used once.
 
-use crate::crypto::jwt::{self, Expect, LEEWAY};
+use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::error::{ErrorCode, OAuthError};

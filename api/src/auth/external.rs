@@ -2,8 +2,8 @@
 //! and re-fetched when it is stale or a token names an unknown key (at most every 30 s).
 
 use super::assertion::verify_with_set;
-use crate::config::ExternalIssuer;
-use crate::crypto::jwt::{self, Expect};
+use ciba_runtime::config::ExternalIssuer;
+use ciba_runtime::crypto::jwt::{self, Expect};
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -29,7 +29,7 @@ impl ExternalIssuers {
         let http = if issuers.is_empty() {
             None
         } else {
-            crate::outbound::client(Duration::from_secs(3), Duration::from_secs(5)).ok()
+            ciba_runtime::outbound::client(Duration::from_secs(3), Duration::from_secs(5)).ok()
         };
         Self {
             issuers,

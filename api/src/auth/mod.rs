@@ -8,8 +8,8 @@ pub mod device;
 pub mod external;
 pub mod secret;
 
-use crate::crypto::jwt::{self, Expect, TYP_CLIENT_TOKEN};
-use crate::crypto::keyring::Purpose;
+use ciba_runtime::crypto::jwt::{self, Expect, TYP_CLIENT_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
 use crate::state::{AppState, MAX_ID_LEN};

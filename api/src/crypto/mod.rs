@@ -1,10 +1,4 @@
-//! Cryptography: keys at rest, signing keys, JWTs and client-secret hashing.
+//! Client-secret hashing on its own bounded pool.
 
 pub mod hash_pool;
-pub mod jwt;
-pub mod kek;
-pub mod kek_file;
-pub mod keygen;
-pub mod keyring;
 pub mod password;
-pub mod provider;

@@ -2,7 +2,7 @@
 //! and the signed decision.
 
 use crate::auth::device::{authenticate_device, use_jti, AuthenticatedDevice};
-use crate::crypto::jwt::{self, LEEWAY};
+use ciba_runtime::crypto::jwt::{self, LEEWAY};
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;

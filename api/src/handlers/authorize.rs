@@ -3,8 +3,8 @@
 //! scope, resolve the user and store the request together with the token's single use.
 
 use crate::auth::{self, AuthRequest, Authenticated};
-use crate::crypto::jwt::{self, Expect, LEEWAY, TYP_PERMISSION_TOKEN};
-use crate::crypto::keyring::Purpose;
+use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY, TYP_PERMISSION_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;

@@ -2,8 +2,8 @@
 //! from the database (so every replica agrees), exactly-once redemption, and the ID token.
 
 use crate::auth::Authenticated;
-use crate::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
-use crate::crypto::keyring::Purpose;
+use ciba_runtime::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
 use crate::http::reply::json_response;

@@ -1,6 +1,6 @@
 //! Discovery (OpenID Connect Discovery 1.0 / RFC 8414) and the public key sets.
 
-use crate::crypto::keyring::Purpose;
+use ciba_runtime::crypto::keyring::Purpose;
 use crate::http::reply::{cache_public, json_response, text_response};
 use crate::state::{now, AppState};
 use ciba_domain::client::SigningAlg;

@@ -2,8 +2,8 @@
 //! Bearer access tokens with scope `permissions/client`.
 
 use crate::auth::{self, AuthRequest, Authenticated};
-use crate::crypto::jwt::{self, TYP_PERMISSION_TOKEN};
-use crate::crypto::keyring::Purpose;
+use ciba_runtime::crypto::jwt::{self, TYP_PERMISSION_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;

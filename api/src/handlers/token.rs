@@ -2,8 +2,8 @@
 //! in its own module.
 
 use crate::auth::{self, AuthRequest, Method};
-use crate::crypto::jwt::{self, TYP_CLIENT_TOKEN};
-use crate::crypto::keyring::Purpose;
+use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;

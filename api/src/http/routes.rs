@@ -1,6 +1,6 @@
 //! The route table. Every route is instrumented with its template (never the raw path).
 
-use crate::crypto::keyring::Purpose;
+use ciba_runtime::crypto::keyring::Purpose;
 use crate::handlers::{app, authorize, discovery, health, links, permissions, token};
 use crate::http::caller::caller;
 use crate::state::AppState;

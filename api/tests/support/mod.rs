@@ -82,7 +82,7 @@ impl TestServer {
             db,
             base: format!("http://127.0.0.1:{port}"),
             port,
-            http: ciba_api::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
+            http: ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
                 .unwrap(),
             log_path,
             extra_env: env
