@@ -5,9 +5,6 @@ use crate::cli::{
     AdminCommand, AlgArg, ClientsCommand, DeliveryModeArg, DevicesCommand, EnrollmentCodesCommand,
     JobsCommand, KeysCommand, UsersCommand,
 };
-use ciba_runtime::config::Config;
-use ciba_runtime::crypto::kek::Kek;
-use ciba_runtime::crypto::keyring;
 use crate::crypto::password::hash_secret;
 use crate::state::now;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,6 +13,9 @@ use ciba_domain::ids::{random_bytes, random_id};
 use ciba_domain::nnin::Nnin;
 use ciba_domain::scope::{all_supported, ScopeSet};
 use ciba_domain::secret::sha256_b64url;
+use ciba_runtime::config::Config;
+use ciba_runtime::crypto::kek::Kek;
+use ciba_runtime::crypto::keyring;
 use ciba_store::clients::{self, ClientRow};
 use ciba_store::users::{self, EnrollmentCodeRow, UserRow};
 use ciba_store::{jobs, keys, Backend, Store, StoreError};
@@ -110,7 +110,7 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
                 rows.into_iter()
                     .map(|j| {
                         json!({"id": j.id, "kind": j.kind, "status": j.status, "attempts": j.attempts,
-                               "max_attempts": j.max_attempts, "run_at": j.run_at, "last_error": j.last_error,
+                               "run_at": j.run_at, "last_error": j.last_error,
                                "created_at": j.created_at, "updated_at": j.updated_at})
                     })
                     .collect(),

@@ -11,7 +11,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use ciba_domain::error::OAuthError;
-use ciba_store::auth_requests::{self as requests, Poll};
+use ciba_store::polling::{self, Poll};
 use ciba_store::{Store, StoreError};
 use prometheus::Histogram;
 use std::collections::{HashSet, VecDeque};
@@ -94,7 +94,7 @@ impl PollBatcher {
     }
 
     /// Record a well-paced poll of a pending request; false means "look closer".
-    pub async fn touch(&self, poll: Poll) -> ApiResult<bool> {
+    pub async fn record(&self, poll: Poll) -> ApiResult<bool> {
         let (reply, answer) = oneshot::channel();
         if self.tx.send((poll, reply)).await.is_err() {
             return Err(OAuthError::server_error().into());
@@ -129,7 +129,7 @@ fn run(mut rx: mpsc::Receiver<(Poll, Reply)>, store: Store, batch_size: Histogra
         let polls: Vec<Poll> = batch.iter().map(|(p, _)| p.clone()).collect();
         // A panic must not end the thread (every later poll would fail): it fails this batch.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            store.write_soft(|conn| requests::touch_pending_batch(conn, &polls, POLL_GRACE_MS))
+            store.write_soft(|conn| polling::record_polls(conn, &polls, POLL_GRACE_MS))
         }))
         .unwrap_or_else(|_| Err(StoreError::Other("poll batch panicked".into())));
         match result {
@@ -212,7 +212,7 @@ mod tests {
             now_ms: 1,
         };
         assert!(
-            !batcher.touch(p).await.expect("a batch"),
+            !batcher.record(p).await.expect("a batch"),
             "nothing to touch"
         );
         let ended = batcher.ended();

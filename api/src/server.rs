@@ -1,10 +1,10 @@
 //! Start-up and the HTTP server: migrations (SQLite), signing keys, key refresh, graceful
 //! shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight requests, bounded wait).
 
-use ciba_runtime::config::Config;
-use ciba_runtime::crypto::keyring;
 use crate::http::{routes, serve};
 use crate::state::{now, AppState};
+use ciba_runtime::config::Config;
+use ciba_runtime::crypto::keyring;
 use ciba_store::{Backend, Store, StoreError};
 use std::time::Duration;
 use tokio::net::TcpListener;

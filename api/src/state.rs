@@ -2,10 +2,7 @@
 
 use crate::auth::external::ExternalIssuers;
 use crate::cache::TtlCache;
-use ciba_runtime::config::Config;
 use crate::crypto::hash_pool::HashPool;
-use ciba_runtime::crypto::kek::Kek;
-use ciba_runtime::crypto::keyring::KeyRing;
 use crate::crypto::password::SecretVerifier;
 use crate::error::{ApiError, ApiResult};
 use crate::limits::BlockedAddresses;
@@ -13,6 +10,9 @@ use crate::metrics::Metrics;
 use crate::poll_batch::PollBatcher;
 use ciba_domain::error::OAuthError;
 pub use ciba_domain::ids::MAX_ID_LEN;
+use ciba_runtime::config::Config;
+use ciba_runtime::crypto::kek::Kek;
+use ciba_runtime::crypto::keyring::KeyRing;
 use ciba_store::clients::{self, ClientRow};
 use ciba_store::{DbConnection, Store, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,12 +5,12 @@
 mod support;
 
 use ciba_api::auth::{authenticate, AuthRequest, Method};
-use ciba_runtime::config::Config;
-use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
-use ciba_runtime::crypto::keyring::{self, Purpose};
 use ciba_api::crypto::password::hash_secret;
 use ciba_api::state::AppState;
 use ciba_domain::client::SigningAlg;
+use ciba_runtime::config::Config;
+use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
+use ciba_runtime::crypto::keyring::{self, Purpose};
 use ciba_store::clients::{self, ClientRow};
 use ciba_store::testing::TestDatabase;
 use ciba_store::{DatabaseUrl, Store};

@@ -1,25 +1,12 @@
 //! Authentication requests: their states, how long they live, and what a decision carries.
 
 use crate::error::{ErrorCode, OAuthError};
-
-pub const PENDING: &str = "pending";
-pub const APPROVED: &str = "approved";
-pub const DECLINED: &str = "declined";
-pub const EXPIRED: &str = "expired";
+use crate::status::RequestStatus;
 
 /// RFC 8176 values an authenticating app may report.
 pub const AMR_ALLOWED: &[&str] = &[
     "hwk", "bio", "face", "fpt", "iris", "pin", "user", "mfa", "swk", "pop",
 ];
-
-/// A stored status read at `now`: pending past its expiry is expired.
-pub fn status_at(stored: &str, expires_at: i64, now: i64) -> &str {
-    if stored == PENDING && now >= expires_at {
-        EXPIRED
-    } else {
-        stored
-    }
-}
 
 /// Whether a poll at `now_ms` keeps the interval: the last poll is at least `interval_secs`
 /// ago, less `grace_ms` for clock and network jitter (so a well-behaved client is never told
@@ -31,6 +18,61 @@ pub fn well_paced(
     grace_ms: i64,
 ) -> bool {
     last_poll_ms.is_none_or(|last| last <= now_ms + grace_ms - interval_secs * 1000)
+}
+
+/// What the token endpoint does with a poll of a request it has read (contract §3): the
+/// CIBA grant as a state machine. The fast path (a well-paced poll of a pending request) is
+/// settled in the database before this is asked; this is the careful path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollStep {
+    /// Approved and unredeemed: issue the tokens, then redeem exactly once.
+    Redeem,
+    /// `invalid_grant`: the request was redeemed before.
+    AlreadyRedeemed,
+    /// `access_denied`.
+    Declined,
+    /// `expired_token`; `mark`: the stored row still says pending (record the expiry).
+    Expired { mark: bool },
+    /// Pending and well paced: record the poll (waiting for the row), then
+    /// `authorization_pending`; if the row changed meanwhile, read it again.
+    RecordPoll,
+    /// Pending and too fast: `slow_down`, and the interval grows.
+    SlowDown,
+}
+
+/// What a poll at `now_ms` leads to, for a request in `stored` status. `waited`: this poll
+/// has already waited for the row once (it is not told to wait again but to slow down).
+pub struct PolledRequest<'a> {
+    pub stored: &'a str,
+    pub expires_at: i64,
+    pub redeemed: bool,
+    pub last_poll_ms: Option<i64>,
+    pub interval_secs: i64,
+}
+
+impl PolledRequest<'_> {
+    pub fn step(&self, now_ms: i64, grace_ms: i64, waited: bool) -> PollStep {
+        let now = now_ms.div_euclid(1000);
+        if self.redeemed {
+            return PollStep::AlreadyRedeemed;
+        }
+        match RequestStatus::at(self.stored, self.expires_at, now) {
+            // Approved, but not redeemed in time: expired like any request.
+            RequestStatus::Approved if now >= self.expires_at => PollStep::Expired { mark: false },
+            RequestStatus::Approved => PollStep::Redeem,
+            RequestStatus::Declined => PollStep::Declined,
+            RequestStatus::Expired => PollStep::Expired {
+                mark: self.stored == RequestStatus::Pending.as_str(),
+            },
+            RequestStatus::Pending
+                if !waited
+                    && well_paced(self.last_poll_ms, self.interval_secs, now_ms, grace_ms) =>
+            {
+                PollStep::RecordPoll
+            }
+            RequestStatus::Pending => PollStep::SlowDown,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +91,10 @@ impl Decision {
     }
 
     /// The request status this decision leads to.
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> RequestStatus {
         match self {
-            Self::Approve => APPROVED,
-            Self::Decline => DECLINED,
+            Self::Approve => RequestStatus::Approved,
+            Self::Decline => RequestStatus::Declined,
         }
     }
 }
@@ -163,6 +205,56 @@ mod tests {
     }
 
     #[test]
+    fn the_grant_follows_the_request() {
+        let r = |stored, redeemed, last| PolledRequest {
+            stored,
+            expires_at: 100,
+            redeemed,
+            last_poll_ms: last,
+            interval_secs: 5,
+        };
+        let at = 50_000;
+        assert_eq!(
+            r("approved", false, None).step(at, 500, false),
+            PollStep::Redeem
+        );
+        assert_eq!(
+            r("approved", true, None).step(at, 500, false),
+            PollStep::AlreadyRedeemed
+        );
+        assert_eq!(
+            r("approved", false, None).step(100_000, 500, false),
+            PollStep::Expired { mark: false },
+            "approved but not redeemed in time"
+        );
+        assert_eq!(
+            r("declined", false, None).step(at, 500, false),
+            PollStep::Declined
+        );
+        assert_eq!(
+            r("pending", false, None).step(100_000, 500, false),
+            PollStep::Expired { mark: true }
+        );
+        assert_eq!(
+            r("expired", false, None).step(at, 500, false),
+            PollStep::Expired { mark: false }
+        );
+        assert_eq!(
+            r("pending", false, None).step(at, 500, false),
+            PollStep::RecordPoll
+        );
+        assert_eq!(
+            r("pending", false, None).step(at, 500, true),
+            PollStep::SlowDown,
+            "waited once already"
+        );
+        assert_eq!(
+            r("pending", false, Some(at - 1_000)).step(at, 500, false),
+            PollStep::SlowDown
+        );
+    }
+
+    #[test]
     fn expiry_is_clamped() {
         assert_eq!(expiry(1000, None, 300, 600, 5000), 1300);
         assert_eq!(expiry(1000, Some(10_000), 300, 600, 5000), 1600);
@@ -171,13 +263,6 @@ mod tests {
             1100,
             "never beyond the permission"
         );
-    }
-
-    #[test]
-    fn status_follows_the_clock() {
-        assert_eq!(status_at(PENDING, 100, 99), PENDING);
-        assert_eq!(status_at(PENDING, 100, 100), EXPIRED);
-        assert_eq!(status_at(APPROVED, 100, 500), APPROVED);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod permission;
 pub mod rate;
 pub mod scope;
 pub mod secret;
+pub mod status;
 pub mod text;
 
 /// UNIX time in whole seconds.

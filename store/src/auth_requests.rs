@@ -2,13 +2,12 @@
 //! Every state change is a conditional update: exactly one of racing callers wins.
 
 use crate::error::StoreResult;
-use crate::jobs;
 use crate::schema::{auth_requests, permissions};
 use crate::DbConnection;
+use ciba_domain::status::{PermissionStatus, RequestStatus};
 use diesel::prelude::*;
-use diesel::IntoSql;
 
-pub const PENDING: &str = "pending";
+const PENDING: &str = RequestStatus::Pending.as_str();
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = auth_requests)]
@@ -58,7 +57,7 @@ pub fn start(
         permissions::table
             .filter(permissions::id.eq(permission_id))
             .filter(permissions::auth_req_id.is_null())
-            .filter(permissions::status.eq(PENDING))
+            .filter(permissions::status.eq(PermissionStatus::Pending.as_str()))
             .filter(permissions::exp.gt(now)),
     )
     .set((
@@ -107,23 +106,17 @@ pub fn pending_for_user(
         .load(conn)?)
 }
 
-/// A user's decision as recorded on the request and its permission.
-pub struct Outcome<'a> {
-    pub status: &'a str,
-    pub permission_status: &'a str,
-    pub device_id: &'a str,
-    /// JSON array of RFC 8176 values.
-    pub amr: &'a str,
-}
-
-/// Record a decision if the request is still pending and unexpired at `now`, and carry it
-/// to the permission. Returns false when someone else decided first or it expired.
-pub fn decide(
+/// Record a user's decision (`Approved` or `Declined`, the device that made it and the
+/// methods it reports, a JSON array) if the request is still pending and unexpired at `now`.
+/// False when someone else decided first or it expired. What follows from a decision (the
+/// permission, the ping) is the caller's: see `ciba_service::requests`.
+pub fn record_decision(
     conn: &mut DbConnection,
     id: &str,
-    outcome: &Outcome<'_>,
+    status: RequestStatus,
+    device_id: &str,
+    amr: &str,
     now: i64,
-    ping_attempts: i32,
 ) -> StoreResult<bool> {
     let n = diesel::update(
         auth_requests::table
@@ -132,52 +125,13 @@ pub fn decide(
             .filter(auth_requests::expires_at.gt(now)),
     )
     .set((
-        auth_requests::status.eq(outcome.status),
+        auth_requests::status.eq(status.as_str()),
         auth_requests::decided_at.eq(now),
-        auth_requests::device_id.eq(outcome.device_id),
-        auth_requests::amr.eq(outcome.amr),
+        auth_requests::device_id.eq(device_id),
+        auth_requests::amr.eq(amr),
     ))
     .execute(conn)?;
-    if n != 1 {
-        return Ok(false);
-    }
-    let (user, ping_token): (String, Option<String>) = auth_requests::table
-        .filter(auth_requests::id.eq(id))
-        .select((
-            auth_requests::user_sub,
-            auth_requests::client_notification_token,
-        ))
-        .first(conn)?;
-    diesel::update(
-        permissions::table
-            .filter(permissions::auth_req_id.eq(id))
-            .filter(permissions::status.eq(PENDING)),
-    )
-    .set((
-        permissions::status.eq(outcome.permission_status),
-        permissions::decided_at.eq(now),
-        permissions::user_sub.eq(user),
-    ))
-    .execute(conn)?;
-    if ping_token.is_some() {
-        enqueue_ping(conn, id, ping_attempts, now)?;
-    }
-    Ok(true)
-}
-
-/// Queue the ping notification of a finished request (ping clients only), in the caller's
-/// transaction: the outcome and its notification commit together or not at all.
-fn enqueue_ping(conn: &mut DbConnection, id: &str, max_attempts: i32, now: i64) -> StoreResult<()> {
-    let payload = serde_json::json!({ "auth_req_id": id }).to_string();
-    jobs::enqueue(
-        conn,
-        &jobs::ping_job_id(id),
-        jobs::KIND_PING,
-        &payload,
-        max_attempts,
-        now,
-    )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// The authentication methods recorded when the request was decided (a JSON array).
@@ -190,132 +144,6 @@ pub fn amr_of(conn: &mut DbConnection, auth_req_id: &str) -> StoreResult<Option<
         .flatten())
 }
 
-diesel::define_sql_function! {
-    /// See migrations/postgres/*_touch_pending_batch. Set-returning: one row per recorded poll.
-    fn ciba_touch_pending_batch(
-        ids: diesel::sql_types::Array<diesel::sql_types::Text>,
-        client_ids: diesel::sql_types::Array<diesel::sql_types::Text>,
-        now_ms: diesel::sql_types::Array<diesel::sql_types::BigInt>,
-        grace_ms: diesel::sql_types::BigInt,
-    ) -> diesel::sql_types::Text;
-}
-
-/// One poll in a batch: the request, the polling client, when it arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Poll {
-    pub id: String,
-    pub client_id: String,
-    pub now_ms: i64,
-}
-
-/// The hot path of polling: record well-paced polls of pending, unexpired requests of their
-/// clients, many at once (distinct requests; `result[i]` answers `polls[i]`). A poll is well
-/// paced when the request's last poll is at least one interval (less `grace_ms`) ago. False
-/// means "look closer" (too fast, finished, unknown, another client's). PostgreSQL: one call
-/// of `ciba_touch_pending_batch`, which waits for rows other transactions hold up to its
-/// `lock_timeout` (20 ms), then skips them (such a poll answers false and takes the careful
-/// path). Callers give the polls in the order of their ids, so concurrent batches cannot
-/// deadlock. SQLite: one `UPDATE ... FROM (VALUES ...)`.
-pub fn touch_pending_batch(
-    conn: &mut DbConnection,
-    polls: &[Poll],
-    grace_ms: i64,
-) -> StoreResult<Vec<bool>> {
-    if polls.is_empty() {
-        return Ok(Vec::new());
-    }
-    let touched: std::collections::HashSet<String> = match conn {
-        DbConnection::Pg(pg) => {
-            let ids: Vec<&str> = polls.iter().map(|p| p.id.as_str()).collect();
-            let clients: Vec<&str> = polls.iter().map(|p| p.client_id.as_str()).collect();
-            let nows: Vec<i64> = polls.iter().map(|p| p.now_ms).collect();
-            diesel::select(ciba_touch_pending_batch(ids, clients, nows, grace_ms))
-                .load::<String>(pg)?
-                .into_iter()
-                .collect()
-        }
-        DbConnection::Sqlite(lite) => {
-            // One statement per batch: SQLite prepares every UPDATE afresh, so parse once.
-            let values = vec!["(?, ?, ?)"; polls.len()].join(", ");
-            let sql = format!(
-                "UPDATE auth_requests SET last_poll_ms = p.column3 FROM (VALUES {values}) AS p \
-                 WHERE auth_requests.id = p.column1 AND auth_requests.client_id = p.column2 \
-                 AND auth_requests.status = '{PENDING}' \
-                 AND auth_requests.expires_at > p.column3 / 1000 \
-                 AND (auth_requests.last_poll_ms IS NULL OR auth_requests.last_poll_ms \
-                      <= p.column3 + ? - auth_requests.interval_secs * 1000) \
-                 RETURNING auth_requests.id AS id"
-            );
-            let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-            for p in polls {
-                query = query
-                    .bind::<diesel::sql_types::Text, _>(p.id.clone())
-                    .bind::<diesel::sql_types::Text, _>(p.client_id.clone())
-                    .bind::<diesel::sql_types::BigInt, _>(p.now_ms);
-            }
-            query
-                .bind::<diesel::sql_types::BigInt, _>(grace_ms)
-                .load::<TouchedId>(lite)?
-                .into_iter()
-                .map(|r| r.id)
-                .collect()
-        }
-    };
-    Ok(polls.iter().map(|p| touched.contains(&p.id)).collect())
-}
-
-/// One poll recorded as [`touch_pending_batch`] would, but waiting for the row when another
-/// transaction holds it (the batch skips such rows): for the careful path, which has already
-/// read the request as pending and the poll as well paced. False when the row changed first
-/// (decided, expired, polled meanwhile).
-pub fn touch_pending_one(conn: &mut DbConnection, poll: &Poll, grace_ms: i64) -> StoreResult<bool> {
-    let updated = diesel::update(
-        auth_requests::table
-            .filter(auth_requests::id.eq(&poll.id))
-            .filter(auth_requests::client_id.eq(&poll.client_id))
-            .filter(auth_requests::status.eq(PENDING))
-            .filter(auth_requests::expires_at.gt(poll.now_ms / 1000))
-            .filter(
-                auth_requests::last_poll_ms
-                    .is_null()
-                    .or(auth_requests::last_poll_ms.le(((poll.now_ms + grace_ms)
-                        .into_sql::<diesel::sql_types::BigInt>()
-                        - auth_requests::interval_secs * 1000_i64)
-                        .nullable())),
-            ),
-    )
-    .set(auth_requests::last_poll_ms.eq(poll.now_ms))
-    .execute(conn)?;
-    Ok(updated == 1)
-}
-
-#[derive(QueryableByName)]
-struct TouchedId {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    id: String,
-}
-
-/// A poll came too fast: the interval grows by 5 s (RFC 8628 §3.5), up to `max_interval`.
-pub fn slow_down(
-    conn: &mut DbConnection,
-    id: &str,
-    now_ms: i64,
-    max_interval: i64,
-) -> StoreResult<()> {
-    diesel::update(
-        auth_requests::table
-            .filter(auth_requests::id.eq(id))
-            .filter(auth_requests::status.eq(PENDING))
-            .filter(auth_requests::interval_secs.lt(max_interval)),
-    )
-    .set(auth_requests::interval_secs.eq(auth_requests::interval_secs + 5_i64))
-    .execute(conn)?;
-    diesel::update(auth_requests::table.filter(auth_requests::id.eq(id)))
-        .set(auth_requests::last_poll_ms.eq(now_ms))
-        .execute(conn)?;
-    Ok(())
-}
-
 /// Redeem an approved request exactly once, before its expiry. Only the caller that flips
 /// `redeemed_at` wins.
 pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> StoreResult<bool> {
@@ -323,7 +151,7 @@ pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> S
         auth_requests::table
             .filter(auth_requests::id.eq(id))
             .filter(auth_requests::client_id.eq(client_id))
-            .filter(auth_requests::status.eq("approved"))
+            .filter(auth_requests::status.eq(RequestStatus::Approved.as_str()))
             .filter(auth_requests::redeemed_at.is_null())
             .filter(auth_requests::expires_at.gt(now)),
     )
@@ -332,15 +160,9 @@ pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> S
     Ok(n == 1)
 }
 
-/// Mark a pending request past its expiry as expired, and its permission with it, and queue
-/// its ping (ping clients). Run it in a transaction. Returns true when this call made the
-/// change (so follow-ups such as pings happen once).
-pub fn expire(
-    conn: &mut DbConnection,
-    id: &str,
-    now: i64,
-    ping_attempts: i32,
-) -> StoreResult<bool> {
+/// Mark a pending request past its expiry as expired. Returns true when this call made the
+/// change (so what follows, such as its ping, happens once).
+pub fn record_expiry(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
     let n = diesel::update(
         auth_requests::table
             .filter(auth_requests::id.eq(id))
@@ -348,29 +170,10 @@ pub fn expire(
             .filter(auth_requests::expires_at.le(now)),
     )
     .set((
-        auth_requests::status.eq("expired"),
+        auth_requests::status.eq(RequestStatus::Expired.as_str()),
         auth_requests::decided_at.eq(now),
     ))
     .execute(conn)?;
-    if n == 1 {
-        diesel::update(
-            permissions::table
-                .filter(permissions::auth_req_id.eq(id))
-                .filter(permissions::status.eq(PENDING)),
-        )
-        .set((
-            permissions::status.eq("expired"),
-            permissions::decided_at.eq(now),
-        ))
-        .execute(conn)?;
-        let ping_token: Option<String> = auth_requests::table
-            .filter(auth_requests::id.eq(id))
-            .select(auth_requests::client_notification_token)
-            .first(conn)?;
-        if ping_token.is_some() {
-            enqueue_ping(conn, id, ping_attempts, now)?;
-        }
-    }
     Ok(n == 1)
 }
 

@@ -26,7 +26,6 @@ pub struct JobRow {
     pub payload: String,
     pub status: String,
     pub attempts: i32,
-    pub max_attempts: i32,
     pub run_at: i64,
     pub locked_by: Option<String>,
     pub locked_until: Option<i64>,
@@ -42,7 +41,6 @@ pub fn enqueue(
     id: &str,
     kind: &str,
     payload: &str,
-    max_attempts: i32,
     now: i64,
 ) -> StoreResult<bool> {
     let exists = jobs::table
@@ -60,7 +58,6 @@ pub fn enqueue(
             payload: payload.to_owned(),
             status: QUEUED.to_owned(),
             attempts: 0,
-            max_attempts,
             run_at: now,
             locked_by: None,
             locked_until: None,
@@ -70,6 +67,14 @@ pub fn enqueue(
         })
         .execute(conn)?;
     Ok(true)
+}
+
+/// Queue the ping notification of a finished request, in the caller's transaction (the
+/// outcome and its notification commit together or not at all). Only the event: how often
+/// it is tried is the worker's policy.
+pub fn enqueue_ping(conn: &mut DbConnection, auth_req_id: &str, now: i64) -> StoreResult<bool> {
+    let payload = serde_json::json!({ "auth_req_id": auth_req_id }).to_string();
+    enqueue(conn, &ping_job_id(auth_req_id), KIND_PING, &payload, now)
 }
 
 /// The id of the ping job for `auth_req_id`: at most one per request.
@@ -181,14 +186,16 @@ pub enum Failure {
     Final,
 }
 
-/// The attempt failed. Returns the job's new status, or `None` when `worker` no longer
-/// holds it.
+/// The attempt failed: the job goes back to the queue while it has had fewer than
+/// `max_attempts` attempts (the worker's policy), else to the dead letters. Returns the
+/// job's new status, or `None` when `worker` no longer holds it.
 pub fn fail(
     conn: &mut DbConnection,
     id: &str,
     worker: &str,
     error: &str,
     failure: Failure,
+    max_attempts: i32,
     now: i64,
 ) -> StoreResult<Option<&'static str>> {
     let Some(job) = jobs::table
@@ -201,7 +208,7 @@ pub fn fail(
         return Ok(None);
     };
     let (status, run_at) = match failure {
-        Failure::RetryAt(at) if job.attempts < job.max_attempts => (QUEUED, at),
+        Failure::RetryAt(at) if job.attempts < max_attempts => (QUEUED, at),
         _ => (DEAD, job.run_at),
     };
     let error: String = error.chars().take(500).collect();

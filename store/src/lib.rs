@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod jtis;
 pub mod keys;
 pub mod permissions;
+pub mod polling;
 pub mod rate_limits;
 pub mod schema;
 pub mod testing;

@@ -3,12 +3,10 @@
 use crate::error::{StoreError, StoreResult};
 use crate::schema::{permission_nonces, permissions};
 use crate::DbConnection;
+use ciba_domain::status::PermissionStatus;
 use diesel::prelude::*;
 
-pub const PENDING: &str = "pending";
-pub const GRANTED: &str = "granted";
-pub const DECLINED: &str = "declined";
-pub const EXPIRED: &str = "expired";
+const PENDING: &str = PermissionStatus::Pending.as_str();
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = permissions)]
@@ -37,12 +35,8 @@ pub struct PermissionRow {
 impl PermissionRow {
     /// The status as callers see it: a pending permission past `exp` is expired whether or
     /// not a sweeper has marked it.
-    pub fn status_at(&self, now: i64) -> &str {
-        if self.status == PENDING && now >= self.exp {
-            EXPIRED
-        } else {
-            &self.status
-        }
+    pub fn status_at(&self, now: i64) -> PermissionStatus {
+        PermissionStatus::at(&self.status, self.exp, now)
     }
 }
 
@@ -111,6 +105,36 @@ pub fn use_token(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<boo
     )
     .set(permissions::token_used_at.eq(now))
     .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// The permission a request was started from follows the request's end (`status`), if it
+/// is still pending; `user_sub` records who decided. Returns whether it changed.
+pub fn follow_request(
+    conn: &mut DbConnection,
+    auth_req_id: &str,
+    status: PermissionStatus,
+    user_sub: Option<&str>,
+    now: i64,
+) -> StoreResult<bool> {
+    let target = permissions::table
+        .filter(permissions::auth_req_id.eq(auth_req_id))
+        .filter(permissions::status.eq(PENDING));
+    let n = match user_sub {
+        Some(user) => diesel::update(target)
+            .set((
+                permissions::status.eq(status.as_str()),
+                permissions::decided_at.eq(now),
+                permissions::user_sub.eq(user),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set((
+                permissions::status.eq(status.as_str()),
+                permissions::decided_at.eq(now),
+            ))
+            .execute(conn)?,
+    };
     Ok(n == 1)
 }
 

@@ -145,7 +145,6 @@ diesel::table! {
         payload -> Text,
         status -> Text,
         attempts -> Integer,
-        max_attempts -> Integer,
         run_at -> BigInt,
         locked_by -> Nullable<Text>,
         locked_until -> Nullable<BigInt>,

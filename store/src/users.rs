@@ -3,6 +3,7 @@
 use crate::error::StoreResult;
 use crate::schema::{devices, enrollment_codes, users};
 use crate::DbConnection;
+use ciba_domain::status::DeviceStatus;
 use diesel::prelude::*;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -48,8 +49,8 @@ pub struct EnrollmentCodeRow {
     pub require_hwk: bool,
 }
 
-pub const DEVICE_ACTIVE: &str = "active";
-pub const DEVICE_REVOKED: &str = "revoked";
+const DEVICE_ACTIVE: &str = DeviceStatus::Active.as_str();
+const DEVICE_REVOKED: &str = DeviceStatus::Revoked.as_str();
 
 pub fn insert_user(conn: &mut DbConnection, row: &UserRow) -> StoreResult<()> {
     diesel::insert_into(users::table)

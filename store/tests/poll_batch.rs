@@ -1,9 +1,10 @@
 #![allow(clippy::unwrap_used)]
-//! `touch_pending_batch` answers each poll exactly as one conditional UPDATE of that poll
+//! `polling::record_polls` answers each poll exactly as one conditional UPDATE of that poll
 //! alone would, on both backends, and a batch never waits long for (or deadlocks with)
 //! another transaction holding its rows.
 
-use ciba_store::auth_requests::{self as requests, Poll};
+use ciba_store::auth_requests as requests;
+use ciba_store::polling::{self, Poll};
 use ciba_store::testing::TestDatabase;
 use ciba_store::{Backend, DatabaseUrl, Store};
 use diesel::connection::SimpleConnection;
@@ -61,7 +62,7 @@ fn answers_like_one_poll_each(backend: Backend) {
     ];
     let polls: Vec<Poll> = ids.iter().map(|id| poll(id)).collect();
     let got = store
-        .write_soft(|c| requests::touch_pending_batch(c, &polls, GRACE_MS))
+        .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
     let expected = [true, true, true, false, false, false, false, false, false];
     assert_eq!(got, expected, "{ids:?}");
@@ -74,7 +75,7 @@ fn answers_like_one_poll_each(backend: Backend) {
     }
     // Polling again at once: everything is now too early.
     let again = store
-        .write_soft(|c| requests::touch_pending_batch(c, &polls[..3], GRACE_MS))
+        .write_soft(|c| polling::record_polls(c, &polls[..3], GRACE_MS))
         .unwrap();
     assert_eq!(again, [false, false, false]);
     // One interval later the three are well paced again; an empty batch is fine.
@@ -86,11 +87,11 @@ fn answers_like_one_poll_each(backend: Backend) {
         })
         .collect();
     let ok = store
-        .write_soft(|c| requests::touch_pending_batch(c, &later, GRACE_MS))
+        .write_soft(|c| polling::record_polls(c, &later, GRACE_MS))
         .unwrap();
     assert_eq!(ok, [true, true, true]);
     let none = store
-        .write_soft(|c| requests::touch_pending_batch(c, &[], GRACE_MS))
+        .write_soft(|c| polling::record_polls(c, &[], GRACE_MS))
         .unwrap();
     assert!(none.is_empty());
 }
@@ -134,7 +135,7 @@ fn a_row_held_past_the_lock_timeout_is_skipped_postgres() {
     {
         let (store, polls) = (store.clone(), polls.clone());
         std::thread::spawn(move || {
-            let got = store.write_soft(|c| requests::touch_pending_batch(c, &polls, GRACE_MS));
+            let got = store.write_soft(|c| polling::record_polls(c, &polls, GRACE_MS));
             let _ = answer_tx.send(got);
         });
     }
@@ -154,7 +155,7 @@ fn a_row_held_past_the_lock_timeout_is_skipped_postgres() {
     assert_eq!(last_poll("paced"), Some(NOW_MS - 2_000), "untouched");
     // Released: the skipped poll goes through now.
     let got = store
-        .write_soft(|c| requests::touch_pending_batch(c, &polls[1..], GRACE_MS))
+        .write_soft(|c| polling::record_polls(c, &polls[1..], GRACE_MS))
         .unwrap();
     assert_eq!(got, [true]);
 }
@@ -185,13 +186,13 @@ fn a_full_batch_answers_each_poll_in_order(backend: Backend) {
     let order: Vec<usize> = (0..128).map(|k| (k * 37) % 128).collect();
     let polls: Vec<Poll> = order.iter().map(|i| poll(&format!("bulk{i}"))).collect();
     let got = store
-        .write_soft(|c| requests::touch_pending_batch(c, &polls, GRACE_MS))
+        .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
     let want: Vec<bool> = order.iter().map(|i| i % 2 == 0).collect();
     assert_eq!(got, want);
     // Each recorded poll is now the last one: the same batch again is too early throughout.
     let again = store
-        .write_soft(|c| requests::touch_pending_batch(c, &polls, GRACE_MS))
+        .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
     assert!(again.iter().all(|t| !t), "{again:?}");
 }
@@ -247,7 +248,7 @@ fn batch_with_counts(store: &Store, polls: &[Poll]) -> (Vec<bool>, TableCounts, 
     store
         .write(|c| {
             let before = counts(c)?;
-            let got = requests::touch_pending_batch(c, polls, GRACE_MS)?;
+            let got = polling::record_polls(c, polls, GRACE_MS)?;
             Ok((got, before, counts(c)?))
         })
         .unwrap()

@@ -47,7 +47,6 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
 /// Expire pending requests past their expiry (and their permissions), queueing pings.
 pub fn expire_due(ctx: &Ctx) {
     let now = ciba_runtime::clock::now();
-    let attempts = ctx.settings.job_max_attempts;
     loop {
         let res = ctx.store.write(|c| {
             if !try_advisory_xact_lock(c, LOCK_EXPIRY)? {
@@ -56,7 +55,7 @@ pub fn expire_due(ctx: &Ctx) {
             let ids = auth_requests::expired_pending(c, now, EXPIRY_BATCH)?;
             let mut expired = 0;
             for id in &ids {
-                if auth_requests::expire(c, id, now, attempts)? {
+                if ciba_service::requests::expire(c, id, now)? {
                     expired += 1;
                 }
             }

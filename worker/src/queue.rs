@@ -121,10 +121,11 @@ async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
         .map(|(f, why)| (f, why.to_owned()));
     let why = failure.as_ref().map(|(_, w)| w.clone()).unwrap_or_default();
     let (id, kind, created_at) = (job.id.clone(), job.kind.clone(), job.created_at);
+    let max_attempts = ctx.settings.job_max_attempts;
     let res = tokio::task::spawn_blocking(move || {
         c.store.write_one(|conn| match &failure {
             None => jobs::complete(conn, &id, &c.worker_id, now).map(|ok| ok.then_some(jobs::DONE)),
-            Some((f, why)) => jobs::fail(conn, &id, &c.worker_id, why, *f, now),
+            Some((f, why)) => jobs::fail(conn, &id, &c.worker_id, why, *f, max_attempts, now),
         })
     })
     .await;

@@ -2,10 +2,10 @@
 //! client_id, `aud` naming this server, short-lived, `jti` used once.
 
 use super::{invalid_client, load_client, Authenticated, Method};
-use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use ciba_domain::secret::sha256_b64url;
+use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
 use ciba_store::jtis;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};

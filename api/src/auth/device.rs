@@ -2,13 +2,14 @@
 //! key of an active enrolled device (`kid` = `sub` = device id), `aud` = issuer, at most
 //! 120 s between `iat` and `exp`, `jti` used once.
 
-use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::secret::sha256_b64url;
+use ciba_domain::status::DeviceStatus;
+use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
 use ciba_store::jtis;
-use ciba_store::users::{self, DeviceRow, DEVICE_ACTIVE};
+use ciba_store::users::{self, DeviceRow};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
@@ -78,7 +79,7 @@ pub async fn authenticate_device(
         .ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
     // Unknown, revoked, unusable or not this device's signature: one answer, so the caller
     // learns nothing about which devices exist or were revoked.
-    if device.status != DEVICE_ACTIVE {
+    if device.status != DeviceStatus::Active.as_str() {
         return Err(unauthorized(DEVICE_AUTH_FAILED));
     }
     let key = device_key(&device).ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;

@@ -8,8 +8,6 @@ pub mod device;
 pub mod external;
 pub mod secret;
 
-use ciba_runtime::crypto::jwt::{self, Expect, TYP_CLIENT_TOKEN};
-use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
 use crate::state::{AppState, MAX_ID_LEN};
@@ -18,6 +16,8 @@ use base64::Engine;
 use ciba_domain::client::Client;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::scope::ScopeSet;
+use ciba_runtime::crypto::jwt::{self, Expect, TYP_CLIENT_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
 use serde_json::Value;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";

@@ -2,7 +2,6 @@
 //! and the signed decision.
 
 use crate::auth::device::{authenticate_device, use_jti, AuthenticatedDevice};
-use ciba_runtime::crypto::jwt::{self, LEEWAY};
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
@@ -11,15 +10,18 @@ use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ciba_domain::assurance::{decision_amr, KeyProtection};
-use ciba_domain::auth_request::{self as req, status_at, validate_amr, Decision};
+use ciba_domain::auth_request::{validate_amr, Decision};
 use ciba_domain::device::DeviceInfo;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::random_id;
 use ciba_domain::permission::ACR_SUBSTANTIAL;
 use ciba_domain::secret::sha256_b64url;
+use ciba_domain::status::{DeviceStatus, RequestStatus};
+use ciba_runtime::crypto::jwt::{self, LEEWAY};
+use ciba_service::requests as service;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, PermissionRow};
-use ciba_store::users::{self, DeviceRow, DEVICE_ACTIVE};
+use ciba_store::users::{self, DeviceRow};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -105,7 +107,7 @@ pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) 
                 model: info.model,
                 public_jwk,
                 name,
-                status: DEVICE_ACTIVE.into(),
+                status: DeviceStatus::Active.as_str().into(),
                 created_at: now,
                 revoked_at: None,
                 key_protection: key_protection.as_str().into(),
@@ -184,7 +186,7 @@ pub async fn list(state: AppState, caller: Caller, query: HashMap<String, String
     respond(
         async {
             let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
-            if query.get("status").is_some_and(|s| s != req::PENDING) {
+            if query.get("status").is_some_and(|s| s != RequestStatus::Pending.as_str()) {
                 return Err(OAuthError::invalid_request("status: only pending is supported").into());
             }
             let sub = dev.device.user_sub.clone();
@@ -222,7 +224,7 @@ pub async fn view(state: AppState, link_ref: String, caller: Caller) -> Response
                     "ref": r.link_ref, "client_name": client_name(&state, &r.client_id).await?, "type": p.kind,
                     "statement": statement, "permission": p.statement, "permission_digest": p.digest,
                     "binding_message": r.binding_message, "scope": r.scope, "loa": p.loa,
-                    "expires_at": r.expires_at, "status": status_at(&r.status, r.expires_at, now),
+                    "expires_at": r.expires_at, "status": RequestStatus::at(&r.status, r.expires_at, now).as_str(),
                 }),
             ))
         }
@@ -285,7 +287,7 @@ pub async fn decide(
             };
             let amr = decision_amr(validate_amr(claims.get("amr"))?, key, needed)?;
             may_decide(&r, &dev)?;
-            if status_at(&r.status, r.expires_at, now) != req::PENDING {
+            if RequestStatus::at(&r.status, r.expires_at, now) != RequestStatus::Pending {
                 return Err(not_pending());
             }
             let jti = claims
@@ -313,20 +315,14 @@ pub async fn decide(
                 dev.device.id.clone(),
                 serde_json::to_string(&amr).unwrap_or_default(),
             );
-            let permission_status = match decision {
-                Decision::Approve => perms::GRANTED,
-                Decision::Decline => perms::DECLINED,
-            };
-            let ping_attempts = state.config.worker.job_max_attempts;
             let won = state
                 .db_write(move |c| {
-                    let outcome = requests::Outcome {
+                    let decided = service::Decision {
                         status: decision.status(),
-                        permission_status,
                         device_id: &device_id,
                         amr: &amr_json,
                     };
-                    requests::decide(c, &id, &outcome, now, ping_attempts)
+                    service::decide(c, &id, &decided, now)
                 })
                 .await?;
             if !won {
@@ -334,7 +330,7 @@ pub async fn decide(
             }
             Ok(json_response(
                 200,
-                &json!({"status": decision.status(), "redirect_uri": p.app_callback_uri}),
+                &json!({"status": decision.status().as_str(), "redirect_uri": p.app_callback_uri}),
             ))
         }
         .await,

@@ -3,8 +3,6 @@
 //! scope, resolve the user and store the request together with the token's single use.
 
 use crate::auth::{self, AuthRequest, Authenticated};
-use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY, TYP_PERMISSION_TOKEN};
-use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
@@ -23,6 +21,9 @@ use ciba_domain::nnin::Nnin;
 use ciba_domain::permission::{binding_message, Intent, Loa};
 use ciba_domain::scope::{self, ScopeSet, ID_TOKEN_SCOPES};
 use ciba_domain::secret::sha256_b64url;
+use ciba_domain::status::{PermissionStatus, RequestStatus};
+use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY, TYP_PERMISSION_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, Insert, PermissionRow};
 use ciba_store::users::{self, DeviceRow};
@@ -111,13 +112,13 @@ async fn usable_permission(
         ))
         .into());
     }
-    if p.status_at(now) == perms::EXPIRED {
+    if p.status_at(now) == PermissionStatus::Expired {
         return Err(err(
             ErrorCode::ExpiredLoginHintToken,
             "the permission has expired",
         ));
     }
-    if p.status != perms::PENDING || p.token_used_at.is_some() {
+    if p.status != PermissionStatus::Pending.as_str() || p.token_used_at.is_some() {
         return Err(err(
             ErrorCode::InvalidRequest,
             "login_hint_token was already used",
@@ -276,7 +277,7 @@ async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult<AuthReques
         allowed_devices: s
             .allowed_devices
             .map(|d| serde_json::to_string(&d).unwrap_or_default()),
-        status: req::PENDING.into(),
+        status: RequestStatus::Pending.as_str().into(),
         interval_secs: cfg.poll_interval,
         last_poll_ms: None,
         created_at: now,
@@ -476,7 +477,7 @@ fn login_permission(
         login_hint: nnin.as_str().to_owned(),
         app_callback_uri: None,
         acr_values: None,
-        status: perms::PENDING.into(),
+        status: PermissionStatus::Pending.as_str().into(),
         token_used_at: None,
         auth_req_id: None,
         grant_jws: None,

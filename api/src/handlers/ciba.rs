@@ -2,19 +2,21 @@
 //! from the database (so every replica agrees), exactly-once redemption, and the ID token.
 
 use crate::auth::Authenticated;
-use ciba_runtime::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
-use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
 use crate::http::reply::json_response;
 use crate::poll_batch::POLL_GRACE_MS;
 use crate::state::AppState;
-use ciba_domain::auth_request::{status_at, well_paced, APPROVED, DECLINED, EXPIRED, PENDING};
+use ciba_domain::auth_request::{PollStep, PolledRequest};
 use ciba_domain::client::{Client, SigningAlg};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::{is_well_formed_id, random_id};
 use ciba_domain::scope::{ScopeSet, PROFILE, SUB_BANKID, SUB_NNIN};
-use ciba_store::auth_requests::{self as requests, AuthRequestRow, Poll};
+use ciba_runtime::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
+use ciba_service::requests as service;
+use ciba_store::auth_requests::{self as requests, AuthRequestRow};
+use ciba_store::polling::{self, Poll};
 use ciba_store::{permissions as perms, users};
 use serde_json::{json, Map, Value};
 use warp::reply::Response;
@@ -45,7 +47,7 @@ pub async fn grant(
         client_id: client_id.clone(),
         now_ms,
     };
-    if state.poll_batcher()?.touch(poll).await? {
+    if state.poll_batcher()?.record(poll).await? {
         return Err(pending());
     }
     // The careful path: read the request and answer from what it holds. At most once, a
@@ -60,18 +62,16 @@ pub async fn grant(
             Some(r) if r.client_id == client_id => r,
             _ => return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id")),
         };
-        if row.redeemed_at.is_some() {
-            return Err(error(
-                ErrorCode::InvalidGrant,
-                "the auth_req_id was already redeemed",
-            ));
-        }
-        return match status_at(&row.status, row.expires_at, now) {
-            // Approved, but not redeemed in time: expired like any request (contract §3).
-            APPROVED if now >= row.expires_at => {
-                Err(error(ErrorCode::ExpiredToken, "the request has expired"))
-            }
-            APPROVED => {
+        let polled = PolledRequest {
+            stored: &row.status,
+            expires_at: row.expires_at,
+            redeemed: row.redeemed_at.is_some(),
+            last_poll_ms: row.last_poll_ms,
+            interval_secs: row.interval_secs,
+        };
+        return match polled.step(now_ms, POLL_GRACE_MS, waited) {
+            PollStep::AlreadyRedeemed => Err(already_redeemed()),
+            PollStep::Redeem => {
                 // Tokens first: if building or signing fails, the approval is still there
                 // for the next poll. Then exactly one caller redeems (conditional update).
                 let tokens = issue_tokens(state, &client.client, &row, now).await?;
@@ -80,25 +80,21 @@ pub async fn grant(
                     .db_write_one(move |conn| requests::redeem(conn, &i, &c, now))
                     .await?
                 {
-                    return Err(error(
-                        ErrorCode::InvalidGrant,
-                        "the auth_req_id was already redeemed",
-                    ));
+                    return Err(already_redeemed());
                 }
                 Ok(tokens)
             }
-            DECLINED => Err(error(ErrorCode::AccessDenied, "the user declined")),
-            EXPIRED => {
-                let (i, attempts) = (id.clone(), state.config.worker.job_max_attempts);
-                state
-                    .db_write(move |conn| requests::expire(conn, &i, now, attempts))
-                    .await?;
+            PollStep::Declined => Err(error(ErrorCode::AccessDenied, "the user declined")),
+            PollStep::Expired { mark } => {
+                if mark {
+                    let i = id.clone();
+                    state
+                        .db_write(move |conn| service::expire(conn, &i, now))
+                        .await?;
+                }
                 Err(error(ErrorCode::ExpiredToken, "the request has expired"))
             }
-            PENDING
-                if !waited
-                    && well_paced(row.last_poll_ms, row.interval_secs, now_ms, POLL_GRACE_MS) =>
-            {
+            PollStep::RecordPoll => {
                 waited = true;
                 let p = Poll {
                     id: id.clone(),
@@ -106,7 +102,7 @@ pub async fn grant(
                     now_ms,
                 };
                 if state
-                    .db_soft(move |conn| requests::touch_pending_one(conn, &p, POLL_GRACE_MS))
+                    .db_soft(move |conn| polling::record_poll(conn, &p, POLL_GRACE_MS))
                     .await?
                 {
                     return Err(pending());
@@ -114,22 +110,25 @@ pub async fn grant(
                 // The row changed while we waited for it: look again.
                 continue;
             }
-            PENDING => {
+            PollStep::SlowDown => {
                 let i = id.clone();
                 state
-                    .db_soft(move |conn| requests::slow_down(conn, &i, now_ms, MAX_INTERVAL))
+                    .db_soft(move |conn| polling::slow_down(conn, &i, now_ms, MAX_INTERVAL))
                     .await?;
                 Err(error(
                     ErrorCode::SlowDown,
                     "polling too fast: wait the interval, now 5 seconds longer",
                 ))
             }
-            _ => Err(error(
-                ErrorCode::InvalidGrant,
-                "the request cannot be redeemed",
-            )),
         };
     }
+}
+
+fn already_redeemed() -> ApiError {
+    error(
+        ErrorCode::InvalidGrant,
+        "the auth_req_id was already redeemed",
+    )
 }
 
 fn pending() -> ApiError {

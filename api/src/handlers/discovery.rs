@@ -1,11 +1,11 @@
 //! Discovery (OpenID Connect Discovery 1.0 / RFC 8414) and the public key sets.
 
-use ciba_runtime::crypto::keyring::Purpose;
 use crate::http::reply::{cache_public, json_response, text_response};
 use crate::state::{now, AppState};
 use ciba_domain::client::SigningAlg;
 use ciba_domain::permission::ACR_VALUES;
 use ciba_domain::scope;
+use ciba_runtime::crypto::keyring::Purpose;
 use serde_json::json;
 use warp::reply::Response;
 

@@ -2,7 +2,7 @@
 
 use crate::http::reply::{json_response, text_response};
 use crate::state::{now, AppState};
-use ciba_domain::auth_request::{status_at, PENDING};
+use ciba_domain::status::RequestStatus;
 use ciba_store::auth_requests as requests;
 use serde_json::json;
 use std::collections::HashMap;
@@ -43,7 +43,9 @@ pub async fn authorize_fallback(state: AppState, query: HashMap<String, String>)
     };
     let found = state.db(move |c| requests::find_by_ref(c, &link_ref)).await;
     match found {
-        Ok(Some(r)) if status_at(&r.status, r.expires_at, now) == PENDING => {
+        Ok(Some(r))
+            if RequestStatus::at(&r.status, r.expires_at, now) == RequestStatus::Pending =>
+        {
             let left = r.expires_at - now;
             let remaining = if left >= 120 {
                 format!("{} minutes", left / 60)

@@ -2,22 +2,22 @@
 //! Bearer access tokens with scope `permissions/client`.
 
 use crate::auth::{self, AuthRequest, Authenticated};
-use ciba_runtime::crypto::jwt::{self, TYP_PERMISSION_TOKEN};
-use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
 use crate::http::reply::{json_response, no_store};
 use crate::limits::{self, Limit};
 use crate::state::{now, AppState};
-use ciba_domain::auth_request::status_at;
 use ciba_domain::client::SigningAlg;
 use ciba_domain::error::OAuthError;
 use ciba_domain::ids::random_id;
 use ciba_domain::permission::{self, binding_message, Loa};
 use ciba_domain::scope::PERMISSIONS_CLIENT;
 use ciba_domain::secret::sha256_b64url;
-use ciba_store::permissions::{self as perms, Insert, PermissionRow, GRANTED};
+use ciba_domain::status::{PermissionStatus, RequestStatus};
+use ciba_runtime::crypto::jwt::{self, TYP_PERMISSION_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
+use ciba_store::permissions::{self as perms, Insert, PermissionRow};
 use ciba_store::{auth_requests, users};
 use serde_json::{json, Value};
 use warp::hyper::body::Bytes;
@@ -83,7 +83,7 @@ pub async fn register(
                 login_hint: nnin,
                 app_callback_uri: p.app_callback_uri,
                 acr_values: (!p.acr_values.is_empty()).then(|| p.acr_values.join(" ")),
-                status: perms::PENDING.into(),
+                status: PermissionStatus::Pending.as_str().into(),
                 token_used_at: None,
                 auth_req_id: None,
                 grant_jws: None,
@@ -123,20 +123,22 @@ pub async fn get(state: AppState, id: String, caller: Caller) -> Response {
         async {
             let client = merchant(&state, &caller, now).await?;
             let p = owned(&state, &client, id).await?;
-            let mut status = p.status_at(now).to_owned();
+            let mut status = p.status_at(now);
             // A pending permission whose authentication request ran out is expired with it.
-            if status == perms::PENDING {
+            if status == PermissionStatus::Pending {
                 if let Some(req_id) = p.auth_req_id.clone() {
                     let r = state.db(move |c| auth_requests::find(c, &req_id)).await?;
-                    if r.is_some_and(|r| status_at(&r.status, r.expires_at, now) == perms::EXPIRED) {
-                        status = perms::EXPIRED.to_owned();
+                    if r.is_some_and(|r| {
+                        RequestStatus::at(&r.status, r.expires_at, now) == RequestStatus::Expired
+                    }) {
+                        status = PermissionStatus::Expired;
                     }
                 }
             }
             let intents: Vec<&str> = p.intents.split(' ').collect();
             Ok(json_response(
                 200,
-                &json!({"id": p.id, "type": p.kind, "status": status, "iat": p.iat, "exp": p.exp, "intents": intents}),
+                &json!({"id": p.id, "type": p.kind, "status": status.as_str(), "iat": p.iat, "exp": p.exp, "intents": intents}),
             ))
         }
         .await,
@@ -149,7 +151,7 @@ pub async fn grant(state: AppState, id: String, caller: Caller) -> Response {
         async {
             let client = merchant(&state, &caller, now).await?;
             let p = owned(&state, &client, id).await?;
-            if p.status != GRANTED {
+            if p.status != PermissionStatus::Granted.as_str() {
                 return Err(OAuthError::not_found("the permission is not granted").into());
             }
             if let Some(jws) = p.grant_jws {

@@ -2,8 +2,6 @@
 //! in its own module.
 
 use crate::auth::{self, AuthRequest, Method};
-use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
-use ciba_runtime::crypto::keyring::Purpose;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
@@ -13,6 +11,8 @@ use ciba_domain::client::SigningAlg;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::random_id;
 use ciba_domain::scope::{ScopeSet, CLIENT_SCOPES};
+use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
+use ciba_runtime::crypto::keyring::Purpose;
 use serde_json::json;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;

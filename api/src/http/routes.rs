@@ -1,9 +1,9 @@
 //! The route table. Every route is instrumented with its template (never the raw path).
 
-use ciba_runtime::crypto::keyring::Purpose;
 use crate::handlers::{app, authorize, discovery, health, links, permissions, token};
 use crate::http::caller::caller;
 use crate::state::AppState;
+use ciba_runtime::crypto::keyring::Purpose;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Instant;

@@ -1,5 +1,7 @@
 -- The whole schema of the CIBA authorization server (SQLite). Times are UNIX seconds (INTEGER).
 -- migrations/postgres holds the same tables and columns; a test keeps the two in step.
+-- One migration holds the whole schema until the first tagged release; from then on
+-- migrations are append-only.
 
 CREATE TABLE clients (
     id                    TEXT PRIMARY KEY,
@@ -38,7 +40,8 @@ CREATE TABLE devices (
     name         TEXT,
     status       TEXT NOT NULL,                    -- active | revoked
     created_at   INTEGER NOT NULL,
-    revoked_at   INTEGER
+    revoked_at   INTEGER,
+    key_protection TEXT NOT NULL DEFAULT 'swk'     -- RFC 8176 'hwk' | 'swk', as declared at enrollment
 );
 CREATE INDEX devices_user_status ON devices (user_sub, status);
 
@@ -48,7 +51,8 @@ CREATE TABLE enrollment_codes (
     expires_at INTEGER NOT NULL,
     used_at    INTEGER,
     device_id  TEXT,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    require_hwk BOOLEAN NOT NULL DEFAULT false     -- the operator requires a hardware-bound key
 );
 CREATE INDEX enrollment_codes_created ON enrollment_codes (created_at);
 
@@ -136,7 +140,6 @@ CREATE TABLE jobs (
     payload      TEXT NOT NULL,
     status       TEXT NOT NULL,                    -- queued | running | done | dead
     attempts     INTEGER NOT NULL,
-    max_attempts INTEGER NOT NULL,
     run_at       INTEGER NOT NULL,
     locked_by    TEXT,
     locked_until INTEGER,
@@ -145,3 +148,13 @@ CREATE TABLE jobs (
     updated_at   INTEGER NOT NULL
 );
 CREATE INDEX jobs_ready ON jobs (status, run_at);
+
+-- Abuse limits (contract §10): one row per limit, subject and fixed window, counted by every
+-- replica with an upsert. The bucket holds a hash of the subject (never a client's address or
+-- a user's id in the clear); expired windows are purged by the worker's retention.
+CREATE TABLE rate_limits (
+    bucket     TEXT PRIMARY KEY,
+    hits       BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX rate_limits_expiry ON rate_limits (expires_at);

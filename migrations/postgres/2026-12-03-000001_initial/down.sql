@@ -1,3 +1,6 @@
+DROP FUNCTION ciba_record_polls(TEXT[], TEXT[], BIGINT[], BIGINT, BOOLEAN);
+DROP FUNCTION ciba_poll_due(BIGINT, BIGINT, BIGINT, BIGINT);
+DROP TABLE rate_limits;
 DROP TABLE jobs;
 DROP TABLE used_jtis;
 DROP TABLE signing_keys;

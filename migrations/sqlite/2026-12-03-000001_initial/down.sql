@@ -1,3 +1,4 @@
+DROP TABLE rate_limits;
 DROP TABLE jobs;
 DROP TABLE used_jtis;
 DROP TABLE signing_keys;

@@ -1,1 +1,0 @@
-ALTER TABLE auth_requests RESET (fillfactor);

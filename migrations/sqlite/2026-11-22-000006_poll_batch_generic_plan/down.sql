@@ -1,2 +1,0 @@
--- PostgreSQL pins a plan cache mode here; nothing changes on SQLite.
-SELECT 1;

@@ -1,2 +1,0 @@
--- PostgreSQL rewrites its poll batch function here; nothing changes on SQLite.
-SELECT 1;

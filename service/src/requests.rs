@@ -1,0 +1,70 @@
+//! The end of an authentication request: a user's decision (device app) or its expiry (the
+//! token endpoint, the worker's sweep). Either carries to the permission the request was
+//! started from and, for a ping client, queues the notification, all in one transaction.
+
+use ciba_domain::status::RequestStatus;
+use ciba_store::{auth_requests, jobs, permissions, DbConnection, StoreError, StoreResult};
+
+/// What a user decided, as the app signed it.
+pub struct Decision<'a> {
+    /// `Approved` or `Declined`.
+    pub status: RequestStatus,
+    pub device_id: &'a str,
+    /// RFC 8176 methods, a JSON array.
+    pub amr: &'a str,
+}
+
+/// Record the decision if the request is still pending and unexpired at `now`. False when
+/// someone else decided first or it expired; then nothing else changes.
+pub fn decide(
+    conn: &mut DbConnection,
+    id: &str,
+    decision: &Decision<'_>,
+    now: i64,
+) -> StoreResult<bool> {
+    debug_assert!(matches!(
+        decision.status,
+        RequestStatus::Approved | RequestStatus::Declined
+    ));
+    if !auth_requests::record_decision(
+        conn,
+        id,
+        decision.status,
+        decision.device_id,
+        decision.amr,
+        now,
+    )? {
+        return Ok(false);
+    }
+    let row = auth_requests::find(conn, id)?
+        .ok_or_else(|| StoreError::Other(format!("request {id} vanished after its decision")))?;
+    follow(conn, &row, decision.status, Some(&row.user_sub), now)?;
+    Ok(true)
+}
+
+/// Mark a pending request past its expiry as expired. True when this call made the change
+/// (so its ping is queued once).
+pub fn expire(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
+    if !auth_requests::record_expiry(conn, id, now)? {
+        return Ok(false);
+    }
+    let row = auth_requests::find(conn, id)?
+        .ok_or_else(|| StoreError::Other(format!("request {id} vanished after its expiry")))?;
+    follow(conn, &row, RequestStatus::Expired, None, now)?;
+    Ok(true)
+}
+
+/// What follows from the end of a request: its permission, and the ping of a ping client.
+fn follow(
+    conn: &mut DbConnection,
+    row: &auth_requests::AuthRequestRow,
+    status: RequestStatus,
+    user_sub: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    permissions::follow_request(conn, &row.id, status.permission_status(), user_sub, now)?;
+    if row.client_notification_token.is_some() {
+        jobs::enqueue_ping(conn, &row.id, now)?;
+    }
+    Ok(())
+}
