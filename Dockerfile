@@ -12,7 +12,7 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq-dev pkg-config \
+ && apt-get install -y --no-install-recommends make perl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -22,11 +22,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/ciba-api /out/ciba-api \
  && install -D -m 0755 target/release/ciba-worker /out/ciba-worker
 
-# Runtime stage: glibc, libpq (diesel's PostgreSQL client), CA certificates for outbound TLS
+# Runtime stage: glibc (libpq and OpenSSL are linked into the binaries), CA certificates for outbound TLS
 # (external issuers' JWKS, ping notifications). No shell tools are needed at run time.
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq5 ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 ciba \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/ciba --shell /usr/sbin/nologin ciba \

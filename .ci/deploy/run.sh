@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployment artefacts in CI: the Dockerfile and the Helm chart.
 #   1. hadolint on the Dockerfile; the binaries need no shared library beyond what its runtime
-#      stage installs (glibc, libgcc, libpq).
+#      stage installs (glibc, libgcc).
 #   2. For every scenario in helm/ciba/ci: helm lint --strict, helm template, and validation of
 #      every rendered manifest against the Kubernetes schemas of the oldest supported and the
 #      newest release (kubernetes-validate --strict).
@@ -61,9 +61,9 @@ hadolint Dockerfile
 
 log "the binaries need no shared library beyond the runtime image's"
 [ -x target/debug/ciba-api ] && [ -x target/debug/ciba-worker ] || cargo build -q -p ciba-api -p ciba-worker
-# The Dockerfile's runtime stage: Debian slim (glibc, libgcc) + libpq5 (which brings its own
-# dependencies). Only the binaries' direct NEEDED entries are ours to check.
-allowed='^(libc|libm|libgcc_s|libpq|ld-linux-x86-64|ld-linux-aarch64|libdl|libpthread|librt)\.so'
+# The Dockerfile's runtime stage: Debian slim (glibc, libgcc); libpq and OpenSSL are linked
+# in. Only the binaries' direct NEEDED entries are ours to check.
+allowed='^(libc|libm|libgcc_s|ld-linux-x86-64|ld-linux-aarch64|libdl|libpthread|librt)\.so'
 for bin in target/debug/ciba-api target/debug/ciba-worker; do
     needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
     extra=$(grep -Ev "$allowed" <<<"$needed" || true)

@@ -68,11 +68,12 @@ impl RequestStatus {
     /// A stored status read at `now`: pending at or past its expiry is expired, whether or
     /// not the worker has marked it. An unknown word reads as expired (never as pending).
     pub fn at(stored: &str, expires_at: i64, now: i64) -> Self {
-        match Self::parse(stored) {
-            Some(Self::Pending) if now >= expires_at => Self::Expired,
-            Some(s) => s,
-            None => Self::Expired,
-        }
+        read_at(
+            Self::parse(stored),
+            Self::Pending,
+            Self::Expired,
+            now >= expires_at,
+        )
     }
 
     /// What the permission a request was started from becomes when the request ends so.
@@ -89,11 +90,21 @@ impl RequestStatus {
 impl PermissionStatus {
     /// A stored status read at `now` against the permission's `exp`.
     pub fn at(stored: &str, exp: i64, now: i64) -> Self {
-        match Self::parse(stored) {
-            Some(Self::Pending) if now >= exp => Self::Expired,
-            Some(s) => s,
-            None => Self::Expired,
-        }
+        read_at(
+            Self::parse(stored),
+            Self::Pending,
+            Self::Expired,
+            now >= exp,
+        )
+    }
+}
+
+/// Pending past its end reads as expired; an unknown word reads as expired (never pending).
+fn read_at<S: Copy + PartialEq>(parsed: Option<S>, pending: S, expired: S, past_end: bool) -> S {
+    match parsed {
+        Some(s) if s == pending && past_end => expired,
+        Some(s) => s,
+        None => expired,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod permissions;
 pub mod polling;
 pub mod rate_limits;
 pub mod schema;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
 

@@ -1,7 +1,7 @@
 //! Issue 3 over real HTTP on SQLite and PostgreSQL: the permissions API.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

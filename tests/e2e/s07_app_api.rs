@@ -3,7 +3,7 @@
 //! files, and bc-authorize.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ciba_store::schema::auth_requests;
 use diesel::prelude::*;

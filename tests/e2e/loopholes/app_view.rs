@@ -1,7 +1,6 @@
 //! A second phone cannot read an App2App request, and 401 answers do not tell which clients
 //! or devices exist.
 
-use crate::on_both_backends;
 use crate::support::app::{nnin, now, start, App, Merchant, IPHONE, SCOPES};
 use crate::support::keys::EcKey;
 use crate::support::{Backend, TestServer};

@@ -1,7 +1,7 @@
 //! Issue 5 over real HTTP on SQLite and PostgreSQL: the CIBA token endpoint and ID tokens.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -2,7 +2,6 @@
 //! polls of a real merchant or the readiness probe: password hashing has its own bounded
 //! pool and refuses at once (429) when it is full.
 
-use crate::on_both_backends;
 use crate::support::app::{nnin, start, App, Merchant, IPHONE, SCOPES};
 use crate::support::{Backend, TestServer};
 use serde_json::Value;

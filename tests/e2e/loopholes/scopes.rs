@@ -1,8 +1,8 @@
 //! Scopes of an authentication (contract §5) and plain `login_hint` requests (CIBA §13).
 
+use super::redeem;
 use crate::support::app::{device_info, nnin, payment_statement, App, Merchant, IPHONE};
 use crate::support::{Backend, TestServer};
-use crate::{on_both_backends, redeem};
 
 /// A merchant following the reference document registers only API scopes and `openid`:
 /// `profile` and `sub_bankid` are still open to it; `sub_nnin` is not without entitlement.

@@ -2,7 +2,7 @@
 //! tokens, every error code of contract §5) and the decision it leads to.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -2,7 +2,7 @@
 //! endpoint: wrong credentials and scopes, private_key_jwt rules, access-token assertions.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::app::{jti, now};

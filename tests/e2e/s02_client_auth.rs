@@ -2,7 +2,7 @@
 //! tokens of this server and of a trusted external issuer (JWKS served locally).
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ciba_api::auth::{authenticate, AuthRequest, Method};
 use ciba_api::crypto::password::hash_secret;

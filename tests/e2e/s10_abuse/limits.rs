@@ -1,7 +1,6 @@
 //! Abuse limits (contract §10): 429 `too_many_requests` with `Retry-After`, traffic through
 //! again after the window, and the same count on every replica.
 
-use crate::on_both_backends;
 use crate::support::app::{nnin, nonce_statement, App, Merchant, IPHONE, SCOPES};
 use crate::support::{Backend, TestServer};
 use serde_json::{json, Value};

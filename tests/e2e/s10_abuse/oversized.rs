@@ -1,7 +1,6 @@
 //! Identifiers longer than any the server issues are refused before any lookup or cache, so
 //! requests with huge client ids cannot grow the process's memory.
 
-use crate::on_both_backends;
 use crate::support::app::{nnin, App, Merchant, IPHONE, SCOPES};
 use crate::support::keys::EcKey;
 use crate::support::{Backend, TestServer};

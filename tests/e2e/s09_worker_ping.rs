@@ -6,7 +6,7 @@
 //! to hold every worker slot.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ciba_store::auth_requests as requests;
 use ciba_store::jobs;

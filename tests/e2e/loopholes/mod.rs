@@ -2,8 +2,7 @@
 //! rogue merchant, a thief of one token or a second phone, and its refusal, on both backends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 mod app_view;
 mod assurance;

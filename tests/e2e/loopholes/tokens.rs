@@ -1,9 +1,9 @@
 //! Tokens: a user's access token is not the merchant's; approvals expire; a failure while
 //! making the tokens does not lose the approval; token-bearing answers are never cached.
 
+use super::{approved, redeem};
 use crate::support::app::{nnin, nonce_statement, now, App, Merchant, IPHONE, SCOPES};
 use crate::support::{Backend, TestServer};
-use crate::{approved, on_both_backends, redeem};
 use ciba_store::schema::auth_requests;
 use diesel::prelude::*;
 use serde_json::json;

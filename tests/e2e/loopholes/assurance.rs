@@ -2,11 +2,11 @@
 //! enrolled with, eIDAS high needs a hardware-bound key and user verification, `acr_values`
 //! are honoured up front, and the operator can require a hardware-bound key at enrollment.
 
+use super::redeem;
 use crate::support::app::{
     create_user, device_info, nnin, now, payment_statement, App, Merchant, CALLBACK, IPHONE, SCOPES,
 };
 use crate::support::{Backend, TestServer};
-use crate::{on_both_backends, redeem};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};

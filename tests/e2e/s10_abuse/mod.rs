@@ -2,9 +2,6 @@
 //! the server's refusal, on SQLite and PostgreSQL where a database is involved.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod connections;
 mod flood;
 mod key_file;

@@ -1,10 +1,10 @@
 //! What the user sees is exactly what is signed: JSON with a repeated key is refused at any
 //! depth, and text shown to the user holds no invisible or reordering characters.
 
+use super::redeem;
 use crate::support::app::{nnin, now, App, Merchant, IPHONE, SCOPES};
 use crate::support::keys::EcKey;
 use crate::support::{Backend, TestServer};
-use crate::{on_both_backends, redeem};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Issue 8: the worker under failure and concurrency, key rotation and retention.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use ciba_store::{jobs, jtis, keys};
 use diesel::{QueryDsl, RunQueryDsl};

@@ -1,7 +1,6 @@
 //! One permission token, one answer about the user: a merchant cannot probe a victim's phone
 //! model (`device_mismatch`) or enrolment (`unknown_user_id`) again and again with it.
 
-use crate::on_both_backends;
 use crate::support::app::{device_info, nnin, payment_statement, App, Merchant, IPHONE, SCOPES};
 use crate::support::{Backend, TestServer};
 

@@ -2,7 +2,7 @@
 //! client_credentials, private_key_jwt, restart persistence, HTTP error shapes, shutdown.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::app::now;

@@ -1,0 +1,22 @@
+//! The end-to-end suite: real `ciba-api` and `ciba-worker` processes on their own databases
+//! (SQLite and PostgreSQL), spoken to over HTTP. One test binary; one module per section of
+//! the contract (s01 discovery and the server's foundation, s02 client authentication, s03
+//! the token endpoint, s04 permissions, s05 App2App, s07 the authenticating app, s09 the
+//! worker, s10 abuse limits) and one for the loopholes closed across them. The harness is in
+//! `support`. Run it with `cargo nextest run -p ciba-api --test e2e`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod support;
+
+mod loopholes;
+mod s01_foundation;
+mod s02_client_auth;
+mod s02_token_auth;
+mod s03_ciba_token;
+mod s04_permissions;
+mod s05_app2app;
+mod s07_app_api;
+mod s09_worker_jobs;
+mod s09_worker_ping;
+mod s10_abuse;
