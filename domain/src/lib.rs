@@ -3,6 +3,7 @@
 
 pub mod assurance;
 pub mod auth_request;
+pub mod claims;
 pub mod client;
 pub mod device;
 pub mod error;

@@ -1,8 +1,8 @@
 //! Trusted external issuers of access tokens, verified against their JWKS, which is cached
 //! and re-fetched when it is stale or a token names an unknown key (at most every 30 s).
 
-use super::assertion::verify_with_set;
 use ciba_runtime::config::ExternalIssuer;
+use ciba_runtime::crypto::jwk_set::verify_with_set;
 use ciba_runtime::crypto::jwt::{self, Expect};
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;

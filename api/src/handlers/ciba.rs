@@ -8,17 +8,18 @@ use crate::http::reply::json_response;
 use crate::poll_batch::POLL_GRACE_MS;
 use crate::state::AppState;
 use ciba_domain::auth_request::{PollStep, PolledRequest};
+use ciba_domain::claims;
 use ciba_domain::client::{Client, SigningAlg};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::{is_well_formed_id, random_id};
-use ciba_domain::scope::{ScopeSet, PROFILE, SUB_BANKID, SUB_NNIN};
+use ciba_domain::scope::ScopeSet;
 use ciba_runtime::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use ciba_service::requests as service;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::polling::{self, Poll};
 use ciba_store::{permissions as perms, users};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use warp::reply::Response;
 
 /// The interval never grows beyond this.
@@ -159,42 +160,31 @@ async fn issue_tokens(
         .as_deref()
         .and_then(|a| serde_json::from_str(a).ok())
         .unwrap_or_else(|| json!(["hwk", "bio"]));
-    let mut claims = Map::new();
-    let mut put = |k: &str, v: Value| {
-        claims.insert(k.to_owned(), v);
-    };
-    put("iss", json!(cfg.issuer));
-    put("aud", json!(client.id));
-    put("azp", json!(client.id));
-    put("sub", json!(user.sub));
-    put("iat", json!(now));
-    put("exp", json!(now + cfg.id_token_ttl));
-    put("auth_time", json!(row.decided_at.unwrap_or(now)));
-    put("acr", json!(row.acr));
-    put("amr", amr);
-    put("urn:openid:params:jwt:claim:auth_req_id", json!(row.id));
-    if let Some(p) = &permission {
-        put("permission_id", json!(p.id));
-        put("permission_digest", json!(p.digest));
+    let id_token = claims::IdToken {
+        issuer: &cfg.issuer,
+        client_id: &client.id,
+        now,
+        ttl: cfg.id_token_ttl,
+        auth_time: row.decided_at.unwrap_or(now),
+        acr: &row.acr,
+        amr,
+        auth_req_id: &row.id,
+        permission: permission
+            .as_ref()
+            .map(|p| (p.id.as_str(), p.digest.as_str())),
+        scopes: &scopes,
+        nnin_entitled: client.sub_nnin,
+        user: claims::User {
+            sub: &user.sub,
+            nnin: &user.nnin,
+            given_name: &user.given_name,
+            family_name: &user.family_name,
+            birthdate: &user.birthdate,
+            updated_at: user.updated_at,
+            bankid_pid: user.bankid_pid.as_deref(),
+        },
     }
-    if scopes.contains(PROFILE) {
-        put(
-            "name",
-            json!(format!("{} {}", user.given_name, user.family_name)),
-        );
-        put("given_name", json!(user.given_name));
-        put("family_name", json!(user.family_name));
-        put("birthdate", json!(user.birthdate));
-        put("updated_at", json!(user.updated_at));
-    }
-    if scopes.contains(SUB_NNIN) && client.sub_nnin {
-        put("sub_nnin", json!(user.nnin));
-    }
-    if scopes.contains(SUB_BANKID) {
-        if let Some(pid) = &user.bankid_pid {
-            put("sub_bankid", json!(pid));
-        }
-    }
+    .claims();
     let sign = |alg: SigningAlg, typ: &str, claims: &Value| -> ApiResult<String> {
         let key = state
             .keys
@@ -205,11 +195,15 @@ async fn issue_tokens(
             ApiError::from(OAuthError::server_error())
         })
     };
-    let id_token = sign(client.id_token_alg, TYP_ID_TOKEN, &Value::Object(claims))?;
-    let access = json!({
-        "iss": cfg.issuer, "sub": user.sub, "aud": cfg.issuer, "client_id": client.id, "scope": row.scope,
-        "iat": now, "exp": now + cfg.access_token_ttl, "jti": random_id(),
-    });
+    let id_token = sign(client.id_token_alg, TYP_ID_TOKEN, &id_token)?;
+    let jti = random_id();
+    let at = claims::Issue {
+        issuer: &cfg.issuer,
+        now,
+        jti: &jti,
+    };
+    let access =
+        claims::user_access_token(at, &user.sub, &client.id, &row.scope, cfg.access_token_ttl);
     let access_token = sign(SigningAlg::Es256, TYP_USER_ACCESS_TOKEN, &access)?;
     Ok(json_response(
         200,

@@ -8,6 +8,7 @@ use crate::http::form::json_body;
 use crate::http::reply::{json_response, no_store};
 use crate::limits::{self, Limit};
 use crate::state::{now, AppState};
+use ciba_domain::claims;
 use ciba_domain::client::SigningAlg;
 use ciba_domain::error::OAuthError;
 use ciba_domain::ids::random_id;
@@ -63,10 +64,9 @@ pub async fn register(
             let p = permission::validate_registration(&body, &client.client, now)?;
             let id = random_id();
             let key = state.keys.signer(Purpose::Oidc, SigningAlg::Es256, now).ok_or_else(|| internal("signing", "no key"))?;
-            let token_claims = json!({
-                "iss": state.config.issuer, "aud": state.config.issuer, "sub": client.client.id,
-                "client_id": client.client.id, "permission_id": id, "iat": now, "exp": p.exp, "jti": random_id(),
-            });
+            let jti = random_id();
+            let at = claims::Issue { issuer: &state.config.issuer, now, jti: &jti };
+            let token_claims = claims::permission_token(at, &client.client.id, &id, p.exp);
             let token = jwt::sign(&key, TYP_PERMISSION_TOKEN, &token_claims).map_err(|e| internal("signing", e))?;
             let nnin = p.nnin.as_str().to_owned();
             let mut row = PermissionRow {
@@ -193,10 +193,16 @@ async fn sign_grant(state: &AppState, p: &PermissionRow, now: i64) -> ApiResult<
         None => json!([]),
     };
     let acr = Loa::parse(&p.loa).unwrap_or(Loa::Substantial).acr();
-    let claims = json!({
-        "iss": state.config.issuer, "permission_id": p.id, "permission_digest": p.digest,
-        "sub": sub, "acr": acr, "amr": amr, "iat": p.decided_at.unwrap_or(now),
-    });
+    let claims = claims::Grant {
+        issuer: &state.config.issuer,
+        permission_id: &p.id,
+        digest: &p.digest,
+        user_sub: &sub,
+        acr,
+        amr: &amr,
+        decided_at: p.decided_at.unwrap_or(now),
+    }
+    .claims();
     let key = state
         .keys
         .signer(Purpose::Grants, SigningAlg::Es256, now)

@@ -7,6 +7,7 @@ use crate::http::caller::Caller;
 use crate::http::form::Form;
 use crate::http::reply::{json_response, no_store};
 use crate::state::{now_ms, AppState};
+use ciba_domain::claims;
 use ciba_domain::client::SigningAlg;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::random_id;
@@ -96,16 +97,13 @@ fn client_credentials(
             ApiError::new(OAuthError::server_error())
         })?;
     let ttl = state.config.access_token_ttl;
-    let claims = json!({
-        "iss": state.config.issuer,
-        "sub": auth.client.id,
-        "aud": state.config.issuer,
-        "client_id": auth.client.id,
-        "scope": scopes.to_string(),
-        "iat": now,
-        "exp": now + ttl,
-        "jti": random_id(),
-    });
+    let jti = random_id();
+    let at = claims::Issue {
+        issuer: &state.config.issuer,
+        now,
+        jti: &jti,
+    };
+    let claims = claims::client_access_token(at, &auth.client.id, &scopes.to_string(), ttl);
     let token = jwt::sign(&key, TYP_CLIENT_TOKEN, &claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         ApiError::new(OAuthError::server_error())

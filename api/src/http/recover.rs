@@ -12,15 +12,23 @@ use warp::reject::{
 use warp::reply::Response;
 use warp::Rejection;
 
+/// A request body over 64 KiB.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+impl warp::reject::Reject for BodyTooLarge {}
+
+/// A request body that could not be read to its end.
+#[derive(Debug)]
+pub struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
 pub async fn handle(state: AppState, r: Rejection) -> Result<Response, Infallible> {
-    let err = if r.find::<PayloadTooLarge>().is_some()
-        || r.find::<crate::http::routes::BodyTooLarge>().is_some()
-    {
+    let err = if r.find::<PayloadTooLarge>().is_some() || r.find::<BodyTooLarge>().is_some() {
         OAuthError::new(
             ErrorCode::PayloadTooLarge,
             "request body is larger than 64 KiB",
         )
-    } else if r.find::<crate::http::routes::BodyUnreadable>().is_some() {
+    } else if r.find::<BodyUnreadable>().is_some() {
         OAuthError::invalid_request("the request body could not be read")
     } else if r.find::<MethodNotAllowed>().is_some() {
         OAuthError::new(ErrorCode::MethodNotAllowed, "method not allowed")

@@ -2,6 +2,7 @@
 
 use crate::handlers::{app, authorize, discovery, health, links, permissions, token};
 use crate::http::caller::caller;
+use crate::http::recover::{BodyTooLarge, BodyUnreadable};
 use crate::state::AppState;
 use ciba_runtime::crypto::keyring::Purpose;
 use std::collections::HashMap;
@@ -19,16 +20,6 @@ pub fn with_state(
 ) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
 }
-
-/// A request body over 64 KiB.
-#[derive(Debug)]
-pub struct BodyTooLarge;
-impl warp::reject::Reject for BodyTooLarge {}
-
-/// A request body that could not be read to its end.
-#[derive(Debug)]
-pub struct BodyUnreadable;
-impl warp::reject::Reject for BodyUnreadable {}
 
 /// The request body, at most [`MAX_BODY`] bytes whether or not it declares its length
 /// (a missing Content-Length is a legal empty or chunked body, not an error).

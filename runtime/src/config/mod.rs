@@ -1,10 +1,18 @@
 //! The one typed configuration, built once in `main` from the environment and passed down.
 //! Every variable is documented in README.md with its default.
 
+mod env;
+mod server;
+mod worker;
+
+pub use env::{parse_flag, parse_networks, ConfigError};
+pub use server::{LimitSettings, ServerSettings};
+pub use worker::WorkerSettings;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use ciba_domain::rate::Rate;
 use ciba_store::DatabaseUrl;
+use env::{err, Env};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -62,68 +70,6 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-/// What bounds one API process against slow or hostile clients (contract §10).
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub max_connections: usize,
-    pub max_connections_per_address: usize,
-    pub header_timeout_secs: u64,
-    pub body_timeout_secs: u64,
-    pub max_header_bytes: usize,
-    /// Threads that verify client secrets (argon2), apart from database work.
-    pub hash_threads: usize,
-    /// Verifications that may wait for a hashing thread; more are refused with 429.
-    pub hash_queue: usize,
-    /// How long a refused client authentication waits before it is answered.
-    pub auth_failure_delay_ms: u64,
-}
-
-/// The abuse limits of contract §10, shared by every replica through the database.
-#[derive(Debug, Clone)]
-pub struct LimitSettings {
-    /// Permission registrations per client.
-    pub client_registrations: Rate,
-    /// `bc-authorize` and app-authorize starts per client.
-    pub client_starts: Rate,
-    /// `user-exists` questions per client.
-    pub client_user_exists: Rate,
-    /// Authentication requests started for one user, across all clients (push-bombing).
-    pub user_starts: Rate,
-    /// Failed client authentications per source address.
-    pub auth_failures: Rate,
-}
-
-/// What `ciba-worker` does and how often (read by the API too: it queues the jobs).
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    /// Attempts before a job goes to the dead letters.
-    pub job_max_attempts: i32,
-    /// First retry delay in seconds; doubles per attempt up to `job_backoff_max`.
-    pub job_backoff_base: i64,
-    pub job_backoff_max: i64,
-    /// How long a claimed job stays with its worker before others may take it.
-    pub job_lease: i64,
-    /// How often an idle worker looks for due jobs, in milliseconds.
-    pub poll_ms: u64,
-    /// Jobs one worker runs at once.
-    pub concurrency: usize,
-    pub expiry_interval: i64,
-    pub retention: i64,
-    pub retention_interval: i64,
-    pub retention_batch: i64,
-    /// Seconds between automatic key rotations; 0 turns them off.
-    pub key_rotation_period: i64,
-    pub ping_connect_timeout_ms: u64,
-    pub ping_timeout_ms: u64,
-    /// Ping deliveries to one client that one worker runs at once.
-    pub ping_per_client_concurrency: usize,
-    /// Development only: plain `http` notification endpoints on loopback hosts, and
-    /// deliveries to loopback addresses.
-    pub allow_insecure_callbacks: bool,
-    /// Networks pings may reach although they are private, link-local, etc.
-    pub ping_allowed_networks: Vec<ipnet::IpNet>,
-}
-
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
@@ -133,111 +79,6 @@ impl std::fmt::Debug for Config {
             .field("key_encryption_key", &"<redacted>")
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("configuration error in {var}: {message}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub message: String,
-}
-
-fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        message: message.into(),
-    }
-}
-
-struct Env<'a>(&'a HashMap<String, String>);
-
-impl Env<'_> {
-    fn get(&self, var: &str) -> Option<&str> {
-        self.0
-            .get(var)
-            .map(String::as_str)
-            .filter(|v| !v.trim().is_empty())
-    }
-
-    fn int(&self, var: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let Some(raw) = self.get(var) else {
-            return Ok(default);
-        };
-        let v: i64 = raw
-            .trim()
-            .parse()
-            .map_err(|_| err(var, format!("expected a whole number, got {raw:?}")))?;
-        if !(min..=max).contains(&v) {
-            return Err(err(
-                var,
-                format!("must be between {min} and {max}, got {v}"),
-            ));
-        }
-        Ok(v)
-    }
-
-    /// A comma-separated list (empty when unset).
-    fn list(&self, var: &str) -> Vec<String> {
-        self.get(var)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// A rate `N/SECONDS` (or `0`: off).
-    fn rate(&self, var: &'static str, default: Rate) -> Result<Rate, ConfigError> {
-        self.get(var)
-            .map_or(Ok(default), |raw| Rate::parse(raw).map_err(|m| err(var, m)))
-    }
-
-    /// A comma-separated list of CIDR blocks or single addresses (empty when unset).
-    fn networks(&self, var: &'static str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        parse_networks(self.get(var).unwrap_or("")).map_err(|m| err(var, m))
-    }
-
-    /// `true` or `false` (`default` when unset).
-    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        self.get(var)
-            .map_or(Ok(default), |raw| parse_flag(raw).map_err(|m| err(var, m)))
-    }
-
-    fn addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
-        self.get(var)
-            .map(|raw| {
-                raw.trim()
-                    .parse()
-                    .map_err(|_| err(var, format!("expected HOST:PORT, got {raw:?}")))
-            })
-            .transpose()
-    }
-}
-
-/// `true`/`1`/`yes` or `false`/`0`/`no`, in any case.
-pub fn parse_flag(raw: &str) -> Result<bool, String> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(format!("expected true or false, got {raw:?}")),
-    }
-}
-
-/// Comma-separated CIDR blocks (a bare address is one host), e.g. `10.1.0.0/16, 192.0.2.7`.
-pub fn parse_networks(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<ipnet::IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map(|n| n.trunc())
-                .map_err(|_| format!("expected comma-separated CIDRs like 10.1.0.0/16, got {s:?}"))
-        })
-        .collect()
 }
 
 /// An absolute http(s) URL without query or fragment; trailing slashes removed.
@@ -250,12 +91,6 @@ fn base_url(var: &'static str, raw: &str) -> Result<String, ConfigError> {
         return Err(err(var, "must not have a query or fragment"));
     }
     Ok(raw.trim().trim_end_matches('/').to_owned())
-}
-
-/// Half the CPUs (at least one) verify client secrets; the rest serve requests.
-fn default_hash_threads() -> i64 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cpus / 2).max(1) as i64
 }
 
 impl Config {
@@ -338,6 +173,9 @@ impl Config {
             }
         };
         Ok(Self {
+            worker: WorkerSettings::from_env(&env)?,
+            server: ServerSettings::from_env(&env)?,
+            limits: LimitSettings::from_env(&env)?,
             db_max_connections: env.int("CIBA_DB_MAX_CONNECTIONS", 16, 1, 512)? as u32,
             metrics_listen: env.addr("CIBA_METRICS_LISTEN")?,
             worker_listen: env
@@ -357,65 +195,6 @@ impl Config {
             key_refresh_interval: env.int("CIBA_KEY_REFRESH_INTERVAL", 60, 1, 3_600)?,
             external_jwks_ttl: env.int("CIBA_EXTERNAL_JWKS_TTL", 600, 10, 86_400)?,
             shutdown_timeout_secs: env.int("CIBA_SHUTDOWN_TIMEOUT", 25, 1, 600)? as u64,
-            worker: WorkerSettings {
-                job_max_attempts: env.int("CIBA_JOB_MAX_ATTEMPTS", 10, 1, 100)? as i32,
-                job_backoff_base: env.int("CIBA_JOB_BACKOFF_BASE", 2, 1, 3_600)?,
-                job_backoff_max: env.int("CIBA_JOB_BACKOFF_MAX", 3_600, 1, 86_400)?,
-                job_lease: env.int("CIBA_JOB_LEASE", 60, 5, 3_600)?,
-                poll_ms: env.int("CIBA_WORKER_POLL_MS", 500, 10, 60_000)? as u64,
-                concurrency: env.int("CIBA_WORKER_CONCURRENCY", 16, 1, 256)? as usize,
-                expiry_interval: env.int("CIBA_EXPIRY_INTERVAL", 5, 1, 3_600)?,
-                retention: env.int("CIBA_RETENTION", 30 * 86_400, 3_600, 3_650 * 86_400)?,
-                retention_interval: env.int("CIBA_RETENTION_INTERVAL", 3_600, 1, 86_400)?,
-                retention_batch: env.int("CIBA_RETENTION_BATCH", 1_000, 1, 100_000)?,
-                key_rotation_period: env.int(
-                    "CIBA_KEY_ROTATION_PERIOD",
-                    90 * 86_400,
-                    0,
-                    3_650 * 86_400,
-                )?,
-                ping_connect_timeout_ms: env.int(
-                    "CIBA_PING_CONNECT_TIMEOUT_MS",
-                    2_000,
-                    10,
-                    60_000,
-                )? as u64,
-                ping_timeout_ms: env.int("CIBA_PING_TIMEOUT_MS", 10_000, 100, 120_000)? as u64,
-                ping_per_client_concurrency: env.int(
-                    "CIBA_PING_PER_CLIENT_CONCURRENCY",
-                    4,
-                    1,
-                    256,
-                )? as usize,
-                allow_insecure_callbacks: env.flag("CIBA_ALLOW_INSECURE_CALLBACKS", false)?,
-                ping_allowed_networks: env.networks("CIBA_PING_ALLOWED_NETWORKS")?,
-            },
-            server: ServerSettings {
-                max_connections: env.int("CIBA_MAX_CONNECTIONS", 4_096, 1, 1_000_000)? as usize,
-                max_connections_per_address: env.int(
-                    "CIBA_MAX_CONNECTIONS_PER_ADDRESS",
-                    256,
-                    1,
-                    1_000_000,
-                )? as usize,
-                header_timeout_secs: env.int("CIBA_HEADER_TIMEOUT", 10, 1, 600)? as u64,
-                body_timeout_secs: env.int("CIBA_BODY_TIMEOUT", 10, 1, 600)? as u64,
-                max_header_bytes: env.int("CIBA_MAX_HEADER_BYTES", 16_384, 8_192, 1_048_576)?
-                    as usize,
-                hash_threads: env.int("CIBA_HASH_THREADS", default_hash_threads(), 1, 64)? as usize,
-                hash_queue: env.int("CIBA_HASH_QUEUE", 32, 0, 10_000)? as usize,
-                auth_failure_delay_ms: env.int("CIBA_AUTH_FAILURE_DELAY_MS", 250, 0, 10_000)?
-                    as u64,
-            },
-            limits: LimitSettings {
-                client_registrations: env
-                    .rate("CIBA_LIMIT_CLIENT_REGISTRATIONS", Rate::new(3_000, 60))?,
-                client_starts: env.rate("CIBA_LIMIT_CLIENT_STARTS", Rate::new(3_000, 60))?,
-                client_user_exists: env
-                    .rate("CIBA_LIMIT_CLIENT_USER_EXISTS", Rate::new(600, 60))?,
-                user_starts: env.rate("CIBA_LIMIT_USER_STARTS", Rate::new(10, 60))?,
-                auth_failures: env.rate("CIBA_LIMIT_AUTH_FAILURES", Rate::new(30, 60))?,
-            },
             trusted_proxies: env.networks("CIBA_TRUSTED_PROXIES")?,
             database_url,
             issuer,

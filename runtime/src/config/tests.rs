@@ -1,6 +1,7 @@
 //! Configuration parsing: defaults, ranges, and errors that name the variable.
 
 use super::*;
+use ciba_domain::rate::Rate;
 use ciba_store::Backend;
 
 fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {

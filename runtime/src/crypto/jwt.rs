@@ -1,7 +1,7 @@
 //! Signing our JWTs and verifying JWTs: the signature with exactly the key's algorithm (so
 //! never `none`, never HS/RS confusion), then the claims against an explicit `now`.
 
-use super::keyring::LoadedKey;
+use super::key::LoadedKey;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::Serialize;
 use serde_json::Value;

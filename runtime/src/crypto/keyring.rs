@@ -5,39 +5,14 @@
 //! time before it signs and keeps the predecessor published until what it signed has expired.
 
 use super::kek::Kek;
+pub use super::key::{LoadedKey, Purpose};
 use super::keygen::{self, KeyError};
 use ciba_domain::client::SigningAlg;
 use ciba_store::keys::{self as key_store, SigningKeyRow};
 use ciba_store::{Store, StoreError};
-use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Purpose {
-    /// ID tokens, access tokens, permission tokens: `/oidc/v1/jwks`.
-    Oidc,
-    /// Permission grants: `/permissions/v1/jwks`.
-    Grants,
-}
-
-impl Purpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Oidc => "oidc",
-            Purpose::Grants => "grants",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "oidc" => Some(Purpose::Oidc),
-            "grants" => Some(Purpose::Grants),
-            _ => None,
-        }
-    }
-}
 
 /// Every (purpose, algorithm) pair the server must always be able to sign with.
 pub const REQUIRED_KEYS: [(Purpose, SigningAlg); 3] = [
@@ -45,28 +20,6 @@ pub const REQUIRED_KEYS: [(Purpose, SigningAlg); 3] = [
     (Purpose::Oidc, SigningAlg::Rs256),
     (Purpose::Grants, SigningAlg::Es256),
 ];
-
-pub struct LoadedKey {
-    pub kid: String,
-    pub purpose: Purpose,
-    pub alg: SigningAlg,
-    pub encoding: EncodingKey,
-    pub decoding: DecodingKey,
-    pub jwk: Value,
-    pub activates_at: i64,
-    pub retires_at: Option<i64>,
-    pub expires_at: Option<i64>,
-}
-
-impl LoadedKey {
-    fn published_at(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|e| e > now)
-    }
-
-    fn signs_at(&self, now: i64) -> bool {
-        self.activates_at <= now && self.retires_at.is_none_or(|r| r > now)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
