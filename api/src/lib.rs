@@ -13,4 +13,5 @@ pub mod limits;
 pub mod metrics;
 pub mod poll_batch;
 pub mod server;
+pub mod service;
 pub mod state;

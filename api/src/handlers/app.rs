@@ -1,35 +1,27 @@
 //! The authenticating app's API (contract §7): enrollment, pending requests, one request,
 //! and the signed decision.
 
-use crate::auth::device::{authenticate_device, use_jti, AuthenticatedDevice};
+use crate::auth::device::authenticate_device;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
 use crate::http::reply::{json_response, no_store};
+use crate::service::device_app;
 use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ciba_domain::assurance::{decision_amr, KeyProtection};
-use ciba_domain::auth_request::{validate_amr, Decision};
+use ciba_domain::assurance::KeyProtection;
 use ciba_domain::device::DeviceInfo;
-use ciba_domain::error::{ErrorCode, OAuthError};
+use ciba_domain::error::OAuthError;
 use ciba_domain::ids::random_id;
-use ciba_domain::permission::ACR_SUBSTANTIAL;
 use ciba_domain::secret::sha256_b64url;
 use ciba_domain::status::{DeviceStatus, RequestStatus};
-use ciba_runtime::crypto::jwt::{self, LEEWAY};
-use ciba_service::requests as service;
-use ciba_store::auth_requests::{self as requests, AuthRequestRow};
-use ciba_store::permissions::{self as perms, PermissionRow};
+use ciba_store::auth_requests::{self as requests};
 use ciba_store::users::{self, DeviceRow};
-use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
-
-/// How old a signed decision may be.
-const MAX_DECISION_AGE: i64 = 120;
 
 fn respond(result: ApiResult<Response>) -> Response {
     no_store(result.unwrap_or_else(ApiError::into_response))
@@ -138,41 +130,6 @@ pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) 
 }
 
 /// A request the device may see: it belongs to the device's user.
-async fn request_for(
-    state: &AppState,
-    dev: &AuthenticatedDevice,
-    link_ref: String,
-) -> ApiResult<(AuthRequestRow, PermissionRow)> {
-    let not_found = || ApiError::from(OAuthError::not_found("no such request"));
-    if !ciba_domain::ids::is_well_formed_id(&link_ref) {
-        return Err(not_found());
-    }
-    let found = state
-        .db(move |c| {
-            let Some(r) = requests::find_by_ref(c, &link_ref)? else {
-                return Ok(None);
-            };
-            let p = match &r.permission_id {
-                Some(pid) => perms::find(c, pid)?,
-                None => None,
-            };
-            Ok(p.map(|p| (r, p)))
-        })
-        .await?
-        .ok_or_else(not_found)?;
-    // Contract §7: a device of another user may not see or decide it (403, like a phone of
-    // the same user that did not match at app-authorize).
-    if found.0.user_sub != dev.device.user_sub {
-        return Err(OAuthError::new(
-            ErrorCode::AccessDenied,
-            "this request is for another user's device",
-        )
-        .with_status(403)
-        .into());
-    }
-    Ok(found)
-}
-
 async fn client_name(state: &AppState, id: &str) -> ApiResult<String> {
     Ok(state
         .client_row(id)
@@ -210,9 +167,9 @@ pub async fn view(state: AppState, link_ref: String, caller: Caller) -> Response
     respond(
         async {
             let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
-            let (r, p) = request_for(&state, &dev, link_ref).await?;
+            let (r, p) = device_app::request_for(&state, &dev, link_ref).await?;
             // What the request asks is shown only to a device that may answer it.
-            may_decide(&r, &dev)?;
+            device_app::may_decide(&r, &dev)?;
             let statement: Value = URL_SAFE_NO_PAD
                 .decode(&p.statement)
                 .ok()
@@ -244,90 +201,8 @@ pub async fn decide(
         async {
             let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let body = json_body(content_type.as_deref(), &body)?;
-            let (r, p) = request_for(&state, &dev, link_ref.clone()).await?;
             let signed = body.get("signed_decision").and_then(Value::as_str);
-            let signed = signed
-                .ok_or_else(|| OAuthError::invalid_request("signed_decision: is required"))?;
-            let claims = verify_decision(signed, &dev)?;
-            if claims.get("ref").and_then(Value::as_str) != Some(link_ref.as_str()) {
-                return Err(OAuthError::invalid_request(
-                    "signed_decision: ref does not name this request",
-                )
-                .into());
-            }
-            let decision = claims
-                .get("decision")
-                .and_then(Value::as_str)
-                .and_then(Decision::parse);
-            let decision = decision.ok_or_else(|| {
-                OAuthError::invalid_request("signed_decision: decision must be approve or decline")
-            })?;
-            if claims.get("permission_digest").and_then(Value::as_str) != Some(p.digest.as_str()) {
-                return Err(OAuthError::invalid_request(
-                    "signed_decision: permission_digest does not match the permission",
-                )
-                .into());
-            }
-            let iat = claims
-                .get("iat")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| OAuthError::invalid_request("signed_decision: iat is required"))?;
-            if iat > now + LEEWAY || iat < now - MAX_DECISION_AGE {
-                return Err(
-                    OAuthError::invalid_request("signed_decision: iat is not recent").into(),
-                );
-            }
-            // amr never claims more than the device was enrolled with; an approval must reach
-            // the request's acr (a decline only has to be honest).
-            let key =
-                KeyProtection::parse(&dev.device.key_protection).unwrap_or(KeyProtection::Software);
-            let needed = match decision {
-                Decision::Approve => r.acr.as_str(),
-                Decision::Decline => ACR_SUBSTANTIAL,
-            };
-            let amr = decision_amr(validate_amr(claims.get("amr"))?, key, needed)?;
-            may_decide(&r, &dev)?;
-            if RequestStatus::at(&r.status, r.expires_at, now) != RequestStatus::Pending {
-                return Err(not_pending());
-            }
-            let jti = claims
-                .get("jti")
-                .and_then(Value::as_str)
-                .filter(|j| !j.is_empty() && j.len() <= ciba_domain::ids::MAX_ID_LEN);
-            let jti = jti.ok_or_else(|| {
-                OAuthError::invalid_request("signed_decision: jti is missing or too long")
-            })?;
-            if !use_jti(
-                &state,
-                "decision",
-                &dev.device.id,
-                jti,
-                now + MAX_DECISION_AGE + LEEWAY,
-            )
-            .await?
-            {
-                return Err(
-                    OAuthError::invalid_request("signed_decision: jti was already used").into(),
-                );
-            }
-            let (id, device_id, amr_json) = (
-                r.id.clone(),
-                dev.device.id.clone(),
-                serde_json::to_string(&amr).unwrap_or_default(),
-            );
-            let won = state
-                .db_write(move |c| {
-                    let decided = service::Decision {
-                        status: decision.status(),
-                        device_id: &device_id,
-                        amr: &amr_json,
-                    };
-                    service::decide(c, &id, &decided, now)
-                })
-                .await?;
-            if !won {
-                return Err(not_pending());
-            }
+            let (decision, p) = device_app::decide(&state, &dev, link_ref, signed, now).await?;
             Ok(json_response(
                 200,
                 &json!({"status": decision.status().as_str(), "redirect_uri": p.app_callback_uri}),
@@ -335,48 +210,4 @@ pub async fn decide(
         }
         .await,
     )
-}
-
-/// App2App: only the devices that matched at app-authorize may see or decide the request.
-fn may_decide(r: &AuthRequestRow, dev: &AuthenticatedDevice) -> ApiResult<()> {
-    if r.allowed_devices()
-        .is_some_and(|ids| !ids.contains(&dev.device.id))
-    {
-        return Err(OAuthError::new(
-            ErrorCode::AccessDenied,
-            "only the device that matched at app-authorize may see or decide this request",
-        )
-        .with_status(403)
-        .into());
-    }
-    Ok(())
-}
-
-fn not_pending() -> ApiError {
-    OAuthError::new(
-        ErrorCode::RequestNotPending,
-        "the request is no longer pending",
-    )
-    .into()
-}
-
-/// The decision JWS must be signed by the authenticated device's own key.
-fn verify_decision(signed: &str, dev: &AuthenticatedDevice) -> ApiResult<Value> {
-    let bad = || {
-        ApiError::from(OAuthError::invalid_request(
-            "signed_decision: not signed by this device",
-        ))
-    };
-    let header = jsonwebtoken::decode_header(signed).map_err(|_| bad())?;
-    if header.kid.as_deref().is_some_and(|k| k != dev.device.id) {
-        return Err(bad());
-    }
-    let (_, claims) = jwt::verify_signature(signed, &dev.key, Algorithm::ES256).map_err(|e| {
-        if e == jwt::REPEATED_CLAIM {
-            ApiError::from(OAuthError::invalid_request(format!("signed_decision: {e}")))
-        } else {
-            bad()
-        }
-    })?;
-    Ok(claims)
 }

@@ -8,123 +8,26 @@ use crate::http::caller::Caller;
 use crate::http::form::Form;
 use crate::http::reply::{json_response, no_store};
 use crate::limits::{self, Limit};
+use crate::service::authorize::{
+    claim_token, hinted_user, key_protections, login_permission, start, usable_permission,
+    verify_permission_token, Start,
+};
 use crate::state::{now, AppState};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use ciba_domain::assurance::{request_acr, KeyProtection};
-use ciba_domain::auth_request::{self as req, expiry, parse_requested_expiry};
+use ciba_domain::auth_request::{self as req, parse_requested_expiry};
 use ciba_domain::client::{Client, DeliveryMode};
 use ciba_domain::device::{match_for_app2app, DeviceInfo};
 use ciba_domain::error::{ErrorCode, OAuthError};
-use ciba_domain::ids::random_id;
 use ciba_domain::nnin::Nnin;
-use ciba_domain::permission::{binding_message, Intent, Loa};
+use ciba_domain::permission::{Intent, Loa};
 use ciba_domain::scope::{self, ScopeSet, ID_TOKEN_SCOPES};
-use ciba_domain::secret::sha256_b64url;
-use ciba_domain::status::{PermissionStatus, RequestStatus};
-use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY, TYP_PERMISSION_TOKEN};
-use ciba_runtime::crypto::keyring::Purpose;
-use ciba_store::auth_requests::{self as requests, AuthRequestRow};
-use ciba_store::permissions::{self as perms, Insert, PermissionRow};
-use ciba_store::users::{self, DeviceRow};
-use serde_json::{json, Value};
+use ciba_store::permissions::PermissionRow;
+use serde_json::json;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
 
 fn err(code: ErrorCode, text: &'static str) -> ApiError {
     OAuthError::new(code, text).into()
-}
-
-/// Verify a permission token of ours and return its permission id.
-fn verify_permission_token(
-    state: &AppState,
-    token: &str,
-    client: &Client,
-    now: i64,
-) -> ApiResult<String> {
-    let invalid = || {
-        err(
-            ErrorCode::InvalidRequest,
-            "login_hint_token is not a valid permission token",
-        )
-    };
-    let claims = state
-        .keys
-        .verify(token, Purpose::Oidc, TYP_PERMISSION_TOKEN, now)
-        .map_err(|_| invalid())?;
-    if claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .is_some_and(|exp| exp + LEEWAY <= now)
-    {
-        return Err(err(
-            ErrorCode::ExpiredLoginHintToken,
-            "the permission token has expired",
-        ));
-    }
-    let issuer = state.config.issuer.as_str();
-    jwt::check_claims(
-        &claims,
-        &Expect {
-            issuer: Some(issuer),
-            audiences: &[issuer],
-            now,
-            max_lifetime: None,
-            require_jti: true,
-        },
-    )
-    .map_err(|_| invalid())?;
-    if claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
-        return Err(err(
-            ErrorCode::InvalidRequest,
-            "login_hint_token was issued to another client",
-        ));
-    }
-    claims
-        .get("permission_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(invalid)
-}
-
-/// The permission behind a token: owned, with `intent`, pending, unexpired, unused.
-async fn usable_permission(
-    state: &AppState,
-    id: String,
-    client: &Client,
-    intent: Intent,
-    now: i64,
-) -> ApiResult<PermissionRow> {
-    let client_id = client.id.clone();
-    let p = state
-        .db(move |c| perms::find_owned(c, &id, &client_id))
-        .await?
-        .ok_or_else(|| {
-            err(
-                ErrorCode::InvalidRequest,
-                "login_hint_token names no permission of this client",
-            )
-        })?;
-    if !p.intents.split(' ').any(|i| i == intent.as_str()) {
-        return Err(OAuthError::invalid_request(format!(
-            "the permission does not have intent {}",
-            intent.as_str()
-        ))
-        .into());
-    }
-    if p.status_at(now) == PermissionStatus::Expired {
-        return Err(err(
-            ErrorCode::ExpiredLoginHintToken,
-            "the permission has expired",
-        ));
-    }
-    if p.status != PermissionStatus::Pending.as_str() || p.token_used_at.is_some() {
-        return Err(err(
-            ErrorCode::InvalidRequest,
-            "login_hint_token was already used",
-        ));
-    }
-    Ok(p)
 }
 
 /// `scope` of an authentication (contract §5): must hold `openid`, which the client must be
@@ -165,39 +68,6 @@ fn notification_token(form: &Form, client: &Client) -> ApiResult<Option<String>>
     }
 }
 
-/// The user behind a permission, who must have at least one active device.
-async fn hinted_user(
-    state: &AppState,
-    p: &PermissionRow,
-) -> ApiResult<(String, Vec<ciba_store::users::DeviceRow>)> {
-    let (known, nnin) = (p.user_sub.clone(), p.login_hint.clone());
-    let found = state
-        .db(move |c| {
-            let sub = match known {
-                Some(s) => Some(s),
-                None => users::find_by_nnin(c, &nnin)?.map(|u| u.sub),
-            };
-            match sub {
-                Some(s) => Ok(Some((s.clone(), users::active_devices_of(c, &s)?))),
-                None => Ok(None),
-            }
-        })
-        .await?;
-    match found {
-        Some((sub, devices)) if !devices.is_empty() => Ok((sub, devices)),
-        _ => Err(err(
-            ErrorCode::UnknownUserId,
-            "the hinted user has no active enrolled device",
-        )),
-    }
-}
-
-fn key_protections<'a>(devices: impl Iterator<Item = &'a DeviceRow>) -> Vec<KeyProtection> {
-    devices
-        .map(|d| KeyProtection::parse(&d.key_protection).unwrap_or(KeyProtection::Software))
-        .collect()
-}
-
 /// The request's `acr`: `acr_values` of the request (or else of the permission), the
 /// permission's `loa` as the floor, refused up front when none of `devices` can reach it.
 fn acr_of(
@@ -216,97 +86,6 @@ fn acr_of(
 
 const APP_AUTHORIZE: &str = "POST /oidc/v1/app-authorize";
 const BC_AUTHORIZE: &str = "POST /oidc/v1/bc-authorize";
-
-/// Contract §5: a request that got past client authentication and token verification uses
-/// the token up, whatever its answer. Claimed with a conditional update before anything about
-/// the user or their phones is looked at, so parallel calls with one token cannot each learn
-/// something (one phone model per call): exactly one of them gets past this point.
-async fn claim_token(state: &AppState, permission: &PermissionRow, now: i64) -> ApiResult<()> {
-    let id = permission.id.clone();
-    if !state
-        .db_write_one(move |c| perms::use_token(c, &id, now))
-        .await?
-    {
-        return Err(err(
-            ErrorCode::InvalidRequest,
-            "login_hint_token was already used",
-        ));
-    }
-    Ok(())
-}
-
-struct Start<'a> {
-    client: &'a Authenticated,
-    /// What the request must reach (contract §3, [`ciba_domain::assurance`]).
-    acr: &'static str,
-    permission: PermissionRow,
-    user_sub: String,
-    scope: ScopeSet,
-    flow: Intent,
-    allowed_devices: Option<Vec<String>>,
-    requested_expiry: Option<i64>,
-    notification_token: Option<String>,
-    binding_message: Option<String>,
-    /// A permission made for a plain `login_hint`, stored with the request.
-    new_permission: Option<String>,
-}
-
-async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult<AuthRequestRow> {
-    let cfg = &state.config;
-    let expires_at = expiry(
-        now,
-        s.requested_expiry,
-        cfg.auth_request_ttl,
-        cfg.auth_request_max_ttl,
-        s.permission.exp,
-    );
-    let row = AuthRequestRow {
-        id: random_id(),
-        link_ref: random_id(),
-        client_id: s.client.client.id.clone(),
-        permission_id: Some(s.permission.id.clone()),
-        user_sub: s.user_sub,
-        flow: s.flow.as_str().into(),
-        scope: s.scope.to_string(),
-        acr: s.acr.into(),
-        binding_message: Some(
-            s.binding_message
-                .unwrap_or_else(|| binding_message(&s.permission.id)),
-        ),
-        client_notification_token: s.notification_token,
-        allowed_devices: s
-            .allowed_devices
-            .map(|d| serde_json::to_string(&d).unwrap_or_default()),
-        status: RequestStatus::Pending.as_str().into(),
-        interval_secs: cfg.poll_interval,
-        last_poll_ms: None,
-        created_at: now,
-        expires_at,
-        decided_at: None,
-        device_id: None,
-        amr: None,
-        redeemed_at: None,
-    };
-    let (stored, permission) = (row.clone(), s.permission);
-    let nonce = s.new_permission;
-    let started = state
-        .db_write(move |c| {
-            if let Some(nonce_hash) = nonce {
-                if perms::insert_with_nonce(c, &permission, &nonce_hash)? == Insert::NonceReused {
-                    return Ok(false);
-                }
-            }
-            requests::start(c, &stored, &permission.id, now)
-        })
-        .await?;
-    if !started {
-        return Err(err(
-            ErrorCode::InvalidRequest,
-            "login_hint_token was already used",
-        ));
-    }
-    Ok(row)
-}
 
 async fn authenticate(
     state: &AppState,
@@ -450,39 +229,4 @@ pub async fn bc_authorize(
     }
     .await;
     no_store(result.unwrap_or_else(ApiError::into_response))
-}
-
-/// A plain `login_hint` authentication gets its own `authentication.v1` permission, so every
-/// request carries a statement and a digest the app signs.
-fn login_permission(
-    state: &AppState,
-    client: &Client,
-    nnin: &Nnin,
-    now: i64,
-) -> (PermissionRow, String) {
-    let nonce = random_id();
-    let statement = URL_SAFE_NO_PAD.encode(json!({"nonce": nonce}).to_string());
-    let digest = sha256_b64url(&URL_SAFE_NO_PAD.decode(&statement).unwrap_or_default());
-    let row = PermissionRow {
-        id: random_id(),
-        client_id: client.id.clone(),
-        kind: "authentication.v1".into(),
-        loa: Loa::Substantial.as_str().into(),
-        iat: now,
-        exp: now + state.config.auth_request_max_ttl,
-        statement,
-        digest,
-        intents: Intent::Ciba.as_str().into(),
-        user_sub: None,
-        login_hint: nnin.as_str().to_owned(),
-        app_callback_uri: None,
-        acr_values: None,
-        status: PermissionStatus::Pending.as_str().into(),
-        token_used_at: None,
-        auth_req_id: None,
-        grant_jws: None,
-        decided_at: None,
-        created_at: now,
-    };
-    (row, sha256_b64url(nonce.as_bytes()))
 }

@@ -2,7 +2,6 @@
 
 pub mod app;
 pub mod authorize;
-pub mod ciba;
 pub mod discovery;
 pub mod health;
 pub mod links;

@@ -47,7 +47,12 @@ pub async fn token(
             }
             GRANT_CIBA => {
                 let client = auth::authenticate(&state, req, now).await?;
-                super::ciba::grant(&state, &client, &form, now_ms).await
+                let id = form.require("auth_req_id")?.to_owned();
+                let t = crate::service::ciba::grant(&state, &client, id, now_ms).await?;
+                Ok(json_response(
+                    200,
+                    &json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "id_token": t.id_token}),
+                ))
             }
             _ => Err(
                 OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into(),

@@ -3,8 +3,6 @@
 
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult};
-use crate::http::form::Form;
-use crate::http::reply::json_response;
 use crate::poll_batch::POLL_GRACE_MS;
 use crate::state::AppState;
 use ciba_domain::auth_request::{PollStep, PolledRequest};
@@ -15,12 +13,11 @@ use ciba_domain::ids::{is_well_formed_id, random_id};
 use ciba_domain::scope::ScopeSet;
 use ciba_runtime::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
-use ciba_service::requests as service;
+use ciba_service::requests as lifecycle;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::polling::{self, Poll};
 use ciba_store::{permissions as perms, users};
 use serde_json::{json, Value};
-use warp::reply::Response;
 
 /// The interval never grows beyond this.
 pub const MAX_INTERVAL: i64 = 60;
@@ -29,14 +26,23 @@ fn error(code: ErrorCode, text: &'static str) -> ApiError {
     OAuthError::new(code, text).into()
 }
 
+/// What a redeemed request yields (RFC 6749 §5.1 with the CIBA ID token).
+pub struct Tokens {
+    pub access_token: String,
+    pub id_token: String,
+    pub expires_in: i64,
+}
+
+/// A poll of `auth_req_id` by `client` at `now_ms`: the tokens once, or the OAuth error the
+/// request's state calls for (`authorization_pending`, `slow_down`, `access_denied`,
+/// `expired_token`, `invalid_grant`).
 pub async fn grant(
     state: &AppState,
     client: &Authenticated,
-    form: &Form,
+    id: String,
     now_ms: i64,
-) -> ApiResult<Response> {
+) -> ApiResult<Tokens> {
     let now = now_ms / 1000;
-    let id = form.require("auth_req_id")?.to_owned();
     if !is_well_formed_id(&id) {
         return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id"));
     }
@@ -90,7 +96,7 @@ pub async fn grant(
                 if mark {
                     let i = id.clone();
                     state
-                        .db_write(move |conn| service::expire(conn, &i, now))
+                        .db_write(move |conn| lifecycle::expire(conn, &i, now))
                         .await?;
                 }
                 Err(error(ErrorCode::ExpiredToken, "the request has expired"))
@@ -144,7 +150,7 @@ async fn issue_tokens(
     client: &Client,
     row: &AuthRequestRow,
     now: i64,
-) -> ApiResult<Response> {
+) -> ApiResult<Tokens> {
     let (sub, pid) = (
         row.user_sub.clone(),
         row.permission_id.clone().unwrap_or_default(),
@@ -205,8 +211,9 @@ async fn issue_tokens(
     let access =
         claims::user_access_token(at, &user.sub, &client.id, &row.scope, cfg.access_token_ttl);
     let access_token = sign(SigningAlg::Es256, TYP_USER_ACCESS_TOKEN, &access)?;
-    Ok(json_response(
-        200,
-        &json!({"access_token": access_token, "token_type": "Bearer", "expires_in": cfg.access_token_ttl, "id_token": id_token}),
-    ))
+    Ok(Tokens {
+        access_token,
+        id_token,
+        expires_in: cfg.access_token_ttl,
+    })
 }

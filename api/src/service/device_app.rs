@@ -1,0 +1,191 @@
+//! The authenticating app's decision (contract §7): the device-signed approval or decline of
+//! one request, checked against the request, its permission and the device's assurance,
+//! recorded once. The handlers in `crate::handlers::app` authenticate the device, parse and
+//! render.
+
+use crate::auth::device::{use_jti, AuthenticatedDevice};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use ciba_domain::assurance::{decision_amr, KeyProtection};
+use ciba_domain::auth_request::{validate_amr, Decision};
+use ciba_domain::error::{ErrorCode, OAuthError};
+use ciba_domain::permission::ACR_SUBSTANTIAL;
+use ciba_domain::status::RequestStatus;
+use ciba_runtime::crypto::jwt::{self, LEEWAY};
+use ciba_service::requests as lifecycle;
+use ciba_store::auth_requests::{self as requests, AuthRequestRow};
+use ciba_store::permissions::{self as perms, PermissionRow};
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+/// How old a signed decision may be.
+const MAX_DECISION_AGE: i64 = 120;
+
+/// The request behind `link_ref` and its permission, if `dev`'s user may see it.
+pub async fn request_for(
+    state: &AppState,
+    dev: &AuthenticatedDevice,
+    link_ref: String,
+) -> ApiResult<(AuthRequestRow, PermissionRow)> {
+    let not_found = || ApiError::from(OAuthError::not_found("no such request"));
+    if !ciba_domain::ids::is_well_formed_id(&link_ref) {
+        return Err(not_found());
+    }
+    let found = state
+        .db(move |c| {
+            let Some(r) = requests::find_by_ref(c, &link_ref)? else {
+                return Ok(None);
+            };
+            let p = match &r.permission_id {
+                Some(pid) => perms::find(c, pid)?,
+                None => None,
+            };
+            Ok(p.map(|p| (r, p)))
+        })
+        .await?
+        .ok_or_else(not_found)?;
+    // Contract §7: a device of another user may not see or decide it (403, like a phone of
+    // the same user that did not match at app-authorize).
+    if found.0.user_sub != dev.device.user_sub {
+        return Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "this request is for another user's device",
+        )
+        .with_status(403)
+        .into());
+    }
+    Ok(found)
+}
+
+/// Check the signed decision of `dev` on the request behind `link_ref` and record it once.
+/// Returns the decision and the permission (its `app_callback_uri` is where the app goes).
+pub async fn decide(
+    state: &AppState,
+    dev: &AuthenticatedDevice,
+    link_ref: String,
+    signed: Option<&str>,
+    now: i64,
+) -> ApiResult<(Decision, PermissionRow)> {
+    let (r, p) = request_for(state, dev, link_ref.clone()).await?;
+    let signed =
+        signed.ok_or_else(|| OAuthError::invalid_request("signed_decision: is required"))?;
+    let claims = verify_decision(signed, dev)?;
+    if claims.get("ref").and_then(Value::as_str) != Some(link_ref.as_str()) {
+        return Err(
+            OAuthError::invalid_request("signed_decision: ref does not name this request").into(),
+        );
+    }
+    let decision = claims
+        .get("decision")
+        .and_then(Value::as_str)
+        .and_then(Decision::parse);
+    let decision = decision.ok_or_else(|| {
+        OAuthError::invalid_request("signed_decision: decision must be approve or decline")
+    })?;
+    if claims.get("permission_digest").and_then(Value::as_str) != Some(p.digest.as_str()) {
+        return Err(OAuthError::invalid_request(
+            "signed_decision: permission_digest does not match the permission",
+        )
+        .into());
+    }
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| OAuthError::invalid_request("signed_decision: iat is required"))?;
+    if iat > now + LEEWAY || iat < now - MAX_DECISION_AGE {
+        return Err(OAuthError::invalid_request("signed_decision: iat is not recent").into());
+    }
+    // amr never claims more than the device was enrolled with; an approval must reach
+    // the request's acr (a decline only has to be honest).
+    let key = KeyProtection::parse(&dev.device.key_protection).unwrap_or(KeyProtection::Software);
+    let needed = match decision {
+        Decision::Approve => r.acr.as_str(),
+        Decision::Decline => ACR_SUBSTANTIAL,
+    };
+    let amr = decision_amr(validate_amr(claims.get("amr"))?, key, needed)?;
+    may_decide(&r, dev)?;
+    if RequestStatus::at(&r.status, r.expires_at, now) != RequestStatus::Pending {
+        return Err(not_pending());
+    }
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= ciba_domain::ids::MAX_ID_LEN);
+    let jti = jti.ok_or_else(|| {
+        OAuthError::invalid_request("signed_decision: jti is missing or too long")
+    })?;
+    if !use_jti(
+        state,
+        "decision",
+        &dev.device.id,
+        jti,
+        now + MAX_DECISION_AGE + LEEWAY,
+    )
+    .await?
+    {
+        return Err(OAuthError::invalid_request("signed_decision: jti was already used").into());
+    }
+    let (id, device_id, amr_json) = (
+        r.id.clone(),
+        dev.device.id.clone(),
+        serde_json::to_string(&amr).unwrap_or_default(),
+    );
+    let won = state
+        .db_write(move |c| {
+            let decided = lifecycle::Decision {
+                status: decision.status(),
+                device_id: &device_id,
+                amr: &amr_json,
+            };
+            lifecycle::decide(c, &id, &decided, now)
+        })
+        .await?;
+    if !won {
+        return Err(not_pending());
+    }
+    Ok((decision, p))
+}
+
+/// App2App: only the devices that matched at app-authorize may see or decide the request.
+pub(crate) fn may_decide(r: &AuthRequestRow, dev: &AuthenticatedDevice) -> ApiResult<()> {
+    if r.allowed_devices()
+        .is_some_and(|ids| !ids.contains(&dev.device.id))
+    {
+        return Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "only the device that matched at app-authorize may see or decide this request",
+        )
+        .with_status(403)
+        .into());
+    }
+    Ok(())
+}
+
+pub(crate) fn not_pending() -> ApiError {
+    OAuthError::new(
+        ErrorCode::RequestNotPending,
+        "the request is no longer pending",
+    )
+    .into()
+}
+
+/// The decision JWS must be signed by the authenticated device's own key.
+fn verify_decision(signed: &str, dev: &AuthenticatedDevice) -> ApiResult<Value> {
+    let bad = || {
+        ApiError::from(OAuthError::invalid_request(
+            "signed_decision: not signed by this device",
+        ))
+    };
+    let header = jsonwebtoken::decode_header(signed).map_err(|_| bad())?;
+    if header.kid.as_deref().is_some_and(|k| k != dev.device.id) {
+        return Err(bad());
+    }
+    let (_, claims) = jwt::verify_signature(signed, &dev.key, Algorithm::ES256).map_err(|e| {
+        if e == jwt::REPEATED_CLAIM {
+            ApiError::from(OAuthError::invalid_request(format!("signed_decision: {e}")))
+        } else {
+            bad()
+        }
+    })?;
+    Ok(claims)
+}
