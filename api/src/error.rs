@@ -1,12 +1,18 @@
 //! The one place where errors become HTTP responses. 5xx bodies are generic; their detail
 //! goes to the log. A database outage is 503 `temporarily_unavailable` with `Retry-After`.
 
-use crate::http::reply::json_response;
+use crate::http::reply::{json_response, no_store};
 use ciba_domain::error::{sanitize_description, ErrorCode, OAuthError};
 use ciba_store::StoreError;
 use serde_json::json;
 use warp::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use warp::reply::Response;
+
+/// The one adapter of every endpoint whose answers may carry a token or personal data: the
+/// result, or its error in the contract's format, never stored by a cache (RFC 6749 §5.1).
+pub fn private_reply(result: ApiResult<Response>) -> Response {
+    no_store(result.unwrap_or_else(ApiError::into_response))
+}
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -2,10 +2,10 @@
 //! and the signed decision.
 
 use crate::auth::device::authenticate_device;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
-use crate::http::reply::{json_response, no_store};
+use crate::http::reply::json_response;
 use crate::service::device_app;
 use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,10 +22,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
-
-fn respond(result: ApiResult<Response>) -> Response {
-    no_store(result.unwrap_or_else(ApiError::into_response))
-}
 
 /// A public EC P-256 JWK, canonicalised to `{kty, crv, x, y}`.
 fn device_public_jwk(v: Option<&Value>) -> ApiResult<String> {
@@ -57,7 +53,7 @@ fn device_public_jwk(v: Option<&Value>) -> ApiResult<String> {
 
 pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) -> Response {
     let now = now();
-    respond(
+    private_reply(
         async {
             let body = json_body(content_type.as_deref(), &body)?;
             let code = body
@@ -140,7 +136,7 @@ async fn client_name(state: &AppState, id: &str) -> ApiResult<String> {
 
 pub async fn list(state: AppState, caller: Caller, query: HashMap<String, String>) -> Response {
     let now = now();
-    respond(
+    private_reply(
         async {
             let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             if query.get("status").is_some_and(|s| s != RequestStatus::Pending.as_str()) {
@@ -164,7 +160,7 @@ pub async fn list(state: AppState, caller: Caller, query: HashMap<String, String
 
 pub async fn view(state: AppState, link_ref: String, caller: Caller) -> Response {
     let now = now();
-    respond(
+    private_reply(
         async {
             let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let (r, p) = device_app::request_for(&state, &dev, link_ref).await?;
@@ -197,7 +193,7 @@ pub async fn decide(
     body: Bytes,
 ) -> Response {
     let now = now();
-    respond(
+    private_reply(
         async {
             let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let body = json_body(content_type.as_deref(), &body)?;

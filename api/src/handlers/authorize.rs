@@ -3,10 +3,10 @@
 //! scope, resolve the user and store the request together with the token's single use.
 
 use crate::auth::{self, AuthRequest, Authenticated};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
-use crate::http::reply::{json_response, no_store};
+use crate::http::reply::json_response;
 use crate::limits::{self, Limit};
 use crate::service::authorize::{
     claim_token, hinted_user, key_protections, login_permission, start, usable_permission,
@@ -156,7 +156,7 @@ pub async fn app_authorize(
         ))
     }
     .await;
-    no_store(result.unwrap_or_else(ApiError::into_response))
+    private_reply(result)
 }
 
 pub async fn bc_authorize(
@@ -228,5 +228,5 @@ pub async fn bc_authorize(
         Ok(json_response(200, &json!({"auth_req_id": row.id, "expires_in": row.expires_at - now, "interval": row.interval_secs})))
     }
     .await;
-    no_store(result.unwrap_or_else(ApiError::into_response))
+    private_reply(result)
 }

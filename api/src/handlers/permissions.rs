@@ -3,10 +3,10 @@
 //! merchant, parses, calls `crate::service::permissions` and renders.
 
 use crate::auth::{self, AuthRequest, Authenticated};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{private_reply, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
-use crate::http::reply::{json_response, no_store};
+use crate::http::reply::json_response;
 use crate::limits::{self, Limit};
 use crate::service::permissions as service;
 use crate::state::{now, AppState};
@@ -15,12 +15,6 @@ use ciba_domain::scope::PERMISSIONS_CLIENT;
 use serde_json::json;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
-
-/// Every answer here may carry a token (`permissionToken`, a grant) or personal data: never
-/// stored by a cache (RFC 6749 §5.1).
-fn respond(result: ApiResult<Response>) -> Response {
-    no_store(result.unwrap_or_else(ApiError::into_response))
-}
 
 async fn merchant(state: &AppState, caller: &Caller, now: i64) -> ApiResult<Authenticated> {
     let endpoint = state.config.endpoint("/permissions/v1/");
@@ -43,7 +37,7 @@ pub async fn register(
     body: Bytes,
 ) -> Response {
     let now = now();
-    respond(
+    private_reply(
         async {
             let client = merchant(&state, &caller, now).await?;
             limits::check(&state, Limit::ClientRegistrations, &client.client.id, "POST /permissions/v1/", now).await?;
@@ -58,7 +52,7 @@ pub async fn register(
 
 pub async fn get(state: AppState, id: String, caller: Caller) -> Response {
     let now = now();
-    respond(
+    private_reply(
         async {
             let client = merchant(&state, &caller, now).await?;
             let (p, status) = service::inspect(&state, &client.client.id, id, now).await?;
@@ -74,7 +68,7 @@ pub async fn get(state: AppState, id: String, caller: Caller) -> Response {
 
 pub async fn grant(state: AppState, id: String, caller: Caller) -> Response {
     let now = now();
-    respond(
+    private_reply(
         async {
             let client = merchant(&state, &caller, now).await?;
             let jws = service::grant(&state, &client.client.id, id, now).await?;
@@ -91,7 +85,7 @@ pub async fn user_exists(
     body: Bytes,
 ) -> Response {
     let now = now();
-    respond(
+    private_reply(
         async {
             let client = merchant(&state, &caller, now).await?;
             limits::check(

@@ -2,10 +2,10 @@
 //! in its own module.
 
 use crate::auth::{self, AuthRequest, Method};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
-use crate::http::reply::{json_response, no_store};
+use crate::http::reply::json_response;
 use crate::state::{now_ms, AppState};
 use ciba_domain::claims;
 use ciba_domain::client::SigningAlg;
@@ -60,7 +60,7 @@ pub async fn token(
         }
     }
     .await;
-    no_store(result.unwrap_or_else(ApiError::into_response))
+    private_reply(result)
 }
 
 fn client_credentials(
