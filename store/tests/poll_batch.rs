@@ -160,6 +160,44 @@ fn a_row_held_past_the_lock_timeout_is_skipped_postgres() {
     assert_eq!(got, [true]);
 }
 
+/// The careful path's one poll (`record_poll`, the batch function told to wait) waits for a
+/// row another transaction holds far past the batch's 20 ms lock timeout, and records the
+/// poll once the row is free: a well-paced poll is never answered `slow_down` because a
+/// decision was being committed.
+#[test]
+fn one_poll_waits_for_a_held_row_postgres() {
+    let db = TestDatabase::create(Backend::Postgres);
+    let store = store(&db);
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .write(|c| {
+                    c.batch_execute("SELECT id FROM auth_requests WHERE id = 'paced' FOR UPDATE")?;
+                    locked_tx.send(()).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .unwrap();
+        })
+    };
+    locked_rx.recv().unwrap();
+    // The row is held when the poll starts: a skip (as the batch does) would answer false.
+    let recorded = store
+        .write_soft(|c| polling::record_poll(c, &poll("paced"), GRACE_MS))
+        .unwrap();
+    holder.join().unwrap();
+    assert!(recorded, "the poll waited for the row and was recorded");
+    let last = store.read(|c| requests::find(c, "paced")).unwrap().unwrap();
+    assert_eq!(last.last_poll_ms, Some(NOW_MS));
+    // The batch's own timeout is back for the next call of the function in this session.
+    let batch = store
+        .write_soft(|c| polling::record_polls(c, &[poll("fresh")], GRACE_MS))
+        .unwrap();
+    assert_eq!(batch, [true]);
+}
+
 /// A batch as large as the API sends (128 polls), in an order unrelated to the rows', mixing
 /// well-paced and too-early polls: each answer belongs to its own poll.
 fn a_full_batch_answers_each_poll_in_order(backend: Backend) {
