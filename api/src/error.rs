@@ -14,6 +14,11 @@ pub fn private_reply(result: ApiResult<Response>) -> Response {
     no_store(result.unwrap_or_else(ApiError::into_response))
 }
 
+/// An OAuth error with its code and a fixed description.
+pub fn oauth_error(code: ErrorCode, text: &'static str) -> ApiError {
+    OAuthError::new(code, text).into()
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub error: OAuthError,

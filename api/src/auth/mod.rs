@@ -16,7 +16,7 @@ use base64::Engine;
 use ciba_domain::client::Client;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::scope::ScopeSet;
-use ciba_runtime::crypto::jwt::{self, Expect, TYP_CLIENT_TOKEN};
+use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use serde_json::Value;
 
@@ -301,17 +301,7 @@ pub fn verify_access_token(state: &AppState, token: &str, now: i64) -> Result<Va
     let claims = state
         .keys
         .verify(token, Purpose::Oidc, TYP_CLIENT_TOKEN, now)?;
-    let issuer = state.config.issuer.as_str();
-    jwt::check_claims(
-        &claims,
-        &Expect {
-            issuer: Some(issuer),
-            audiences: &[issuer],
-            now,
-            max_lifetime: None,
-            require_jti: true,
-        },
-    )?;
+    jwt::check_own_claims(&claims, &state.config.issuer, now)?;
     Ok(claims)
 }
 

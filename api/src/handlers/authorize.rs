@@ -3,7 +3,7 @@
 //! scope, resolve the user and store the request together with the token's single use.
 
 use crate::auth::{self, AuthRequest, Authenticated};
-use crate::error::{private_reply, ApiError, ApiResult};
+use crate::error::{oauth_error, private_reply, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
 use crate::http::reply::json_response;
@@ -26,17 +26,16 @@ use serde_json::json;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
 
-fn err(code: ErrorCode, text: &'static str) -> ApiError {
-    OAuthError::new(code, text).into()
-}
-
 /// `scope` of an authentication (contract §5): must hold `openid`, which the client must be
 /// registered for; `profile` and `sub_bankid` are open to every such client; `sub_nnin` only
 /// to clients entitled to it (`--sub-nnin`).
 fn authentication_scope(raw: Option<&str>, client: &Client) -> ApiResult<ScopeSet> {
     let scopes = ScopeSet::parse(raw.unwrap_or(""))?;
     if !scopes.contains(scope::OPENID) {
-        return Err(err(ErrorCode::InvalidScope, "scope must contain openid"));
+        return Err(oauth_error(
+            ErrorCode::InvalidScope,
+            "scope must contain openid",
+        ));
     }
     for s in scopes.iter() {
         let entitled = match s {
@@ -56,7 +55,7 @@ fn authentication_scope(raw: Option<&str>, client: &Client) -> ApiResult<ScopeSe
 
 fn notification_token(form: &Form, client: &Client) -> ApiResult<Option<String>> {
     match (&client.delivery, form.get("client_notification_token")?) {
-        (DeliveryMode::Ping { .. }, None) => Err(err(
+        (DeliveryMode::Ping { .. }, None) => Err(oauth_error(
             ErrorCode::InvalidRequest,
             "client_notification_token is required for ping clients",
         )),
@@ -174,7 +173,7 @@ pub async fn bc_authorize(
         let hints = ["login_hint_token", "login_hint", "id_token_hint"];
         let given: Vec<&str> = hints.iter().copied().filter(|h| matches!(form.get(h), Ok(Some(_)))).collect();
         if given.len() != 1 {
-            return Err(err(ErrorCode::InvalidRequest, "exactly one of login_hint_token and login_hint is required"));
+            return Err(oauth_error(ErrorCode::InvalidRequest, "exactly one of login_hint_token and login_hint is required"));
         }
         let scope = authentication_scope(form.get("scope")?, &client.client)?;
         let binding = form.get("binding_message")?.map(str::to_owned);
@@ -191,13 +190,13 @@ pub async fn bc_authorize(
             "login_hint" => {
                 // CIBA §13: nothing else tells the user which request to approve.
                 if binding.is_none() {
-                    return Err(err(ErrorCode::InvalidBindingMessage, "binding_message is required with login_hint"));
+                    return Err(oauth_error(ErrorCode::InvalidBindingMessage, "binding_message is required with login_hint"));
                 }
-                let nnin = Nnin::parse(form.require("login_hint")?).map_err(|_| err(ErrorCode::UnknownUserId, "login_hint is not a valid NNIN"))?;
+                let nnin = Nnin::parse(form.require("login_hint")?).map_err(|_| oauth_error(ErrorCode::UnknownUserId, "login_hint is not a valid NNIN"))?;
                 let (p, nonce_hash) = login_permission(&state, &client.client, &nnin, now);
                 (p, Some(nonce_hash))
             }
-            _ => return Err(err(ErrorCode::InvalidRequest, "id_token_hint is not supported")),
+            _ => return Err(oauth_error(ErrorCode::InvalidRequest, "id_token_hint is not supported")),
         };
         if new_permission.is_none() {
             claim_token(&state, &permission, now).await?;

@@ -3,7 +3,7 @@
 //! The handlers in `crate::handlers::authorize` parse, check limits and order these steps.
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{oauth_error, ApiResult};
 use crate::state::AppState;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -17,16 +17,12 @@ use ciba_domain::permission::{binding_message, Intent, Loa};
 use ciba_domain::scope::ScopeSet;
 use ciba_domain::secret::sha256_b64url;
 use ciba_domain::status::{PermissionStatus, RequestStatus};
-use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY, TYP_PERMISSION_TOKEN};
+use ciba_runtime::crypto::jwt::{self, LEEWAY, TYP_PERMISSION_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, Insert, PermissionRow};
 use ciba_store::users::{self, DeviceRow};
 use serde_json::{json, Value};
-
-fn err(code: ErrorCode, text: &'static str) -> ApiError {
-    OAuthError::new(code, text).into()
-}
 
 /// Verify a permission token of ours and return its permission id.
 pub(crate) fn verify_permission_token(
@@ -36,7 +32,7 @@ pub(crate) fn verify_permission_token(
     now: i64,
 ) -> ApiResult<String> {
     let invalid = || {
-        err(
+        oauth_error(
             ErrorCode::InvalidRequest,
             "login_hint_token is not a valid permission token",
         )
@@ -50,25 +46,14 @@ pub(crate) fn verify_permission_token(
         .and_then(Value::as_i64)
         .is_some_and(|exp| exp + LEEWAY <= now)
     {
-        return Err(err(
+        return Err(oauth_error(
             ErrorCode::ExpiredLoginHintToken,
             "the permission token has expired",
         ));
     }
-    let issuer = state.config.issuer.as_str();
-    jwt::check_claims(
-        &claims,
-        &Expect {
-            issuer: Some(issuer),
-            audiences: &[issuer],
-            now,
-            max_lifetime: None,
-            require_jti: true,
-        },
-    )
-    .map_err(|_| invalid())?;
+    jwt::check_own_claims(&claims, &state.config.issuer, now).map_err(|_| invalid())?;
     if claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
-        return Err(err(
+        return Err(oauth_error(
             ErrorCode::InvalidRequest,
             "login_hint_token was issued to another client",
         ));
@@ -93,7 +78,7 @@ pub(crate) async fn usable_permission(
         .db(move |c| perms::find_owned(c, &id, &client_id))
         .await?
         .ok_or_else(|| {
-            err(
+            oauth_error(
                 ErrorCode::InvalidRequest,
                 "login_hint_token names no permission of this client",
             )
@@ -106,13 +91,13 @@ pub(crate) async fn usable_permission(
         .into());
     }
     if p.status_at(now) == PermissionStatus::Expired {
-        return Err(err(
+        return Err(oauth_error(
             ErrorCode::ExpiredLoginHintToken,
             "the permission has expired",
         ));
     }
     if p.status != PermissionStatus::Pending.as_str() || p.token_used_at.is_some() {
-        return Err(err(
+        return Err(oauth_error(
             ErrorCode::InvalidRequest,
             "login_hint_token was already used",
         ));
@@ -140,7 +125,7 @@ pub(crate) async fn hinted_user(
         .await?;
     match found {
         Some((sub, devices)) if !devices.is_empty() => Ok((sub, devices)),
-        _ => Err(err(
+        _ => Err(oauth_error(
             ErrorCode::UnknownUserId,
             "the hinted user has no active enrolled device",
         )),
@@ -169,7 +154,7 @@ pub(crate) async fn claim_token(
         .db_write_one(move |c| perms::use_token(c, &id, now))
         .await?
     {
-        return Err(err(
+        return Err(oauth_error(
             ErrorCode::InvalidRequest,
             "login_hint_token was already used",
         ));
@@ -242,7 +227,7 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
         })
         .await?;
     if !started {
-        return Err(err(
+        return Err(oauth_error(
             ErrorCode::InvalidRequest,
             "login_hint_token was already used",
         ));

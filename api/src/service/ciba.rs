@@ -2,7 +2,7 @@
 //! from the database (so every replica agrees), exactly-once redemption, and the ID token.
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{oauth_error, ApiError, ApiResult};
 use crate::poll_batch::POLL_GRACE_MS;
 use crate::state::AppState;
 use ciba_domain::auth_request::{PollStep, PolledRequest};
@@ -22,10 +22,6 @@ use serde_json::{json, Value};
 /// The interval never grows beyond this.
 pub const MAX_INTERVAL: i64 = 60;
 
-fn error(code: ErrorCode, text: &'static str) -> ApiError {
-    OAuthError::new(code, text).into()
-}
-
 /// What a redeemed request yields (RFC 6749 §5.1 with the CIBA ID token).
 pub struct Tokens {
     pub access_token: String,
@@ -44,7 +40,7 @@ pub async fn grant(
 ) -> ApiResult<Tokens> {
     let now = now_ms / 1000;
     if !is_well_formed_id(&id) {
-        return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id"));
+        return Err(oauth_error(ErrorCode::InvalidGrant, "unknown auth_req_id"));
     }
     let client_id = client.client.id.clone();
     // Hot path: a well-paced poll of a pending request is one conditional update, batched
@@ -67,7 +63,7 @@ pub async fn grant(
         let row = state.db(move |conn| requests::find(conn, &i)).await?;
         let row = match row {
             Some(r) if r.client_id == client_id => r,
-            _ => return Err(error(ErrorCode::InvalidGrant, "unknown auth_req_id")),
+            _ => return Err(oauth_error(ErrorCode::InvalidGrant, "unknown auth_req_id")),
         };
         let polled = PolledRequest {
             stored: &row.status,
@@ -91,7 +87,7 @@ pub async fn grant(
                 }
                 Ok(tokens)
             }
-            PollStep::Declined => Err(error(ErrorCode::AccessDenied, "the user declined")),
+            PollStep::Declined => Err(oauth_error(ErrorCode::AccessDenied, "the user declined")),
             PollStep::Expired { mark } => {
                 if mark {
                     let i = id.clone();
@@ -99,7 +95,10 @@ pub async fn grant(
                         .db_write(move |conn| lifecycle::expire(conn, &i, now))
                         .await?;
                 }
-                Err(error(ErrorCode::ExpiredToken, "the request has expired"))
+                Err(oauth_error(
+                    ErrorCode::ExpiredToken,
+                    "the request has expired",
+                ))
             }
             PollStep::RecordPoll => {
                 waited = true;
@@ -122,7 +121,7 @@ pub async fn grant(
                 state
                     .db_soft(move |conn| polling::slow_down(conn, &i, now_ms, MAX_INTERVAL))
                     .await?;
-                Err(error(
+                Err(oauth_error(
                     ErrorCode::SlowDown,
                     "polling too fast: wait the interval, now 5 seconds longer",
                 ))
@@ -132,14 +131,14 @@ pub async fn grant(
 }
 
 fn already_redeemed() -> ApiError {
-    error(
+    oauth_error(
         ErrorCode::InvalidGrant,
         "the auth_req_id was already redeemed",
     )
 }
 
 fn pending() -> ApiError {
-    error(
+    oauth_error(
         ErrorCode::AuthorizationPending,
         "the user has not finished yet",
     )
@@ -196,10 +195,7 @@ async fn issue_tokens(
             .keys
             .signer(Purpose::Oidc, alg, now)
             .ok_or_else(|| ApiError::from(OAuthError::server_error()))?;
-        jwt::sign(&key, typ, claims).map_err(|e| {
-            tracing::error!(error = %e, "signing failed");
-            ApiError::from(OAuthError::server_error())
-        })
+        jwt::sign(&key, typ, claims).map_err(|e| super::internal("signing failed", e))
     };
     let id_token = sign(client.id_token_alg, TYP_ID_TOKEN, &id_token)?;
     let jti = random_id();

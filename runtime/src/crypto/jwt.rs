@@ -93,6 +93,21 @@ pub struct Expect<'a> {
     pub require_jti: bool,
 }
 
+/// The claims of a token this server issued for its own use (client access token,
+/// permission token): `iss` and `aud` are `issuer`, a `jti` is present.
+pub fn check_own_claims(claims: &Value, issuer: &str, now: i64) -> Result<(), &'static str> {
+    check_claims(
+        claims,
+        &Expect {
+            issuer: Some(issuer),
+            audiences: &[issuer],
+            now,
+            max_lifetime: None,
+            require_jti: true,
+        },
+    )
+}
+
 pub fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), &'static str> {
     let num = |name: &str| claims.get(name).and_then(Value::as_i64);
     if let Some(iss) = expect.issuer {

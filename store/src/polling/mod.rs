@@ -21,7 +21,15 @@ diesel::define_sql_function! {
     ) -> diesel::sql_types::Text;
 }
 
-const SQLITE_RECORD_POLLS: &str = include_str!("record_polls.sqlite.sql");
+/// The SQLite statement without its comment lines, which SQLite would otherwise parse again
+/// with every batch (the statement is prepared afresh each time).
+static SQLITE_RECORD_POLLS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("record_polls.sqlite.sql")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+});
 
 /// One poll: the request, the polling client, when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
