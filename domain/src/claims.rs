@@ -15,13 +15,11 @@ pub struct Issue<'a> {
 
 /// `client-at+jwt` from `client_credentials`: the client is the subject.
 pub fn client_access_token(at: Issue<'_>, client_id: &str, scope: &str, ttl: i64) -> Value {
-    json!({
-        "iss": at.issuer, "sub": client_id, "aud": at.issuer, "client_id": client_id,
-        "scope": scope, "iat": at.now, "exp": at.now + ttl, "jti": at.jti,
-    })
+    user_access_token(at, client_id, client_id, scope, ttl)
 }
 
-/// `at+jwt` (RFC 9068) that comes with an ID token: the user is the subject.
+/// `at+jwt` (RFC 9068) that comes with an ID token: the user is the subject. (The client's
+/// own token has the same claims with the client as subject; its `typ` tells them apart.)
 pub fn user_access_token(
     at: Issue<'_>,
     user_sub: &str,
