@@ -65,36 +65,66 @@ pub enum DeliveryModeArg {
 pub enum AlgArg {
     #[value(name = "ES256")]
     Es256,
+    #[value(name = "PS256")]
+    Ps256,
     #[value(name = "RS256")]
     Rs256,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AuthMethodArg {
+    #[value(name = "client_secret_basic")]
+    ClientSecretBasic,
+    #[value(name = "client_secret_post")]
+    ClientSecretPost,
+    #[value(name = "private_key_jwt")]
+    PrivateKeyJwt,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProfileArg {
+    #[value(name = "fapi-ciba")]
+    FapiCiba,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateClient {
+    #[arg(long)]
+    pub name: String,
+    /// Space-separated scopes the client may use.
+    #[arg(long)]
+    pub scope: String,
+    /// An exact app_callback_uri the client may use (repeatable).
+    #[arg(long = "callback-uri")]
+    pub callback_uris: Vec<String>,
+    /// The client may receive the sub_nnin claim.
+    #[arg(long)]
+    pub sub_nnin: bool,
+    /// JWK set (JSON) of the client's public keys: for private_key_jwt and signed
+    /// authentication requests.
+    #[arg(long)]
+    pub jwks_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "poll")]
+    pub delivery_mode: DeliveryModeArg,
+    #[arg(long)]
+    pub notification_endpoint: Option<String>,
+    /// ID token signing algorithm.
+    #[arg(long, value_enum, default_value = "ES256")]
+    pub id_token_alg: AlgArg,
+    /// How the client authenticates (token_endpoint_auth_method); only secret methods
+    /// are issued a secret.
+    #[arg(long, value_enum, default_value = "client_secret_basic")]
+    pub auth_method: AuthMethodArg,
+    /// A security profile: fapi-ciba (private_key_jwt, PS256/ES256, signed requests).
+    #[arg(long, value_enum)]
+    pub profile: Option<ProfileArg>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ClientsCommand {
-    /// Register a client; prints its id and secret (the secret is shown only once).
-    Create {
-        #[arg(long)]
-        name: String,
-        /// Space-separated scopes the client may use.
-        #[arg(long)]
-        scope: String,
-        /// An exact app_callback_uri the client may use (repeatable).
-        #[arg(long = "callback-uri")]
-        callback_uris: Vec<String>,
-        /// The client may receive the sub_nnin claim.
-        #[arg(long)]
-        sub_nnin: bool,
-        /// JWK set (JSON) of the client's public keys for private_key_jwt.
-        #[arg(long)]
-        jwks_file: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "poll")]
-        delivery_mode: DeliveryModeArg,
-        #[arg(long)]
-        notification_endpoint: Option<String>,
-        /// ID token signing algorithm.
-        #[arg(long, value_enum, default_value = "ES256")]
-        id_token_alg: AlgArg,
-    },
+    /// Register a client; prints its id, and its secret when its method has one (shown
+    /// only once).
+    Create(CreateClient),
     /// List clients (never their secrets).
     List,
     /// Disable a client: its tokens and credentials stop working.

@@ -22,15 +22,18 @@ impl DeliveryMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SigningAlg {
     Es256,
+    /// RSASSA-PSS (FAPI's RSA algorithm), on an RSA key of its own.
+    Ps256,
     Rs256,
 }
 
 impl SigningAlg {
-    pub const ALL: [SigningAlg; 2] = [SigningAlg::Es256, SigningAlg::Rs256];
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::Es256, SigningAlg::Ps256, SigningAlg::Rs256];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Es256 => "ES256",
+            Self::Ps256 => "PS256",
             Self::Rs256 => "RS256",
         }
     }
@@ -38,9 +41,65 @@ impl SigningAlg {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "ES256" => Some(Self::Es256),
+            "PS256" => Some(Self::Ps256),
             "RS256" => Some(Self::Rs256),
             _ => None,
         }
+    }
+}
+
+/// How a client authenticates at the token and backchannel endpoints
+/// (`token_endpoint_auth_method`, fixed at registration; contract §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    /// Every method this server implements, as discovery lists them.
+    pub const ALL: [AuthMethod; 3] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// Whether clients of this method are issued a secret.
+    pub fn has_secret(self) -> bool {
+        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost)
+    }
+}
+
+/// A security profile a client is registered under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// OpenID FAPI-CIBA: key-based client authentication with PS256 or ES256, signed
+    /// authentication requests (contract §11).
+    FapiCiba,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FapiCiba => "fapi-ciba",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "fapi-ciba").then_some(Self::FapiCiba)
     }
 }
 
@@ -53,12 +112,18 @@ pub struct Client {
     pub sub_nnin: bool,
     /// JWK set (JSON) for `private_key_jwt`, if the client registered one.
     pub jwks: Option<String>,
+    pub auth_method: AuthMethod,
+    pub profile: Option<Profile>,
     pub id_token_alg: SigningAlg,
     pub delivery: DeliveryMode,
     pub disabled: bool,
 }
 
 impl Client {
+    pub fn is_fapi(&self) -> bool {
+        self.profile == Some(Profile::FapiCiba)
+    }
+
     pub fn has_callback(&self, uri: &str) -> bool {
         self.callback_uris.iter().any(|u| u == uri)
     }

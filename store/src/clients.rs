@@ -3,7 +3,7 @@
 use crate::error::{StoreError, StoreResult};
 use crate::schema::clients;
 use crate::DbConnection;
-use ciba_domain::client::{Client, DeliveryMode, SigningAlg};
+use ciba_domain::client::{AuthMethod, Client, DeliveryMode, Profile, SigningAlg};
 use ciba_domain::scope::ScopeSet;
 use diesel::prelude::*;
 
@@ -12,7 +12,10 @@ use diesel::prelude::*;
 pub struct ClientRow {
     pub id: String,
     pub name: String,
-    pub secret_hash: String,
+    /// None for clients whose method has no secret.
+    pub secret_hash: Option<String>,
+    pub auth_method: String,
+    pub profile: Option<String>,
     pub scopes: String,
     pub callback_uris: String,
     pub sub_nnin: bool,
@@ -32,7 +35,9 @@ impl ClientRow {
         std::mem::size_of::<Self>()
             + self.id.len()
             + self.name.len()
-            + self.secret_hash.len()
+            + opt(&self.secret_hash)
+            + self.auth_method.len()
+            + opt(&self.profile)
             + self.scopes.len()
             + self.callback_uris.len()
             + opt(&self.jwks)
@@ -50,6 +55,11 @@ impl ClientRow {
             serde_json::from_str(&self.callback_uris).map_err(|_| bad("callback list"))?;
         let id_token_alg =
             SigningAlg::parse(&self.id_token_alg).ok_or_else(|| bad("id_token_alg"))?;
+        let auth_method = AuthMethod::parse(&self.auth_method).ok_or_else(|| bad("auth_method"))?;
+        let profile = match &self.profile {
+            None => None,
+            Some(p) => Some(Profile::parse(p).ok_or_else(|| bad("profile"))?),
+        };
         let delivery = match (self.delivery_mode.as_str(), &self.notification_endpoint) {
             ("poll", _) => DeliveryMode::Poll,
             ("ping", Some(endpoint)) => DeliveryMode::Ping {
@@ -64,6 +74,8 @@ impl ClientRow {
             callback_uris,
             sub_nnin: self.sub_nnin,
             jwks: self.jwks.clone(),
+            auth_method,
+            profile,
             id_token_alg,
             delivery,
             disabled: self.disabled,

@@ -4,7 +4,9 @@ diesel::table! {
     clients (id) {
         id -> Text,
         name -> Text,
-        secret_hash -> Text,
+        secret_hash -> Nullable<Text>,
+        auth_method -> Text,
+        profile -> Nullable<Text>,
         scopes -> Text,
         callback_uris -> Text,
         sub_nnin -> Bool,

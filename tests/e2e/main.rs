@@ -2,7 +2,8 @@
 //! (SQLite and PostgreSQL), spoken to over HTTP. One test binary; one module per section of
 //! the contract (s01 discovery and the server's foundation, s02 client authentication, s03
 //! the token endpoint, s04 permissions, s05 App2App, s07 the authenticating app, s09 the
-//! worker, s10 abuse limits) and one for the loopholes closed across them. The harness is in
+//! worker, s10 abuse limits, s11 the FAPI-CIBA profile and a standard relying party, openid-client
+//! from `tests/rp`) and one for the loopholes closed across them. The harness is in
 //! `support`. Run it with `cargo nextest run -p ciba-api --test e2e`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,3 +21,5 @@ mod s07_app_api;
 mod s09_worker_jobs;
 mod s09_worker_ping;
 mod s10_abuse;
+mod s11_fapi;
+mod s11_openid_client;

@@ -131,6 +131,8 @@ async fn client_credentials_with_basic_and_post(b: Backend) {
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["pragma"], "no-cache");
 
+    // A client registered for client_secret_post sends its secret in the body.
+    let (id, secret) = srv.create_client(MERCHANT_SCOPES, &["--auth-method", "client_secret_post"]);
     let (status, _, body) = srv
         .post_form(
             "/oidc/v1/token",
@@ -351,7 +353,7 @@ async fn admin_cli_validates_input(b: Backend) {
     let clients = srv.admin(&["clients", "list"]);
     assert!(clients.as_array().unwrap().is_empty());
     let keys = srv.admin(&["keys", "list"]);
-    assert_eq!(keys.as_array().unwrap().len(), 3);
+    assert_eq!(keys.as_array().unwrap().len(), 4);
 }
 
 async fn sigterm_stops_cleanly(b: Backend) {

@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use ciba_api::auth::{authenticate, AuthRequest, Method};
+use ciba_api::auth::{authenticate, AuthRequest, Endpoint, Method};
 use ciba_api::crypto::password::hash_secret;
 use ciba_api::state::AppState;
 use ciba_domain::client::SigningAlg;
@@ -66,7 +66,9 @@ async fn fixture(b: Backend) -> Fixture {
     let row = ClientRow {
         id: client_id.clone(),
         name: "Merchant".into(),
-        secret_hash: hash_secret("secret").unwrap(),
+        secret_hash: Some(hash_secret("secret").unwrap()),
+        auth_method: "client_secret_basic".into(),
+        profile: None,
         scopes: "permissions/client permissions/app2app openid".into(),
         callback_uris: "[]".into(),
         sub_nnin: false,
@@ -111,7 +113,7 @@ async fn bearer(
         authorization: Some(&header),
         form: None,
         endpoint: "https://ciba.test/permissions/v1/",
-        allow_secret: false,
+        kind: Endpoint::Api,
         source: None,
     };
     authenticate(&f.state, req, now()).await
@@ -195,12 +197,12 @@ async fn bearer_access_tokens(b: Backend) {
             "{what}"
         );
     }
-    // client secrets are not accepted outside the token endpoint
+    // client secrets are not accepted outside the token and backchannel endpoints
     let req = AuthRequest {
         authorization: Some("Basic bWVyY2hhbnQtMTpzZWNyZXQ="),
         form: None,
         endpoint: "x",
-        allow_secret: false,
+        kind: Endpoint::Api,
         source: None,
     };
     assert_eq!(

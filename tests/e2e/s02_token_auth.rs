@@ -83,9 +83,14 @@ async fn private_key_jwt_single_use_and_strict(b: Backend) {
     let key = EcKey::generate("merchant-key-1");
     let jwks_path = std::env::temp_dir().join(format!("jwks-{}.json", jti()));
     std::fs::write(&jwks_path, key.jwks().to_string()).unwrap();
-    let (id, _) = srv.create_client(
+    let id = srv.create_client_without_secret(
         MERCHANT_SCOPES,
-        &["--jwks-file", jwks_path.to_str().unwrap()],
+        &[
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks-file",
+            jwks_path.to_str().unwrap(),
+        ],
     );
     std::fs::remove_file(&jwks_path).unwrap();
     let token_url = srv.url("/oidc/v1/token");

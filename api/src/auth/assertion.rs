@@ -4,11 +4,13 @@
 use super::{invalid_client, load_client, Authenticated, Method};
 use crate::error::ApiResult;
 use crate::state::AppState;
+use ciba_domain::client::AuthMethod;
 use ciba_domain::secret::sha256_b64url;
-use ciba_runtime::crypto::jwk_set::verify_with_set;
+use ciba_runtime::crypto::jwk_set::{verify_with_set_using, ACCEPTED_ALGS, FAPI_ALGS};
 use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
 use ciba_store::jtis;
 use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 /// The longest an assertion may live (`exp - iat`).
@@ -29,9 +31,18 @@ pub async fn private_key_jwt(
     let client = load_client(state, &unverified)
         .await?
         .ok_or_else(|| fail(FAILED))?;
+    // Only a client registered for private_key_jwt may authenticate with one (contract §11).
+    if client.auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(fail(FAILED));
+    }
     let jwks = client.jwks.as_deref().ok_or_else(|| fail(FAILED))?;
     let set: JwkSet = serde_json::from_str(jwks).map_err(|_| fail(FAILED))?;
-    let claims = verify_with_set(token, &set).map_err(|_| fail(FAILED))?;
+    let algs: &[Algorithm] = if client.is_fapi() {
+        &FAPI_ALGS
+    } else {
+        &ACCEPTED_ALGS
+    };
+    let claims = verify_with_set_using(token, &set, algs).map_err(|_| fail(FAILED))?;
     if claims.get("sub").and_then(Value::as_str) != Some(client.id.as_str()) {
         return Err(fail("sub must equal iss (the client_id)"));
     }

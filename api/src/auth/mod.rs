@@ -1,7 +1,8 @@
-//! Client authentication (contract §2), one function for every merchant endpoint:
+//! Client authentication (contract §2 and §11), one function for every merchant endpoint:
 //! Bearer access tokens (ours or a trusted external issuer's), `client_assertion` carrying
-//! such a token or an RFC 7523 `private_key_jwt`, and at the token endpoint also
-//! `client_secret_basic` / `client_secret_post`.
+//! such a token or an RFC 7523 `private_key_jwt`, and at the token and backchannel
+//! endpoints also `client_secret_basic` / `client_secret_post`. A client's own credentials
+//! are those of its registered method only.
 
 pub mod assertion;
 pub mod device;
@@ -13,7 +14,7 @@ use crate::http::form::Form;
 use crate::state::{AppState, MAX_ID_LEN};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ciba_domain::client::Client;
+use ciba_domain::client::{AuthMethod, Client};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::scope::ScopeSet;
 use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
@@ -72,10 +73,20 @@ pub struct AuthRequest<'a> {
     pub form: Option<&'a Form>,
     /// The full URL of the endpoint, an accepted `aud` of a `private_key_jwt`.
     pub endpoint: &'a str,
-    /// Client secrets are accepted only at the token endpoint.
-    pub allow_secret: bool,
+    pub kind: Endpoint,
     /// The caller's address, for the limit on failed authentications (contract §10).
     pub source: Option<std::net::IpAddr>,
+}
+
+/// Where credentials are presented (contract §2, §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The token and backchannel authentication endpoints (CIBA Core §7.1): a client's own
+    /// method, secrets included; this server's access tokens too, except from a `fapi-ciba`
+    /// client, which must use its method itself.
+    Grant,
+    /// Every other merchant endpoint: access tokens and `private_key_jwt`.
+    Api,
 }
 
 enum Credential<'a> {
@@ -200,10 +211,10 @@ async fn authenticate_unlimited(
         Credential::Assertion(token) => {
             assertion::private_key_jwt(state, token, req.endpoint, now).await?
         }
-        Credential::Basic(_) | Credential::Post { .. } if !req.allow_secret => {
+        Credential::Basic(_) | Credential::Post { .. } if req.kind == Endpoint::Api => {
             let basic = req.authorization.is_some();
             return Err(invalid_client(
-                "client secrets are accepted only at the token endpoint",
+                "client secrets are accepted only at the token and backchannel authentication endpoints",
                 false,
                 basic,
             ));
@@ -214,10 +225,22 @@ async fn authenticate_unlimited(
             if id.len() > MAX_ID_LEN {
                 return Err(invalid_client("client_id is too long", false, true));
             }
-            secret::client_secret(state, &id, &secret, true).await?
+            secret::client_secret(state, &id, &secret, AuthMethod::ClientSecretBasic).await?
         }
-        Credential::Post { id, secret } => secret::client_secret(state, id, secret, false).await?,
+        Credential::Post { id, secret } => {
+            secret::client_secret(state, id, secret, AuthMethod::ClientSecretPost).await?
+        }
     };
+    // A FAPI client proves itself with its own method where tokens are granted and
+    // authentications started: a stolen access token is not enough there.
+    let by_token = matches!(auth.method, Method::AccessToken | Method::ExternalToken);
+    if by_token && req.kind == Endpoint::Grant && auth.client.is_fapi() {
+        return Err(invalid_client(
+            "a fapi-ciba client authenticates here with its registered method",
+            auth.via_bearer,
+            false,
+        ));
+    }
     if let Some(form) = req.form {
         if form
             .get("client_id")?

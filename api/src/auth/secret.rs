@@ -6,6 +6,7 @@ use crate::limits::{refused, CLIENT_AUTHENTICATION};
 use crate::state::AppState;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use ciba_domain::client::AuthMethod;
 
 /// Split `Basic` credentials; both halves are form-urlencoded (RFC 6749 §2.3.1): `+` is a
 /// space and `%XY` a byte. Everything else, `&` and `=` included, is taken as it is.
@@ -38,19 +39,26 @@ fn hashing_busy(state: &AppState) -> crate::error::ApiError {
     )
 }
 
+/// Verify `secret` for client `id`, presented with `method`. A client registered for another
+/// method is refused like a wrong secret, after the same work (a dummy hash), so the answer
+/// says nothing about which method a client uses.
 pub async fn client_secret(
     state: &AppState,
     id: &str,
     secret: &str,
-    basic: bool,
+    method: AuthMethod,
 ) -> ApiResult<Authenticated> {
+    let basic = method == AuthMethod::ClientSecretBasic;
     // An id known not to exist, while the share of the hashing pool for such ids is used
     // up: refused without a database read or a hash.
     if state.secrets.unknown_budget_full() && matches!(state.client_row_cached(id), Some(None)) {
         return Err(hashing_busy(state));
     }
     let row = state.client_row(id).await?;
-    let stored = row.as_ref().map(|r| r.secret_hash.as_str());
+    let stored = row
+        .as_ref()
+        .filter(|r| r.auth_method == method.as_str())
+        .and_then(|r| r.secret_hash.as_deref());
     // A secret verified before is answered from memory; anything else (an unknown client
     // too, at the same cost) is verified on the bounded hashing pool, or refused when full.
     let ok = match stored.and_then(|hash| state.secrets.verify_cached(id, hash, secret)) {

@@ -2,7 +2,7 @@
 //! `POST /oidc/v1/bc-authorize` (CIBA Core §7). Both verify the permission token, check the
 //! scope, resolve the user and store the request together with the token's single use.
 
-use crate::auth::{self, AuthRequest, Authenticated};
+use crate::auth::{self, AuthRequest, Authenticated, Endpoint};
 use crate::error::{oauth_error, private_reply, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
@@ -12,6 +12,7 @@ use crate::service::authorize::{
     claim_token, hinted_user, key_protections, login_permission, start, usable_permission,
     verify_permission_token, Start,
 };
+use crate::service::signed_request;
 use crate::state::{now, AppState};
 use ciba_domain::assurance::{request_acr, KeyProtection};
 use ciba_domain::auth_request::{self as req, parse_requested_expiry};
@@ -91,6 +92,7 @@ async fn authenticate(
     caller: &Caller,
     form: &Form,
     path: &str,
+    kind: Endpoint,
     now: i64,
 ) -> ApiResult<Authenticated> {
     let endpoint = state.config.endpoint(path);
@@ -98,7 +100,7 @@ async fn authenticate(
         authorization: caller.authorization.as_deref(),
         form: Some(form),
         endpoint: &endpoint,
-        allow_secret: false,
+        kind,
         source: caller.source,
     };
     auth::authenticate(state, req, now).await
@@ -113,7 +115,7 @@ pub async fn app_authorize(
     let now = now();
     let result = async {
         let form = Form::parse(content_type.as_deref(), &body)?;
-        let client = authenticate(&state, &caller, &form, "/oidc/v1/app-authorize", now).await?;
+        let client = authenticate(&state, &caller, &form, "/oidc/v1/app-authorize", Endpoint::Api, now).await?;
         client.require_scope(scope::PERMISSIONS_APP2APP)?;
         limits::check(&state, Limit::ClientStarts, &client.client.id, APP_AUTHORIZE, now).await?;
         let token = form.require("login_hint_token")?;
@@ -167,9 +169,11 @@ pub async fn bc_authorize(
     let now = now();
     let result = async {
         let form = Form::parse(content_type.as_deref(), &body)?;
-        let client = authenticate(&state, &caller, &form, "/oidc/v1/bc-authorize", now).await?;
+        let client = authenticate(&state, &caller, &form, "/oidc/v1/bc-authorize", Endpoint::Grant, now).await?;
         client.require_scope(scope::PERMISSIONS_CIBA)?;
         limits::check(&state, Limit::ClientStarts, &client.client.id, BC_AUTHORIZE, now).await?;
+        let endpoint = state.config.endpoint("/oidc/v1/bc-authorize");
+        let form = signed_request::parameters(&state, form, &client.client, &endpoint, now).await?;
         let hints = ["login_hint_token", "login_hint", "id_token_hint"];
         let given: Vec<&str> = hints.iter().copied().filter(|h| matches!(form.get(h), Ok(Some(_)))).collect();
         if given.len() != 1 {

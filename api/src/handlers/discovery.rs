@@ -2,7 +2,7 @@
 
 use crate::http::reply::{cache_public, json_response, text_response};
 use crate::state::{now, AppState};
-use ciba_domain::client::SigningAlg;
+use ciba_domain::client::{AuthMethod, SigningAlg};
 use ciba_domain::permission::ACR_VALUES;
 use ciba_domain::scope;
 use ciba_runtime::crypto::keyring::Purpose;
@@ -34,6 +34,7 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
 pub fn metadata(state: AppState) -> Response {
     let c = &state.config;
     let algs: Vec<&str> = SigningAlg::ALL.iter().map(|a| a.as_str()).collect();
+    let methods: Vec<&str> = AuthMethod::ALL.iter().map(|m| m.as_str()).collect();
     let body = json!({
         "issuer": c.issuer,
         "token_endpoint": c.endpoint("/oidc/v1/token"),
@@ -45,8 +46,10 @@ pub fn metadata(state: AppState) -> Response {
         "grant_types_supported": ["client_credentials", "urn:openid:params:grant-type:ciba"],
         "backchannel_token_delivery_modes_supported": ["poll", "ping"],
         "backchannel_user_code_parameter_supported": false,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
+        "token_endpoint_auth_methods_supported": methods,
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "RS256"],
+        "backchannel_authentication_request_signing_alg_values_supported": ["ES256", "PS256"],
+        "tls_client_certificate_bound_access_tokens": false,
         "id_token_signing_alg_values_supported": algs,
         "scopes_supported": scope::all_supported(),
         "claims_supported": CLAIMS_SUPPORTED,

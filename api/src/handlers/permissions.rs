@@ -2,7 +2,7 @@
 //! Bearer access tokens with scope `permissions/client`. Each handler authenticates the
 //! merchant, parses, calls `crate::service::permissions` and renders.
 
-use crate::auth::{self, AuthRequest, Authenticated};
+use crate::auth::{self, AuthRequest, Authenticated, Endpoint};
 use crate::error::{private_reply, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
@@ -22,7 +22,7 @@ async fn merchant(state: &AppState, caller: &Caller, now: i64) -> ApiResult<Auth
         authorization: caller.authorization.as_deref(),
         form: None,
         endpoint: &endpoint,
-        allow_secret: false,
+        kind: Endpoint::Api,
         source: caller.source,
     };
     let client = auth::authenticate(state, req, now).await?;

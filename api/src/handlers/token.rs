@@ -1,7 +1,7 @@
 //! The token endpoint `POST /oidc/v1/token`: `client_credentials` here; the CIBA grant lives
 //! in its own module.
 
-use crate::auth::{self, AuthRequest, Method};
+use crate::auth::{self, AuthRequest, Endpoint, Method};
 use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
@@ -37,7 +37,7 @@ pub async fn token(
             authorization: caller.authorization.as_deref(),
             form: Some(&form),
             endpoint: &endpoint,
-            allow_secret: true,
+            kind: Endpoint::Grant,
             source: caller.source,
         };
         match grant_type {

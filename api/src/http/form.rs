@@ -39,6 +39,19 @@ impl Form {
         Ok(Self(pairs))
     }
 
+    /// A form made of parameters that came another way (the claims of a signed request).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    /// The names of the parameters that have a value.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| k.as_str())
+    }
+
     /// The value of `name`, or `None` when absent or empty. Repeated: `invalid_request`.
     pub fn get(&self, name: &str) -> Result<Option<&str>, OAuthError> {
         let mut found = None;

@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod ciba;
 pub mod device_app;
 pub mod permissions;
+pub mod signed_request;
 
 use crate::error::ApiError;
 use ciba_domain::error::OAuthError;

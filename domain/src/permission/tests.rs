@@ -1,5 +1,5 @@
 use super::*;
-use crate::client::{Client, DeliveryMode, SigningAlg};
+use crate::client::{AuthMethod, Client, DeliveryMode, SigningAlg};
 use crate::scope::ScopeSet;
 use serde_json::json;
 
@@ -21,6 +21,8 @@ fn client(scopes: &str) -> Client {
         callback_uris: vec![CALLBACK.into()],
         sub_nnin: false,
         jwks: None,
+        auth_method: AuthMethod::ClientSecretBasic,
+        profile: None,
         id_token_alg: SigningAlg::Es256,
         delivery: DeliveryMode::Poll,
         disabled: false,

@@ -6,12 +6,14 @@
 CREATE TABLE clients (
     id                    TEXT PRIMARY KEY,
     name                  TEXT NOT NULL,
-    secret_hash           TEXT NOT NULL,          -- argon2id PHC string
+    secret_hash           TEXT,                   -- argon2id PHC string; NULL for key and TLS methods
+    auth_method           TEXT NOT NULL DEFAULT 'client_secret_basic', -- token_endpoint_auth_method
+    profile               TEXT,                   -- NULL | fapi-ciba
     scopes                TEXT NOT NULL,          -- space separated
     callback_uris         TEXT NOT NULL,          -- JSON array of exact app_callback_uri values
     sub_nnin              BOOLEAN NOT NULL,
     jwks                  TEXT,                   -- JWK set for private_key_jwt
-    id_token_alg          TEXT NOT NULL,          -- ES256 | RS256
+    id_token_alg          TEXT NOT NULL,          -- ES256 | PS256 | RS256
     delivery_mode         TEXT NOT NULL,          -- poll | ping
     notification_endpoint TEXT,
     disabled              BOOLEAN NOT NULL,

@@ -25,10 +25,7 @@ pub fn sign(
     typ: &str,
     claims: &impl Serialize,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    let mut header = Header::new(match key.alg {
-        ciba_domain::client::SigningAlg::Es256 => Algorithm::ES256,
-        ciba_domain::client::SigningAlg::Rs256 => Algorithm::RS256,
-    });
+    let mut header = Header::new(alg_of(key));
     header.kid = Some(key.kid.clone());
     header.typ = Some(typ.to_owned());
     jsonwebtoken::encode(&header, claims, &key.encoding)
@@ -78,6 +75,7 @@ pub fn alg_of(key: &LoadedKey) -> Algorithm {
     match key.alg {
         ciba_domain::client::SigningAlg::Es256 => Algorithm::ES256,
         ciba_domain::client::SigningAlg::Rs256 => Algorithm::RS256,
+        ciba_domain::client::SigningAlg::Ps256 => Algorithm::PS256,
     }
 }
 

@@ -36,7 +36,7 @@ pub fn generate(alg: SigningAlg, use_: &str) -> Result<GeneratedKey, KeyError> {
                 .to_vec();
             (der, ec_members(&sk.public_key()))
         }
-        SigningAlg::Rs256 => {
+        SigningAlg::Rs256 | SigningAlg::Ps256 => {
             let sk = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS)
                 .map_err(|e| KeyError(e.to_string()))?;
             let der = sk
@@ -100,7 +100,7 @@ pub fn load(alg: SigningAlg, private_der: &[u8]) -> Result<(EncodingKey, Decodin
                 DecodingKey::from_ec_der(point.as_bytes()),
             ))
         }
-        SigningAlg::Rs256 => {
+        SigningAlg::Rs256 | SigningAlg::Ps256 => {
             let sk = rsa::RsaPrivateKey::from_pkcs1_der(private_der)
                 .map_err(|e| KeyError(e.to_string()))?;
             let pk = sk.to_public_key();

@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// Every (purpose, algorithm) pair the server must always be able to sign with.
-pub const REQUIRED_KEYS: [(Purpose, SigningAlg); 3] = [
+pub const REQUIRED_KEYS: [(Purpose, SigningAlg); 4] = [
     (Purpose::Oidc, SigningAlg::Es256),
+    (Purpose::Oidc, SigningAlg::Ps256),
     (Purpose::Oidc, SigningAlg::Rs256),
     (Purpose::Grants, SigningAlg::Es256),
 ];

@@ -14,6 +14,8 @@ pub struct EcKey {
     pub encoding: EncodingKey,
     pub public_jwk: Value,
     pub sec1: Vec<u8>,
+    /// The scalar `d` (base64url), for handing the key to a relying-party library.
+    pub d: String,
 }
 
 impl EcKey {
@@ -31,7 +33,15 @@ impl EcKey {
             encoding: EncodingKey::from_ec_der(der.as_bytes()),
             public_jwk,
             sec1: point.as_bytes().to_vec(),
+            d: URL_SAFE_NO_PAD.encode(sk.to_bytes()),
         }
+    }
+
+    /// The private JWK (public members, `kid` and `d`).
+    pub fn private_jwk(&self) -> Value {
+        let mut jwk = self.public_jwk.clone();
+        jwk["d"] = json!(self.d);
+        jwk
     }
 
     pub fn jwks(&self) -> Value {
@@ -40,6 +50,34 @@ impl EcKey {
 
     pub fn sign(&self, claims: &Value) -> String {
         let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&h, claims, &self.encoding).unwrap()
+    }
+}
+
+/// A merchant's RSA key (2048 bits), its public JWK naming no `alg` so it may sign PS256 or
+/// RS256.
+pub struct RsaKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub public_jwk: Value,
+}
+
+impl RsaKey {
+    pub fn generate() -> Self {
+        use ciba_domain::client::SigningAlg;
+        let key = ciba_runtime::crypto::keygen::generate(SigningAlg::Ps256, "sig").unwrap();
+        let mut public_jwk = key.public_jwk;
+        public_jwk.as_object_mut().unwrap().remove("alg");
+        Self {
+            kid: key.kid,
+            encoding: EncodingKey::from_rsa_der(&key.private_der),
+            public_jwk,
+        }
+    }
+
+    pub fn sign(&self, alg: Algorithm, claims: &Value) -> String {
+        let mut h = Header::new(alg);
         h.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&h, claims, &self.encoding).unwrap()
     }

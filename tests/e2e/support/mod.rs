@@ -260,6 +260,15 @@ impl TestServer {
         )
     }
 
+    /// Register a client whose method has no secret; returns its client_id.
+    pub fn create_client_without_secret(&self, scope: &str, extra: &[&str]) -> String {
+        let mut args = vec!["clients", "create", "--name", "Test Shop", "--scope", scope];
+        args.extend_from_slice(extra);
+        let v = self.admin(&args);
+        assert!(v.get("client_secret").is_none(), "{v}");
+        v["client_id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn post_form(
         &self,
         path: &str,

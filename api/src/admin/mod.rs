@@ -1,25 +1,22 @@
 //! The operator CLI. Every command validates its input and returns a JSON value that is
 //! printed as JSON (`--json`) or as text.
 
+mod clients;
+
+pub use clients::{validate_client_jwks, validate_https_url};
+
 use crate::cli::{
-    AdminCommand, AlgArg, ClientsCommand, DeliveryModeArg, DevicesCommand, EnrollmentCodesCommand,
-    JobsCommand, KeysCommand, UsersCommand,
+    AdminCommand, DevicesCommand, EnrollmentCodesCommand, JobsCommand, KeysCommand, UsersCommand,
 };
-use crate::crypto::password::hash_secret;
 use crate::state::now;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use ciba_domain::ids::{random_bytes, random_id};
+use ciba_domain::ids::random_id;
 use ciba_domain::nnin::Nnin;
-use ciba_domain::scope::{all_supported, ScopeSet};
 use ciba_domain::secret::sha256_b64url;
 use ciba_runtime::config::Config;
 use ciba_runtime::crypto::kek::Kek;
 use ciba_runtime::crypto::keyring;
-use ciba_store::clients::{self, ClientRow};
 use ciba_store::users::{self, EnrollmentCodeRow, UserRow};
 use ciba_store::{jobs, keys, Backend, Store, StoreError};
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use serde_json::{json, Value};
 
 pub fn open_store(config: &Config) -> Result<Store, String> {
@@ -32,7 +29,7 @@ pub fn open_store(config: &Config) -> Result<Store, String> {
     Ok(store)
 }
 
-fn db_err(e: StoreError) -> String {
+pub(crate) fn db_err(e: StoreError) -> String {
     match e {
         StoreError::Conflict(_) => "already exists".into(),
         other => other.to_string(),
@@ -45,7 +42,7 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
     match command {
         AdminCommand::Clients(c) => {
             let policy = ciba_runtime::ping_target::TargetPolicy::from_settings(&config.worker);
-            clients_cmd(&store, c, &policy, now)
+            clients::run(&store, c, &policy, now)
         }
         AdminCommand::Users(c) => users_cmd(&store, c, now),
         AdminCommand::EnrollmentCodes(EnrollmentCodesCommand::Create { nnin, require_hwk }) => {
@@ -139,119 +136,6 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
     }
 }
 
-fn clients_cmd(
-    store: &Store,
-    cmd: ClientsCommand,
-    ping_policy: &ciba_runtime::ping_target::TargetPolicy,
-    now: i64,
-) -> Result<Value, String> {
-    match cmd {
-        ClientsCommand::Create {
-            name,
-            scope,
-            callback_uris,
-            sub_nnin,
-            jwks_file,
-            delivery_mode,
-            notification_endpoint,
-            id_token_alg,
-        } => {
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.len() > 200 {
-                return Err("--name must be 1 to 200 characters".into());
-            }
-            // The app shows the client's name beside what the user approves.
-            if let Some(hidden) = ciba_domain::text::first_hidden(&name, &[]) {
-                return Err(format!("--name must not contain {hidden}"));
-            }
-            let scopes =
-                ScopeSet::parse(&scope).map_err(|e| format!("--scope: {}", e.description))?;
-            if let Some(bad) = scopes.iter().find(|s| !all_supported().contains(s)) {
-                return Err(format!("--scope: unknown scope {bad}"));
-            }
-            for uri in &callback_uris {
-                validate_https_url(uri).map_err(|e| format!("--callback-uri {uri}: {e}"))?;
-            }
-            let jwks = match jwks_file {
-                Some(path) => {
-                    let text =
-                        std::fs::read_to_string(&path).map_err(|e| format!("--jwks-file: {e}"))?;
-                    validate_client_jwks(&text).map_err(|e| format!("--jwks-file: {e}"))?;
-                    Some(text)
-                }
-                None => None,
-            };
-            let (mode, endpoint) = match (delivery_mode, notification_endpoint) {
-                (DeliveryModeArg::Poll, None) => ("poll", None),
-                (DeliveryModeArg::Poll, Some(_)) => {
-                    return Err("--notification-endpoint needs --delivery-mode ping".into())
-                }
-                (DeliveryModeArg::Ping, None) => {
-                    return Err("--delivery-mode ping needs --notification-endpoint".into())
-                }
-                (DeliveryModeArg::Ping, Some(url)) => {
-                    // The worker checks again at delivery, on the addresses the host resolves to.
-                    ping_policy
-                        .check_url(&url)
-                        .map_err(|e| format!("--notification-endpoint {url}: {e}"))?;
-                    ("ping", Some(url))
-                }
-            };
-            let client_id = URL_SAFE_NO_PAD.encode(random_bytes::<16>());
-            let secret = random_id();
-            let row = ClientRow {
-                id: client_id.clone(),
-                name,
-                secret_hash: hash_secret(&secret)?,
-                scopes: scopes.to_string(),
-                callback_uris: serde_json::to_string(&callback_uris).map_err(|e| e.to_string())?,
-                sub_nnin,
-                jwks,
-                id_token_alg: match id_token_alg {
-                    AlgArg::Es256 => "ES256".into(),
-                    AlgArg::Rs256 => "RS256".into(),
-                },
-                delivery_mode: mode.into(),
-                notification_endpoint: endpoint,
-                disabled: false,
-                created_at: now,
-                updated_at: now,
-            };
-            store.read(|c| clients::insert(c, &row)).map_err(db_err)?;
-            Ok(json!({"client_id": client_id, "client_secret": secret}))
-        }
-        ClientsCommand::List => {
-            let rows = store.read(clients::list).map_err(db_err)?;
-            Ok(Value::Array(
-                rows.into_iter()
-                    .map(|c| {
-                        json!({"client_id": c.id, "name": c.name, "scope": c.scopes, "delivery_mode": c.delivery_mode,
-                               "id_token_alg": c.id_token_alg, "sub_nnin": c.sub_nnin, "disabled": c.disabled,
-                               "private_key_jwt": c.jwks.is_some(), "created_at": c.created_at})
-                    })
-                    .collect(),
-            ))
-        }
-        ClientsCommand::Disable { client_id } | ClientsCommand::Enable { client_id }
-            if client_id.is_empty() =>
-        {
-            Err("client id is empty".into())
-        }
-        ClientsCommand::Disable { client_id } => set_disabled(store, &client_id, true, now),
-        ClientsCommand::Enable { client_id } => set_disabled(store, &client_id, false, now),
-    }
-}
-
-fn set_disabled(store: &Store, id: &str, disabled: bool, now: i64) -> Result<Value, String> {
-    if !store
-        .read(|c| clients::set_disabled(c, id, disabled, now))
-        .map_err(db_err)?
-    {
-        return Err(format!("no client {id}"));
-    }
-    Ok(json!({"client_id": id, "disabled": disabled}))
-}
-
 fn users_cmd(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String> {
     match cmd {
         UsersCommand::Create {
@@ -301,48 +185,6 @@ fn users_cmd(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String
             ))
         }
     }
-}
-
-/// An absolute https URL without fragment (callback URIs; notification endpoints follow
-/// [`ciba_runtime::ping_target`]).
-pub fn validate_https_url(raw: &str) -> Result<(), String> {
-    let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
-    if url.fragment().is_some() {
-        return Err("must not have a fragment".into());
-    }
-    match url.scheme() {
-        "https" if url.host_str().is_some() => Ok(()),
-        _ => Err("must be an absolute https URL".into()),
-    }
-}
-
-/// A client's JWK set: public EC P-256 or RSA keys only.
-pub fn validate_client_jwks(text: &str) -> Result<(), String> {
-    let raw: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let keys = raw
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("expected a JWK set {\"keys\": [...]}")?;
-    if keys.is_empty() {
-        return Err("the key set is empty".into());
-    }
-    if keys
-        .iter()
-        .any(|k| k.get("d").is_some() || k.get("p").is_some())
-    {
-        return Err("contains private key material; register public keys only".into());
-    }
-    let set: JwkSet =
-        serde_json::from_value(raw.clone()).map_err(|e| format!("not a valid JWK set: {e}"))?;
-    for k in &set.keys {
-        match &k.algorithm {
-            AlgorithmParameters::EllipticCurve(ec)
-                if ec.curve == jsonwebtoken::jwk::EllipticCurve::P256 => {}
-            AlgorithmParameters::RSA(_) => {}
-            _ => return Err("only EC P-256 and RSA keys are supported".into()),
-        }
-    }
-    Ok(())
 }
 
 /// Render a command's result for a person.
