@@ -79,6 +79,10 @@ pub enum AuthMethodArg {
     ClientSecretPost,
     #[value(name = "private_key_jwt")]
     PrivateKeyJwt,
+    #[value(name = "tls_client_auth")]
+    TlsClientAuth,
+    #[value(name = "self_signed_tls_client_auth")]
+    SelfSignedTlsClientAuth,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -115,9 +119,13 @@ pub struct CreateClient {
     /// are issued a secret.
     #[arg(long, value_enum, default_value = "client_secret_basic")]
     pub auth_method: AuthMethodArg,
-    /// A security profile: fapi-ciba (private_key_jwt, PS256/ES256, signed requests).
+    /// A security profile: fapi-ciba (key or TLS methods, PS256/ES256, signed requests).
     #[arg(long, value_enum)]
     pub profile: Option<ProfileArg>,
+    /// tls_client_auth: the subject DN (RFC 4514) of the client's certificate, which must
+    /// come from a CA of CIBA_TLS_CLIENT_CA.
+    #[arg(long)]
+    pub tls_subject_dn: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

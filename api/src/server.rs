@@ -1,11 +1,13 @@
 //! Start-up and the HTTP server: migrations (SQLite), signing keys, key refresh, graceful
 //! shutdown on SIGTERM/SIGINT (stop accepting, finish in-flight requests, bounded wait).
 
+use crate::http::tls::{self, CertPolicy};
 use crate::http::{routes, serve};
 use crate::state::{now, AppState};
 use ciba_runtime::config::Config;
 use ciba_runtime::crypto::keyring;
 use ciba_store::{Backend, Store, StoreError};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -51,6 +53,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         });
     }
 
+    let transport = transport(&state.config)?;
     let app = routes::routes(state.clone(), state.config.metrics_listen.is_none());
     let mut rx = stop_rx.clone();
     let limits = state.server_limits();
@@ -58,6 +61,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         listener,
         app,
         limits,
+        transport,
         state.metrics.connections_refused.clone(),
         state.metrics.connections_open.clone(),
         async move {
@@ -83,6 +87,33 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// TLS (when configured) and where client certificates come from (contract §11).
+fn transport(config: &Config) -> Result<serve::Transport, String> {
+    let s = &config.server;
+    let certs = Arc::new(CertPolicy::new(s.client_ca.as_deref())?);
+    let tls = match &s.tls {
+        Some(files) => {
+            let tls = tls::server_config(&files.cert, &files.key, &certs)?;
+            tracing::info!("TLS on: client certificates are asked for, none required");
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+        }
+        None => None,
+    };
+    let cert_header = s
+        .client_cert_header
+        .as_deref()
+        .map(|h| {
+            warp::http::header::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| format!("CIBA_CLIENT_CERT_HEADER: {h:?} is not a header name"))
+        })
+        .transpose()?;
+    Ok(serve::Transport {
+        tls,
+        certs,
+        cert_header,
+    })
 }
 
 /// Migrate (SQLite), make sure signing keys exist, load them. Retries while the database is

@@ -33,6 +33,13 @@ pub fn user_access_token(
     })
 }
 
+/// Bind an access token to the client certificate with thumbprint `x5t_s256` (RFC 8705 §3.1).
+pub fn bind_to_certificate(claims: &mut Value, x5t_s256: Option<&str>) {
+    if let Some(thumbprint) = x5t_s256 {
+        claims["cnf"] = json!({ "x5t#S256": thumbprint });
+    }
+}
+
 /// `permission+jwt`: the merchant's handle on a registered permission, until its `exp`.
 pub fn permission_token(at: Issue<'_>, client_id: &str, permission_id: &str, exp: i64) -> Value {
     json!({

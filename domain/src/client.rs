@@ -55,14 +55,20 @@ pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// A certificate from a trusted CA with the registered subject DN (RFC 8705 §2.1).
+    TlsClientAuth,
+    /// A certificate whose key is in the client's JWK set (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth,
 }
 
 impl AuthMethod {
     /// Every method this server implements, as discovery lists them.
-    pub const ALL: [AuthMethod; 3] = [
+    pub const ALL: [AuthMethod; 5] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
         AuthMethod::PrivateKeyJwt,
+        AuthMethod::TlsClientAuth,
+        AuthMethod::SelfSignedTlsClientAuth,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +76,8 @@ impl AuthMethod {
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
             Self::PrivateKeyJwt => "private_key_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 
@@ -80,6 +88,11 @@ impl AuthMethod {
     /// Whether clients of this method are issued a secret.
     pub fn has_secret(self) -> bool {
         matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost)
+    }
+
+    /// Whether the client proves itself with a TLS client certificate.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::TlsClientAuth | Self::SelfSignedTlsClientAuth)
     }
 }
 
@@ -114,6 +127,8 @@ pub struct Client {
     pub jwks: Option<String>,
     pub auth_method: AuthMethod,
     pub profile: Option<Profile>,
+    /// The subject DN (RFC 4514) of a `tls_client_auth` client's certificate.
+    pub tls_subject_dn: Option<String>,
     pub id_token_alg: SigningAlg,
     pub delivery: DeliveryMode,
     pub disabled: bool,

@@ -361,6 +361,25 @@ class Topology(unittest.TestCase):
             labels = one(docs, "Deployment", "rel-ciba-api")["spec"]["template"]["metadata"]["labels"]
             self.assertTrue(pdb["spec"]["selector"]["matchLabels"].items() <= labels.items())
 
+    def test_client_certificates_come_from_the_ingress_and_the_ca_is_mounted(self):
+        docs = render(CHART / "ci" / "fapi-values.yaml")
+        cm = one(docs, "ConfigMap", "rel-ciba")["data"]
+        self.assertEqual(cm["CIBA_CLIENT_CERT_HEADER"], "ssl-client-cert")
+        self.assertEqual(cm["CIBA_TRUSTED_PROXIES"], "10.0.0.0/8")
+        spec = one(docs, "Deployment", "rel-ciba-api")["spec"]["template"]["spec"]
+        volume = next(v for v in spec["volumes"] if v["name"] == "client-ca")
+        self.assertEqual(volume["secret"]["secretName"], "merchant-client-ca")
+        mount = next(m for m in container(spec, "api")["volumeMounts"] if m["name"] == "client-ca")
+        self.assertTrue(mount["readOnly"])
+        self.assertEqual(cm["CIBA_TLS_CLIENT_CA"], mount["mountPath"] + "/" + volume["secret"]["items"][0]["path"])
+        ing = one(docs, "Ingress", "rel-ciba")
+        self.assertEqual(
+            ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream"], "true")
+        # Without mtls values nothing of it is rendered.
+        cm = one(render(production()), "ConfigMap", "rel-ciba")["data"]
+        self.assertNotIn("CIBA_CLIENT_CERT_HEADER", cm)
+        self.assertNotIn("CIBA_TLS_CLIENT_CA", cm)
+
     def test_ingress_routes_to_the_api_http_port_with_tls(self):
         docs = render(production())
         ing = one(docs, "Ingress", "rel-ciba")
@@ -464,6 +483,10 @@ class ImpossibleCombinations(unittest.TestCase):
                             "config.extraEnv.CIBA_KEY_ENCRYPTION_KEY is a secret")
         self.assert_refused(production(), ["config.extraEnv.CIBA_ISSUER=https://x.test"],
                             "config.extraEnv.CIBA_ISSUER is set by the chart already")
+
+    def test_a_certificate_header_without_trusted_proxies(self):
+        self.assert_refused(production(), ["mtls.clientCertHeader=ssl-client-cert"],
+                            "mtls.clientCertHeader needs config.trustedProxies")
 
     def test_autoscaling_bounds(self):
         self.assert_refused(production(), ["api.autoscaling.minReplicas=20"],

@@ -16,6 +16,7 @@ pub struct ClientRow {
     pub secret_hash: Option<String>,
     pub auth_method: String,
     pub profile: Option<String>,
+    pub tls_subject_dn: Option<String>,
     pub scopes: String,
     pub callback_uris: String,
     pub sub_nnin: bool,
@@ -38,6 +39,7 @@ impl ClientRow {
             + opt(&self.secret_hash)
             + self.auth_method.len()
             + opt(&self.profile)
+            + opt(&self.tls_subject_dn)
             + self.scopes.len()
             + self.callback_uris.len()
             + opt(&self.jwks)
@@ -76,6 +78,7 @@ impl ClientRow {
             jwks: self.jwks.clone(),
             auth_method,
             profile,
+            tls_subject_dn: self.tls_subject_dn.clone(),
             id_token_alg,
             delivery,
             disabled: self.disabled,

@@ -7,6 +7,7 @@ diesel::table! {
         secret_hash -> Nullable<Text>,
         auth_method -> Text,
         profile -> Nullable<Text>,
+        tls_subject_dn -> Nullable<Text>,
         scopes -> Text,
         callback_uris -> Text,
         sub_nnin -> Bool,

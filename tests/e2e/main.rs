@@ -22,4 +22,5 @@ mod s09_worker_jobs;
 mod s09_worker_ping;
 mod s10_abuse;
 mod s11_fapi;
+mod s11_mtls;
 mod s11_openid_client;

@@ -69,6 +69,7 @@ async fn fixture(b: Backend) -> Fixture {
         secret_hash: Some(hash_secret("secret").unwrap()),
         auth_method: "client_secret_basic".into(),
         profile: None,
+        tls_subject_dn: None,
         scopes: "permissions/client permissions/app2app openid".into(),
         callback_uris: "[]".into(),
         sub_nnin: false,
@@ -114,6 +115,7 @@ async fn bearer(
         form: None,
         endpoint: "https://ciba.test/permissions/v1/",
         kind: Endpoint::Api,
+        cert: None,
         source: None,
     };
     authenticate(&f.state, req, now()).await
@@ -203,6 +205,7 @@ async fn bearer_access_tokens(b: Backend) {
         form: None,
         endpoint: "x",
         kind: Endpoint::Api,
+        cert: None,
         source: None,
     };
     assert_eq!(

@@ -260,7 +260,9 @@ async fn registration_follows_the_method_and_profile(b: Backend) {
         [
             "client_secret_basic",
             "client_secret_post",
-            "private_key_jwt"
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
         ]
     );
     assert_eq!(

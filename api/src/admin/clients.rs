@@ -1,6 +1,7 @@
 //! `admin clients ...`: registering merchant clients and switching them off and on.
 
 use super::db_err;
+use crate::auth::certificate::canonical_dn;
 use crate::cli::{
     AlgArg, AuthMethodArg, ClientsCommand, CreateClient, DeliveryModeArg, ProfileArg,
 };
@@ -30,7 +31,7 @@ pub fn run(
                     .map(|c| {
                         json!({"client_id": c.id, "name": c.name, "scope": c.scopes, "delivery_mode": c.delivery_mode,
                                "id_token_alg": c.id_token_alg, "sub_nnin": c.sub_nnin, "disabled": c.disabled,
-                               "token_endpoint_auth_method": c.auth_method, "profile": c.profile,
+                               "token_endpoint_auth_method": c.auth_method, "profile": c.profile, "tls_subject_dn": c.tls_subject_dn,
                                "jwks": c.jwks.is_some(), "created_at": c.created_at})
                     })
                     .collect(),
@@ -51,6 +52,8 @@ fn auth_method(arg: AuthMethodArg) -> AuthMethod {
         AuthMethodArg::ClientSecretBasic => AuthMethod::ClientSecretBasic,
         AuthMethodArg::ClientSecretPost => AuthMethod::ClientSecretPost,
         AuthMethodArg::PrivateKeyJwt => AuthMethod::PrivateKeyJwt,
+        AuthMethodArg::TlsClientAuth => AuthMethod::TlsClientAuth,
+        AuthMethodArg::SelfSignedTlsClientAuth => AuthMethod::SelfSignedTlsClientAuth,
     }
 }
 
@@ -62,25 +65,47 @@ fn signing_alg(arg: AlgArg) -> SigningAlg {
     }
 }
 
-/// What a client's method and profile require of its registration (contract §11).
+/// What a client's method and profile require of its registration (contract §11); the
+/// subject DN of a `tls_client_auth` client in its canonical form.
 fn check_method_and_profile(
     method: AuthMethod,
     profile: Option<Profile>,
     has_jwks: bool,
+    tls_subject_dn: Option<&str>,
     id_token_alg: SigningAlg,
-) -> Result<(), String> {
-    if method == AuthMethod::PrivateKeyJwt && !has_jwks {
-        return Err("--auth-method private_key_jwt needs --jwks-file".into());
+) -> Result<Option<String>, String> {
+    let needs_jwks = matches!(
+        method,
+        AuthMethod::PrivateKeyJwt | AuthMethod::SelfSignedTlsClientAuth
+    );
+    if needs_jwks && !has_jwks {
+        return Err(format!(
+            "--auth-method {} needs --jwks-file",
+            method.as_str()
+        ));
     }
+    let dn = match (method, tls_subject_dn) {
+        (AuthMethod::TlsClientAuth, Some(dn)) => Some(
+            canonical_dn(dn)
+                .ok_or_else(|| format!("--tls-subject-dn {dn:?} is not an RFC 4514 DN"))?,
+        ),
+        (AuthMethod::TlsClientAuth, None) => {
+            return Err("--auth-method tls_client_auth needs --tls-subject-dn".into())
+        }
+        (_, Some(_)) => return Err("--tls-subject-dn is for --auth-method tls_client_auth".into()),
+        (_, None) => None,
+    };
     if profile == Some(Profile::FapiCiba) {
         if method.has_secret() {
-            return Err("--profile fapi-ciba needs --auth-method private_key_jwt".into());
+            return Err(
+                "--profile fapi-ciba needs --auth-method private_key_jwt or a TLS method".into(),
+            );
         }
         if id_token_alg == SigningAlg::Rs256 {
             return Err("--profile fapi-ciba signs ID tokens with PS256 or ES256".into());
         }
     }
-    Ok(())
+    Ok(dn)
 }
 
 fn create(
@@ -115,7 +140,13 @@ fn create(
     let method = auth_method(args.auth_method);
     let profile = args.profile.map(|ProfileArg::FapiCiba| Profile::FapiCiba);
     let id_token_alg = signing_alg(args.id_token_alg);
-    check_method_and_profile(method, profile, jwks.is_some(), id_token_alg)?;
+    let tls_subject_dn = check_method_and_profile(
+        method,
+        profile,
+        jwks.is_some(),
+        args.tls_subject_dn.as_deref(),
+        id_token_alg,
+    )?;
     let (mode, endpoint) = match (args.delivery_mode, args.notification_endpoint) {
         (DeliveryModeArg::Poll, None) => ("poll", None),
         (DeliveryModeArg::Poll, Some(_)) => {
@@ -140,6 +171,7 @@ fn create(
         secret_hash: secret.as_deref().map(hash_secret).transpose()?,
         auth_method: method.as_str().into(),
         profile: profile.map(|p| p.as_str().into()),
+        tls_subject_dn,
         scopes: scopes.to_string(),
         callback_uris: serde_json::to_string(&args.callback_uris).map_err(|e| e.to_string())?,
         sub_nnin: args.sub_nnin,

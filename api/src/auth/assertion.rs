@@ -76,5 +76,6 @@ pub async fn private_key_jwt(
         client,
         method: Method::PrivateKeyJwt,
         via_bearer: false,
+        bound_to: None,
     })
 }

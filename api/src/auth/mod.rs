@@ -5,12 +5,14 @@
 //! are those of its registered method only.
 
 pub mod assertion;
+pub mod certificate;
 pub mod device;
 pub mod external;
 pub mod secret;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::form::Form;
+use crate::http::tls::ClientCert;
 use crate::state::{AppState, MAX_ID_LEN};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -31,6 +33,8 @@ pub enum Method {
     ExternalToken,
     PrivateKeyJwt,
     ClientSecret,
+    /// A TLS client certificate (RFC 8705).
+    Certificate,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +45,9 @@ pub struct Authenticated {
     pub method: Method,
     /// Whether the credential came in the `Authorization: Bearer` header.
     pub via_bearer: bool,
+    /// `x5t#S256` of the client certificate the request came with: tokens issued to it are
+    /// bound to that certificate (RFC 8705 §3).
+    pub bound_to: Option<String>,
 }
 
 impl Authenticated {
@@ -74,6 +81,8 @@ pub struct AuthRequest<'a> {
     /// The full URL of the endpoint, an accepted `aud` of a `private_key_jwt`.
     pub endpoint: &'a str,
     pub kind: Endpoint,
+    /// The client certificate of the connection (or from a trusted proxy).
+    pub cert: Option<&'a ClientCert>,
     /// The caller's address, for the limit on failed authentications (contract §10).
     pub source: Option<std::net::IpAddr>,
 }
@@ -93,7 +102,14 @@ enum Credential<'a> {
     Bearer(&'a str),
     Assertion(&'a str),
     Basic(&'a str),
-    Post { id: &'a str, secret: &'a str },
+    Post {
+        id: &'a str,
+        secret: &'a str,
+    },
+    /// `client_id` alone, over a connection with a client certificate.
+    Certificate {
+        id: &'a str,
+    },
 }
 
 pub(crate) fn challenge_for(bearer: bool, basic: bool) -> String {
@@ -151,6 +167,11 @@ fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
             OAuthError::invalid_request("use exactly one client authentication method").into(),
         );
     }
+    if found.is_empty() && req.cert.is_some() {
+        if let Some(id) = req.form.map(|f| f.get("client_id")).transpose()?.flatten() {
+            found.push(Credential::Certificate { id });
+        }
+    }
     found
         .pop()
         .ok_or_else(|| invalid_client("client authentication is required", false, false))
@@ -201,13 +222,17 @@ async fn authenticate_unlimited(
         Credential::Assertion(token) => !peek_issuer(token)
             .is_some_and(|iss| iss == state.config.issuer || state.external.knows(&iss)),
         Credential::Basic(_) | Credential::Post { .. } => true,
+        // The TLS handshake proved the key: nothing to guess.
+        Credential::Certificate { .. } => false,
     };
     if guessable {
         crate::limits::refuse_blocked(state, req.source, now)?;
     }
     let auth = match cred {
-        Credential::Bearer(token) => token_auth(state, token, now, true).await?,
-        Credential::Assertion(token) if !guessable => token_auth(state, token, now, false).await?,
+        Credential::Bearer(token) => token_auth(state, token, req.cert, now, true).await?,
+        Credential::Assertion(token) if !guessable => {
+            token_auth(state, token, req.cert, now, false).await?
+        }
         Credential::Assertion(token) => {
             assertion::private_key_jwt(state, token, req.endpoint, now).await?
         }
@@ -230,6 +255,23 @@ async fn authenticate_unlimited(
         Credential::Post { id, secret } => {
             secret::client_secret(state, id, secret, AuthMethod::ClientSecretPost).await?
         }
+        Credential::Certificate { .. } if req.kind == Endpoint::Api => {
+            return Err(invalid_client(
+                "client certificates authenticate only at the token and backchannel authentication endpoints",
+                false,
+                false,
+            ));
+        }
+        Credential::Certificate { id } => match req.cert {
+            Some(cert) => certificate::tls_client(state, id, cert).await?,
+            None => {
+                return Err(invalid_client(
+                    "client authentication is required",
+                    false,
+                    false,
+                ))
+            }
+        },
     };
     // A FAPI client proves itself with its own method where tokens are granted and
     // authentications started: a stolen access token is not enough there.
@@ -241,6 +283,8 @@ async fn authenticate_unlimited(
             false,
         ));
     }
+    let mut auth = auth;
+    auth.bound_to = req.cert.map(|c| c.thumbprint.clone());
     if let Some(form) = req.form {
         if form
             .get("client_id")?
@@ -268,6 +312,7 @@ fn peek_issuer(token: &str) -> Option<String> {
 async fn token_auth(
     state: &AppState,
     token: &str,
+    cert: Option<&ClientCert>,
     now: i64,
     bearer: bool,
 ) -> ApiResult<Authenticated> {
@@ -275,6 +320,7 @@ async fn token_auth(
     let iss = peek_issuer(token).ok_or_else(|| fail("the token is not a JWT"))?;
     let (client_id, token_scopes, method) = if iss == state.config.issuer {
         let claims = verify_access_token(state, token, now).map_err(fail)?;
+        check_binding(&claims, cert)?;
         let client_id = claims
             .get("client_id")
             .and_then(Value::as_str)
@@ -316,7 +362,24 @@ async fn token_auth(
         scopes,
         method,
         via_bearer: bearer,
+        bound_to: None,
     })
+}
+
+/// A certificate-bound token (`cnf.x5t#S256`, RFC 8705 §3) is accepted only over the
+/// certificate it was issued to: 401 `invalid_token` otherwise.
+fn check_binding(claims: &Value, cert: Option<&ClientCert>) -> ApiResult<()> {
+    let Some(bound) = claims.pointer("/cnf/x5t#S256") else {
+        return Ok(());
+    };
+    if cert.is_some_and(|c| bound.as_str() == Some(c.thumbprint.as_str())) {
+        return Ok(());
+    }
+    Err(ApiError::new(OAuthError::new(
+        ErrorCode::InvalidToken,
+        "the token is bound to a client certificate this request does not present",
+    ))
+    .with_challenge("Bearer realm=\"ciba\", error=\"invalid_token\"".to_owned()))
 }
 
 /// Verify an access token issued by this server.

@@ -77,6 +77,7 @@ pub async fn client_secret(
                 client,
                 method: Method::ClientSecret,
                 via_bearer: false,
+                bound_to: None,
             })
         }
         _ => Err(invalid_client("client authentication failed", false, basic)),

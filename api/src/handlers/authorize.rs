@@ -101,6 +101,7 @@ async fn authenticate(
         form: Some(form),
         endpoint: &endpoint,
         kind,
+        cert: caller.cert.as_ref().map(|c| &*c.0),
         source: caller.source,
     };
     auth::authenticate(state, req, now).await

@@ -35,7 +35,9 @@ pub fn metadata(state: AppState) -> Response {
     let c = &state.config;
     let algs: Vec<&str> = SigningAlg::ALL.iter().map(|a| a.as_str()).collect();
     let methods: Vec<&str> = AuthMethod::ALL.iter().map(|m| m.as_str()).collect();
-    let body = json!({
+    // Client certificates reach the server when it terminates TLS or a proxy passes them.
+    let certificates = c.server.tls.is_some() || c.server.client_cert_header.is_some();
+    let mut body = json!({
         "issuer": c.issuer,
         "token_endpoint": c.endpoint("/oidc/v1/token"),
         "app_authentication_endpoint": c.endpoint("/oidc/v1/app-authorize"),
@@ -49,7 +51,7 @@ pub fn metadata(state: AppState) -> Response {
         "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "RS256"],
         "backchannel_authentication_request_signing_alg_values_supported": ["ES256", "PS256"],
-        "tls_client_certificate_bound_access_tokens": false,
+        "tls_client_certificate_bound_access_tokens": certificates,
         "id_token_signing_alg_values_supported": algs,
         "scopes_supported": scope::all_supported(),
         "claims_supported": CLAIMS_SUPPORTED,
@@ -58,6 +60,13 @@ pub fn metadata(state: AppState) -> Response {
         "response_types_supported": ["none"],
         "acr_values_supported": ACR_VALUES,
     });
+    if c.server.tls.is_some() {
+        // TLS is terminated here, on the same listener: the aliases are the endpoints.
+        body["mtls_endpoint_aliases"] = json!({
+            "token_endpoint": c.endpoint("/oidc/v1/token"),
+            "backchannel_authentication_endpoint": c.endpoint("/oidc/v1/bc-authorize"),
+        });
+    }
     cache_public(json_response(200, &body), 300)
 }
 

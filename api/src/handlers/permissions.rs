@@ -23,6 +23,7 @@ async fn merchant(state: &AppState, caller: &Caller, now: i64) -> ApiResult<Auth
         form: None,
         endpoint: &endpoint,
         kind: Endpoint::Api,
+        cert: caller.cert.as_ref().map(|c| &*c.0),
         source: caller.source,
     };
     let client = auth::authenticate(state, req, now).await?;

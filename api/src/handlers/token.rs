@@ -38,6 +38,7 @@ pub async fn token(
             form: Some(&form),
             endpoint: &endpoint,
             kind: Endpoint::Grant,
+            cert: caller.cert.as_ref().map(|c| &*c.0),
             source: caller.source,
         };
         match grant_type {
@@ -70,10 +71,13 @@ fn client_credentials(
     now: i64,
 ) -> ApiResult<Response> {
     // A token must not mint its own successor: require the client's own credentials.
-    if !matches!(auth.method, Method::ClientSecret | Method::PrivateKeyJwt) {
+    if !matches!(
+        auth.method,
+        Method::ClientSecret | Method::PrivateKeyJwt | Method::Certificate
+    ) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
-            "client_credentials needs the client's own credentials (secret or private_key_jwt)",
+            "client_credentials needs the client's own credentials (secret, private_key_jwt or certificate)",
         )
         .into());
     }
@@ -108,7 +112,8 @@ fn client_credentials(
         now,
         jti: &jti,
     };
-    let claims = claims::client_access_token(at, &auth.client.id, &scopes.to_string(), ttl);
+    let mut claims = claims::client_access_token(at, &auth.client.id, &scopes.to_string(), ttl);
+    claims::bind_to_certificate(&mut claims, auth.bound_to.as_deref());
     let token = jwt::sign(&key, TYP_CLIENT_TOKEN, &claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         ApiError::new(OAuthError::server_error())

@@ -3,6 +3,7 @@
 //! only when the direct peer is one of `CIBA_TRUSTED_PROXIES`; otherwise anyone could name
 //! any address there and escape the limit.
 
+use crate::http::tls::PeerCert;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use warp::http::HeaderMap;
@@ -14,6 +15,8 @@ pub struct Caller {
     /// The client's address as far as trusted hops tell; `None` when unknown (in-process
     /// requests), which no per-address limit counts.
     pub source: Option<IpAddr>,
+    /// The client certificate of the connection, or from a trusted proxy (contract §11).
+    pub cert: Option<PeerCert>,
 }
 
 /// The client's address as the server loop worked it out ([`client_address`]).
@@ -24,10 +27,14 @@ pub struct ClientAddr(pub IpAddr);
 pub fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::ext::optional::<ClientAddr>())
-        .map(|authorization, source: Option<ClientAddr>| Caller {
-            authorization,
-            source: source.map(|s| s.0),
-        })
+        .and(warp::ext::optional::<PeerCert>())
+        .map(
+            |authorization, source: Option<ClientAddr>, cert: Option<PeerCert>| Caller {
+                authorization,
+                source: source.map(|s| s.0),
+                cert,
+            },
+        )
 }
 
 /// [`client_address`] of a request: every `X-Forwarded-For` line, in order, counts (a proxy

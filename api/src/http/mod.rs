@@ -6,3 +6,4 @@ pub mod recover;
 pub mod reply;
 pub mod routes;
 pub mod serve;
+pub mod tls;

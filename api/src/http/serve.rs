@@ -6,9 +6,10 @@
 //! none of these, so the routes run as a `warp::service` under hyper's connection builder.
 
 use crate::http::caller::{self, ClientAddr};
+use crate::http::tls::{CertPolicy, PeerCert};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
@@ -208,12 +209,33 @@ impl Drop for AddressSlot {
     }
 }
 
+/// How connections arrive: plain TCP or TLS, and where client certificates come from.
+#[derive(Clone)]
+pub struct Transport {
+    /// TLS terminated here (contract §11); `None`: plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub certs: Arc<CertPolicy>,
+    /// The header in which a trusted proxy passes the client's certificate.
+    pub cert_header: Option<hyper::header::HeaderName>,
+}
+
+impl Transport {
+    pub fn plain() -> Self {
+        Self {
+            tls: None,
+            certs: Arc::new(CertPolicy::none()),
+            cert_header: None,
+        }
+    }
+}
+
 /// Serve `routes` on `listener` until `stop` resolves; then stop accepting and wait for the
 /// open connections to finish their requests (the caller bounds that wait).
 pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
     limits: Limits,
+    transport: Transport,
     refused: prometheus::IntCounter,
     open: prometheus::IntGauge,
     stop: impl Future<Output = ()>,
@@ -222,6 +244,7 @@ pub async fn serve(
     let per_address = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
+    let limits = Arc::new(limits);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -254,14 +277,75 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = warp::service(routes.clone());
-        let body_timeout = limits.body_timeout;
-        let proxies = limits.trusted_proxies.clone();
+        let conn = Connection {
+            routes: routes.clone(),
+            limits: limits.clone(),
+            transport: transport.clone(),
+            peer: peer.ip(),
+        };
+        let watcher = graceful.watcher();
+        let open = open.clone();
+        tokio::spawn(async move {
+            open.inc();
+            conn.run(stream, watcher).await;
+            open.dec();
+            drop(slot);
+            drop(address_slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// One accepted connection.
+struct Connection {
+    routes: BoxedFilter<(Response,)>,
+    limits: Arc<Limits>,
+    transport: Transport,
+    peer: IpAddr,
+}
+
+impl Connection {
+    async fn run(self, stream: tokio::net::TcpStream, watcher: Watcher) {
+        let Some(acceptor) = self.transport.tls.clone() else {
+            return self.http(TokioIo::new(stream), None, watcher).await;
+        };
+        // The handshake has the header deadline: a client that stalls in it holds nothing.
+        let handshake = tokio::time::timeout(self.limits.header_timeout, acceptor.accept(stream));
+        match handshake.await {
+            Ok(Ok(tls)) => {
+                let cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| self.transport.certs.inspect(chain))
+                    .map(|c| PeerCert(Arc::new(c)));
+                self.http(TokioIo::new(tls), cert, watcher).await;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+
+    async fn http<I>(self, io: I, tls_cert: Option<PeerCert>, watcher: Watcher)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let service = warp::service(self.routes);
+        let body_timeout = self.limits.body_timeout;
+        let limits = self.limits.clone();
+        let (peer, transport) = (self.peer, self.transport);
         let handler = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut svc = service.clone();
             let (mut parts, inner) = req.into_parts();
-            let client = caller::of_request(peer.ip(), &parts.headers, &proxies);
+            let client = caller::of_request(peer, &parts.headers, &limits.trusted_proxies);
             parts.extensions.insert(ClientAddr(client));
+            let cert = tls_cert.clone().or_else(|| {
+                proxied_cert(&transport, peer, &parts.headers, &limits.trusted_proxies)
+            });
+            if let Some(cert) = cert {
+                parts.extensions.insert(cert);
+            }
             let body = DeadlineBody {
                 inner,
                 deadline: tokio::time::Instant::now() + body_timeout,
@@ -275,24 +359,28 @@ pub async fn serve(
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(limits.max_header_bytes)
-            .serve_connection(
-                WriteDeadline::new(TokioIo::new(stream), limits.body_timeout),
-                handler,
-            );
-        let conn = graceful.watch(conn);
-        let open = open.clone();
-        tokio::spawn(async move {
-            open.inc();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            open.dec();
-            drop(slot);
-            drop(address_slot);
-        });
+            .header_read_timeout(self.limits.header_timeout)
+            .max_buf_size(self.limits.max_header_bytes)
+            .serve_connection(WriteDeadline::new(io, self.limits.body_timeout), handler);
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
     }
-    drop(listener);
-    graceful.shutdown().await;
+}
+
+/// The certificate a trusted proxy passed in the configured header; from any other peer the
+/// header means nothing.
+fn proxied_cert(
+    transport: &Transport,
+    peer: IpAddr,
+    headers: &hyper::HeaderMap,
+    proxies: &[ipnet::IpNet],
+) -> Option<PeerCert> {
+    let name = transport.cert_header.as_ref()?;
+    if !caller::trusted(peer, proxies) {
+        return None;
+    }
+    let value = headers.get(name)?.to_str().ok()?;
+    let cert = transport.certs.from_header(value)?;
+    Some(PeerCert(Arc::new(cert)))
 }

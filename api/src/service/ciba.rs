@@ -77,7 +77,9 @@ pub async fn grant(
             PollStep::Redeem => {
                 // Tokens first: if building or signing fails, the approval is still there
                 // for the next poll. Then exactly one caller redeems (conditional update).
-                let tokens = issue_tokens(state, &client.client, &row, now).await?;
+                let tokens =
+                    issue_tokens(state, &client.client, client.bound_to.as_deref(), &row, now)
+                        .await?;
                 let (i, c) = (id.clone(), client_id.clone());
                 if !state
                     .db_write_one(move |conn| requests::redeem(conn, &i, &c, now))
@@ -144,9 +146,12 @@ fn pending() -> ApiError {
     )
 }
 
+/// The tokens of an approved request; the access token bound to the client certificate
+/// with thumbprint `bound_to`, if the poll came with one.
 async fn issue_tokens(
     state: &AppState,
     client: &Client,
+    bound_to: Option<&str>,
     row: &AuthRequestRow,
     now: i64,
 ) -> ApiResult<Tokens> {
@@ -204,8 +209,9 @@ async fn issue_tokens(
         now,
         jti: &jti,
     };
-    let access =
+    let mut access =
         claims::user_access_token(at, &user.sub, &client.id, &row.scope, cfg.access_token_ttl);
+    claims::bind_to_certificate(&mut access, bound_to);
     let access_token = sign(SigningAlg::Es256, TYP_USER_ACCESS_TOKEN, &access)?;
     Ok(Tokens {
         access_token,

@@ -23,6 +23,7 @@ fn client(scopes: &str) -> Client {
         jwks: None,
         auth_method: AuthMethod::ClientSecretBasic,
         profile: None,
+        tls_subject_dn: None,
         id_token_alg: SigningAlg::Es256,
         delivery: DeliveryMode::Poll,
         disabled: false,

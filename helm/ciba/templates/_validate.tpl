@@ -36,6 +36,9 @@ Types and formats are values.schema.json's job; these are the rules that span va
 {{- else if not $v.secrets.keyEncryptionKey }}
 {{- fail "secrets.keyEncryptionKey is required (32 random bytes, base64: `openssl rand -base64 32`), or set secrets.existingSecret. It encrypts the signing keys; keep a copy." }}
 {{- end }}
+{{- if and $v.mtls.clientCertHeader (not $v.config.trustedProxies) }}
+{{- fail "mtls.clientCertHeader needs config.trustedProxies: the header is believed only from the ingress, so name its addresses there." }}
+{{- end }}
 {{- if and $v.ingress.enabled (not $v.ingress.hosts) }}
 {{- fail "ingress.enabled=true needs at least one entry in ingress.hosts." }}
 {{- end }}

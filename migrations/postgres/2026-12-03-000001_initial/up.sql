@@ -9,6 +9,7 @@ CREATE TABLE clients (
     secret_hash           TEXT,                   -- argon2id PHC string; NULL for key and TLS methods
     auth_method           TEXT NOT NULL DEFAULT 'client_secret_basic', -- token_endpoint_auth_method
     profile               TEXT,                   -- NULL | fapi-ciba
+    tls_subject_dn        TEXT,                   -- tls_client_auth: the certificate's subject (RFC 4514)
     scopes                TEXT NOT NULL,          -- space separated
     callback_uris         TEXT NOT NULL,          -- JSON array of exact app_callback_uri values
     sub_nnin              BOOLEAN NOT NULL,

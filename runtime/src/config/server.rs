@@ -1,7 +1,7 @@
 //! The API process's part of the configuration: its bounds against slow or hostile clients
 //! and the abuse limits it enforces.
 
-use super::env::{ConfigError, Env};
+use super::env::{err, ConfigError, Env};
 use ciba_domain::rate::Rate;
 
 /// What bounds one API process against slow or hostile clients (contract §10).
@@ -18,6 +18,21 @@ pub struct ServerSettings {
     pub hash_queue: usize,
     /// How long a refused client authentication waits before it is answered.
     pub auth_failure_delay_ms: u64,
+    /// TLS terminated by the server itself (contract §11), with client certificates.
+    pub tls: Option<TlsFiles>,
+    /// CAs whose client certificates `tls_client_auth` accepts, however they arrive.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// The header (lower case) in which a trusted proxy passes the client's certificate
+    /// (URL-encoded PEM, as ingress-nginx's `ssl-client-cert`).
+    pub client_cert_header: Option<String>,
+}
+
+/// PEM files of the server's own TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// The abuse limits of contract §10, shared by every replica through the database.
@@ -51,7 +66,24 @@ impl ServerSettings {
             hash_threads: env.int("CIBA_HASH_THREADS", default_hash_threads(), 1, 64)? as usize,
             hash_queue: env.int("CIBA_HASH_QUEUE", 32, 0, 10_000)? as usize,
             auth_failure_delay_ms: env.int("CIBA_AUTH_FAILURE_DELAY_MS", 250, 0, 10_000)? as u64,
+            tls: tls_files(env)?,
+            client_ca: env
+                .get("CIBA_TLS_CLIENT_CA")
+                .map(|p| std::path::PathBuf::from(p.trim())),
+            client_cert_header: env
+                .get("CIBA_CLIENT_CERT_HEADER")
+                .map(|h| h.trim().to_ascii_lowercase()),
         })
+    }
+}
+
+fn tls_files(env: &Env<'_>) -> Result<Option<TlsFiles>, ConfigError> {
+    let path = |var| env.get(var).map(|p| std::path::PathBuf::from(p.trim()));
+    match (path("CIBA_TLS_CERT"), path("CIBA_TLS_KEY")) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(err("CIBA_TLS_KEY", "is needed with CIBA_TLS_CERT")),
+        (None, Some(_)) => Err(err("CIBA_TLS_CERT", "is needed with CIBA_TLS_KEY")),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod tls;
 pub mod worker;
 
 use ciba_store::testing::TestDatabase;
@@ -39,6 +40,8 @@ pub struct TestServer {
     pub port: u16,
     pub http: reqwest::Client,
     pub log_path: PathBuf,
+    /// `http` or `https` (the server terminates TLS itself).
+    scheme: &'static str,
     extra_env: Vec<(String, String)>,
     child: Option<Child>,
 }
@@ -74,21 +77,41 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let http = ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
+            .unwrap();
+        Self::start_full(backend, env, "http", http).await
+    }
+
+    /// A server that terminates TLS with `pki`'s certificates and asks for client
+    /// certificates from its CA; `http` trusts the CA and presents no certificate.
+    pub async fn start_tls(backend: Backend, pki: &tls::Pki, env: &[(&str, &str)]) -> Self {
+        let mut all = pki.server_env();
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Self::start_full(backend, all, "https", pki.http(None)).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        extra_env: Vec<(String, String)>,
+        scheme: &'static str,
+        http: reqwest::Client,
+    ) -> Self {
         let db = TestDatabase::create(backend);
         let port = free_port();
         let log_path =
             std::env::temp_dir().join(format!("ciba-test-log-{port}-{}.log", std::process::id()));
         let mut server = Self {
             db,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("{scheme}://127.0.0.1:{port}"),
             port,
-            http: ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
-                .unwrap(),
+            http,
             log_path,
-            extra_env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            scheme,
+            extra_env,
             child: None,
         };
         let out = server.command().arg("migrate").output().unwrap();
@@ -103,7 +126,7 @@ impl TestServer {
                 return server;
             }
             server.port = free_port();
-            server.base = format!("http://127.0.0.1:{}", server.port);
+            server.base = format!("{}://127.0.0.1:{}", server.scheme, server.port);
             let _ = std::fs::remove_file(&server.log_path);
         }
         panic!("could not start the server: {}", server.logs());
