@@ -178,6 +178,34 @@ async fn self_signed_tls_client_auth(b: Backend) {
         (401, Some("invalid_client")),
         "{body}"
     );
+    // Its registered key proves the certificate only: a private_key_jwt signed with it is
+    // another method, refused.
+    let t = support::app::now();
+    let assertion = robot.sign_es256(&serde_json::json!({
+        "iss": id, "sub": id, "aud": token_url, "iat": t, "exp": t + 60, "jti": jti()
+    }));
+    let form = [
+        ("grant_type", "client_credentials"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion.as_str()),
+    ];
+    let (status, body) = post(&pki.http(None), &token_url, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // And a secret client's certificate is no credential of that client.
+    let (secret_id, _) = srv.create_client(SCOPES, &[]);
+    let (status, body) = post(&pki.http(Some(&robot)), &token_url, &cc(&secret_id)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
 }
 
 /// Behind an ingress that terminates TLS: the certificate arrives in a header, believed only

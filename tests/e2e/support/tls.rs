@@ -122,6 +122,17 @@ impl ClientIdentity {
         Self::new(cert, key)
     }
 
+    /// A JWT signed (ES256) with the certificate's key.
+    pub fn sign_es256(&self, claims: &Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_ec_der(&self.key.serialize_der());
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            claims,
+            &key,
+        )
+        .unwrap()
+    }
+
     /// `x5t#S256` of the certificate.
     pub fn thumbprint(&self) -> String {
         URL_SAFE_NO_PAD.encode(Sha256::digest(&self.der))
