@@ -3,6 +3,7 @@
 use crate::error::{StoreError, StoreResult};
 use crate::schema::{permission_nonces, permissions};
 use crate::DbConnection;
+use ciba_domain::permission::NewPermission;
 use ciba_domain::status::PermissionStatus;
 use diesel::prelude::*;
 
@@ -33,6 +34,37 @@ pub struct PermissionRow {
 }
 
 impl PermissionRow {
+    /// The row of a new, pending permission `id` of `client_id` (the hinted user is looked
+    /// up when it is stored).
+    pub fn pending(id: String, client_id: &str, p: NewPermission, now: i64) -> Self {
+        Self {
+            id,
+            client_id: client_id.to_owned(),
+            kind: p.kind.as_str().into(),
+            loa: p.loa.as_str().into(),
+            iat: p.iat,
+            exp: p.exp,
+            statement: p.statement,
+            digest: p.digest,
+            intents: p
+                .intents
+                .iter()
+                .map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            user_sub: None,
+            login_hint: p.nnin.as_str().to_owned(),
+            app_callback_uri: p.app_callback_uri,
+            acr_values: (!p.acr_values.is_empty()).then(|| p.acr_values.join(" ")),
+            status: PermissionStatus::Pending.as_str().into(),
+            token_used_at: None,
+            auth_req_id: None,
+            grant_jws: None,
+            decided_at: None,
+            created_at: now,
+        }
+    }
+
     /// The status as callers see it: a pending permission past `exp` is expired whether or
     /// not a sweeper has marked it.
     pub fn status_at(&self, now: i64) -> PermissionStatus {

@@ -5,15 +5,13 @@
 use crate::auth::Authenticated;
 use crate::error::{oauth_error, ApiResult};
 use crate::state::AppState;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use ciba_domain::assurance::KeyProtection;
 use ciba_domain::auth_request::expiry;
 use ciba_domain::client::Client;
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::random_id;
 use ciba_domain::nnin::Nnin;
-use ciba_domain::permission::{binding_message, Intent, Loa};
+use ciba_domain::permission::{binding_message, Intent, NewPermission};
 use ciba_domain::scope::ScopeSet;
 use ciba_domain::secret::sha256_b64url;
 use ciba_domain::status::{PermissionStatus, RequestStatus};
@@ -22,7 +20,7 @@ use ciba_runtime::crypto::keyring::Purpose;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, Insert, PermissionRow};
 use ciba_store::users::{self, DeviceRow};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Verify a permission token of ours and return its permission id.
 pub(crate) fn verify_permission_token(
@@ -243,29 +241,11 @@ pub(crate) fn login_permission(
     nnin: &Nnin,
     now: i64,
 ) -> (PermissionRow, String) {
-    let nonce = random_id();
-    let statement = URL_SAFE_NO_PAD.encode(json!({"nonce": nonce}).to_string());
-    let digest = sha256_b64url(&URL_SAFE_NO_PAD.decode(&statement).unwrap_or_default());
-    let row = PermissionRow {
-        id: random_id(),
-        client_id: client.id.clone(),
-        kind: "authentication.v1".into(),
-        loa: Loa::Substantial.as_str().into(),
-        iat: now,
-        exp: now + state.config.auth_request_max_ttl,
-        statement,
-        digest,
-        intents: Intent::Ciba.as_str().into(),
-        user_sub: None,
-        login_hint: nnin.as_str().to_owned(),
-        app_callback_uri: None,
-        acr_values: None,
-        status: PermissionStatus::Pending.as_str().into(),
-        token_used_at: None,
-        auth_req_id: None,
-        grant_jws: None,
-        decided_at: None,
-        created_at: now,
-    };
-    (row, sha256_b64url(nonce.as_bytes()))
+    let exp = now + state.config.auth_request_max_ttl;
+    let p = NewPermission::login(nnin.clone(), now, exp);
+    let nonce_hash = sha256_b64url(p.nonce.as_bytes());
+    (
+        PermissionRow::pending(random_id(), &client.id, p, now),
+        nonce_hash,
+    )
 }

@@ -47,33 +47,8 @@ pub async fn register(
     let token_claims = claims::permission_token(at, client_id, &id, p.exp);
     let token =
         jwt::sign(&key, TYP_PERMISSION_TOKEN, &token_claims).map_err(|e| internal("signing", e))?;
-    let mut row = PermissionRow {
-        id: id.clone(),
-        client_id: client_id.to_owned(),
-        kind: p.kind.as_str().into(),
-        loa: p.loa.as_str().into(),
-        iat: p.iat,
-        exp: p.exp,
-        statement: p.statement,
-        digest: p.digest,
-        intents: p
-            .intents
-            .iter()
-            .map(|i| i.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-        user_sub: None,
-        login_hint: p.nnin.as_str().to_owned(),
-        app_callback_uri: p.app_callback_uri,
-        acr_values: (!p.acr_values.is_empty()).then(|| p.acr_values.join(" ")),
-        status: PermissionStatus::Pending.as_str().into(),
-        token_used_at: None,
-        auth_req_id: None,
-        grant_jws: None,
-        decided_at: None,
-        created_at: now,
-    };
     let nonce_hash = sha256_b64url(p.nonce.as_bytes());
+    let mut row = PermissionRow::pending(id.clone(), client_id, p, now);
     let outcome = state
         .db_write(move |c| {
             row.user_sub = users::find_by_nnin(c, &row.login_hint)?.map(|u| u.sub);

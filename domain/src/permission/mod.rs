@@ -126,6 +126,29 @@ pub struct NewPermission {
     pub acr_values: Vec<String>,
 }
 
+impl NewPermission {
+    /// The `authentication.v1` permission of a plain `login_hint` authentication (CIBA), so
+    /// that every request carries a statement and a digest the app signs: a fresh nonce,
+    /// substantial assurance, valid until `exp`.
+    pub fn login(nnin: Nnin, now: i64, exp: i64) -> Self {
+        let nonce = crate::ids::random_id();
+        let statement = serde_json::json!({ "nonce": nonce }).to_string();
+        Self {
+            kind: PermissionType::Authentication,
+            loa: Loa::Substantial,
+            iat: now,
+            exp,
+            digest: sha256_b64url(statement.as_bytes()),
+            statement: URL_SAFE_NO_PAD.encode(statement),
+            nonce,
+            intents: vec![Intent::Ciba],
+            nnin,
+            app_callback_uri: None,
+            acr_values: Vec::new(),
+        }
+    }
+}
+
 fn bad(field: &str, problem: &str) -> OAuthError {
     OAuthError::invalid_request(format!("{field}: {problem}"))
 }

@@ -222,3 +222,25 @@ fn binding_messages_are_short_and_stable() {
     assert_eq!(m.len(), 7);
     assert_eq!(&m[3..4], "-");
 }
+
+#[test]
+fn a_login_permission_carries_a_fresh_statement_and_its_digest() {
+    let (a, b) = (
+        NewPermission::login(Nnin::parse(&nnin()).unwrap(), NOW, NOW + 600),
+        NewPermission::login(Nnin::parse(&nnin()).unwrap(), NOW, NOW + 600),
+    );
+    assert_ne!(a.nonce, b.nonce);
+    let bytes = decode_b64url("statement", &a.statement).unwrap();
+    assert_eq!(a.digest, sha256_b64url(&bytes));
+    let statement: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(statement, json!({"nonce": a.nonce}));
+    assert_eq!(
+        (a.kind, a.loa, a.intents.as_slice()),
+        (
+            PermissionType::Authentication,
+            Loa::Substantial,
+            &[Intent::Ciba][..]
+        )
+    );
+    assert_eq!(a.exp, NOW + 600);
+}
