@@ -34,6 +34,20 @@ async fn get(http: &reqwest::Client, url: &str, bearer: &str) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// A `tls_client_auth` client for the certificate subject [`BANK_DN`]; its id (it has no
+/// secret).
+fn register_bank(srv: &TestServer) -> String {
+    srv.create_client_without_secret(
+        SCOPES,
+        &[
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-subject-dn",
+            BANK_DN,
+        ],
+    )
+}
+
 fn cc(id: &str) -> [(&str, &str); 3] {
     [
         ("grant_type", "client_credentials"),
@@ -52,20 +66,8 @@ async fn tls_client_auth_and_bound_tokens(b: Backend) {
         srv.url("/oidc/v1/token").as_str()
     );
 
-    let v = srv.admin(&[
-        "clients",
-        "create",
-        "--name",
-        "Bank",
-        "--scope",
-        SCOPES,
-        "--auth-method",
-        "tls_client_auth",
-        "--tls-subject-dn",
-        BANK_DN,
-    ]);
-    assert!(v.get("client_secret").is_none(), "{v}");
-    let id = v["client_id"].as_str().unwrap();
+    let id = register_bank(&srv);
+    let id = id.as_str();
     let token_url = srv.url("/oidc/v1/token");
     let bank = pki.client("bank-client", "Bank ASA");
     let with_bank = pki.http(Some(&bank));
@@ -222,19 +224,8 @@ async fn certificate_header_from_a_trusted_proxy(b: Backend) {
         let mut env = header.to_vec();
         env.push(("CIBA_TRUSTED_PROXIES", proxies));
         let srv = TestServer::start_with(b, &env).await;
-        let v = srv.admin(&[
-            "clients",
-            "create",
-            "--name",
-            "Bank",
-            "--scope",
-            SCOPES,
-            "--auth-method",
-            "tls_client_auth",
-            "--tls-subject-dn",
-            BANK_DN,
-        ]);
-        let id = v["client_id"].as_str().unwrap();
+        let id = register_bank(&srv);
+        let id = id.as_str();
         let resp = srv
             .http
             .post(srv.url("/oidc/v1/token"))

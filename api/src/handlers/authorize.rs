@@ -87,24 +87,55 @@ fn acr_of(
 const APP_AUTHORIZE: &str = "POST /oidc/v1/app-authorize";
 const BC_AUTHORIZE: &str = "POST /oidc/v1/bc-authorize";
 
-async fn authenticate(
-    state: &AppState,
-    caller: &Caller,
-    form: &Form,
-    path: &str,
+/// One of the two endpoints that start an authentication.
+struct Starter {
+    path: &'static str,
+    /// The route, as metrics and limits name it.
+    route: &'static str,
+    /// Where client credentials are presented (contract §2: secrets and certificates at the
+    /// backchannel endpoint only).
     kind: Endpoint,
+    scope: &'static str,
+}
+
+const APP: Starter = Starter {
+    path: "/oidc/v1/app-authorize",
+    route: APP_AUTHORIZE,
+    kind: Endpoint::Api,
+    scope: scope::PERMISSIONS_APP2APP,
+};
+
+const BC: Starter = Starter {
+    path: "/oidc/v1/bc-authorize",
+    route: BC_AUTHORIZE,
+    kind: Endpoint::Grant,
+    scope: scope::PERMISSIONS_CIBA,
+};
+
+/// What both start with: the form, the client authenticated (contract §2) with the scope the
+/// endpoint needs, and the client's start limit (contract §10).
+async fn open(
+    state: &AppState,
+    content_type: Option<&str>,
+    caller: &Caller,
+    body: &[u8],
+    at: &Starter,
     now: i64,
-) -> ApiResult<Authenticated> {
-    let endpoint = state.config.endpoint(path);
+) -> ApiResult<(Form, Authenticated)> {
+    let form = Form::parse(content_type, body)?;
+    let endpoint = state.config.endpoint(at.path);
     let req = AuthRequest {
         authorization: caller.authorization.as_deref(),
-        form: Some(form),
+        form: Some(&form),
         endpoint: &endpoint,
-        kind,
+        kind: at.kind,
         cert: caller.cert.as_ref().map(|c| &*c.0),
         source: caller.source,
     };
-    auth::authenticate(state, req, now).await
+    let client = auth::authenticate(state, req, now).await?;
+    client.require_scope(at.scope)?;
+    limits::check(state, Limit::ClientStarts, &client.client.id, at.route, now).await?;
+    Ok((form, client))
 }
 
 pub async fn app_authorize(
@@ -115,10 +146,7 @@ pub async fn app_authorize(
 ) -> Response {
     let now = now();
     let result = async {
-        let form = Form::parse(content_type.as_deref(), &body)?;
-        let client = authenticate(&state, &caller, &form, "/oidc/v1/app-authorize", Endpoint::Api, now).await?;
-        client.require_scope(scope::PERMISSIONS_APP2APP)?;
-        limits::check(&state, Limit::ClientStarts, &client.client.id, APP_AUTHORIZE, now).await?;
+        let (form, client) = open(&state, content_type.as_deref(), &caller, &body, &APP, now).await?;
         let token = form.require("login_hint_token")?;
         let scope = authentication_scope(form.get("scope")?, &client.client)?;
         let device = DeviceInfo::from_b64url("device_info", form.require("device_info")?)?;
@@ -169,11 +197,8 @@ pub async fn bc_authorize(
 ) -> Response {
     let now = now();
     let result = async {
-        let form = Form::parse(content_type.as_deref(), &body)?;
-        let client = authenticate(&state, &caller, &form, "/oidc/v1/bc-authorize", Endpoint::Grant, now).await?;
-        client.require_scope(scope::PERMISSIONS_CIBA)?;
-        limits::check(&state, Limit::ClientStarts, &client.client.id, BC_AUTHORIZE, now).await?;
-        let endpoint = state.config.endpoint("/oidc/v1/bc-authorize");
+        let (form, client) = open(&state, content_type.as_deref(), &caller, &body, &BC, now).await?;
+        let endpoint = state.config.endpoint(BC.path);
         let form = signed_request::parameters(&state, form, &client.client, &endpoint, now).await?;
         let hints = ["login_hint_token", "login_hint", "id_token_hint"];
         let given: Vec<&str> = hints.iter().copied().filter(|h| matches!(form.get(h), Ok(Some(_)))).collect();
