@@ -488,6 +488,13 @@ class ImpossibleCombinations(unittest.TestCase):
         self.assert_refused(production(), ["mtls.clientCertHeader=ssl-client-cert"],
                             "mtls.clientCertHeader needs config.trustedProxies")
 
+    def test_a_certificate_header_open_to_every_pod(self):
+        fapi = CHART / "ci" / "fapi-values.yaml"
+        self.assert_refused(fapi, ["networkPolicy.enabled=false"],
+                            "mtls.clientCertHeader needs networkPolicy.enabled=true")
+        self.assert_refused(fapi, ["networkPolicy.apiFrom=null"],
+                            "mtls.clientCertHeader needs networkPolicy.enabled=true")
+
     def test_autoscaling_bounds(self):
         self.assert_refused(production(), ["api.autoscaling.minReplicas=20"],
                             "minReplicas must not exceed")

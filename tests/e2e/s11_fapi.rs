@@ -10,6 +10,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use support::app::{jti, nnin, now, App, IPHONE};
 use support::keys::{verify_with_jwks, EcKey, RsaKey};
+use support::tls::{ClientIdentity, Pki};
 use support::{Backend, TestServer};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -196,10 +197,29 @@ async fn registration_follows_the_method_and_profile(b: Backend) {
     use base64::Engine;
     let small = json!({"kty": "RSA", "e": "AQAB", "n": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&n)});
     let small_file = jwks_file(&[&small]);
-    let refused: [(&str, Vec<&str>); 4] = [
+    let refused: [(&str, Vec<&str>); 7] = [
         (
             "private_key_jwt needs --jwks-file",
             vec!["--auth-method", "private_key_jwt"],
+        ),
+        (
+            "fapi-ciba signs its requests: it needs keys",
+            vec![
+                "--auth-method",
+                "tls_client_auth",
+                "--tls-subject-dn",
+                "CN=a,O=b",
+                "--profile",
+                "fapi-ciba",
+            ],
+        ),
+        (
+            "tls_client_auth needs a subject DN",
+            vec!["--auth-method", "tls_client_auth"],
+        ),
+        (
+            "a subject DN is for tls_client_auth only",
+            vec!["--tls-subject-dn", "CN=a,O=b"],
         ),
         (
             "fapi-ciba needs a key method",
@@ -280,7 +300,11 @@ async fn registration_follows_the_method_and_profile(b: Backend) {
         .any(|k| k["alg"] == "PS256" && k["kty"] == "RSA"));
 }
 
+/// A FAPI client over TLS: its requests carry its TLS client certificate (it authenticates
+/// with `private_key_jwt`; the certificate binds its tokens).
 struct Fapi {
+    pki: Pki,
+    cert: ClientIdentity,
     srv: TestServer,
     id: String,
     ec: EcKey,
@@ -290,7 +314,10 @@ struct Fapi {
 
 impl Fapi {
     async fn start(b: Backend) -> Self {
-        let srv = TestServer::start(b).await;
+        let pki = Pki::new();
+        let mut srv = TestServer::start_tls(b, &pki, &[]).await;
+        let cert = ClientIdentity::self_signed("bank", "Bank ASA");
+        srv.http = pki.http(Some(&cert));
         let (ec, rsa) = (EcKey::generate("ec-1"), RsaKey::generate());
         let file = jwks_file(&[&ec.public_jwk, &rsa.public_jwk]);
         let v = register(
@@ -311,6 +338,8 @@ impl Fapi {
         let app = App::enroll(&srv, &nnin(100), IPHONE).await;
         let id = v["client_id"].as_str().unwrap().to_owned();
         Self {
+            pki,
+            cert,
             srv,
             id,
             ec,
@@ -360,6 +389,26 @@ async fn fapi_client_signs_its_requests_with_its_own_keys(b: Backend) {
         .await;
     assert_eq!(status, 200, "{body}");
     let access_token = body["access_token"].as_str().unwrap().to_owned();
+    // FAPI: its tokens are sender-constrained, bound to its certificate (RFC 8705)...
+    let claims = verify_with_jwks(
+        &access_token,
+        &srv.get_json("/oidc/v1/jwks").await.1,
+        &srv.base,
+        &srv.base,
+    );
+    assert_eq!(claims["cnf"]["x5t#S256"], f.cert.thumbprint().as_str());
+    // ...so without a certificate it gets none.
+    let resp = f
+        .pki
+        .http(None)
+        .post(&token_url)
+        .form(&with_assertion(&f.own("/oidc/v1/token"), &CC))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
     let ps256 = assertion(&f.id, &token_url, |c| f.rsa.sign(Algorithm::PS256, c));
     assert_eq!(
         srv.post_form("/oidc/v1/token", None, &with_assertion(&ps256, &CC))

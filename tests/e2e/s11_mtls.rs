@@ -257,6 +257,21 @@ async fn certificate_header_from_a_trusted_proxy(b: Backend) {
             .await
             .unwrap();
         assert_eq!(with_header.status().as_u16(), 404);
+        // Two certificate headers (a proxy that appends would leave the client's own first):
+        // none is believed.
+        let resp = srv
+            .http
+            .post(srv.url("/oidc/v1/token"))
+            .header("ssl-client-cert", bank.header_value())
+            .header(
+                "ssl-client-cert",
+                pki.client("intruder", "Evil AS").header_value(),
+            )
+            .form(&cc(id))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
         let (status, body) = srv
             .get_bearer("/permissions/v1/no-such-permission", token)
             .await;

@@ -1,7 +1,7 @@
 //! `admin clients ...`: registering merchant clients and switching them off and on.
 
 use super::db_err;
-use crate::auth::certificate::canonical_dn;
+use crate::auth::certificate::registrable_dn;
 use crate::cli::{
     AlgArg, AuthMethodArg, ClientsCommand, CreateClient, DeliveryModeArg, ProfileArg,
 };
@@ -85,10 +85,11 @@ fn check_method_and_profile(
         ));
     }
     let dn = match (method, tls_subject_dn) {
-        (AuthMethod::TlsClientAuth, Some(dn)) => Some(
-            canonical_dn(dn)
-                .ok_or_else(|| format!("--tls-subject-dn {dn:?} is not an RFC 4514 DN"))?,
-        ),
+        (AuthMethod::TlsClientAuth, Some(dn)) => {
+            Some(registrable_dn(dn).ok_or_else(|| {
+                format!("--tls-subject-dn {dn:?} is not an unambiguous RFC 4514 DN")
+            })?)
+        }
         (AuthMethod::TlsClientAuth, None) => {
             return Err("--auth-method tls_client_auth needs --tls-subject-dn".into())
         }
@@ -96,6 +97,10 @@ fn check_method_and_profile(
         (_, None) => None,
     };
     if profile == Some(Profile::FapiCiba) {
+        // Its authentication requests are signed, with keys it registers.
+        if !has_jwks {
+            return Err("--profile fapi-ciba needs --jwks-file (its requests are signed)".into());
+        }
         if method.has_secret() {
             return Err(
                 "--profile fapi-ciba needs --auth-method private_key_jwt or a TLS method".into(),

@@ -5,10 +5,8 @@ use super::{invalid_client, load_client, Authenticated, Method};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use ciba_domain::client::AuthMethod;
-use ciba_domain::secret::sha256_b64url;
 use ciba_runtime::crypto::jwk_set::{verify_with_set_using, ACCEPTED_ALGS, FAPI_ALGS};
-use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
-use ciba_store::jtis;
+use ciba_runtime::crypto::jwt::{self, Expect};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
@@ -59,16 +57,7 @@ pub async fn private_key_jwt(
         },
     )
     .map_err(fail)?;
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
-    let key = sha256_b64url(format!("pkjwt\0{}\0{jti}", client.id).as_bytes());
-    let fresh = state
-        .db_write_one(move |c| jtis::record(c, &key, exp + LEEWAY))
-        .await?;
-    if !fresh {
+    if !super::use_claims_jti(state, "pkjwt", &client.id, &claims, now).await? {
         return Err(fail("the assertion's jti was already used"));
     }
     Ok(Authenticated {

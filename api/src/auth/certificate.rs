@@ -12,12 +12,30 @@ use base64::Engine;
 use ciba_domain::client::{AuthMethod, Client};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use std::str::FromStr;
+use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::Decode;
 use x509_cert::name::Name;
 use x509_cert::Certificate;
 
 const ID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const SECP256R1: &str = "1.2.840.10045.3.1.7";
 const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+
+/// `s` without the whitespace around it that is not part of a value: leading whitespace,
+/// and trailing whitespace unless a backslash escapes it (`a\ ` ends in a space).
+fn trim_unescaped(s: &str) -> &str {
+    let s = s.trim_start();
+    let mut end = s.len();
+    while let Some(c) = s[..end].chars().next_back().filter(|c| c.is_whitespace()) {
+        let before = &s[..end - c.len_utf8()];
+        let backslashes = before.bytes().rev().take_while(|b| *b == b'\\').count();
+        if backslashes % 2 == 1 {
+            break;
+        }
+        end -= c.len_utf8();
+    }
+    &s[..end]
+}
 
 /// A subject DN in one canonical RFC 4514 form (`None`: not a DN). Spaces around the
 /// separators, as people and RFC 2253 write them (`CN=a, O=b`), are not part of it.
@@ -28,13 +46,13 @@ pub fn canonical_dn(dn: &str) -> Option<String> {
         match ch {
             '\\' if !escaped => escaped = true,
             ',' | '+' if !escaped => {
-                parts.push((dn[start..i].trim(), ch));
+                parts.push((trim_unescaped(&dn[start..i]), ch));
                 start = i + 1;
             }
             _ => escaped = false,
         }
     }
-    parts.push((dn[start..].trim(), ' '));
+    parts.push((trim_unescaped(&dn[start..]), ' '));
     let mut tight = String::with_capacity(dn.len());
     for (part, sep) in parts {
         let (attr, value) = part.split_once('=')?;
@@ -46,6 +64,13 @@ pub fn canonical_dn(dn: &str) -> Option<String> {
         }
     }
     Name::from_str(&tight).ok().map(|n| n.to_string())
+}
+
+/// The canonical form of a DN to register: refused when reading it back would give another
+/// DN (escapes the parser does not keep), so what is stored means one subject only.
+pub fn registrable_dn(dn: &str) -> Option<String> {
+    let canonical = canonical_dn(dn)?;
+    (canonical_dn(&canonical).as_deref() == Some(canonical.as_str())).then_some(canonical)
 }
 
 /// The subject DN of a DER certificate, in the form of [`canonical_dn`].
@@ -70,7 +95,17 @@ pub fn key_in_jwks(der: &[u8], jwks: &str) -> bool {
     set.keys
         .iter()
         .any(|jwk| match (&jwk.algorithm, oid.as_str()) {
-            (AlgorithmParameters::EllipticCurve(ec), ID_EC_PUBLIC_KEY) => {
+            // The named curve P-256 on both sides: the same x and y on another curve are
+            // another key.
+            (AlgorithmParameters::EllipticCurve(ec), ID_EC_PUBLIC_KEY)
+                if ec.curve == jsonwebtoken::jwk::EllipticCurve::P256
+                    && spki
+                        .algorithm
+                        .parameters
+                        .as_ref()
+                        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+                        .is_some_and(|c| c.to_string() == SECP256R1) =>
+            {
                 let point = [
                     &[0x04u8][..],
                     &URL_SAFE_NO_PAD.decode(&ec.x).unwrap_or_default(),
@@ -99,13 +134,13 @@ pub fn key_in_jwks(der: &[u8], jwks: &str) -> bool {
 /// Does `cert` authenticate `client` by the client's registered TLS method?
 pub fn proves(client: &Client, cert: &ClientCert) -> bool {
     match client.auth_method {
+        // The registered DN is stored in canonical form (see `registrable_dn`).
         AuthMethod::TlsClientAuth => {
             cert.chain_trusted
                 && client
                     .tls_subject_dn
                     .as_deref()
-                    .and_then(canonical_dn)
-                    .is_some_and(|dn| subject_dn(&cert.der).as_deref() == Some(dn.as_str()))
+                    .is_some_and(|dn| subject_dn(&cert.der).as_deref() == Some(dn))
         }
         AuthMethod::SelfSignedTlsClientAuth => client
             .jwks
@@ -161,6 +196,16 @@ mod tests {
             canonical_dn("CN=a\\, b,O=c"),
             canonical_dn("CN=a\\, b, O=c")
         );
+    }
+
+    #[test]
+    fn an_escaped_space_stays_part_of_its_value() {
+        // CN "a " and O "b": trimming the escaped space would make `CN=a\,O=b`, one RDN.
+        let dn = registrable_dn("CN=a\\20,O=b").unwrap();
+        assert_eq!(canonical_dn(&dn).as_deref(), Some(dn.as_str()));
+        assert_ne!(Some(dn), canonical_dn("CN=a\\,O=b"));
+        assert_eq!(trim_unescaped("  a\\ "), "a\\ ");
+        assert_eq!(trim_unescaped(" a\\\\ "), "a\\\\");
     }
 
     #[test]

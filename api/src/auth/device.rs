@@ -2,13 +2,12 @@
 //! key of an active enrolled device (`kid` = `sub` = device id), `aud` = issuer, at most
 //! 120 s between `iat` and `exp`, `jti` used once.
 
+use super::use_jti;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::error::{ErrorCode, OAuthError};
-use ciba_domain::secret::sha256_b64url;
 use ciba_domain::status::DeviceStatus;
 use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
-use ciba_store::jtis;
 use ciba_store::users::{self, DeviceRow};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -32,20 +31,6 @@ fn unauthorized(text: &'static str) -> ApiError {
 pub fn device_key(device: &DeviceRow) -> Option<DecodingKey> {
     let jwk: Jwk = serde_json::from_str(&device.public_jwk).ok()?;
     DecodingKey::from_jwk(&jwk).ok()
-}
-
-/// Record a JWT id as used; false if it was used before.
-pub async fn use_jti(
-    state: &AppState,
-    scope: &str,
-    device_id: &str,
-    jti: &str,
-    expires_at: i64,
-) -> ApiResult<bool> {
-    let key = sha256_b64url(format!("{scope}\0{device_id}\0{jti}").as_bytes());
-    state
-        .db_write_one(move |c| jtis::record(c, &key, expires_at))
-        .await
 }
 
 pub async fn authenticate_device(

@@ -185,6 +185,7 @@ pub async fn authenticate(
     now: i64,
 ) -> ApiResult<Authenticated> {
     let source = req.source;
+    let started = tokio::time::Instant::now();
     let result = match authenticate_unlimited(state, req, now).await {
         Err(e) if e.code() == ErrorCode::InvalidClient => {
             Err(crate::limits::auth_failed(state, source, e, now).await)
@@ -192,8 +193,9 @@ pub async fn authenticate(
         other => other,
     };
     // A refused authentication is answered late (a timer, no thread): a guessing loop on one
-    // connection gets a few answers a second instead of thousands, and every failure takes
-    // as long as the slowest, so its timing tells nothing.
+    // connection gets a few answers a second instead of thousands, and every failure is
+    // answered the same time after it arrived (whatever work it took: an argon2 run, a
+    // cached answer, a key lookup), so its timing tells nothing.
     if let Err(e) = &result {
         let delay = state.config.server.auth_failure_delay_ms;
         if delay > 0
@@ -202,7 +204,7 @@ pub async fn authenticate(
                 ErrorCode::InvalidClient | ErrorCode::TooManyRequests
             )
         {
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            tokio::time::sleep_until(started + std::time::Duration::from_millis(delay)).await;
         }
     }
     result
@@ -298,6 +300,38 @@ async fn authenticate_unlimited(
         }
     }
     Ok(auth)
+}
+
+/// Record the id `jti` of a JWT that `issuer` (a client or device id) signed for `scope` as
+/// used until `expires_at`; false if it was used before (single use, across replicas).
+pub async fn use_jti(
+    state: &AppState,
+    scope: &str,
+    issuer: &str,
+    jti: &str,
+    expires_at: i64,
+) -> ApiResult<bool> {
+    let key = ciba_domain::secret::sha256_b64url(format!("{scope}\0{issuer}\0{jti}").as_bytes());
+    state
+        .db_write_one(move |c| ciba_store::jtis::record(c, &key, expires_at))
+        .await
+}
+
+/// [`use_jti`] for verified `claims` (with `jti` and `exp`, checked before): the id is kept
+/// until the JWT could no longer be accepted.
+pub async fn use_claims_jti(
+    state: &AppState,
+    scope: &str,
+    issuer: &str,
+    claims: &Value,
+    now: i64,
+) -> ApiResult<bool> {
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+    use_jti(state, scope, issuer, jti, exp.saturating_add(jwt::LEEWAY)).await
 }
 
 /// The unverified `iss` of a JWT, used only to choose which verifier to run.

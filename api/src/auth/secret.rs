@@ -59,13 +59,14 @@ pub async fn client_secret(
         .as_ref()
         .filter(|r| r.auth_method == method.as_str())
         .and_then(|r| r.secret_hash.as_deref());
+    let exists = row.is_some();
     // A secret verified before is answered from memory; anything else (an unknown client
     // too, at the same cost) is verified on the bounded hashing pool, or refused when full.
     let ok = match stored.and_then(|hash| state.secrets.verify_cached(id, hash, secret)) {
         Some(known) => known,
         None => state
             .secrets
-            .verify(id, stored, secret)
+            .verify(id, stored, exists, secret)
             .await
             .map_err(|_| hashing_busy(state))?,
     };

@@ -120,19 +120,22 @@ impl SecretVerifier {
     }
 
     /// Does `secret` match `stored` (the argon2 hash of `client_id`'s secret; `None` for a
-    /// client that does not exist, verified against a dummy hash at the same cost)?
+    /// client without one, verified against a dummy hash at the same cost)? `exists`: the
+    /// client is registered (one without a secret is refused like a wrong secret, under the
+    /// budget of registered clients, so neither the answer nor the refusal tells it apart).
     /// argon2 runs on the hashing pool; [`Busy`] when it is full.
     pub async fn verify(
         &self,
         client_id: &str,
         stored: Option<&str>,
+        exists: bool,
         secret: &str,
     ) -> Result<bool, Busy> {
         let digest = sha256(secret.as_bytes());
         if let Some(known) = stored.and_then(|h| self.cached(client_id, h, &digest)) {
             return Ok(known);
         }
-        if stored.is_none() && self.unknown_budget_full() {
+        if !exists && self.unknown_budget_full() {
             return Err(Busy);
         }
         let key = (client_id.to_owned(), digest);
@@ -189,19 +192,22 @@ mod tests {
         );
         let v = SecretVerifier::new(HashPool::start(1, 4).unwrap());
         let s = Some(stored.as_str());
-        assert_eq!(v.verify("c", s, "wrong").await, Ok(false));
-        assert_eq!(v.verify("c", s, "s3cret").await, Ok(true));
+        assert_eq!(v.verify("c", s, true, "wrong").await, Ok(false));
+        assert_eq!(v.verify("c", s, true, "s3cret").await, Ok(true));
         // served from the cache now, still exact
         assert_eq!(v.verify_cached("c", &stored, "s3cret"), Some(true));
         assert_eq!(v.verify_cached("c", &stored, "s3cre"), Some(false));
         assert_eq!(v.verify_cached("d", &stored, "s3cret"), None);
-        assert_eq!(v.verify("c", s, "s3cre").await, Ok(false));
+        assert_eq!(v.verify("c", s, true, "s3cre").await, Ok(false));
         // a new stored hash (secret rotated) is not satisfied by the cached digest
         let rotated = hash_secret("other").unwrap();
-        assert_eq!(v.verify("c", Some(&rotated), "s3cret").await, Ok(false));
-        assert_eq!(v.verify("c", Some(&rotated), "other").await, Ok(true));
+        assert_eq!(
+            v.verify("c", Some(&rotated), true, "s3cret").await,
+            Ok(false)
+        );
+        assert_eq!(v.verify("c", Some(&rotated), true, "other").await, Ok(true));
         // an unknown client never verifies, whatever it sends
-        assert_eq!(v.verify("nobody", None, "s3cret").await, Ok(false));
+        assert_eq!(v.verify("nobody", None, false, "s3cret").await, Ok(false));
         assert!(v.in_flight.lock().unwrap().is_empty());
     }
 
@@ -212,7 +218,8 @@ mod tests {
         // A leader whose request is dropped before its answer (its client hung up).
         let (tx, flight) = v.join_or_lead(("c".into(), sha256(b"s3cret"))).unwrap();
         let (v2, stored2) = (v.clone(), stored.clone());
-        let follower = tokio::spawn(async move { v2.verify("c", Some(&stored2), "s3cret").await });
+        let follower =
+            tokio::spawn(async move { v2.verify("c", Some(&stored2), true, "s3cret").await });
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         drop(tx);
@@ -229,7 +236,7 @@ mod tests {
         for _ in 0..8 {
             let (v, stored) = (v.clone(), stored.clone());
             tasks.push(tokio::spawn(async move {
-                v.verify("c", Some(&stored), "s3cret").await
+                v.verify("c", Some(&stored), true, "s3cret").await
             }));
         }
         let mut ok = 0;
@@ -241,7 +248,7 @@ mod tests {
         // Those that arrived after the first answer was cached were served from the cache.
         assert_eq!(ok, 8);
         // A different guess while the pool is idle runs; none is left in flight.
-        assert_eq!(v.verify("c", Some(&stored), "guess").await, Ok(false));
+        assert_eq!(v.verify("c", Some(&stored), true, "guess").await, Ok(false));
         assert!(v.in_flight.lock().unwrap().is_empty());
     }
 }

@@ -43,11 +43,11 @@ pub async fn token(
         };
         match grant_type {
             GRANT_CLIENT_CREDENTIALS => {
-                let client = auth::authenticate(&state, req, now).await?;
+                let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
                 client_credentials(&state, &client, &form, now)
             }
             GRANT_CIBA => {
-                let client = auth::authenticate(&state, req, now).await?;
+                let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
                 let id = form.require("auth_req_id")?.to_owned();
                 let t = crate::service::ciba::grant(&state, &client, id, now_ms).await?;
                 Ok(json_response(
@@ -62,6 +62,18 @@ pub async fn token(
     }
     .await;
     private_reply(result)
+}
+
+/// FAPI-CIBA (through FAPI 1.0 Advanced §5.2.2): a `fapi-ciba` client's access tokens are
+/// sender-constrained, bound to the TLS client certificate it presents (RFC 8705).
+fn sender_constrained(client: auth::Authenticated) -> ApiResult<auth::Authenticated> {
+    if client.client.is_fapi() && client.bound_to.is_none() {
+        return Err(OAuthError::invalid_request(
+            "a fapi-ciba client's tokens are bound to its TLS client certificate: present it",
+        )
+        .into());
+    }
+    Ok(client)
 }
 
 fn client_credentials(

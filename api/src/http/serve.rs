@@ -380,7 +380,13 @@ fn proxied_cert(
     if !caller::trusted(peer, proxies) {
         return None;
     }
-    let value = headers.get(name)?.to_str().ok()?;
+    // One value only: a proxy that appends rather than replaces would leave the client's own
+    // first.
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
     let cert = transport.certs.from_header(value)?;
     Some(PeerCert(Arc::new(cert)))
 }

@@ -3,7 +3,8 @@
 //! recorded once. The handlers in `crate::handlers::app` authenticate the device, parse and
 //! render.
 
-use crate::auth::device::{use_jti, AuthenticatedDevice};
+use crate::auth::device::AuthenticatedDevice;
+use crate::auth::use_jti;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::assurance::{decision_amr, KeyProtection};

@@ -7,10 +7,8 @@ use crate::http::form::Form;
 use crate::state::AppState;
 use ciba_domain::client::Client;
 use ciba_domain::error::{ErrorCode, OAuthError};
-use ciba_domain::secret::sha256_b64url;
 use ciba_runtime::crypto::jwk_set::{verify_with_set_using, FAPI_ALGS};
 use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
-use ciba_store::jtis;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
 
@@ -77,16 +75,7 @@ pub async fn parameters(
     check_envelope(&claims, &client.id, &audiences, now)
         .map_err(|e| invalid(format!("request: {e}")))?;
     let pairs = request_parameters(&claims)?;
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
-    let key = sha256_b64url(format!("request\0{}\0{jti}", client.id).as_bytes());
-    let fresh = state
-        .db_write_one(move |c| jtis::record(c, &key, exp + LEEWAY))
-        .await?;
-    if !fresh {
+    if !crate::auth::use_claims_jti(state, "request", &client.id, &claims, now).await? {
         return Err(invalid("request: its jti was already used"));
     }
     Ok(Form::from_pairs(pairs))
@@ -114,7 +103,7 @@ pub fn check_envelope(
     num("iat").ok_or("iat is missing")?;
     let nbf = num("nbf").ok_or("nbf is missing")?;
     let exp = num("exp").ok_or("exp is missing")?;
-    if exp - nbf > MAX_LIFETIME {
+    if exp.saturating_sub(nbf) > MAX_LIFETIME {
         return Err("exp is more than 60 minutes after nbf");
     }
     if nbf < now - MAX_LIFETIME - LEEWAY {

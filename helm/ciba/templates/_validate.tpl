@@ -39,6 +39,9 @@ Types and formats are values.schema.json's job; these are the rules that span va
 {{- if and $v.mtls.clientCertHeader (not $v.config.trustedProxies) }}
 {{- fail "mtls.clientCertHeader needs config.trustedProxies: the header is believed only from the ingress, so name its addresses there." }}
 {{- end }}
+{{- if and $v.mtls.clientCertHeader (not (and $v.networkPolicy.enabled $v.networkPolicy.apiFrom)) }}
+{{- fail "mtls.clientCertHeader needs networkPolicy.enabled=true with networkPolicy.apiFrom naming the ingress controller: a certificate in a header proves nothing, so nothing but the ingress may reach the api's port (trustedProxies is usually the whole pod network)." }}
+{{- end }}
 {{- if and $v.ingress.enabled (not $v.ingress.hosts) }}
 {{- fail "ingress.enabled=true needs at least one entry in ingress.hosts." }}
 {{- end }}

@@ -52,6 +52,20 @@ pub struct LimitSettings {
 
 impl ServerSettings {
     pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let tls = tls_files(env)?;
+        let client_cert_header = env
+            .get("CIBA_CLIENT_CERT_HEADER")
+            .map(|h| h.trim().to_ascii_lowercase());
+        // A certificate in a header proves nothing about its key; it is believed only where
+        // a proxy terminated the client's TLS. On a connection TLS-terminated here, the
+        // handshake is the only source: both at once would let a client without a
+        // certificate name someone else's.
+        if tls.is_some() && client_cert_header.is_some() {
+            return Err(err(
+                "CIBA_CLIENT_CERT_HEADER",
+                "cannot be used with CIBA_TLS_CERT: either the API terminates TLS or a proxy does",
+            ));
+        }
         Ok(Self {
             max_connections: env.int("CIBA_MAX_CONNECTIONS", 4_096, 1, 1_000_000)? as usize,
             max_connections_per_address: env.int(
@@ -66,13 +80,11 @@ impl ServerSettings {
             hash_threads: env.int("CIBA_HASH_THREADS", default_hash_threads(), 1, 64)? as usize,
             hash_queue: env.int("CIBA_HASH_QUEUE", 32, 0, 10_000)? as usize,
             auth_failure_delay_ms: env.int("CIBA_AUTH_FAILURE_DELAY_MS", 250, 0, 10_000)? as u64,
-            tls: tls_files(env)?,
+            tls,
             client_ca: env
                 .get("CIBA_TLS_CLIENT_CA")
                 .map(|p| std::path::PathBuf::from(p.trim())),
-            client_cert_header: env
-                .get("CIBA_CLIENT_CERT_HEADER")
-                .map(|h| h.trim().to_ascii_lowercase()),
+            client_cert_header,
         })
     }
 }

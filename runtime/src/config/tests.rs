@@ -142,3 +142,36 @@ fn ping_delivery_settings() {
         assert!(e.to_string().contains(var));
     }
 }
+
+#[test]
+fn client_certificates_come_from_tls_here_or_from_a_proxy_never_both() {
+    let db = temp_db();
+    let base = [("DATABASE_URL", db.as_str())];
+    let with = |extra: &[(&str, &str)]| {
+        let mut all = base.to_vec();
+        all.extend_from_slice(extra);
+        Config::from_map(&map(&all))
+    };
+    let c = with(&[("CIBA_TLS_CERT", "/c.pem"), ("CIBA_TLS_KEY", "/k.pem")]).unwrap();
+    assert!(c.server.tls.is_some() && c.server.client_cert_header.is_none());
+    let c = with(&[
+        ("CIBA_CLIENT_CERT_HEADER", "SSL-Client-Cert"),
+        ("CIBA_TLS_CLIENT_CA", "/ca.pem"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.server.client_cert_header.as_deref(),
+        Some("ssl-client-cert")
+    );
+    assert!(c.server.tls.is_none() && c.server.client_ca.is_some());
+    let both = with(&[
+        ("CIBA_TLS_CERT", "/c.pem"),
+        ("CIBA_TLS_KEY", "/k.pem"),
+        ("CIBA_CLIENT_CERT_HEADER", "ssl-client-cert"),
+    ]);
+    assert_eq!(both.unwrap_err().var, "CIBA_CLIENT_CERT_HEADER");
+    assert_eq!(
+        with(&[("CIBA_TLS_CERT", "/c.pem")]).unwrap_err().var,
+        "CIBA_TLS_KEY"
+    );
+}

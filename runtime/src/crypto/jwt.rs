@@ -125,7 +125,7 @@ pub fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), &'static 
         return Err("aud does not name this server");
     }
     let exp = num("exp").ok_or("exp is missing")?;
-    if exp + LEEWAY <= expect.now {
+    if exp.saturating_add(LEEWAY) <= expect.now {
         return Err("token has expired");
     }
     if let Some(nbf) = num("nbf") {
@@ -143,7 +143,7 @@ pub fn check_claims(claims: &Value, expect: &Expect<'_>) -> Result<(), &'static 
         }
     }
     if let Some(max) = expect.max_lifetime {
-        if exp - iat.unwrap_or(expect.now) > max {
+        if exp.saturating_sub(iat.unwrap_or(expect.now)) > max {
             return Err("token lifetime is too long");
         }
     }
