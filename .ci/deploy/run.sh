@@ -59,6 +59,16 @@ fi
 log "hadolint Dockerfile"
 hadolint Dockerfile
 
+log "the shipped binaries have no test clock"
+# runtime's `test-clock` (a clock tests can move) is enabled only by the e2e suite's
+# dev-dependency; a normal build (the Dockerfile's) must not have it.
+for pkg in ciba-api ciba-worker; do
+    if cargo tree -q -p "$pkg" -e normal,features | grep -q 'test-clock'; then
+        echo "error: a normal build of $pkg has the feature test-clock" >&2
+        exit 1
+    fi
+done
+
 log "the binaries need no shared library beyond the runtime image's"
 [ -x target/debug/ciba-api ] && [ -x target/debug/ciba-worker ] || cargo build -q -p ciba-api -p ciba-worker
 # The Dockerfile's runtime stage: Debian slim (glibc, libgcc); libpq and OpenSSL are linked

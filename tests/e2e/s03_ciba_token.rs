@@ -186,7 +186,7 @@ async fn reference_document_flow(b: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // An approved request is redeemed at once: pacing applies to pending requests only.
     let (status, headers, body) = srv.post_form(&token_path, None, &assertion).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -304,7 +304,7 @@ async fn every_error_row(b: Backend) {
     for _ in 0..3 {
         let (_, _, body) = poll(&srv, &m, &id2).await;
         assert_eq!(body["error"], "authorization_pending");
-        tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+        srv.advance(std::time::Duration::from_millis(1050));
     }
 }
 
@@ -317,7 +317,7 @@ async fn expiry_while_polling(b: Backend) {
         poll(&srv, &m, &id).await.2["error"],
         "authorization_pending"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    srv.advance(std::time::Duration::from_millis(2100));
     let (status, _, body) = poll(&srv, &m, &id).await;
     assert_eq!(
         (status, body["error"].as_str()),

@@ -8,17 +8,6 @@ use std::time::Duration;
 
 const WINDOW: u64 = 4;
 
-/// Wait for the start of a fresh window (windows are aligned to multiples of their length),
-/// so a short burst falls in one window.
-async fn fresh_window() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let into = now % (WINDOW * 1000);
-    tokio::time::sleep(Duration::from_millis(WINDOW * 1000 - into + 100)).await;
-}
-
 fn assert_limited(status: u16, headers: &reqwest::header::HeaderMap, body: &Value) -> u64 {
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"], "too_many_requests", "{body}");
@@ -104,7 +93,7 @@ async fn per_client_limits(backend: Backend) {
     );
     App::enroll(&srv, &nnin(10), IPHONE).await;
 
-    fresh_window().await;
+    srv.fresh_window(Duration::from_secs(WINDOW));
     for _ in 0..3 {
         assert_eq!(register(&srv, &spammer, &srv.base).await.0, 201);
         assert_eq!(user_exists(&srv, &prober).await.0, 200);
@@ -116,7 +105,7 @@ async fn per_client_limits(backend: Backend) {
     // Another client is not held back by the spammer.
     assert_eq!(register(&srv, &starter, &srv.base).await.0, 201);
 
-    fresh_window().await;
+    srv.fresh_window(Duration::from_secs(WINDOW));
     for _ in 0..2 {
         let (status, _, body) = login(&srv, &starter, &nnin(10)).await;
         assert_eq!(status, 200, "{body}");
@@ -125,7 +114,7 @@ async fn per_client_limits(backend: Backend) {
     assert_limited(status, &headers, &body);
 
     // Once the window has passed, traffic goes through again.
-    tokio::time::sleep(Duration::from_secs(wait.max(1))).await;
+    srv.advance(Duration::from_secs(wait.max(1)));
     assert_eq!(register(&srv, &spammer, &srv.base).await.0, 201);
     assert_eq!(user_exists(&srv, &prober).await.0, 200);
     let metrics = srv.metrics().await;
@@ -143,7 +132,7 @@ async fn per_client_limits(backend: Backend) {
 async fn enumeration_through_bc_authorize_is_limited(backend: Backend) {
     let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_CLIENT_USER_EXISTS", "3/4")]).await;
     let enumerator = Merchant::new(&srv, SCOPES, &[]).await;
-    fresh_window().await;
+    srv.fresh_window(Duration::from_secs(WINDOW));
     for i in 0..3 {
         let (status, _, body) = login(&srv, &enumerator, &nnin(400 + i)).await;
         assert_eq!(body["error"], "unknown_user_id", "{status} {body}");
@@ -159,7 +148,7 @@ async fn phone_model_guesses_spend_the_users_budget(backend: Backend) {
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let victim = nnin(20);
     App::enroll(&srv, &victim, IPHONE).await;
-    fresh_window().await;
+    srv.fresh_window(Duration::from_secs(WINDOW));
     let mut answers = Vec::new();
     for model in ["Pixel 7", "Pixel 8", "Pixel 9"] {
         let created = m
@@ -207,7 +196,7 @@ async fn one_user_cannot_be_push_bombed(backend: Backend) {
     let (victim, other) = (nnin(20), nnin(30));
     App::enroll(&srv, &victim, IPHONE).await;
     App::enroll(&srv, &other, IPHONE).await;
-    fresh_window().await;
+    srv.fresh_window(Duration::from_secs(WINDOW));
     for m in [&a, &a, &b] {
         let (status, _, body) = login(&srv, m, &victim).await;
         assert_eq!(status, 200, "{body}");
@@ -218,7 +207,7 @@ async fn one_user_cannot_be_push_bombed(backend: Backend) {
     assert_eq!(status, 429, "{body}");
     let (status, _, body) = login(&srv, &a, &other).await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(Duration::from_secs(wait)).await;
+    srv.advance(Duration::from_secs(wait));
     let (status, _, body) = login(&srv, &b, &victim).await;
     assert_eq!(status, 200, "{body}");
 }
@@ -250,7 +239,7 @@ async fn token(
 async fn failed_authentications_are_limited_per_address(backend: Backend) {
     let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_AUTH_FAILURES", "3/4")]).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
-    fresh_window().await;
+    srv.fresh_window(Duration::from_secs(WINDOW));
     for i in 0..3 {
         let (status, _, body) = token(&srv, &m.id, &format!("guess-{i}"), None).await;
         assert_eq!(status, 401, "{body}");
@@ -273,7 +262,7 @@ async fn failed_authentications_are_limited_per_address(backend: Backend) {
         status, 201,
         "a signed access token was refused with its address: {body}"
     );
-    tokio::time::sleep(Duration::from_secs(wait)).await;
+    srv.advance(Duration::from_secs(wait));
     let (status, _, body) = token(&srv, &m.id, &m.secret, None).await;
     assert_eq!(status, 200, "{body}");
 
@@ -287,7 +276,7 @@ async fn failed_authentications_are_limited_per_address(backend: Backend) {
     )
     .await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
-    fresh_window().await;
+    srv.fresh_window(Duration::from_secs(WINDOW));
     for i in 0..4 {
         token(&srv, &m.id, &format!("guess-{i}"), Some("198.51.100.1")).await;
     }
@@ -302,7 +291,7 @@ async fn limits_hold_across_replicas(backend: Backend) {
     let srv = TestServer::start_with(backend, &[("CIBA_LIMIT_CLIENT_REGISTRATIONS", "4/4")]).await;
     let replica = srv.replica().await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
-    fresh_window().await;
+    srv.fresh_window(Duration::from_secs(WINDOW));
     for base in [&srv.base, &replica.base, &srv.base, &replica.base] {
         let (status, _, body) = register(&srv, &m, base).await;
         assert_eq!(status, 201, "{body}");

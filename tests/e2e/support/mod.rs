@@ -42,6 +42,9 @@ pub struct TestServer {
     pub log_path: PathBuf,
     /// `http` or `https` (the server terminates TLS itself).
     scheme: &'static str,
+    /// Milliseconds the server's clock runs ahead of the wall clock (`CIBA_TEST_CLOCK_FILE`,
+    /// honoured by the binaries cargo builds for tests): tests move time instead of sleeping.
+    clock_file: PathBuf,
     extra_env: Vec<(String, String)>,
     child: Option<Child>,
 }
@@ -109,6 +112,11 @@ impl TestServer {
             base: format!("{scheme}://127.0.0.1:{port}"),
             port,
             http,
+            clock_file: std::env::temp_dir().join(format!(
+                "ciba-test-clock-{port}-{}-{}",
+                std::process::id(),
+                app::jti()
+            )),
             log_path,
             scheme,
             extra_env,
@@ -141,6 +149,7 @@ impl TestServer {
             .env("CIBA_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("CIBA_ISSUER", &self.base)
             .env("CIBA_KEY_ENCRYPTION_KEY", TEST_KEK)
+            .env("CIBA_TEST_CLOCK_FILE", &self.clock_file)
             .env("CIBA_LOG_FORMAT", "json")
             .env("RUST_LOG", "info");
         for (k, v) in &self.extra_env {
@@ -192,6 +201,36 @@ impl TestServer {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Move the server's clock (and its admin CLI's) forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let offset = self.clock_offset_ms() + by.as_millis() as i64;
+        std::fs::write(&self.clock_file, offset.to_string()).unwrap();
+    }
+
+    fn clock_offset_ms(&self) -> i64 {
+        std::fs::read_to_string(&self.clock_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The server's clock, in milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        wall + self.clock_offset_ms()
+    }
+
+    /// Move the server's clock to 100 ms into the next fixed window of `window` (the abuse
+    /// limits count in windows aligned to the clock).
+    pub fn fresh_window(&self, window: Duration) {
+        let w = window.as_millis() as i64;
+        let into = self.now_ms().rem_euclid(w);
+        self.advance(Duration::from_millis((w - into + 100) as u64));
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -410,5 +449,6 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
         let _ = std::fs::remove_file(&self.log_path);
+        let _ = std::fs::remove_file(&self.clock_file);
     }
 }
