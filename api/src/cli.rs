@@ -199,6 +199,13 @@ pub enum KeysCommand {
         #[arg(long)]
         lead: Option<i64>,
     },
+    /// Revoke a leaked key at once: it leaves the JWKS and is no longer accepted or used
+    /// (by every API process from its next key reload, CIBA_KEY_REFRESH_INTERVAL); a
+    /// successor signs immediately.
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
     List,
 }
 

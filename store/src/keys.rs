@@ -72,6 +72,35 @@ pub fn schedule_retirement(
     .execute(conn)?)
 }
 
+/// A key by id.
+pub fn find(conn: &mut DbConnection, kid: &str) -> StoreResult<Option<SigningKeyRow>> {
+    Ok(signing_keys::table
+        .find(kid)
+        .select(SigningKeyRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Revoke `kid` at `now`: it stops signing and leaves the JWKS at once. False when it was
+/// not published (unknown, or gone already).
+pub fn revoke(conn: &mut DbConnection, kid: &str, now: i64) -> StoreResult<bool> {
+    let n = diesel::update(
+        signing_keys::table
+            .filter(signing_keys::kid.eq(kid))
+            .filter(
+                signing_keys::expires_at
+                    .is_null()
+                    .or(signing_keys::expires_at.gt(now)),
+            ),
+    )
+    .set((
+        signing_keys::retires_at.eq(now),
+        signing_keys::expires_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Delete keys that left the JWKS before `now` (nothing they signed is still valid).
 pub fn purge_expired(conn: &mut DbConnection, now: i64) -> StoreResult<usize> {
     Ok(diesel::delete(

@@ -18,6 +18,7 @@ mod s03_ciba_token;
 mod s04_permissions;
 mod s05_app2app;
 mod s07_app_api;
+mod s08_admin;
 mod s09_worker_jobs;
 mod s09_worker_ping;
 mod s10_abuse;

@@ -122,6 +122,14 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
             }
             Ok(json!({"id": job_id, "status": jobs::QUEUED}))
         }
+        AdminCommand::Keys(KeysCommand::Revoke { kid }) => {
+            let kek = Kek::new(&config.key_encryption_key);
+            match keyring::revoke(&store, &kek, &kid, now).map_err(|e| e.to_string())? {
+                Some(r) => Ok(json!({"revoked": r.kid, "successor": r.successor,
+                                     "effective_within_seconds": config.key_refresh_interval})),
+                None => Err(format!("no published key {kid}")),
+            }
+        }
         AdminCommand::Keys(KeysCommand::List) => {
             let rows = store.read(keys::all).map_err(db_err)?;
             Ok(Value::Array(

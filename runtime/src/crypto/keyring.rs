@@ -198,6 +198,63 @@ pub fn ensure_keys(store: &Store, kek: &Kek, now: i64) -> Result<Vec<String>, Ke
         .map_err(KeyringError::from)
 }
 
+/// What an emergency revocation did.
+#[derive(Debug)]
+pub struct Revoked {
+    pub kid: String,
+    /// The key that signs in its place from now on, when none other did.
+    pub successor: Option<String>,
+}
+
+/// Revoke `kid` at once (a leaked key): it leaves the JWKS and is no longer accepted or used
+/// by any process from its next key reload; when no other key of its purpose and algorithm
+/// signs now, a successor that signs at once is made in the same transaction. `None`: no
+/// such published key.
+pub fn revoke(
+    store: &Store,
+    kek: &Kek,
+    kid: &str,
+    now: i64,
+) -> Result<Option<Revoked>, KeyringError> {
+    let Some(row) = store.read(|c| key_store::find(c, kid))? else {
+        return Ok(None);
+    };
+    let (purpose, alg) = match (Purpose::parse(&row.purpose), SigningAlg::parse(&row.alg)) {
+        (Some(p), Some(a)) => (p, a),
+        _ => {
+            return Err(KeyringError::Key {
+                kid: kid.to_owned(),
+                message: "unknown purpose or algorithm".into(),
+            })
+        }
+    };
+    let successor = new_row(kek, purpose, alg, now, now)?;
+    store
+        .write(|c| {
+            if !key_store::revoke(c, kid, now)? {
+                return Ok(None);
+            }
+            let signs = |r: &SigningKeyRow| {
+                r.purpose == row.purpose
+                    && r.alg == row.alg
+                    && r.activates_at <= now
+                    && r.retires_at.is_none_or(|t| t > now)
+            };
+            if key_store::published(c, now)?.iter().any(signs) {
+                return Ok(Some(Revoked {
+                    kid: kid.to_owned(),
+                    successor: None,
+                }));
+            }
+            key_store::insert(c, &successor)?;
+            Ok(Some(Revoked {
+                kid: kid.to_owned(),
+                successor: Some(successor.kid.clone()),
+            }))
+        })
+        .map_err(KeyringError::from)
+}
+
 /// Rotate every required key: each successor is published now and signs after `lead`
 /// seconds; each predecessor stops signing then and leaves the JWKS `max_lifetime` later.
 pub fn rotate(
