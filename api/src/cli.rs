@@ -53,6 +53,36 @@ pub enum AdminCommand {
     /// The worker's job queue (ping notifications).
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct AuditRange {
+    /// From this time on (UNIX seconds or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this time (UNIX seconds or RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only events whose actor is this client.
+    #[arg(long, allow_hyphen_values = true)]
+    pub client: Option<String>,
+    /// Only this action (e.g. request.approved).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: i64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Events, oldest first.
+    List(AuditRange),
+    /// Events as JSON lines (one object per line), for a SIEM.
+    Export(AuditRange),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

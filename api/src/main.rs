@@ -60,6 +60,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Admin(args) => match ciba_api::admin::run(&config, args.command) {
+            Ok(serde_json::Value::String(lines)) => {
+                // `audit export`: JSON lines as they are.
+                if !lines.is_empty() {
+                    println!("{lines}");
+                }
+                ExitCode::SUCCESS
+            }
             Ok(value) => {
                 if args.json {
                     println!("{value}");

@@ -2,6 +2,7 @@
 //! Time is always a parameter (`now`, UNIX seconds); only the edges read the clock.
 
 pub mod assurance;
+pub mod audit;
 pub mod auth_request;
 pub mod claims;
 pub mod client;

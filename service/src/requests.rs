@@ -2,7 +2,9 @@
 //! token endpoint, the worker's sweep). Either carries to the permission the request was
 //! started from and, for a ping client, queues the notification, all in one transaction.
 
+use ciba_domain::audit::{action, Outcome};
 use ciba_domain::status::RequestStatus;
+use ciba_store::audit::{self, By};
 use ciba_store::{auth_requests, jobs, permissions, DbConnection, StoreError, StoreResult};
 
 /// What a user decided, as the app signed it.
@@ -14,12 +16,14 @@ pub struct Decision<'a> {
     pub amr: &'a str,
 }
 
-/// Record the decision if the request is still pending and unexpired at `now`. False when
-/// someone else decided first or it expired; then nothing else changes.
+/// Record the decision if the request is still pending and unexpired at `now`, with its
+/// audit event `by` the device. False when someone else decided first or it expired; then
+/// nothing else changes.
 pub fn decide(
     conn: &mut DbConnection,
     id: &str,
     decision: &Decision<'_>,
+    by: &By<'_>,
     now: i64,
 ) -> StoreResult<bool> {
     debug_assert!(matches!(
@@ -39,18 +43,25 @@ pub fn decide(
     let row = auth_requests::find(conn, id)?
         .ok_or_else(|| StoreError::Other(format!("request {id} vanished after its decision")))?;
     follow(conn, &row, decision.status, Some(&row.user_sub), now)?;
+    let what = match decision.status {
+        RequestStatus::Approved => action::REQUEST_APPROVED,
+        _ => action::REQUEST_DECLINED,
+    };
+    audit::record(conn, by, what, Some(id), Outcome::Ok)?;
     Ok(true)
 }
 
-/// Mark a pending request past its expiry as expired. True when this call made the change
-/// (so its ping is queued once).
-pub fn expire(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
+/// Mark a pending request past its expiry as expired (its audit event `by` whoever noticed:
+/// the worker's sweep, or the client's poll). True when this call made the change (so its
+/// ping is queued once).
+pub fn expire(conn: &mut DbConnection, id: &str, by: &By<'_>, now: i64) -> StoreResult<bool> {
     if !auth_requests::record_expiry(conn, id, now)? {
         return Ok(false);
     }
     let row = auth_requests::find(conn, id)?
         .ok_or_else(|| StoreError::Other(format!("request {id} vanished after its expiry")))?;
     follow(conn, &row, RequestStatus::Expired, None, now)?;
+    audit::record(conn, by, action::REQUEST_EXPIRED, Some(id), Outcome::Ok)?;
     Ok(true)
 }
 

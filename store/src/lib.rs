@@ -1,6 +1,7 @@
 //! Persistence through diesel on PostgreSQL (production) and SQLite (embedded default).
 //! Knows nothing of HTTP. Every function takes the connection and `now` where time matters.
 
+pub mod audit;
 pub mod auth_requests;
 pub mod checkpoint;
 pub mod clients;

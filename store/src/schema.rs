@@ -165,7 +165,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at_ms -> BigInt,
+        actor_kind -> Text,
+        actor_id -> Nullable<Text>,
+        action -> Text,
+        object_id -> Nullable<Text>,
+        outcome -> Text,
+        source -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
     clients,
     users,
     devices,

@@ -116,6 +116,7 @@ async fn bearer(
         endpoint: "https://ciba.test/permissions/v1/",
         kind: Endpoint::Api,
         cert: None,
+        request_id: None,
         source: None,
     };
     authenticate(&f.state, req, now()).await
@@ -206,6 +207,7 @@ async fn bearer_access_tokens(b: Backend) {
         endpoint: "x",
         kind: Endpoint::Api,
         cert: None,
+        request_id: None,
         source: None,
     };
     assert_eq!(

@@ -1,5 +1,5 @@
-//! Contract §8, operator commands that change what the API does: an emergency key
-//! revocation (`admin keys revoke KID`).
+//! Contract §8, operator controls: an emergency key revocation (`admin keys revoke KID`)
+//! and the audit trail (`admin audit list|export`).
 #![allow(clippy::unwrap_used)]
 
 use crate::support;
@@ -79,4 +79,133 @@ async fn a_revoked_key_leaves_at_once(b: Backend) {
         .any(|k| k["purpose"] == "grants"));
 }
 
-on_both_backends!(a_revoked_key_leaves_at_once);
+/// One whole flow leaves its events in the audit trail, in order, each with its actor, the
+/// caller's address and the request's id, and never an NNIN, a secret or a token.
+async fn one_flow_leaves_its_audit_trail(b: Backend) {
+    use support::app::{nnin, ref_of, start, App, Merchant, IPHONE, SCOPES};
+    let srv = TestServer::start(b).await;
+    let app = App::enroll(&srv, &nnin(100), IPHONE).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    // A wrong secret first: refused, and recorded.
+    let (status, _, _) = srv
+        .post_form(
+            "/oidc/v1/token",
+            Some((&m.id, "wrong")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, started) = start(&srv, &m, &app.nnin, IPHONE).await;
+    assert_eq!(status, 200, "{started}");
+    let auth_req_id = started["auth_req_id"].as_str().unwrap();
+    let link_ref = ref_of(started["authorize_uri"].as_str().unwrap());
+    assert_eq!(app.decide(&srv, &link_ref, "approve").await.0, 200);
+    let poll = [
+        ("grant_type", "urn:openid:params:grant-type:ciba"),
+        ("auth_req_id", auth_req_id),
+    ];
+    let (status, _, tokens) = srv
+        .post_form("/oidc/v1/token", Some((&m.id, &m.secret)), &poll)
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+
+    let events = srv.admin(&["audit", "list"]);
+    let events = events.as_array().unwrap();
+    let of = |action: &str| {
+        events
+            .iter()
+            .filter(|e| e["action"] == action)
+            .collect::<Vec<_>>()
+    };
+    // The flow, in order.
+    let flow: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .filter(|a| !a.starts_with("admin.") && *a != "token.issued")
+        .collect();
+    assert_eq!(
+        flow,
+        [
+            "device.enrolled",
+            "client.authentication_failed",
+            "permission.registered",
+            "request.started",
+            "request.approved",
+            "request.redeemed"
+        ]
+    );
+    for action in ["request.started", "request.approved", "request.redeemed"] {
+        assert_eq!(of(action)[0]["object_id"], auth_req_id, "{action}");
+    }
+    let approved = of("request.approved")[0];
+    assert_eq!(
+        (
+            approved["actor_kind"].as_str(),
+            approved["actor_id"].as_str()
+        ),
+        (Some("device"), Some(app.device_id.as_str()))
+    );
+    let redeemed = of("request.redeemed")[0];
+    assert_eq!(
+        (
+            redeemed["actor_kind"].as_str(),
+            redeemed["actor_id"].as_str()
+        ),
+        (Some("client"), Some(m.id.as_str()))
+    );
+    assert_eq!(redeemed["source"], "127.0.0.1");
+    assert!(
+        redeemed["request_id"]
+            .as_str()
+            .is_some_and(|r| r.len() == 36),
+        "{redeemed}"
+    );
+    let failed = of("client.authentication_failed")[0];
+    assert_eq!(
+        (failed["outcome"].as_str(), failed["actor_id"].as_str()),
+        (Some("refused"), Some(m.id.as_str()))
+    );
+    assert!(!of("token.issued").is_empty());
+    assert!(of("admin.clients.create")
+        .iter()
+        .any(|e| e["object_id"] == m.id.as_str()));
+    assert!(!of("admin.enrollment_codes.create").is_empty());
+
+    // Nothing secret anywhere in the trail.
+    let text = serde_json::to_string(events).unwrap();
+    let secrets = [
+        app.nnin.as_str(),
+        m.secret.as_str(),
+        m.token.as_str(),
+        tokens["access_token"].as_str().unwrap(),
+        tokens["id_token"].as_str().unwrap(),
+    ];
+    for secret in secrets {
+        assert!(!text.contains(secret), "the audit trail holds a secret");
+    }
+
+    // Filters, and the export for a SIEM: JSON lines.
+    let approvals = srv.admin(&["audit", "list", "--action", "request.approved"]);
+    assert_eq!(approvals.as_array().unwrap().len(), 1);
+    let by_client = srv.admin(&["audit", "list", "--client", &m.id]);
+    assert!(by_client
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor_id"] == m.id.as_str()));
+    let out = srv.admin_raw(&["audit", "export", "--since", "0"]);
+    assert!(out.status.success());
+    let lines = String::from_utf8(out.stdout).unwrap();
+    let parsed: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(parsed.len() >= events.len());
+    let out = srv.admin_raw(&["audit", "list", "--since", "yesterday"]);
+    assert!(!out.status.success());
+}
+
+on_both_backends!(
+    a_revoked_key_leaves_at_once,
+    one_flow_leaves_its_audit_trail
+);

@@ -3,10 +3,12 @@
 //! with several worker replicas one does each batch and the others skip it.
 
 use crate::Ctx;
+use ciba_domain::audit::{Actor, Origin};
 use ciba_runtime::crypto::keyring;
 use ciba_store::db::{try_advisory_xact_lock, LOCK_EXPIRY, LOCK_RETENTION};
 use ciba_store::{
-    auth_requests, jobs, jtis, keys, permissions, rate_limits, users, DbConnection, StoreResult,
+    audit, auth_requests, jobs, jtis, keys, permissions, rate_limits, users, DbConnection,
+    StoreResult,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,8 +56,14 @@ pub fn expire_due(ctx: &Ctx) {
             }
             let ids = auth_requests::expired_pending(c, now, EXPIRY_BATCH)?;
             let mut expired = 0;
+            let origin = Origin::default();
+            let by = audit::By {
+                actor: Actor::System,
+                origin: &origin,
+                at_ms: ciba_runtime::clock::now_ms(),
+            };
             for id in &ids {
-                if ciba_service::requests::expire(c, id, now)? {
+                if ciba_service::requests::expire(c, id, &by, now)? {
                     expired += 1;
                 }
             }
@@ -84,7 +92,11 @@ pub fn apply_retention(ctx: &Ctx) {
     let now = ciba_runtime::clock::now();
     let cutoff = now - ctx.settings.retention;
     // Rate-limit windows are worth nothing once they end: purged at `now`, not the retention.
-    let tables: [(&str, Purge, i64); 6] = [
+    // The audit trail has its own, longer retention; its times are milliseconds.
+    let audit_cutoff = now - ctx.settings.audit_retention;
+    let purge_audit: Purge = |c, before, limit| audit::purge_before(c, before * 1000, limit);
+    let tables: [(&str, Purge, i64); 7] = [
+        ("audit_events", purge_audit, audit_cutoff),
         ("auth_requests", auth_requests::purge_finished, cutoff),
         ("permissions", permissions::purge_finished, cutoff),
         ("used_jtis", jtis::purge_expired, cutoff),
@@ -123,9 +135,16 @@ pub fn rotate_keys(ctx: &Ctx) {
     let now = ciba_runtime::clock::now();
     let s = &ctx.settings;
     if s.key_rotation_period > 0 {
+        let origin = Origin::default();
+        let by = audit::By {
+            actor: Actor::System,
+            origin: &origin,
+            at_ms: ciba_runtime::clock::now_ms(),
+        };
         match keyring::rotate_if_due(
             &ctx.store,
             &ctx.kek,
+            &by,
             now,
             s.key_rotation_period,
             ctx.key_publish_lead,

@@ -1,6 +1,7 @@
 //! The operator CLI. Every command validates its input and returns a JSON value that is
 //! printed as JSON (`--json`) or as text.
 
+pub(crate) mod audit;
 mod clients;
 
 pub use clients::{validate_client_jwks, validate_https_url};
@@ -36,10 +37,20 @@ pub(crate) fn db_err(e: StoreError) -> String {
     }
 }
 
+/// Run an operator command and record it in the audit trail.
 pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
     let store = open_store(config)?;
+    let action = audit::action_of(&command);
+    let result = execute(config, &store, command);
+    audit::record_command(&store, action, result.as_ref());
+    result
+}
+
+fn execute(config: &Config, store: &Store, command: AdminCommand) -> Result<Value, String> {
+    let store = store.clone();
     let now = now();
     match command {
+        AdminCommand::Audit(c) => audit::run(&store, c),
         AdminCommand::Clients(c) => {
             let policy = ciba_runtime::ping_target::TargetPolicy::from_settings(&config.worker);
             clients::run(&store, c, &policy, now)
@@ -95,7 +106,9 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
                 return Err("--lead must be between 0 and 2592000 seconds".into());
             }
             let kek = Kek::new(&config.key_encryption_key);
-            let kids = keyring::rotate(&store, &kek, now, lead, config.max_token_lifetime())
+            let operator = audit::operator();
+            let by = audit::by_operator(&operator);
+            let kids = keyring::rotate(&store, &kek, &by, now, lead, config.max_token_lifetime())
                 .map_err(|e| e.to_string())?;
             Ok(json!({"published": kids, "signs_from": now + lead}))
         }
@@ -124,7 +137,9 @@ pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
         }
         AdminCommand::Keys(KeysCommand::Revoke { kid }) => {
             let kek = Kek::new(&config.key_encryption_key);
-            match keyring::revoke(&store, &kek, &kid, now).map_err(|e| e.to_string())? {
+            let operator = audit::operator();
+            let by = audit::by_operator(&operator);
+            match keyring::revoke(&store, &kek, &kid, &by, now).map_err(|e| e.to_string())? {
                 Some(r) => Ok(json!({"revoked": r.kid, "successor": r.successor,
                                      "effective_within_seconds": config.key_refresh_interval})),
                 None => Err(format!("no published key {kid}")),

@@ -16,6 +16,7 @@ use crate::http::tls::ClientCert;
 use crate::state::{AppState, MAX_ID_LEN};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::client::{AuthMethod, Client};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::scope::ScopeSet;
@@ -85,6 +86,8 @@ pub struct AuthRequest<'a> {
     pub cert: Option<&'a ClientCert>,
     /// The caller's address, for the limit on failed authentications (contract §10).
     pub source: Option<std::net::IpAddr>,
+    /// The HTTP request's id (the audit trail records failures with it).
+    pub request_id: Option<&'a str>,
 }
 
 /// Where credentials are presented (contract §2, §11).
@@ -186,8 +189,14 @@ pub async fn authenticate(
 ) -> ApiResult<Authenticated> {
     let source = req.source;
     let started = tokio::time::Instant::now();
+    let claimed = claimed_client(&req);
+    let origin = Origin {
+        source: source.map(|s| s.to_string()),
+        request_id: req.request_id.map(str::to_owned),
+    };
     let result = match authenticate_unlimited(state, req, now).await {
         Err(e) if e.code() == ErrorCode::InvalidClient => {
+            record_failure(state, claimed, origin).await;
             Err(crate::limits::auth_failed(state, source, e, now).await)
         }
         other => other,
@@ -332,6 +341,42 @@ pub async fn use_claims_jti(
         .unwrap_or_default();
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
     use_jti(state, scope, issuer, jti, exp.saturating_add(jwt::LEEWAY)).await
+}
+
+/// The client a request claims to be, unverified (the audit trail names it in a failure):
+/// a `client_id`, Basic's user, or an assertion's `iss`; at most an id's length.
+fn claimed_client(req: &AuthRequest<'_>) -> Option<String> {
+    let form_id = req.form.and_then(|f| f.get("client_id").ok().flatten());
+    let basic = req.authorization.and_then(|h| {
+        let (scheme, value) = h.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("basic")
+            .then(|| secret::decode_basic(value).map(|(id, _)| id))
+            .flatten()
+    });
+    let assertion = req
+        .form
+        .and_then(|f| f.get("client_assertion").ok().flatten())
+        .and_then(peek_issuer);
+    let id = form_id.map(str::to_owned).or(basic).or(assertion)?;
+    Some(id.chars().take(MAX_ID_LEN).collect())
+}
+
+/// A refused client authentication in the audit trail (best effort: the refusal stands
+/// whether or not it could be recorded).
+async fn record_failure(state: &AppState, claimed: Option<String>, origin: Origin) {
+    let at_ms = crate::state::now_ms();
+    let write = state.db_write_one(move |c| {
+        let by = ciba_store::audit::By {
+            actor: Actor::Client(claimed.as_deref().unwrap_or("")),
+            origin: &origin,
+            at_ms,
+        };
+        ciba_store::audit::record(c, &by, action::CLIENT_AUTH_FAILED, None, Outcome::Refused)
+    });
+    if let Err(e) = write.await {
+        tracing::warn!(error = ?e.error, "recording a failed client authentication failed");
+    }
 }
 
 /// The unverified `iss` of a JWT, used only to choose which verifier to run.

@@ -11,11 +11,13 @@ use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ciba_domain::assurance::KeyProtection;
+use ciba_domain::audit::{action, Actor, Outcome};
 use ciba_domain::device::DeviceInfo;
 use ciba_domain::error::OAuthError;
 use ciba_domain::ids::random_id;
 use ciba_domain::secret::sha256_b64url;
 use ciba_domain::status::{DeviceStatus, RequestStatus};
+use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests};
 use ciba_store::users::{self, DeviceRow};
 use serde_json::{json, Value};
@@ -51,8 +53,14 @@ fn device_public_jwk(v: Option<&Value>) -> ApiResult<String> {
     Ok(json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}).to_string())
 }
 
-pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) -> Response {
+pub async fn enroll(
+    state: AppState,
+    caller: Caller,
+    content_type: Option<String>,
+    body: Bytes,
+) -> Response {
     let now = now();
+    let (origin, at_ms) = (caller.origin(), crate::state::now_ms());
     private_reply(
         async {
             let body = json_body(content_type.as_deref(), &body)?;
@@ -107,6 +115,13 @@ pub async fn enroll(state: AppState, content_type: Option<String>, body: Bytes) 
                         Some(user) => {
                             row.user_sub = user;
                             users::insert_device(c, &row)?;
+                            let by = audit::By {
+                                actor: Actor::Device(&row.id),
+                                origin: &origin,
+                                at_ms,
+                            };
+                            let id = Some(row.id.as_str());
+                            audit::record(c, &by, action::DEVICE_ENROLLED, id, Outcome::Ok)?;
                             Ok(true)
                         }
                         None => Ok(false),
@@ -198,7 +213,8 @@ pub async fn decide(
             let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let body = json_body(content_type.as_deref(), &body)?;
             let signed = body.get("signed_decision").and_then(Value::as_str);
-            let (decision, p) = device_app::decide(&state, &dev, link_ref, signed, now).await?;
+            let (decision, p) =
+                device_app::decide(&state, &dev, link_ref, signed, caller.origin(), now).await?;
             Ok(json_response(
                 200,
                 &json!({"status": decision.status().as_str(), "redirect_uri": p.app_callback_uri}),

@@ -131,6 +131,7 @@ async fn open(
         kind: at.kind,
         cert: caller.cert.as_ref().map(|c| &*c.0),
         source: caller.source,
+        request_id: caller.request_id.as_deref(),
     };
     let client = auth::authenticate(state, req, now).await?;
     client.require_scope(at.scope)?;
@@ -177,6 +178,7 @@ pub async fn app_authorize(
             notification_token,
             binding_message: None,
             new_permission: None,
+            origin: caller.origin(),
         };
         let row = start(&state, start_req, now).await?;
         let uri = format!("{}/app2app/authorize?ref={}", state.config.app_link_base_url, row.link_ref);
@@ -252,6 +254,7 @@ pub async fn bc_authorize(
             notification_token,
             binding_message: binding,
             new_permission,
+            origin: caller.origin(),
         };
         let row = start(&state, start_req, now).await?;
         Ok(json_response(200, &json!({"auth_req_id": row.id, "expires_in": row.expires_at - now, "interval": row.interval_secs})))

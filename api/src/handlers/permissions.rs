@@ -25,6 +25,7 @@ async fn merchant(state: &AppState, caller: &Caller, now: i64) -> ApiResult<Auth
         kind: Endpoint::Api,
         cert: caller.cert.as_ref().map(|c| &*c.0),
         source: caller.source,
+        request_id: caller.request_id.as_deref(),
     };
     let client = auth::authenticate(state, req, now).await?;
     client.require_scope(PERMISSIONS_CLIENT)?;
@@ -44,7 +45,7 @@ pub async fn register(
             limits::check(&state, Limit::ClientRegistrations, &client.client.id, "POST /permissions/v1/", now).await?;
             let body = json_body(content_type.as_deref(), &body)?;
             let p = permission::validate_registration(&body, &client.client, now)?;
-            let r = service::register(&state, &client.client.id, p, now).await?;
+            let r = service::register(&state, &client.client.id, p, caller.origin(), now).await?;
             Ok(json_response(201, &json!({"id": r.id, "permissionToken": r.token, "bindingMessage": binding_message(&r.id)})))
         }
         .await,

@@ -7,6 +7,7 @@ use crate::http::caller::Caller;
 use crate::http::form::Form;
 use crate::http::reply::json_response;
 use crate::state::{now_ms, AppState};
+use ciba_domain::audit::{action, Actor, Outcome};
 use ciba_domain::claims;
 use ciba_domain::client::SigningAlg;
 use ciba_domain::error::{ErrorCode, OAuthError};
@@ -14,6 +15,7 @@ use ciba_domain::ids::random_id;
 use ciba_domain::scope::{ScopeSet, CLIENT_SCOPES};
 use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
+use ciba_store::audit;
 use serde_json::json;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
@@ -40,16 +42,30 @@ pub async fn token(
             kind: Endpoint::Grant,
             cert: caller.cert.as_ref().map(|c| &*c.0),
             source: caller.source,
+            request_id: caller.request_id.as_deref(),
         };
         match grant_type {
             GRANT_CLIENT_CREDENTIALS => {
                 let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
-                client_credentials(&state, &client, &form, now)
+                let (reply, jti) = client_credentials(&state, &client, &form, now)?;
+                let (origin, id) = (caller.origin(), client.client.id.clone());
+                let at_ms = crate::state::now_ms();
+                state
+                    .db_write_one(move |c| {
+                        let by = audit::By {
+                            actor: Actor::Client(&id),
+                            origin: &origin,
+                            at_ms,
+                        };
+                        audit::record(c, &by, action::TOKEN_ISSUED, Some(&jti), Outcome::Ok)
+                    })
+                    .await?;
+                Ok(reply)
             }
             GRANT_CIBA => {
                 let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
                 let id = form.require("auth_req_id")?.to_owned();
-                let t = crate::service::ciba::grant(&state, &client, id, now_ms).await?;
+                let t = crate::service::ciba::grant(&state, &client, id, caller.origin(), now_ms).await?;
                 Ok(json_response(
                     200,
                     &json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "id_token": t.id_token}),
@@ -81,7 +97,7 @@ fn client_credentials(
     auth: &auth::Authenticated,
     form: &Form,
     now: i64,
-) -> ApiResult<Response> {
+) -> ApiResult<(Response, String)> {
     // A token must not mint its own successor: require the client's own credentials.
     if !matches!(
         auth.method,
@@ -130,8 +146,9 @@ fn client_credentials(
         tracing::error!(error = %e, "signing failed");
         ApiError::new(OAuthError::server_error())
     })?;
-    Ok(json_response(
+    let reply = json_response(
         200,
         &json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.to_string()}),
-    ))
+    );
+    Ok((reply, jti))
 }

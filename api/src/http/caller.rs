@@ -4,6 +4,7 @@
 //! any address there and escape the limit.
 
 use crate::http::tls::PeerCert;
+use ciba_domain::audit::Origin;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use warp::http::HeaderMap;
@@ -17,7 +18,23 @@ pub struct Caller {
     pub source: Option<IpAddr>,
     /// The client certificate of the connection, or from a trusted proxy (contract §11).
     pub cert: Option<PeerCert>,
+    /// This request's id (UUID v7), as the audit trail records it.
+    pub request_id: Option<String>,
 }
+
+impl Caller {
+    /// Where this request came from, for the audit trail.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            source: self.source.map(|s| s.to_string()),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// The id the server loop gave a request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// The client's address as the server loop worked it out ([`client_address`]).
 #[derive(Debug, Clone, Copy)]
@@ -28,11 +45,16 @@ pub fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::ext::optional::<ClientAddr>())
         .and(warp::ext::optional::<PeerCert>())
+        .and(warp::ext::optional::<RequestId>())
         .map(
-            |authorization, source: Option<ClientAddr>, cert: Option<PeerCert>| Caller {
+            |authorization,
+             source: Option<ClientAddr>,
+             cert: Option<PeerCert>,
+             id: Option<RequestId>| Caller {
                 authorization,
                 source: source.map(|s| s.0),
                 cert,
+                request_id: id.map(|r| r.0),
             },
         )
 }

@@ -164,6 +164,7 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
     let app_enroll = warp::path!("app" / "v1" / "devices")
         .and(warp::post())
         .and(s())
+        .and(who())
         .and(header("content-type"))
         .and(body())
         .then(app::enroll);

@@ -6,6 +6,7 @@ use crate::auth::Authenticated;
 use crate::error::{oauth_error, ApiResult};
 use crate::state::AppState;
 use ciba_domain::assurance::KeyProtection;
+use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::auth_request::expiry;
 use ciba_domain::client::Client;
 use ciba_domain::error::{ErrorCode, OAuthError};
@@ -17,6 +18,7 @@ use ciba_domain::secret::sha256_b64url;
 use ciba_domain::status::{PermissionStatus, RequestStatus};
 use ciba_runtime::crypto::jwt::{self, LEEWAY, TYP_PERMISSION_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
+use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, Insert, PermissionRow};
 use ciba_store::users::{self, DeviceRow};
@@ -174,6 +176,8 @@ pub(crate) struct Start<'a> {
     pub(crate) binding_message: Option<String>,
     /// A permission made for a plain `login_hint`, stored with the request.
     pub(crate) new_permission: Option<String>,
+    /// Where the start came from (the audit trail).
+    pub(crate) origin: Origin,
 }
 
 pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult<AuthRequestRow> {
@@ -213,15 +217,27 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
         redeemed_at: None,
     };
     let (stored, permission) = (row.clone(), s.permission);
-    let nonce = s.new_permission;
+    let (nonce, origin, at_ms) = (s.new_permission, s.origin, crate::state::now_ms());
     let started = state
         .db_write(move |c| {
+            let by = audit::By {
+                actor: Actor::Client(&stored.client_id),
+                origin: &origin,
+                at_ms,
+            };
             if let Some(nonce_hash) = nonce {
                 if perms::insert_with_nonce(c, &permission, &nonce_hash)? == Insert::NonceReused {
                     return Ok(false);
                 }
+                let id = Some(permission.id.as_str());
+                audit::record(c, &by, action::PERMISSION_REGISTERED, id, Outcome::Ok)?;
             }
-            requests::start(c, &stored, &permission.id, now)
+            if !requests::start(c, &stored, &permission.id, now)? {
+                return Ok(false);
+            }
+            let id = Some(stored.id.as_str());
+            audit::record(c, &by, action::REQUEST_STARTED, id, Outcome::Ok)?;
+            Ok(true)
         })
         .await?;
     if !started {

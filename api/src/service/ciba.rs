@@ -5,6 +5,7 @@ use crate::auth::Authenticated;
 use crate::error::{oauth_error, ApiError, ApiResult};
 use crate::poll_batch::POLL_GRACE_MS;
 use crate::state::AppState;
+use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::auth_request::{PollStep, PolledRequest};
 use ciba_domain::claims;
 use ciba_domain::client::{Client, SigningAlg};
@@ -14,6 +15,7 @@ use ciba_domain::scope::ScopeSet;
 use ciba_runtime::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use ciba_service::requests as lifecycle;
+use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::polling::{self, Poll};
 use ciba_store::{permissions as perms, users};
@@ -36,6 +38,7 @@ pub async fn grant(
     state: &AppState,
     client: &Authenticated,
     id: String,
+    origin: Origin,
     now_ms: i64,
 ) -> ApiResult<Tokens> {
     let now = now_ms / 1000;
@@ -80,11 +83,23 @@ pub async fn grant(
                 let tokens =
                     issue_tokens(state, &client.client, client.bound_to.as_deref(), &row, now)
                         .await?;
-                let (i, c) = (id.clone(), client_id.clone());
-                if !state
-                    .db_write_one(move |conn| requests::redeem(conn, &i, &c, now))
-                    .await?
-                {
+                let (i, c, o) = (id.clone(), client_id.clone(), origin.clone());
+                let at_ms = crate::state::now_ms();
+                let redeemed = state
+                    .db_write(move |conn| {
+                        if !requests::redeem(conn, &i, &c, now)? {
+                            return Ok(false);
+                        }
+                        let by = audit::By {
+                            actor: Actor::Client(&c),
+                            origin: &o,
+                            at_ms,
+                        };
+                        audit::record(conn, &by, action::REQUEST_REDEEMED, Some(&i), Outcome::Ok)?;
+                        Ok(true)
+                    })
+                    .await?;
+                if !redeemed {
                     return Err(already_redeemed());
                 }
                 Ok(tokens)
@@ -92,9 +107,17 @@ pub async fn grant(
             PollStep::Declined => Err(oauth_error(ErrorCode::AccessDenied, "the user declined")),
             PollStep::Expired { mark } => {
                 if mark {
-                    let i = id.clone();
+                    let (i, c, o) = (id.clone(), client_id.clone(), origin.clone());
+                    let at_ms = crate::state::now_ms();
                     state
-                        .db_write(move |conn| lifecycle::expire(conn, &i, now))
+                        .db_write(move |conn| {
+                            let by = audit::By {
+                                actor: Actor::Client(&c),
+                                origin: &o,
+                                at_ms,
+                            };
+                            lifecycle::expire(conn, &i, &by, now)
+                        })
                         .await?;
                 }
                 Err(oauth_error(

@@ -8,12 +8,14 @@ use crate::auth::use_jti;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::assurance::{decision_amr, KeyProtection};
+use ciba_domain::audit::{Actor, Origin};
 use ciba_domain::auth_request::{validate_amr, Decision};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::permission::ACR_SUBSTANTIAL;
 use ciba_domain::status::RequestStatus;
 use ciba_runtime::crypto::jwt::{self, LEEWAY};
 use ciba_service::requests as lifecycle;
+use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, PermissionRow};
 use jsonwebtoken::Algorithm;
@@ -65,6 +67,7 @@ pub async fn decide(
     dev: &AuthenticatedDevice,
     link_ref: String,
     signed: Option<&str>,
+    origin: Origin,
     now: i64,
 ) -> ApiResult<(Decision, PermissionRow)> {
     let (r, p) = request_for(state, dev, link_ref.clone()).await?;
@@ -131,6 +134,7 @@ pub async fn decide(
         dev.device.id.clone(),
         serde_json::to_string(&amr).unwrap_or_default(),
     );
+    let at_ms = crate::state::now_ms();
     let won = state
         .db_write(move |c| {
             let decided = lifecycle::Decision {
@@ -138,7 +142,12 @@ pub async fn decide(
                 device_id: &device_id,
                 amr: &amr_json,
             };
-            lifecycle::decide(c, &id, &decided, now)
+            let by = audit::By {
+                actor: Actor::Device(&device_id),
+                origin: &origin,
+                at_ms,
+            };
+            lifecycle::decide(c, &id, &decided, &by, now)
         })
         .await?;
     if !won {

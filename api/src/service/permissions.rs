@@ -5,6 +5,7 @@
 use super::internal;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::claims;
 use ciba_domain::client::SigningAlg;
 use ciba_domain::error::OAuthError;
@@ -16,7 +17,7 @@ use ciba_domain::status::{PermissionStatus, RequestStatus};
 use ciba_runtime::crypto::jwt::{self, TYP_PERMISSION_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use ciba_store::permissions::{self as perms, Insert, PermissionRow};
-use ciba_store::{auth_requests, users};
+use ciba_store::{audit, auth_requests, users};
 use serde_json::{json, Value};
 
 /// A registered permission: its id and the merchant's single-use token for it.
@@ -31,6 +32,7 @@ pub async fn register(
     state: &AppState,
     client_id: &str,
     p: NewPermission,
+    origin: Origin,
     now: i64,
 ) -> ApiResult<Registered> {
     let id = random_id();
@@ -49,10 +51,21 @@ pub async fn register(
         jwt::sign(&key, TYP_PERMISSION_TOKEN, &token_claims).map_err(|e| internal("signing", e))?;
     let nonce_hash = sha256_b64url(p.nonce.as_bytes());
     let mut row = PermissionRow::pending(id.clone(), client_id, p, now);
+    let (client, at_ms) = (client_id.to_owned(), crate::state::now_ms());
     let outcome = state
         .db_write(move |c| {
             row.user_sub = users::find_by_nnin(c, &row.login_hint)?.map(|u| u.sub);
-            perms::insert_with_nonce(c, &row, &nonce_hash)
+            let outcome = perms::insert_with_nonce(c, &row, &nonce_hash)?;
+            if outcome != Insert::NonceReused {
+                let by = audit::By {
+                    actor: Actor::Client(&client),
+                    origin: &origin,
+                    at_ms,
+                };
+                let (what, id) = (action::PERMISSION_REGISTERED, Some(row.id.as_str()));
+                audit::record(c, &by, what, id, Outcome::Ok)?;
+            }
+            Ok(outcome)
         })
         .await?;
     if outcome == Insert::NonceReused {

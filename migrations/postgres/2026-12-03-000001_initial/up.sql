@@ -241,3 +241,28 @@ BEGIN
     RETURN QUERY SELECT unnest(touched);
 END
 $$;
+
+-- The audit trail: append-only, written in the transaction of the change it records, kept
+-- CIBA_AUDIT_RETENTION (400 days) whatever the request retention. Never an NNIN, a secret
+-- or a token: objects are the ids the server issued.
+CREATE TABLE audit_events (
+    id         TEXT PRIMARY KEY,                   -- UUID v7 (ordered by time)
+    at_ms      BIGINT NOT NULL,
+    actor_kind TEXT NOT NULL,                      -- client | device | operator | system
+    actor_id   TEXT,
+    action     TEXT NOT NULL,                      -- e.g. request.approved
+    object_id  TEXT,
+    outcome    TEXT NOT NULL,                      -- ok | refused
+    source     TEXT,                               -- the caller's address
+    request_id TEXT                                -- the HTTP request's id
+);
+CREATE INDEX audit_events_at ON audit_events (at_ms);
+
+-- Rows are never changed. (Deleting is the retention job's; give the API's own role no
+-- DELETE on this table where the roles are separate, see README "Audit trail".)
+CREATE FUNCTION ciba_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_events is append-only';
+END $$;
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION ciba_audit_append_only();

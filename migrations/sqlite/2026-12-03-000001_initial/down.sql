@@ -1,3 +1,4 @@
+DROP TABLE IF EXISTS audit_events;
 DROP TABLE rate_limits;
 DROP TABLE jobs;
 DROP TABLE used_jtis;

@@ -161,3 +161,24 @@ CREATE TABLE rate_limits (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX rate_limits_expiry ON rate_limits (expires_at);
+
+-- The audit trail: append-only, written in the transaction of the change it records, kept
+-- CIBA_AUDIT_RETENTION (400 days) whatever the request retention. Never an NNIN, a secret
+-- or a token: objects are the ids the server issued.
+CREATE TABLE audit_events (
+    id         TEXT PRIMARY KEY,                   -- UUID v7 (ordered by time)
+    at_ms      INTEGER NOT NULL,
+    actor_kind TEXT NOT NULL,                      -- client | device | operator | system
+    actor_id   TEXT,
+    action     TEXT NOT NULL,                      -- e.g. request.approved
+    object_id  TEXT,
+    outcome    TEXT NOT NULL,                      -- ok | refused
+    source     TEXT,                               -- the caller's address
+    request_id TEXT                                -- the HTTP request's id
+);
+CREATE INDEX audit_events_at ON audit_events (at_ms);
+
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit_events is append-only');
+END;

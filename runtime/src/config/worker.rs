@@ -19,6 +19,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     pub expiry_interval: i64,
     pub retention: i64,
+    /// Seconds audit events are kept (`CIBA_AUDIT_RETENTION`, never less than `retention`).
+    pub audit_retention: i64,
     pub retention_interval: i64,
     pub retention_batch: i64,
     /// Seconds between automatic key rotations; 0 turns them off.
@@ -36,6 +38,21 @@ pub struct WorkerSettings {
 
 impl WorkerSettings {
     pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let retention = env.int("CIBA_RETENTION", 30 * 86_400, 3_600, 3_650 * 86_400)?;
+        let audit_retention = env.int(
+            "CIBA_AUDIT_RETENTION",
+            400 * 86_400,
+            86_400,
+            36_500 * 86_400,
+        )?;
+        // The trail outlives what it records: who approved what must be answerable after the
+        // request itself is gone.
+        if audit_retention < retention {
+            return Err(super::env::err(
+                "CIBA_AUDIT_RETENTION",
+                "must not be shorter than CIBA_RETENTION",
+            ));
+        }
         Ok(Self {
             job_max_attempts: env.int("CIBA_JOB_MAX_ATTEMPTS", 10, 1, 100)? as i32,
             job_backoff_base: env.int("CIBA_JOB_BACKOFF_BASE", 2, 1, 3_600)?,
@@ -44,7 +61,8 @@ impl WorkerSettings {
             poll_ms: env.int("CIBA_WORKER_POLL_MS", 500, 10, 60_000)? as u64,
             concurrency: env.int("CIBA_WORKER_CONCURRENCY", 16, 1, 256)? as usize,
             expiry_interval: env.int("CIBA_EXPIRY_INTERVAL", 5, 1, 3_600)?,
-            retention: env.int("CIBA_RETENTION", 30 * 86_400, 3_600, 3_650 * 86_400)?,
+            retention,
+            audit_retention,
             retention_interval: env.int("CIBA_RETENTION_INTERVAL", 3_600, 1, 86_400)?,
             retention_batch: env.int("CIBA_RETENTION_BATCH", 1_000, 1, 100_000)?,
             key_rotation_period: env.int(

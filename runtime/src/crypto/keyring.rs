@@ -7,7 +7,9 @@
 use super::kek::Kek;
 pub use super::key::{LoadedKey, Purpose};
 use super::keygen::{self, KeyError};
+use ciba_domain::audit::{action, Outcome};
 use ciba_domain::client::SigningAlg;
+use ciba_store::audit::{self, By};
 use ciba_store::keys::{self as key_store, SigningKeyRow};
 use ciba_store::{Store, StoreError};
 use serde_json::{json, Value};
@@ -214,6 +216,7 @@ pub fn revoke(
     store: &Store,
     kek: &Kek,
     kid: &str,
+    by: &By<'_>,
     now: i64,
 ) -> Result<Option<Revoked>, KeyringError> {
     let Some(row) = store.read(|c| key_store::find(c, kid))? else {
@@ -234,6 +237,7 @@ pub fn revoke(
             if !key_store::revoke(c, kid, now)? {
                 return Ok(None);
             }
+            audit::record(c, by, action::KEY_REVOKED, Some(kid), Outcome::Ok)?;
             let signs = |r: &SigningKeyRow| {
                 r.purpose == row.purpose
                     && r.alg == row.alg
@@ -260,11 +264,12 @@ pub fn revoke(
 pub fn rotate(
     store: &Store,
     kek: &Kek,
+    by: &By<'_>,
     now: i64,
     lead: i64,
     max_lifetime: i64,
 ) -> Result<Vec<String>, KeyringError> {
-    rotate_when(store, kek, now, lead, max_lifetime, None)
+    rotate_when(store, kek, by, now, lead, max_lifetime, None)
 }
 
 /// The worker's scheduled rotation: rotate when the newest key is `period` seconds old.
@@ -273,6 +278,7 @@ pub fn rotate(
 pub fn rotate_if_due(
     store: &Store,
     kek: &Kek,
+    by: &By<'_>,
     now: i64,
     period: i64,
     lead: i64,
@@ -285,7 +291,7 @@ pub fn rotate_if_due(
     if !store.read(due)? {
         return Ok(Vec::new());
     }
-    rotate_when(store, kek, now, lead, max_lifetime, Some(&due))
+    rotate_when(store, kek, by, now, lead, max_lifetime, Some(&due))
 }
 
 type DueCheck<'a> = &'a dyn Fn(&mut ciba_store::DbConnection) -> ciba_store::StoreResult<bool>;
@@ -293,6 +299,7 @@ type DueCheck<'a> = &'a dyn Fn(&mut ciba_store::DbConnection) -> ciba_store::Sto
 fn rotate_when(
     store: &Store,
     kek: &Kek,
+    by: &By<'_>,
     now: i64,
     lead: i64,
     max_lifetime: i64,
@@ -321,6 +328,7 @@ fn rotate_when(
                     now + lead,
                     now + lead + max_lifetime,
                 )?;
+                audit::record(c, by, action::KEY_ROTATED, Some(&row.kid), Outcome::Ok)?;
             }
             Ok(rows.iter().map(|r| r.kid.clone()).collect())
         })

@@ -1,0 +1,109 @@
+//! The audit trail (append-only): one row per event, written in the caller's transaction.
+
+use crate::error::StoreResult;
+use crate::schema::audit_events;
+use crate::DbConnection;
+use ciba_domain::audit::{Actor, Origin, Outcome};
+use diesel::prelude::*;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = audit_events)]
+pub struct AuditRow {
+    pub id: String,
+    pub at_ms: i64,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub object_id: Option<String>,
+    pub outcome: String,
+    pub source: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Who acts, from where, when (milliseconds): the part of an event its use case knows.
+pub struct By<'a> {
+    pub actor: Actor<'a>,
+    pub origin: &'a Origin,
+    pub at_ms: i64,
+}
+
+/// Record that `by` did `action` to `object` (an id the server issued) with `outcome`.
+pub fn record(
+    conn: &mut DbConnection,
+    by: &By<'_>,
+    action: &'static str,
+    object: Option<&str>,
+    outcome: Outcome,
+) -> StoreResult<()> {
+    let at_ms = by.at_ms;
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at_ms.max(0) as u64 / 1000,
+        (at_ms.max(0) as u64 % 1000) as u32 * 1_000_000,
+    );
+    let row = AuditRow {
+        id: uuid::Uuid::new_v7(ts).to_string(),
+        at_ms,
+        actor_kind: by.actor.kind().into(),
+        actor_id: by.actor.id().filter(|id| !id.is_empty()).map(str::to_owned),
+        action: action.into(),
+        object_id: object.map(str::to_owned),
+        outcome: outcome.as_str().into(),
+        source: by.origin.source.clone(),
+        request_id: by.origin.request_id.clone(),
+    };
+    diesel::insert_into(audit_events::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Which events to list.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub client: Option<String>,
+    pub action: Option<String>,
+    pub limit: i64,
+}
+
+/// Events matching `f`, oldest first. `client`: events by that client as actor, and the
+/// events of the requests and permissions it started.
+pub fn list(conn: &mut DbConnection, f: &Filter) -> StoreResult<Vec<AuditRow>> {
+    let mut q = audit_events::table.into_boxed();
+    if let Some(since) = f.since_ms {
+        q = q.filter(audit_events::at_ms.ge(since));
+    }
+    if let Some(until) = f.until_ms {
+        q = q.filter(audit_events::at_ms.lt(until));
+    }
+    if let Some(action) = &f.action {
+        q = q.filter(audit_events::action.eq(action.clone()));
+    }
+    if let Some(client) = &f.client {
+        q = q.filter(
+            audit_events::actor_kind
+                .eq("client")
+                .and(audit_events::actor_id.eq(client.clone())),
+        );
+    }
+    Ok(q.order((audit_events::at_ms.asc(), audit_events::id.asc()))
+        .limit(f.limit)
+        .select(AuditRow::as_select())
+        .load(conn)?)
+}
+
+/// Delete up to `limit` events older than `before_ms` (the audit retention).
+pub fn purge_before(conn: &mut DbConnection, before_ms: i64, limit: i64) -> StoreResult<usize> {
+    let batch: Vec<String> = audit_events::table
+        .filter(audit_events::at_ms.lt(before_ms))
+        .select(audit_events::id)
+        .limit(limit)
+        .load(conn)?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(audit_events::table.filter(audit_events::id.eq_any(batch))).execute(conn)?)
+}
