@@ -56,6 +56,16 @@ pub enum AdminCommand {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The key-encryption key (CIBA_KEY_ENCRYPTION_KEY).
+    #[command(subcommand)]
+    Kek(KekCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KekCommand {
+    /// Re-encrypt every stored private key under CIBA_KEY_ENCRYPTION_KEY, from the key in
+    /// CIBA_KEY_ENCRYPTION_KEY_PREVIOUS, in one transaction.
+    Rotate,
 }
 
 #[derive(Args, Debug)]

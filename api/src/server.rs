@@ -134,14 +134,11 @@ async fn initialise(state: &AppState) -> Result<(), String> {
                     "the database schema is not up to date: run `ciba-api migrate`".into(),
                 ));
             }
-            let created = keyring::ensure_keys(&s.store, &s.kek, now())
-                .map_err(|e| StoreError::Other(e.to_string()))?;
+            let created = keyring::ensure_keys(&s.store, &s.kek, now()).map_err(store_error)?;
             if !created.is_empty() {
                 tracing::info!(count = created.len(), "generated signing keys");
             }
-            s.keys
-                .reload(&s.store, now())
-                .map_err(|e| StoreError::Other(e.to_string()))
+            s.keys.reload(&s.store, now()).map_err(store_error)
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -154,6 +151,15 @@ async fn initialise(state: &AppState) -> Result<(), String> {
             }
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+/// A keyring failure as the store error it is, so an unavailable (or, on SQLite, briefly
+/// locked) database is retried at start like any other read; anything else is fatal.
+fn store_error(e: keyring::KeyringError) -> StoreError {
+    match e {
+        keyring::KeyringError::Store(e) => e,
+        other => StoreError::Other(other.to_string()),
     }
 }
 

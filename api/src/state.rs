@@ -55,7 +55,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Fails only when the password-hashing threads cannot be started.
     pub fn new(config: Config, store: Store) -> Result<Self, String> {
-        let kek = Kek::new(&config.key_encryption_key);
+        let kek = config.kek();
         let external =
             ExternalIssuers::new(config.external_issuers.clone(), config.external_jwks_ttl);
         let hashing = HashPool::start(config.server.hash_threads, config.server.hash_queue)

@@ -420,6 +420,19 @@ class Topology(unittest.TestCase):
         issuers = yaml.safe_load(decode("CIBA_EXTERNAL_ISSUERS"))
         self.assertEqual(issuers[0]["jwks_uri"], "https://login.bank.example.test/jwks")
 
+    def test_a_previous_key_encryption_key_reaches_every_pod_during_a_rotation(self):
+        old = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        docs = render(production(), [f"secrets.keyEncryptionKeyPrevious={old}"])
+        data = one(docs, "Secret", "rel-ciba")["data"]
+        self.assertEqual(base64.b64decode(data["CIBA_KEY_ENCRYPTION_KEY_PREVIOUS"]).decode(), old)
+        for name in ("rel-ciba-api", "rel-ciba-worker"):
+            spec = one(docs, "Deployment", name)["spec"]["template"]["spec"]
+            env = {e["name"] for c in containers(spec) for e in c.get("env", [])}
+            self.assertIn("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS", env, name)
+        # Not there outside a rotation.
+        data = one(render(production()), "Secret", "rel-ciba")["data"]
+        self.assertNotIn("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS", data)
+
     def test_extra_env_numbers_are_rendered_as_integers(self):
         cm = one(render(production()), "ConfigMap", "rel-ciba")["data"]
         self.assertEqual(cm["CIBA_JOB_MAX_ATTEMPTS"], "12")

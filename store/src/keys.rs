@@ -101,6 +101,22 @@ pub fn revoke(conn: &mut DbConnection, kid: &str, now: i64) -> StoreResult<bool>
     Ok(n == 1)
 }
 
+/// Store `kid`'s private key sealed anew, under the key-encryption key `kek_id`.
+pub fn reseal(
+    conn: &mut DbConnection,
+    kid: &str,
+    private_key: &str,
+    kek_id: &str,
+) -> StoreResult<bool> {
+    let n = diesel::update(signing_keys::table.find(kid))
+        .set((
+            signing_keys::private_key.eq(private_key),
+            signing_keys::kek_id.eq(kek_id),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Delete keys that left the JWKS before `now` (nothing they signed is still valid).
 pub fn purge_expired(conn: &mut DbConnection, now: i64) -> StoreResult<usize> {
     Ok(diesel::delete(

@@ -205,7 +205,52 @@ async fn one_flow_leaves_its_audit_trail(b: Backend) {
     assert!(!out.status.success());
 }
 
+/// The key-encryption key is rotated: every stored key is sealed anew under the new key, the
+/// servers keep working (before, during with both keys, after with the new alone), and the
+/// old key alone no longer opens them.
+async fn kek_rotation_keeps_every_key_usable(b: Backend) {
+    const NEW_KEK: &str = "Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M=";
+    let mut srv = TestServer::start(b).await;
+    let (id, secret) = srv.create_client(SCOPES, &[]);
+    let token = srv.access_token(&id, &secret, "permissions/client").await;
+    let resource = "/permissions/v1/no-such-permission";
+
+    // A new key alone does not open the stored keys; with the old one as the previous, it
+    // does (the change-over).
+    srv.set_env("CIBA_KEY_ENCRYPTION_KEY", NEW_KEK);
+    srv.restart_refused_or_ok(false).await;
+    srv.set_env("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS", support::TEST_KEK);
+    srv.restart_refused_or_ok(true).await;
+    assert_eq!(
+        srv.get_bearer(resource, &token).await.0,
+        404,
+        "old keys open with the previous KEK"
+    );
+
+    let out = srv.admin(&["kek", "rotate"]);
+    assert_eq!(out["resealed"], 4, "every signing key: {out}");
+    // After it the previous key is no longer needed, and the old key no longer enough.
+    srv.set_env("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS", "");
+    srv.restart().await;
+    assert_eq!(
+        srv.get_bearer(resource, &token).await.0,
+        404,
+        "the same keys, resealed"
+    );
+    srv.set_env("CIBA_KEY_ENCRYPTION_KEY", support::TEST_KEK);
+    srv.restart_refused_or_ok(false).await;
+    // Rotating again without a previous key: refused, nothing changed.
+    srv.set_env("CIBA_KEY_ENCRYPTION_KEY", NEW_KEK);
+    let out = srv.admin_raw(&["kek", "rotate"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS"));
+    srv.restart_refused_or_ok(true).await;
+    let fresh = srv.access_token(&id, &secret, "permissions/client").await;
+    assert_eq!(srv.get_bearer(resource, &fresh).await.0, 404);
+}
+
 on_both_backends!(
     a_revoked_key_leaves_at_once,
-    one_flow_leaves_its_audit_trail
+    one_flow_leaves_its_audit_trail,
+    kek_rotation_keeps_every_key_usable,
 );

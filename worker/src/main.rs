@@ -87,7 +87,7 @@ async fn run(config: Config) -> Result<(), String> {
         http,
         ping_policy,
         client_slots: slots::ClientSlots::new(s.ping_per_client_concurrency),
-        kek: Kek::new(&config.key_encryption_key),
+        kek: config.kek(),
         key_publish_lead: config.key_publish_lead,
         max_token_lifetime: config.max_token_lifetime(),
         worker_id: format!("{}-{}", std::process::id(), ciba_domain::ids::random_id()),

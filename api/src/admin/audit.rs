@@ -79,6 +79,7 @@ pub fn action_of(command: &AdminCommand) -> &'static str {
         AdminCommand::Jobs(J::Retry { .. }) => "admin.jobs.retry",
         AdminCommand::Audit(AuditCommand::List(_)) => "admin.audit.list",
         AdminCommand::Audit(AuditCommand::Export(_)) => "admin.audit.export",
+        AdminCommand::Kek(crate::cli::KekCommand::Rotate) => "admin.kek.rotate",
     }
 }
 

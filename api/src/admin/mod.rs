@@ -14,7 +14,6 @@ use ciba_domain::ids::random_id;
 use ciba_domain::nnin::Nnin;
 use ciba_domain::secret::sha256_b64url;
 use ciba_runtime::config::Config;
-use ciba_runtime::crypto::kek::Kek;
 use ciba_runtime::crypto::keyring;
 use ciba_store::users::{self, EnrollmentCodeRow, UserRow};
 use ciba_store::{jobs, keys, Backend, Store, StoreError};
@@ -51,6 +50,11 @@ fn execute(config: &Config, store: &Store, command: AdminCommand) -> Result<Valu
     let now = now();
     match command {
         AdminCommand::Audit(c) => audit::run(&store, c),
+        AdminCommand::Kek(crate::cli::KekCommand::Rotate) => {
+            let kek = config.kek();
+            let n = keyring::reencrypt(&store, &kek).map_err(|e| e.to_string())?;
+            Ok(json!({"resealed": n, "kek_id": kek.id()}))
+        }
         AdminCommand::Clients(c) => {
             let policy = ciba_runtime::ping_target::TargetPolicy::from_settings(&config.worker);
             clients::run(&store, c, &policy, now)
@@ -105,7 +109,7 @@ fn execute(config: &Config, store: &Store, command: AdminCommand) -> Result<Valu
             if !(0..=30 * 86_400).contains(&lead) {
                 return Err("--lead must be between 0 and 2592000 seconds".into());
             }
-            let kek = Kek::new(&config.key_encryption_key);
+            let kek = config.kek();
             let operator = audit::operator();
             let by = audit::by_operator(&operator);
             let kids = keyring::rotate(&store, &kek, &by, now, lead, config.max_token_lifetime())
@@ -136,7 +140,7 @@ fn execute(config: &Config, store: &Store, command: AdminCommand) -> Result<Valu
             Ok(json!({"id": job_id, "status": jobs::QUEUED}))
         }
         AdminCommand::Keys(KeysCommand::Revoke { kid }) => {
-            let kek = Kek::new(&config.key_encryption_key);
+            let kek = config.kek();
             let operator = audit::operator();
             let by = audit::by_operator(&operator);
             match keyring::revoke(&store, &kek, &kid, &by, now).map_err(|e| e.to_string())? {

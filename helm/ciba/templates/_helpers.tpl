@@ -108,6 +108,20 @@ CIBA_EXTERNAL_ISSUERS when configured. (dict "root" $ "secretName" NAME)
       name: {{ .secretName }}
       key: {{ include "ciba.secretKey" (dict "root" $root "key" "keyEncryptionKey") }}
 {{- if $root.Values.secrets.existingSecret }}
+- name: CIBA_KEY_ENCRYPTION_KEY_PREVIOUS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: {{ $root.Values.secrets.existingSecretKeys.keyEncryptionKeyPrevious }}
+      optional: true
+{{- else if $root.Values.secrets.keyEncryptionKeyPrevious }}
+- name: CIBA_KEY_ENCRYPTION_KEY_PREVIOUS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: CIBA_KEY_ENCRYPTION_KEY_PREVIOUS
+{{- end }}
+{{- if $root.Values.secrets.existingSecret }}
 - name: CIBA_EXTERNAL_ISSUERS
   valueFrom:
     secretKeyRef:
@@ -129,6 +143,9 @@ CIBA_EXTERNAL_ISSUERS when configured. (dict "root" $ "secretName" NAME)
 DATABASE_URL: {{ .Values.database.url | b64enc | quote }}
 {{- end }}
 CIBA_KEY_ENCRYPTION_KEY: {{ .Values.secrets.keyEncryptionKey | b64enc | quote }}
+{{- with .Values.secrets.keyEncryptionKeyPrevious }}
+CIBA_KEY_ENCRYPTION_KEY_PREVIOUS: {{ . | b64enc | quote }}
+{{- end }}
 {{- with .Values.config.externalIssuers }}
 CIBA_EXTERNAL_ISSUERS: {{ toJson . | b64enc | quote }}
 {{- end }}

@@ -44,6 +44,9 @@ pub struct Config {
     pub worker_listen: SocketAddr,
     pub app_link_base_url: String,
     pub key_encryption_key: [u8; 32],
+    /// The key-encryption key being replaced (`CIBA_KEY_ENCRYPTION_KEY_PREVIOUS`), during a
+    /// rotation (`admin kek rotate`).
+    pub key_encryption_key_previous: Option<[u8; 32]>,
     /// SQLite without `CIBA_KEY_ENCRYPTION_KEY`: the file the key was read from, and whether
     /// this start created it.
     pub key_file: Option<(std::path::PathBuf, bool)>,
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Config {
             .field("issuer", &self.issuer)
             .field("listen", &self.listen)
             .field("key_encryption_key", &"<redacted>")
+            .field("key_encryption_key_previous", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
@@ -115,18 +119,7 @@ impl Config {
             .addr("CIBA_LISTEN")?
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let (key_encryption_key, key_file) = match env.get("CIBA_KEY_ENCRYPTION_KEY") {
-            Some(raw) => {
-                let bytes = STANDARD.decode(raw.trim()).map_err(|_| {
-                    err(
-                        "CIBA_KEY_ENCRYPTION_KEY",
-                        "must be standard base64 (openssl rand -base64 32)",
-                    )
-                })?;
-                let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                    err("CIBA_KEY_ENCRYPTION_KEY", "must decode to exactly 32 bytes")
-                })?;
-                (key, None)
-            }
+            Some(raw) => (aes_key("CIBA_KEY_ENCRYPTION_KEY", raw)?, None),
             None => match database_url.sqlite_path() {
                 Some(db) => {
                     let path = crate::crypto::kek_file::path_for(db);
@@ -201,6 +194,10 @@ impl Config {
             listen,
             app_link_base_url,
             key_encryption_key,
+            key_encryption_key_previous: env
+                .get("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS")
+                .map(|raw| aes_key("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS", raw))
+                .transpose()?,
             key_file,
             external_issuers,
             log_format,
@@ -222,3 +219,21 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// A 32-byte key in standard base64 (`openssl rand -base64 32`).
+fn aes_key(var: &'static str, raw: &str) -> Result<[u8; 32], ConfigError> {
+    let bytes = STANDARD
+        .decode(raw.trim())
+        .map_err(|_| err(var, "must be standard base64 (openssl rand -base64 32)"))?;
+    bytes
+        .try_into()
+        .map_err(|_| err(var, "must decode to exactly 32 bytes"))
+}
+
+impl Config {
+    /// The key-encryption key, with the one being replaced during a rotation.
+    pub fn kek(&self) -> crate::crypto::kek::Kek {
+        crate::crypto::kek::Kek::new(&self.key_encryption_key)
+            .with_previous(self.key_encryption_key_previous.as_ref())
+    }
+}

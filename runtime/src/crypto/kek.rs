@@ -12,6 +12,9 @@ use ciba_domain::secret::sha256;
 pub struct Kek {
     cipher: Aes256Gcm,
     id: String,
+    /// The key being replaced, during a rotation (`CIBA_KEY_ENCRYPTION_KEY_PREVIOUS`): it
+    /// still opens what it sealed; it never seals.
+    previous: Option<std::sync::Arc<Kek>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +35,19 @@ impl Kek {
         Self {
             cipher: Aes256Gcm::new(key.into()),
             id,
+            previous: None,
         }
+    }
+
+    /// This key, also opening what `previous` sealed (a key-encryption-key rotation).
+    pub fn with_previous(mut self, previous: Option<&[u8; 32]>) -> Self {
+        self.previous = previous.map(|k| std::sync::Arc::new(Kek::new(k)));
+        self
+    }
+
+    /// The id of the key being replaced, if any.
+    pub fn previous_id(&self) -> Option<&str> {
+        self.previous.as_deref().map(Kek::id)
     }
 
     /// A short public fingerprint of the key, stored beside what it encrypts.
@@ -59,6 +74,9 @@ impl Kek {
     }
 
     pub fn open(&self, sealed: &str, aad: &str, stored_kek_id: &str) -> Result<Vec<u8>, KekError> {
+        if let Some(previous) = self.previous.as_deref().filter(|p| p.id == stored_kek_id) {
+            return previous.open(sealed, aad, stored_kek_id);
+        }
         if stored_kek_id != self.id {
             return Err(KekError::WrongKey {
                 stored: stored_kek_id.to_owned(),
@@ -112,5 +130,21 @@ mod tests {
             b.open(&sealed, "k", b.id()),
             Err(KekError::Decrypt)
         ));
+    }
+
+    #[test]
+    fn a_rotation_opens_the_old_and_seals_with_the_new() {
+        let (old, new) = ([1u8; 32], [2u8; 32]);
+        let sealed_old = Kek::new(&old).seal(b"secret", "kid");
+        let both = Kek::new(&new).with_previous(Some(&old));
+        let old_id = Kek::new(&old).id().to_owned();
+        assert_eq!(both.open(&sealed_old, "kid", &old_id).unwrap(), b"secret");
+        assert_eq!(both.previous_id(), Some(old_id.as_str()));
+        let resealed = both.seal(b"secret", "kid");
+        assert!(Kek::new(&old).open(&resealed, "kid", both.id()).is_err());
+        assert_eq!(
+            Kek::new(&new).open(&resealed, "kid", both.id()).unwrap(),
+            b"secret"
+        );
     }
 }

@@ -259,6 +259,40 @@ pub fn revoke(
         .map_err(KeyringError::from)
 }
 
+/// Re-encrypt every stored private key sealed under the previous key-encryption key under
+/// the current one, in one transaction (`admin kek rotate`). Refused, changing nothing, when
+/// no previous key is given or a key is sealed under neither. Returns how many were resealed.
+pub fn reencrypt(store: &Store, kek: &Kek) -> Result<usize, KeyringError> {
+    let Some(previous) = kek.previous_id().map(str::to_owned) else {
+        return Err(KeyringError::Key {
+            kid: "-".into(),
+            message: "set CIBA_KEY_ENCRYPTION_KEY_PREVIOUS to the key being replaced".into(),
+        });
+    };
+    store
+        .write(|c| {
+            let mut resealed = 0;
+            for row in key_store::all(c)? {
+                if row.kek_id == kek.id() {
+                    continue;
+                }
+                if row.kek_id != previous {
+                    return Err(StoreError::Other(format!(
+                        "signing key {} is sealed under neither key (kek id {})",
+                        row.kid, row.kek_id
+                    )));
+                }
+                let der = kek
+                    .open(&row.private_key, &row.kid, &row.kek_id)
+                    .map_err(|e| StoreError::Other(format!("signing key {}: {e}", row.kid)))?;
+                key_store::reseal(c, &row.kid, &kek.seal(&der, &row.kid), kek.id())?;
+                resealed += 1;
+            }
+            Ok(resealed)
+        })
+        .map_err(KeyringError::from)
+}
+
 /// Rotate every required key: each successor is published now and signs after `lead`
 /// seconds; each predecessor stops signing then and leaves the JWKS `max_lifetime` later.
 pub fn rotate(

@@ -203,6 +203,13 @@ impl TestServer {
         }
     }
 
+    /// Set (or replace) a variable of this server's environment, for its next start and its
+    /// admin CLI.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.extra_env.retain(|(k, _)| k != name);
+        self.extra_env.push((name.to_owned(), value.to_owned()));
+    }
+
     /// Move the server's clock (and its admin CLI's) forward by `by`.
     pub fn advance(&self, by: Duration) {
         let offset = self.clock_offset_ms() + by.as_millis() as i64;
@@ -262,6 +269,20 @@ impl TestServer {
     pub async fn restart(&mut self) {
         assert!(self.stop(), "server did not stop cleanly");
         self.spawn().await;
+    }
+
+    /// Stop the server and start it again with its present environment, which must make it
+    /// refuse to start (`ok` false: it exits with an error naming the key-encryption key)
+    /// or start. Left stopped when refused.
+    pub async fn restart_refused_or_ok(&mut self, ok: bool) {
+        assert!(self.stop(), "server did not stop cleanly");
+        if ok {
+            return self.spawn().await;
+        }
+        let out = self.command().output().unwrap();
+        assert!(!out.status.success(), "the server started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("CIBA_KEY_ENCRYPTION_KEY"), "{stderr}");
     }
 
     /// `ciba-api admin --json ARGS`; panics with stderr on failure.
