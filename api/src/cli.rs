@@ -168,6 +168,26 @@ pub struct CreateClient {
     pub tls_subject_dn: Option<String>,
 }
 
+#[derive(Args, Debug)]
+pub struct UpdateClient {
+    #[arg(allow_hyphen_values = true)]
+    pub client_id: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Space-separated scopes the client may use.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// The exact app_callback_uri values (repeatable; replaces the registered list).
+    #[arg(long = "callback-uri")]
+    pub callback_uris: Vec<String>,
+    /// A new JWK set (JSON) of the client's public keys.
+    #[arg(long)]
+    pub jwks_file: Option<PathBuf>,
+    /// A new notification endpoint (ping clients).
+    #[arg(long)]
+    pub notification_endpoint: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ClientsCommand {
     /// Register a client; prints its id, and its secret when its method has one (shown
@@ -175,6 +195,21 @@ pub enum ClientsCommand {
     Create(CreateClient),
     /// List clients (never their secrets).
     List,
+    /// One client (never its secret).
+    Show {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
+    /// Change a client: each given option replaces what is registered.
+    Update(UpdateClient),
+    /// Issue a new secret (printed once); the old one keeps working for --grace seconds.
+    RotateSecret {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        /// Seconds the old secret stays valid (0: it stops at once).
+        #[arg(long, default_value_t = 0)]
+        grace: i64,
+    },
     /// Disable a client: its tokens and credentials stop working.
     Disable {
         #[arg(allow_hyphen_values = true)]

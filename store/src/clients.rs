@@ -15,6 +15,9 @@ pub struct ClientRow {
     /// None for clients whose method has no secret.
     pub secret_hash: Option<String>,
     pub auth_method: String,
+    /// The secret before the last rotation, accepted until `previous_secret_until`.
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_until: Option<i64>,
     pub profile: Option<String>,
     pub tls_subject_dn: Option<String>,
     pub scopes: String,
@@ -38,6 +41,7 @@ impl ClientRow {
             + self.name.len()
             + opt(&self.secret_hash)
             + self.auth_method.len()
+            + opt(&self.previous_secret_hash)
             + opt(&self.profile)
             + opt(&self.tls_subject_dn)
             + self.scopes.len()
@@ -106,6 +110,65 @@ pub fn list(conn: &mut DbConnection) -> StoreResult<Vec<ClientRow>> {
         .order(clients::created_at.asc())
         .select(ClientRow::as_select())
         .load(conn)?)
+}
+
+/// Replace a client's secret hash; the old one stays valid until `grace_until` (none: it
+/// stops at once). False when there is no such client with a secret.
+pub fn rotate_secret(
+    conn: &mut DbConnection,
+    id: &str,
+    new_hash: &str,
+    grace_until: Option<i64>,
+    now: i64,
+) -> StoreResult<bool> {
+    let Some(row) = find(conn, id)? else {
+        return Ok(false);
+    };
+    let Some(old) = row.secret_hash else {
+        return Ok(false);
+    };
+    let n = diesel::update(clients::table.filter(clients::id.eq(id)))
+        .set((
+            clients::secret_hash.eq(new_hash),
+            clients::previous_secret_hash.eq(grace_until.map(|_| old)),
+            clients::previous_secret_until.eq(grace_until),
+            clients::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// What `clients update` may change.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub name: Option<String>,
+    pub scopes: Option<String>,
+    pub callback_uris: Option<String>,
+    pub jwks: Option<String>,
+    pub notification_endpoint: Option<String>,
+}
+
+/// Apply `changes` to client `id`; false when there is no such client.
+pub fn update(conn: &mut DbConnection, id: &str, changes: Changes, now: i64) -> StoreResult<bool> {
+    let Some(mut row) = find(conn, id)? else {
+        return Ok(false);
+    };
+    row.name = changes.name.unwrap_or(row.name);
+    row.scopes = changes.scopes.unwrap_or(row.scopes);
+    row.callback_uris = changes.callback_uris.unwrap_or(row.callback_uris);
+    row.jwks = changes.jwks.or(row.jwks);
+    row.notification_endpoint = changes.notification_endpoint.or(row.notification_endpoint);
+    let n = diesel::update(clients::table.filter(clients::id.eq(id)))
+        .set((
+            clients::name.eq(&row.name),
+            clients::scopes.eq(&row.scopes),
+            clients::callback_uris.eq(&row.callback_uris),
+            clients::jwks.eq(&row.jwks),
+            clients::notification_endpoint.eq(&row.notification_endpoint),
+            clients::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
 }
 
 pub fn set_disabled(

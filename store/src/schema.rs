@@ -6,6 +6,8 @@ diesel::table! {
         name -> Text,
         secret_hash -> Nullable<Text>,
         auth_method -> Text,
+        previous_secret_hash -> Nullable<Text>,
+        previous_secret_until -> Nullable<BigInt>,
         profile -> Nullable<Text>,
         tls_subject_dn -> Nullable<Text>,
         scopes -> Text,

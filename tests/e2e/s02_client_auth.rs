@@ -68,6 +68,8 @@ async fn fixture(b: Backend) -> Fixture {
         name: "Merchant".into(),
         secret_hash: Some(hash_secret("secret").unwrap()),
         auth_method: "client_secret_basic".into(),
+        previous_secret_hash: None,
+        previous_secret_until: None,
         profile: None,
         tls_subject_dn: None,
         scopes: "permissions/client permissions/app2app openid".into(),

@@ -249,7 +249,93 @@ async fn kek_rotation_keeps_every_key_usable(b: Backend) {
     assert_eq!(srv.get_bearer(resource, &fresh).await.0, 404);
 }
 
+/// A client's lifecycle: shown, changed, its secret rotated with and without a grace,
+/// disabled and enabled; each change is what the API does next.
+async fn client_lifecycle(b: Backend) {
+    let srv = TestServer::start_with(b, &[("CIBA_CLIENT_CACHE_TTL", "0")]).await;
+    let (id, old) = srv.create_client(SCOPES, &[]);
+    let cc = |scope: &'static str| [("grant_type", "client_credentials"), ("scope", scope)];
+    let token = |secret: String, scope: &'static str| {
+        let (srv, id) = (&srv, id.clone());
+        async move {
+            let (status, _, body) = srv
+                .post_form("/oidc/v1/token", Some((&id, &secret)), &cc(scope))
+                .await;
+            (status, body["error"].as_str().unwrap_or("").to_owned())
+        }
+    };
+    assert_eq!(srv.admin(&["clients", "show", &id])["name"], "Test Shop");
+
+    // A new secret; the old one works for the grace, then stops.
+    let rotated = srv.admin(&["clients", "rotate-secret", &id, "--grace", "30"]);
+    let new = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        token(old.clone(), "openid").await.0,
+        200,
+        "old secret within the grace"
+    );
+    assert_eq!(token(new.clone(), "openid").await.0, 200, "new secret");
+    srv.advance(Duration::from_secs(31));
+    assert_eq!(
+        token(old.clone(), "openid").await.0,
+        401,
+        "old secret after the grace"
+    );
+    assert_eq!(token(new.clone(), "openid").await.0, 200);
+    // Without a grace the old one stops at once.
+    let newest = srv.admin(&["clients", "rotate-secret", &id])["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token(new.clone(), "openid").await.0, 401);
+    assert_eq!(token(newest.clone(), "openid").await.0, 200);
+
+    // Changes: the name, and scopes narrowed.
+    srv.admin(&[
+        "clients",
+        "update",
+        &id,
+        "--name",
+        "Renamed Shop",
+        "--scope",
+        "openid",
+    ]);
+    let shown = srv.admin(&["clients", "show", &id]);
+    assert_eq!(
+        (shown["name"].as_str(), shown["scope"].as_str()),
+        (Some("Renamed Shop"), Some("openid"))
+    );
+    assert_eq!(
+        token(newest.clone(), "permissions/client").await,
+        (400, "invalid_scope".to_owned())
+    );
+    let refused = srv.admin_raw(&["clients", "update", &id, "--scope", "made/up"]);
+    assert!(!refused.status.success());
+
+    // Disabled: refused; enabled again: back.
+    srv.admin(&["clients", "disable", &id]);
+    assert_eq!(token(newest.clone(), "openid").await.0, 401);
+    srv.admin(&["clients", "enable", &id]);
+    assert_eq!(token(newest.clone(), "openid").await.0, 200);
+
+    // A client without a secret has none to rotate; an unknown one is named.
+    let out = srv.admin_raw(&["clients", "rotate-secret", "no-such-client"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no client"));
+    assert!(!srv
+        .admin_raw(&["clients", "rotate-secret", &id, "--grace", "-1"])
+        .status
+        .success());
+    // Every one of these is in the audit trail.
+    let trail = srv.admin(&["audit", "list", "--action", "admin.clients.rotate_secret"]);
+    assert_eq!(trail.as_array().unwrap().len(), 3);
+    assert!(
+        !trail.to_string().contains(&newest),
+        "no secret in the trail"
+    );
+}
+
 on_both_backends!(
+    client_lifecycle,
     a_revoked_key_leaves_at_once,
     one_flow_leaves_its_audit_trail,
     kek_rotation_keeps_every_key_usable,

@@ -65,6 +65,9 @@ pub fn action_of(command: &AdminCommand) -> &'static str {
     match command {
         AdminCommand::Clients(C::Create(_)) => "admin.clients.create",
         AdminCommand::Clients(C::List) => "admin.clients.list",
+        AdminCommand::Clients(C::Show { .. }) => "admin.clients.show",
+        AdminCommand::Clients(C::Update(_)) => "admin.clients.update",
+        AdminCommand::Clients(C::RotateSecret { .. }) => "admin.clients.rotate_secret",
         AdminCommand::Clients(C::Disable { .. }) => "admin.clients.disable",
         AdminCommand::Clients(C::Enable { .. }) => "admin.clients.enable",
         AdminCommand::Users(U::Create { .. }) => "admin.users.create",

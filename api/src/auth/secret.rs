@@ -62,14 +62,19 @@ pub async fn client_secret(
     let exists = row.is_some();
     // A secret verified before is answered from memory; anything else (an unknown client
     // too, at the same cost) is verified on the bounded hashing pool, or refused when full.
-    let ok = match stored.and_then(|hash| state.secrets.verify_cached(id, hash, secret)) {
-        Some(known) => known,
-        None => state
-            .secrets
-            .verify(id, stored, exists, secret)
-            .await
-            .map_err(|_| hashing_busy(state))?,
-    };
+    let mut ok = check(state, id, stored, exists, secret).await?;
+    // After a rotation, the previous secret during its grace.
+    let previous = row
+        .as_ref()
+        .filter(|r| r.auth_method == method.as_str())
+        .filter(|r| {
+            r.previous_secret_until
+                .is_some_and(|t| t > crate::state::now())
+        })
+        .and_then(|r| r.previous_secret_hash.as_deref());
+    if !ok && previous.is_some() {
+        ok = check(state, id, previous, exists, secret).await?;
+    }
     match row {
         Some(row) if ok && !row.disabled => {
             let client = row.to_domain()?;
@@ -82,6 +87,24 @@ pub async fn client_secret(
             })
         }
         _ => Err(invalid_client("client authentication failed", false, basic)),
+    }
+}
+
+/// `secret` against `stored`, from memory when verified before, else on the hashing pool.
+async fn check(
+    state: &AppState,
+    id: &str,
+    stored: Option<&str>,
+    exists: bool,
+    secret: &str,
+) -> ApiResult<bool> {
+    match stored.and_then(|hash| state.secrets.verify_cached(id, hash, secret)) {
+        Some(known) => Ok(known),
+        None => state
+            .secrets
+            .verify(id, stored, exists, secret)
+            .await
+            .map_err(|_| hashing_busy(state)),
     }
 }
 

@@ -8,6 +8,8 @@ CREATE TABLE clients (
     name                  TEXT NOT NULL,
     secret_hash           TEXT,                   -- argon2id PHC string; NULL for key and TLS methods
     auth_method           TEXT NOT NULL DEFAULT 'client_secret_basic', -- token_endpoint_auth_method
+    previous_secret_hash  TEXT,                   -- the secret before a rotation, during its grace
+    previous_secret_until BIGINT ,                   -- when that grace ends
     profile               TEXT,                   -- NULL | fapi-ciba
     tls_subject_dn        TEXT,                   -- tls_client_auth: the certificate's subject (RFC 4514)
     scopes                TEXT NOT NULL,          -- space separated

@@ -1,51 +1,17 @@
-//! `admin clients ...`: registering merchant clients and switching them off and on.
+//! `admin clients create`: a client's method, profile, keys and delivery, checked together.
 
-use super::db_err;
+use super::fields;
+use crate::admin::db_err;
 use crate::auth::certificate::registrable_dn;
-use crate::cli::{
-    AlgArg, AuthMethodArg, ClientsCommand, CreateClient, DeliveryModeArg, ProfileArg,
-};
+use crate::cli::{AlgArg, AuthMethodArg, CreateClient, DeliveryModeArg, ProfileArg};
 use crate::crypto::password::hash_secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ciba_domain::client::{AuthMethod, Profile, SigningAlg};
 use ciba_domain::ids::{random_bytes, random_id};
-use ciba_domain::scope::{all_supported, ScopeSet};
 use ciba_store::clients::{self, ClientRow};
 use ciba_store::Store;
-use jsonwebtoken::jwk::JwkSet;
 use serde_json::{json, Value};
-
-pub fn run(
-    store: &Store,
-    cmd: ClientsCommand,
-    ping_policy: &ciba_runtime::ping_target::TargetPolicy,
-    now: i64,
-) -> Result<Value, String> {
-    match cmd {
-        ClientsCommand::Create(args) => create(store, args, ping_policy, now),
-        ClientsCommand::List => {
-            let rows = store.read(clients::list).map_err(db_err)?;
-            Ok(Value::Array(
-                rows.into_iter()
-                    .map(|c| {
-                        json!({"client_id": c.id, "name": c.name, "scope": c.scopes, "delivery_mode": c.delivery_mode,
-                               "id_token_alg": c.id_token_alg, "sub_nnin": c.sub_nnin, "disabled": c.disabled,
-                               "token_endpoint_auth_method": c.auth_method, "profile": c.profile, "tls_subject_dn": c.tls_subject_dn,
-                               "jwks": c.jwks.is_some(), "created_at": c.created_at})
-                    })
-                    .collect(),
-            ))
-        }
-        ClientsCommand::Disable { client_id } | ClientsCommand::Enable { client_id }
-            if client_id.is_empty() =>
-        {
-            Err("client id is empty".into())
-        }
-        ClientsCommand::Disable { client_id } => set_disabled(store, &client_id, true, now),
-        ClientsCommand::Enable { client_id } => set_disabled(store, &client_id, false, now),
-    }
-}
 
 fn auth_method(arg: AuthMethodArg) -> AuthMethod {
     match arg {
@@ -113,35 +79,20 @@ fn check_method_and_profile(
     Ok(dn)
 }
 
-fn create(
+pub fn create(
     store: &Store,
     args: CreateClient,
     ping_policy: &ciba_runtime::ping_target::TargetPolicy,
     now: i64,
 ) -> Result<Value, String> {
-    let name = args.name.trim().to_owned();
-    if name.is_empty() || name.len() > 200 {
-        return Err("--name must be 1 to 200 characters".into());
-    }
-    // The app shows the client's name beside what the user approves.
-    if let Some(hidden) = ciba_domain::text::first_hidden(&name, &[]) {
-        return Err(format!("--name must not contain {hidden}"));
-    }
-    let scopes = ScopeSet::parse(&args.scope).map_err(|e| format!("--scope: {}", e.description))?;
-    if let Some(bad) = scopes.iter().find(|s| !all_supported().contains(s)) {
-        return Err(format!("--scope: unknown scope {bad}"));
-    }
-    for uri in &args.callback_uris {
-        validate_https_url(uri).map_err(|e| format!("--callback-uri {uri}: {e}"))?;
-    }
-    let jwks = match args.jwks_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("--jwks-file: {e}"))?;
-            validate_client_jwks(&text).map_err(|e| format!("--jwks-file: {e}"))?;
-            Some(text)
-        }
-        None => None,
-    };
+    let name = fields::name(&args.name)?;
+    let scopes = fields::scopes(&args.scope)?;
+    let callback_uris = fields::callback_uris(&args.callback_uris)?;
+    let jwks = args
+        .jwks_file
+        .as_deref()
+        .map(fields::jwks_file)
+        .transpose()?;
     let method = auth_method(args.auth_method);
     let profile = args.profile.map(|ProfileArg::FapiCiba| Profile::FapiCiba);
     let id_token_alg = signing_alg(args.id_token_alg);
@@ -175,10 +126,12 @@ fn create(
         name,
         secret_hash: secret.as_deref().map(hash_secret).transpose()?,
         auth_method: method.as_str().into(),
+        previous_secret_hash: None,
+        previous_secret_until: None,
         profile: profile.map(|p| p.as_str().into()),
         tls_subject_dn,
         scopes: scopes.to_string(),
-        callback_uris: serde_json::to_string(&args.callback_uris).map_err(|e| e.to_string())?,
+        callback_uris,
         sub_nnin: args.sub_nnin,
         jwks,
         id_token_alg: id_token_alg.as_str().into(),
@@ -194,51 +147,4 @@ fn create(
         out["client_secret"] = json!(secret);
     }
     Ok(out)
-}
-
-fn set_disabled(store: &Store, id: &str, disabled: bool, now: i64) -> Result<Value, String> {
-    if !store
-        .read(|c| clients::set_disabled(c, id, disabled, now))
-        .map_err(db_err)?
-    {
-        return Err(format!("no client {id}"));
-    }
-    Ok(json!({"client_id": id, "disabled": disabled}))
-}
-
-/// An absolute https URL without fragment (callback URIs; notification endpoints follow
-/// [`ciba_runtime::ping_target`]).
-pub fn validate_https_url(raw: &str) -> Result<(), String> {
-    let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
-    if url.fragment().is_some() {
-        return Err("must not have a fragment".into());
-    }
-    match url.scheme() {
-        "https" if url.host_str().is_some() => Ok(()),
-        _ => Err("must be an absolute https URL".into()),
-    }
-}
-
-/// A client's JWK set: public EC P-256 or RSA keys only.
-pub fn validate_client_jwks(text: &str) -> Result<(), String> {
-    let raw: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let keys = raw
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("expected a JWK set {\"keys\": [...]}")?;
-    if keys.is_empty() {
-        return Err("the key set is empty".into());
-    }
-    if keys
-        .iter()
-        .any(|k| k.get("d").is_some() || k.get("p").is_some())
-    {
-        return Err("contains private key material; register public keys only".into());
-    }
-    let set: JwkSet =
-        serde_json::from_value(raw.clone()).map_err(|e| format!("not a valid JWK set: {e}"))?;
-    for k in &set.keys {
-        ciba_runtime::crypto::jwk_set::jwk_acceptable(k)?;
-    }
-    Ok(())
 }
