@@ -250,6 +250,17 @@ pub enum EnrollmentCodesCommand {
         #[arg(long)]
         require_hwk: bool,
     },
+    /// Codes not yet used nor expired (by id, never the code itself).
+    List {
+        /// Only the codes of the user with this subject.
+        #[arg(long, allow_hyphen_values = true)]
+        sub: Option<String>,
+    },
+    /// Revoke an unused code (by the id `create` and `list` print).
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -258,6 +269,9 @@ pub enum DevicesCommand {
         /// Only the devices of the user with this subject.
         #[arg(long, allow_hyphen_values = true)]
         sub: Option<String>,
+        /// Only the devices of the user with this NNIN.
+        #[arg(long)]
+        nnin: Option<String>,
     },
     Revoke {
         /// Ids are base64url: one in 64 starts with '-', which is a value here, not a flag.
@@ -341,7 +355,7 @@ mod tests {
         ));
         assert!(matches!(
             admin(&["devices", "list", "--sub", id]),
-            AdminCommand::Devices(DevicesCommand::List { sub: Some(s) }) if s == id
+            AdminCommand::Devices(DevicesCommand::List { sub: Some(s), .. }) if s == id
         ));
         assert!(matches!(
             admin(&["clients", "disable", id]),

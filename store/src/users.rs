@@ -125,6 +125,57 @@ pub fn consume_enrollment_code(
         .optional()?)
 }
 
+/// The user of an unused, unexpired code.
+pub fn user_of_open_code(
+    conn: &mut DbConnection,
+    code_hash: &str,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    Ok(enrollment_codes::table
+        .filter(enrollment_codes::code_hash.eq(code_hash))
+        .filter(enrollment_codes::used_at.is_null())
+        .filter(enrollment_codes::expires_at.gt(now))
+        .select(enrollment_codes::user_sub)
+        .first(conn)
+        .optional()?)
+}
+
+/// Codes neither used nor expired at `now`, of `user_sub` if given.
+pub fn list_enrollment_codes(
+    conn: &mut DbConnection,
+    user_sub: Option<&str>,
+    now: i64,
+) -> StoreResult<Vec<EnrollmentCodeRow>> {
+    let mut q = enrollment_codes::table
+        .filter(enrollment_codes::used_at.is_null())
+        .filter(enrollment_codes::expires_at.gt(now))
+        .into_boxed();
+    if let Some(sub) = user_sub {
+        q = q.filter(enrollment_codes::user_sub.eq(sub.to_owned()));
+    }
+    Ok(q.order(enrollment_codes::created_at.asc())
+        .select(EnrollmentCodeRow::as_select())
+        .load(conn)?)
+}
+
+/// End an unused code now (it can no longer enroll anything). False when it is unknown,
+/// used or expired already.
+pub fn revoke_enrollment_code(
+    conn: &mut DbConnection,
+    code_hash: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let n = diesel::update(
+        enrollment_codes::table
+            .filter(enrollment_codes::code_hash.eq(code_hash))
+            .filter(enrollment_codes::used_at.is_null())
+            .filter(enrollment_codes::expires_at.gt(now)),
+    )
+    .set(enrollment_codes::expires_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 pub fn insert_device(conn: &mut DbConnection, row: &DeviceRow) -> StoreResult<()> {
     diesel::insert_into(devices::table)
         .values(row)

@@ -334,8 +334,90 @@ async fn client_lifecycle(b: Backend) {
     );
 }
 
+/// Enrollment controls: codes listed by id (never the code) and revoked; a user has at most
+/// CIBA_MAX_DEVICES_PER_USER active devices (a refused code stays unused); devices listed by
+/// NNIN without showing it.
+async fn enrollment_controls(b: Backend) {
+    use support::app::{nnin, App, IPHONE};
+    use support::keys::EcKey;
+    let srv = TestServer::start_with(b, &[("CIBA_MAX_DEVICES_PER_USER", "2")]).await;
+    let hint = nnin(100);
+    let first = App::enroll(&srv, &hint, IPHONE).await;
+    App::enroll(&srv, &hint, IPHONE).await;
+    let enroll_with = |code: String| {
+        let srv = &srv;
+        async move {
+            let key = EcKey::generate("k");
+            let body = serde_json::json!({"enrollment_code": code, "public_jwk": key.public_jwk,
+                "device_info": {"p": "ios", "ma": "Apple", "mo": "iPhone11,2"}, "name": "third", "key_protection": "hwk"});
+            srv.post_json("/app/v1/devices", None, &body).await
+        }
+    };
+    let created = srv.admin(&["enrollment-codes", "create", "--nnin", &hint]);
+    let (code, code_id) = (
+        created["code"].as_str().unwrap().to_owned(),
+        created["id"].as_str().unwrap().to_owned(),
+    );
+    let (status, body) = enroll_with(code.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("devices"),
+        "{body}"
+    );
+    // The refused code is still open, listed by its id only.
+    let open = srv.admin(&["enrollment-codes", "list"]);
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    assert_eq!(open[0]["id"], code_id.as_str());
+    assert!(!open.to_string().contains(&code));
+
+    // Devices by NNIN; revoking one makes room.
+    let devices = srv.admin(&["devices", "list", "--nnin", &hint]);
+    assert_eq!(devices.as_array().unwrap().len(), 2);
+    assert!(!devices.to_string().contains(&hint));
+    srv.admin(&["devices", "revoke", &first.device_id]);
+    let (status, body) = enroll_with(code.clone()).await;
+    assert_eq!(status, 201, "{body}");
+
+    // A revoked code enrolls nothing.
+    srv.admin(&[
+        "devices",
+        "revoke",
+        &body["device_id"].as_str().unwrap().to_owned(),
+    ]);
+    let created = srv.admin(&["enrollment-codes", "create", "--nnin", &hint]);
+    let out = srv.admin(&[
+        "enrollment-codes",
+        "revoke",
+        created["id"].as_str().unwrap(),
+    ]);
+    assert_eq!(out["status"], "revoked");
+    let (status, body) = enroll_with(created["code"].as_str().unwrap().to_owned()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(srv
+        .admin(&["enrollment-codes", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(!srv
+        .admin_raw(&["enrollment-codes", "revoke", "no-such-code"])
+        .status
+        .success());
+}
+
 on_both_backends!(
     client_lifecycle,
+    enrollment_controls,
     a_revoked_key_leaves_at_once,
     one_flow_leaves_its_audit_trail,
     kek_rotation_keeps_every_key_usable,

@@ -73,6 +73,8 @@ pub fn action_of(command: &AdminCommand) -> &'static str {
         AdminCommand::Users(U::Create { .. }) => "admin.users.create",
         AdminCommand::Users(U::List) => "admin.users.list",
         AdminCommand::EnrollmentCodes(E::Create { .. }) => "admin.enrollment_codes.create",
+        AdminCommand::EnrollmentCodes(E::List { .. }) => "admin.enrollment_codes.list",
+        AdminCommand::EnrollmentCodes(E::Revoke { .. }) => "admin.enrollment_codes.revoke",
         AdminCommand::Devices(D::List { .. }) => "admin.devices.list",
         AdminCommand::Devices(D::Revoke { .. }) => "admin.devices.revoke",
         AdminCommand::Keys(K::Rotate { .. }) => "admin.keys.rotate",

@@ -3,19 +3,14 @@
 
 pub(crate) mod audit;
 mod clients;
+mod people;
 
 pub use clients::{validate_client_jwks, validate_https_url};
 
-use crate::cli::{
-    AdminCommand, DevicesCommand, EnrollmentCodesCommand, JobsCommand, KeysCommand, UsersCommand,
-};
+use crate::cli::{AdminCommand, JobsCommand, KeysCommand};
 use crate::state::now;
-use ciba_domain::ids::random_id;
-use ciba_domain::nnin::Nnin;
-use ciba_domain::secret::sha256_b64url;
 use ciba_runtime::config::Config;
 use ciba_runtime::crypto::keyring;
-use ciba_store::users::{self, EnrollmentCodeRow, UserRow};
 use ciba_store::{jobs, keys, Backend, Store, StoreError};
 use serde_json::{json, Value};
 
@@ -59,51 +54,9 @@ fn execute(config: &Config, store: &Store, command: AdminCommand) -> Result<Valu
             let policy = ciba_runtime::ping_target::TargetPolicy::from_settings(&config.worker);
             clients::run(&store, c, &policy, now)
         }
-        AdminCommand::Users(c) => users_cmd(&store, c, now),
-        AdminCommand::EnrollmentCodes(EnrollmentCodesCommand::Create { nnin, require_hwk }) => {
-            let nnin = Nnin::parse(&nnin).map_err(|e| format!("--nnin: {e}"))?;
-            let user = store
-                .read(|c| users::find_by_nnin(c, nnin.as_str()))
-                .map_err(db_err)?
-                .ok_or("no user has this NNIN")?;
-            let code = random_id();
-            let row = EnrollmentCodeRow {
-                code_hash: sha256_b64url(code.as_bytes()),
-                user_sub: user.sub,
-                expires_at: now + config.enrollment_code_ttl,
-                used_at: None,
-                device_id: None,
-                created_at: now,
-                require_hwk,
-            };
-            store
-                .read(|c| users::insert_enrollment_code(c, &row))
-                .map_err(db_err)?;
-            Ok(json!({"code": code, "expires_at": row.expires_at, "require_hwk": require_hwk}))
-        }
-        AdminCommand::Devices(DevicesCommand::List { sub }) => {
-            let rows = store
-                .read(|c| users::list_devices(c, sub.as_deref()))
-                .map_err(db_err)?;
-            Ok(Value::Array(
-                rows.into_iter()
-                    .map(|d| {
-                        json!({"device_id": d.id, "sub": d.user_sub, "platform": d.platform, "manufacturer": d.manufacturer,
-                               "model": d.model, "name": d.name, "status": d.status, "key_protection": d.key_protection,
-                               "created_at": d.created_at})
-                    })
-                    .collect(),
-            ))
-        }
-        AdminCommand::Devices(DevicesCommand::Revoke { device_id }) => {
-            if !store
-                .read(|c| users::revoke_device(c, &device_id, now))
-                .map_err(db_err)?
-            {
-                return Err(format!("no active device {device_id}"));
-            }
-            Ok(json!({"device_id": device_id, "status": "revoked"}))
-        }
+        AdminCommand::Users(c) => people::users(&store, c, now),
+        AdminCommand::EnrollmentCodes(c) => people::enrollment_codes(&store, config, c, now),
+        AdminCommand::Devices(c) => people::devices(&store, c, now),
         AdminCommand::Keys(KeysCommand::Rotate { lead }) => {
             let lead = lead.unwrap_or(config.key_publish_lead);
             if !(0..=30 * 86_400).contains(&lead) {
@@ -157,57 +110,6 @@ fn execute(config: &Config, store: &Store, command: AdminCommand) -> Result<Valu
                         json!({"kid": k.kid, "purpose": k.purpose, "alg": k.alg, "created_at": k.created_at,
                                "activates_at": k.activates_at, "retires_at": k.retires_at, "expires_at": k.expires_at})
                     })
-                    .collect(),
-            ))
-        }
-    }
-}
-
-fn users_cmd(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String> {
-    match cmd {
-        UsersCommand::Create {
-            nnin,
-            given_name,
-            family_name,
-            birthdate,
-            bankid_pid,
-        } => {
-            let nnin = Nnin::parse(&nnin).map_err(|e| format!("--nnin: {e}"))?;
-            for (flag, v) in [
-                ("--given-name", &given_name),
-                ("--family-name", &family_name),
-            ] {
-                if v.trim().is_empty() || v.len() > 200 {
-                    return Err(format!("{flag} must be 1 to 200 characters"));
-                }
-            }
-            chrono::NaiveDate::parse_from_str(&birthdate, "%Y-%m-%d")
-                .ok()
-                .filter(|_| birthdate.len() == 10)
-                .ok_or("--birthdate must be a date as YYYY-MM-DD")?;
-            let row = UserRow {
-                sub: random_id(),
-                nnin: nnin.as_str().to_owned(),
-                given_name: given_name.trim().to_owned(),
-                family_name: family_name.trim().to_owned(),
-                birthdate,
-                bankid_pid,
-                created_at: now,
-                updated_at: now,
-            };
-            store
-                .read(|c| users::insert_user(c, &row))
-                .map_err(|e| match e {
-                    StoreError::Conflict(_) => "a user with this NNIN already exists".to_owned(),
-                    other => other.to_string(),
-                })?;
-            Ok(json!({"sub": row.sub}))
-        }
-        UsersCommand::List => {
-            let rows = store.read(users::list_users).map_err(db_err)?;
-            Ok(Value::Array(
-                rows.into_iter()
-                    .map(|u| json!({"sub": u.sub, "given_name": u.given_name, "family_name": u.family_name, "created_at": u.created_at}))
                     .collect(),
             ))
         }

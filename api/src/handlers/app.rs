@@ -109,8 +109,15 @@ pub async fn enroll(
                 key_protection: key_protection.as_str().into(),
             };
             let hwk = key_protection == KeyProtection::Hardware;
+            let max_devices = state.config.max_devices_per_user;
             let enrolled = state
                 .db_write(move |c| {
+                    // A user at the device limit enrolls nothing (the code stays unused).
+                    if let Some(user) = users::user_of_open_code(c, &code_hash, now)? {
+                        if users::active_devices_of(c, &user)?.len() as i64 >= max_devices {
+                            return Ok(None);
+                        }
+                    }
                     match users::consume_enrollment_code(c, &code_hash, &row.id, hwk, now)? {
                         Some(user) => {
                             row.user_sub = user;
@@ -122,17 +129,26 @@ pub async fn enroll(
                             };
                             let id = Some(row.id.as_str());
                             audit::record(c, &by, action::DEVICE_ENROLLED, id, Outcome::Ok)?;
-                            Ok(true)
+                            Ok(Some(true))
                         }
-                        None => Ok(false),
+                        None => Ok(Some(false)),
                     }
                 })
                 .await?;
-            if !enrolled {
-                return Err(OAuthError::invalid_grant(
-                    "the enrollment code is invalid, expired or already used, or requires a hardware-bound key (hwk)",
-                )
-                .into());
+            match enrolled {
+                Some(true) => {}
+                Some(false) => {
+                    return Err(OAuthError::invalid_grant(
+                        "the enrollment code is invalid, expired or already used, or requires a hardware-bound key (hwk)",
+                    )
+                    .into())
+                }
+                None => {
+                    return Err(OAuthError::invalid_grant(
+                        "the user has as many devices as allowed: revoke one first",
+                    )
+                    .into())
+                }
             }
             Ok(json_response(201, &json!({"device_id": device_id})))
         }

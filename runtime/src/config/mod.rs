@@ -59,6 +59,8 @@ pub struct Config {
     pub android_cert_fingerprints: Vec<String>,
     pub id_token_ttl: i64,
     pub enrollment_code_ttl: i64,
+    /// Active devices one user may have (`CIBA_MAX_DEVICES_PER_USER`).
+    pub max_devices_per_user: i64,
     pub client_cache_ttl: i64,
     pub key_publish_lead: i64,
     pub key_refresh_interval: i64,
@@ -183,6 +185,7 @@ impl Config {
             android_cert_fingerprints: env.list("CIBA_ANDROID_CERT_FINGERPRINTS"),
             id_token_ttl: env.int("CIBA_ID_TOKEN_TTL", 600, 60, 86_400)?,
             enrollment_code_ttl: env.int("CIBA_ENROLLMENT_CODE_TTL", 900, 60, 604_800)?,
+            max_devices_per_user: env.int("CIBA_MAX_DEVICES_PER_USER", 5, 1, 100)?,
             client_cache_ttl: env.int("CIBA_CLIENT_CACHE_TTL", 5, 0, 300)?,
             key_publish_lead: env.int("CIBA_KEY_PUBLISH_LEAD", 3_600, 0, 30 * 86_400)?,
             key_refresh_interval: env.int("CIBA_KEY_REFRESH_INTERVAL", 60, 1, 3_600)?,
