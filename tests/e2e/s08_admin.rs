@@ -386,11 +386,7 @@ async fn enrollment_controls(b: Backend) {
     assert_eq!(status, 201, "{body}");
 
     // A revoked code enrolls nothing.
-    srv.admin(&[
-        "devices",
-        "revoke",
-        &body["device_id"].as_str().unwrap().to_owned(),
-    ]);
+    srv.admin(&["devices", "revoke", body["device_id"].as_str().unwrap()]);
     let created = srv.admin(&["enrollment-codes", "create", "--nnin", &hint]);
     let out = srv.admin(&[
         "enrollment-codes",
