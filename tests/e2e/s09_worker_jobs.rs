@@ -325,6 +325,23 @@ async fn retention_deletes_only_old_rows(b: Backend) {
             }
             jtis::record(c, "old-jti", old)?;
             jtis::record(c, "new-jti", t + 60)?;
+            // Audit events have a retention of their own (400 days by default): one past it,
+            // one only past the request retention.
+            let origin = ciba_domain::audit::Origin::default();
+            for (object, at) in [("ancient", t - 401 * 86_400), ("two-days", old)] {
+                let by = ciba_store::audit::By {
+                    actor: ciba_domain::audit::Actor::System,
+                    origin: &origin,
+                    at_ms: at * 1000,
+                };
+                ciba_store::audit::record(
+                    c,
+                    &by,
+                    "test.event",
+                    Some(object),
+                    ciba_domain::audit::Outcome::Ok,
+                )?;
+            }
             Ok(())
         })
         .unwrap();
@@ -427,6 +444,25 @@ async fn retention_deletes_only_old_rows(b: Backend) {
         metrics.contains("ciba_worker_retention_deleted_total{table=\"auth_requests\"} 2"),
         "{metrics}"
     );
+    // The audit trail outlives the requests it records.
+    let trail = srv.admin(&["audit", "list", "--limit", "100000"]);
+    let objects: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["object_id"].as_str())
+        .collect();
+    assert!(!objects.contains(&"ancient"), "past the audit retention");
+    assert!(
+        objects.contains(&"two-days"),
+        "past the request retention only"
+    );
+    for id in &old_ids {
+        assert!(
+            objects.contains(&id.as_str()),
+            "the deleted request's events stay"
+        );
+    }
 }
 
 on_both_backends!(
