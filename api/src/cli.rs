@@ -148,6 +148,9 @@ pub struct CreateClient {
     /// authentication requests.
     #[arg(long)]
     pub jwks_file: Option<PathBuf>,
+    /// Or the URL where the client publishes its JWK set (fetched and cached).
+    #[arg(long, conflicts_with = "jwks_file")]
+    pub jwks_uri: Option<String>,
     #[arg(long, value_enum, default_value = "poll")]
     pub delivery_mode: DeliveryModeArg,
     #[arg(long)]
@@ -183,6 +186,9 @@ pub struct UpdateClient {
     /// A new JWK set (JSON) of the client's public keys.
     #[arg(long)]
     pub jwks_file: Option<PathBuf>,
+    /// Or a new URL of the client's JWK set (fetched and cached).
+    #[arg(long, conflicts_with = "jwks_file")]
+    pub jwks_uri: Option<String>,
     /// A new notification endpoint (ping clients).
     #[arg(long)]
     pub notification_endpoint: Option<String>,

@@ -32,6 +32,8 @@ pub struct Inner {
     pub metrics: Metrics,
     pub secrets: SecretVerifier,
     pub external: ExternalIssuers,
+    /// JWK sets clients publish at their `jwks_uri`.
+    pub client_jwks: crate::auth::remote_jwks::RemoteJwks,
     /// Source addresses over their failed-authentication limit (contract §10).
     pub blocked: BlockedAddresses,
     client_cache: TtlCache<ClientRow>,
@@ -66,6 +68,7 @@ impl AppState {
             metrics: Metrics::new(),
             secrets: SecretVerifier::new(hashing),
             external,
+            client_jwks: crate::auth::remote_jwks::RemoteJwks::new(config.external_jwks_ttl),
             blocked: BlockedAddresses::default(),
             client_cache: TtlCache::new(
                 Duration::from_secs(config.client_cache_ttl as u64),

@@ -125,6 +125,8 @@ pub struct Client {
     pub sub_nnin: bool,
     /// JWK set (JSON) for `private_key_jwt`, if the client registered one.
     pub jwks: Option<String>,
+    /// Or where the client publishes it (fetched and cached).
+    pub jwks_uri: Option<String>,
     pub auth_method: AuthMethod,
     pub profile: Option<Profile>,
     /// The subject DN (RFC 4514) of a `tls_client_auth` client's certificate.

@@ -24,6 +24,7 @@ pub struct ClientRow {
     pub callback_uris: String,
     pub sub_nnin: bool,
     pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
     pub id_token_alg: String,
     pub delivery_mode: String,
     pub notification_endpoint: Option<String>,
@@ -47,6 +48,7 @@ impl ClientRow {
             + self.scopes.len()
             + self.callback_uris.len()
             + opt(&self.jwks)
+            + opt(&self.jwks_uri)
             + self.id_token_alg.len()
             + self.delivery_mode.len()
             + opt(&self.notification_endpoint)
@@ -80,6 +82,7 @@ impl ClientRow {
             callback_uris,
             sub_nnin: self.sub_nnin,
             jwks: self.jwks.clone(),
+            jwks_uri: self.jwks_uri.clone(),
             auth_method,
             profile,
             tls_subject_dn: self.tls_subject_dn.clone(),
@@ -145,6 +148,7 @@ pub struct Changes {
     pub scopes: Option<String>,
     pub callback_uris: Option<String>,
     pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
     pub notification_endpoint: Option<String>,
 }
 
@@ -156,7 +160,11 @@ pub fn update(conn: &mut DbConnection, id: &str, changes: Changes, now: i64) -> 
     row.name = changes.name.unwrap_or(row.name);
     row.scopes = changes.scopes.unwrap_or(row.scopes);
     row.callback_uris = changes.callback_uris.unwrap_or(row.callback_uris);
-    row.jwks = changes.jwks.or(row.jwks);
+    // Keys come from one place: a new set replaces a URL, and the reverse.
+    if changes.jwks.is_some() || changes.jwks_uri.is_some() {
+        row.jwks = changes.jwks;
+        row.jwks_uri = changes.jwks_uri;
+    }
     row.notification_endpoint = changes.notification_endpoint.or(row.notification_endpoint);
     let n = diesel::update(clients::table.filter(clients::id.eq(id)))
         .set((
@@ -164,6 +172,7 @@ pub fn update(conn: &mut DbConnection, id: &str, changes: Changes, now: i64) -> 
             clients::scopes.eq(&row.scopes),
             clients::callback_uris.eq(&row.callback_uris),
             clients::jwks.eq(&row.jwks),
+            clients::jwks_uri.eq(&row.jwks_uri),
             clients::notification_endpoint.eq(&row.notification_endpoint),
             clients::updated_at.eq(now),
         ))

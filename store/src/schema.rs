@@ -14,6 +14,7 @@ diesel::table! {
         callback_uris -> Text,
         sub_nnin -> Bool,
         jwks -> Nullable<Text>,
+        jwks_uri -> Nullable<Text>,
         id_token_alg -> Text,
         delivery_mode -> Text,
         notification_endpoint -> Nullable<Text>,

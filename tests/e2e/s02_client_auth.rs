@@ -76,6 +76,7 @@ async fn fixture(b: Backend) -> Fixture {
         callback_uris: "[]".into(),
         sub_nnin: false,
         jwks: None,
+        jwks_uri: None,
         id_token_alg: "ES256".into(),
         delivery_mode: "poll".into(),
         notification_endpoint: None,

@@ -645,7 +645,72 @@ async fn secret_clients_may_sign_requests(b: Backend) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A client that publishes its keys (`--jwks-uri`): they are fetched and cached, a new key
+/// is picked up (at most every 30 s on an unknown key), and the URL may not point inside.
+async fn published_keys_are_fetched(b: Backend) {
+    use std::sync::{Arc, Mutex};
+    use warp::Filter;
+    let srv = TestServer::start_with(b, &[("CIBA_ALLOW_INSECURE_CALLBACKS", "true")]).await;
+    let (first, second) = (EcKey::generate("k1"), EcKey::generate("k2"));
+    let published = Arc::new(Mutex::new(first.jwks()));
+    let served = published.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let route = warp::path!("jwks").map(move || warp::reply::json(&*served.lock().unwrap()));
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+
+    let id = srv.create_client_without_secret(
+        SCOPES,
+        &["--auth-method", "private_key_jwt", "--jwks-uri", &url],
+    );
+    let token_url = srv.url("/oidc/v1/token");
+    let by = |key: &EcKey| {
+        let a = assertion(&id, &token_url, |c| key.sign(c));
+        let srv = &srv;
+        async move {
+            srv.post_form("/oidc/v1/token", None, &with_assertion(&a, &CC))
+                .await
+                .0
+        }
+    };
+    assert_eq!(by(&first).await, 200);
+    // The client rotates its key: a new key is fetched when the cached set is 30 s old.
+    *published.lock().unwrap() = json!({"keys": [first.public_jwk, second.public_jwk]});
+    assert_eq!(
+        by(&second).await,
+        401,
+        "the cached set does not have it yet"
+    );
+    srv.advance(std::time::Duration::from_secs(31));
+    assert_eq!(by(&second).await, 200, "fetched again");
+
+    // Not a URL inside the network; registered keys replace a URL.
+    let refused = srv.admin_raw(&[
+        "clients",
+        "update",
+        &id,
+        "--jwks-uri",
+        "https://10.1.2.3/jwks",
+    ]);
+    assert!(!refused.status.success());
+    let file = jwks_file(&[&first.public_jwk]);
+    srv.admin(&[
+        "clients",
+        "update",
+        &id,
+        "--jwks-file",
+        file.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&file).unwrap();
+    let shown = srv.admin(&["clients", "show", &id]);
+    assert_eq!(
+        (shown["jwks"].as_bool(), shown["jwks_uri"].as_str()),
+        (Some(true), None)
+    );
+}
+
 on_both_backends!(
+    published_keys_are_fetched,
     each_method_accepts_only_its_own_credentials,
     registration_follows_the_method_and_profile,
     fapi_client_signs_its_requests_with_its_own_keys,

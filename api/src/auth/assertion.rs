@@ -5,9 +5,8 @@ use super::{invalid_client, load_client, Authenticated, Method};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use ciba_domain::client::AuthMethod;
-use ciba_runtime::crypto::jwk_set::{verify_with_set_using, ACCEPTED_ALGS, FAPI_ALGS};
+use ciba_runtime::crypto::jwk_set::{ACCEPTED_ALGS, FAPI_ALGS};
 use ciba_runtime::crypto::jwt::{self, Expect};
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
@@ -33,14 +32,14 @@ pub async fn private_key_jwt(
     if client.auth_method != AuthMethod::PrivateKeyJwt {
         return Err(fail(FAILED));
     }
-    let jwks = client.jwks.as_deref().ok_or_else(|| fail(FAILED))?;
-    let set: JwkSet = serde_json::from_str(jwks).map_err(|_| fail(FAILED))?;
     let algs: &[Algorithm] = if client.is_fapi() {
         &FAPI_ALGS
     } else {
         &ACCEPTED_ALGS
     };
-    let claims = verify_with_set_using(token, &set, algs).map_err(|_| fail(FAILED))?;
+    let claims = super::verify_with_client_keys(state, &client, token, algs, now)
+        .await
+        .map_err(|_| fail(FAILED))?;
     if claims.get("sub").and_then(Value::as_str) != Some(client.id.as_str()) {
         return Err(fail("sub must equal iss (the client_id)"));
     }

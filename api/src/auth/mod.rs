@@ -8,6 +8,7 @@ pub mod assertion;
 pub mod certificate;
 pub mod device;
 pub mod external;
+pub mod remote_jwks;
 pub mod secret;
 
 use crate::error::{ApiError, ApiResult};
@@ -376,6 +377,26 @@ async fn record_failure(state: &AppState, claimed: Option<String>, origin: Origi
     });
     if let Err(e) = write.await {
         tracing::warn!(error = ?e.error, "recording a failed client authentication failed");
+    }
+}
+
+/// Verify `token` (algorithms `algs`) with `client`'s keys: the set it registered, or the
+/// one it publishes at its `jwks_uri` (fetched and cached). Returns the claims, unchecked.
+pub async fn verify_with_client_keys(
+    state: &AppState,
+    client: &Client,
+    token: &str,
+    algs: &[jsonwebtoken::Algorithm],
+    now: i64,
+) -> Result<Value, &'static str> {
+    if let Some(jwks) = client.jwks.as_deref() {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(jwks).map_err(|_| "the client's registered keys are unusable")?;
+        return ciba_runtime::crypto::jwk_set::verify_with_set_using(token, &set, algs);
+    }
+    match client.jwks_uri.as_deref() {
+        Some(url) => state.client_jwks.verify(url, token, algs, now).await,
+        None => Err("the client has no keys"),
     }
 }
 

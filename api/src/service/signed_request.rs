@@ -7,9 +7,8 @@ use crate::http::form::Form;
 use crate::state::AppState;
 use ciba_domain::client::Client;
 use ciba_domain::error::{ErrorCode, OAuthError};
-use ciba_runtime::crypto::jwk_set::{verify_with_set_using, FAPI_ALGS};
+use ciba_runtime::crypto::jwk_set::FAPI_ALGS;
 use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
-use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
 
 /// The longest a signed request may be valid (`exp - nbf`), and the oldest its `nbf` may be.
@@ -63,13 +62,8 @@ pub async fn parameters(
             "{name} must be a claim of the signed request, not a parameter beside it"
         )));
     }
-    let jwks = client
-        .jwks
-        .as_deref()
-        .ok_or_else(|| invalid("the client has registered no keys to sign requests with"))?;
-    let set: JwkSet = serde_json::from_str(jwks)
-        .map_err(|_| invalid("the client's registered keys are unusable"))?;
-    let claims = verify_with_set_using(jws, &set, &FAPI_ALGS)
+    let claims = crate::auth::verify_with_client_keys(state, client, jws, &FAPI_ALGS, now)
+        .await
         .map_err(|e| invalid(format!("request: {e}")))?;
     let audiences = [state.config.issuer.as_str(), endpoint];
     check_envelope(&claims, &client.id, &audiences, now)

@@ -21,6 +21,7 @@ fn client(scopes: &str) -> Client {
         callback_uris: vec![CALLBACK.into()],
         sub_nnin: false,
         jwks: None,
+        jwks_uri: None,
         auth_method: AuthMethod::ClientSecretBasic,
         profile: None,
         tls_subject_dn: None,

@@ -16,6 +16,7 @@ CREATE TABLE clients (
     callback_uris         TEXT NOT NULL,          -- JSON array of exact app_callback_uri values
     sub_nnin              BOOLEAN NOT NULL,
     jwks                  TEXT,                   -- JWK set for private_key_jwt
+    jwks_uri              TEXT,                   -- or where to fetch it (cached)
     id_token_alg          TEXT NOT NULL,          -- ES256 | PS256 | RS256
     delivery_mode         TEXT NOT NULL,          -- poll | ping
     notification_endpoint TEXT,

@@ -45,6 +45,11 @@ pub fn update(
             .as_deref()
             .map(fields::jwks_file)
             .transpose()?,
+        jwks_uri: args
+            .jwks_uri
+            .as_deref()
+            .map(|u| fields::jwks_uri(u, ping_policy))
+            .transpose()?,
         notification_endpoint: args.notification_endpoint,
     };
     if store

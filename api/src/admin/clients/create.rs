@@ -31,24 +31,30 @@ fn signing_alg(arg: AlgArg) -> SigningAlg {
     }
 }
 
+/// Where a client's public keys are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    None,
+    Registered,
+    Published,
+}
+
 /// What a client's method and profile require of its registration (contract §11); the
 /// subject DN of a `tls_client_auth` client in its canonical form.
 fn check_method_and_profile(
     method: AuthMethod,
     profile: Option<Profile>,
-    has_jwks: bool,
+    keys: Keys,
     tls_subject_dn: Option<&str>,
     id_token_alg: SigningAlg,
 ) -> Result<Option<String>, String> {
-    let needs_jwks = matches!(
-        method,
-        AuthMethod::PrivateKeyJwt | AuthMethod::SelfSignedTlsClientAuth
-    );
-    if needs_jwks && !has_jwks {
-        return Err(format!(
-            "--auth-method {} needs --jwks-file",
-            method.as_str()
-        ));
+    let has_jwks = keys != Keys::None;
+    if method == AuthMethod::PrivateKeyJwt && !has_jwks {
+        return Err("--auth-method private_key_jwt needs --jwks-file or --jwks-uri".into());
+    }
+    // The certificate's key is matched against registered keys.
+    if method == AuthMethod::SelfSignedTlsClientAuth && keys != Keys::Registered {
+        return Err("--auth-method self_signed_tls_client_auth needs --jwks-file".into());
     }
     let dn = match (method, tls_subject_dn) {
         (AuthMethod::TlsClientAuth, Some(dn)) => {
@@ -65,7 +71,10 @@ fn check_method_and_profile(
     if profile == Some(Profile::FapiCiba) {
         // Its authentication requests are signed, with keys it registers.
         if !has_jwks {
-            return Err("--profile fapi-ciba needs --jwks-file (its requests are signed)".into());
+            return Err(
+                "--profile fapi-ciba needs --jwks-file or --jwks-uri (its requests are signed)"
+                    .into(),
+            );
         }
         if method.has_secret() {
             return Err(
@@ -93,13 +102,22 @@ pub fn create(
         .as_deref()
         .map(fields::jwks_file)
         .transpose()?;
+    let jwks_uri = args
+        .jwks_uri
+        .as_deref()
+        .map(|u| fields::jwks_uri(u, ping_policy))
+        .transpose()?;
     let method = auth_method(args.auth_method);
     let profile = args.profile.map(|ProfileArg::FapiCiba| Profile::FapiCiba);
     let id_token_alg = signing_alg(args.id_token_alg);
     let tls_subject_dn = check_method_and_profile(
         method,
         profile,
-        jwks.is_some(),
+        match (&jwks, &jwks_uri) {
+            (Some(_), _) => Keys::Registered,
+            (None, Some(_)) => Keys::Published,
+            (None, None) => Keys::None,
+        },
         args.tls_subject_dn.as_deref(),
         id_token_alg,
     )?;
@@ -134,6 +152,7 @@ pub fn create(
         callback_uris,
         sub_nnin: args.sub_nnin,
         jwks,
+        jwks_uri,
         id_token_alg: id_token_alg.as_str().into(),
         delivery_mode: mode.into(),
         notification_endpoint: endpoint,

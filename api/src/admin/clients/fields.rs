@@ -33,6 +33,18 @@ pub fn callback_uris(uris: &[String]) -> Result<String, String> {
     serde_json::to_string(uris).map_err(|e| e.to_string())
 }
 
+/// Where a client publishes its JWK set: a URL the server may fetch (https; the same
+/// address rules as ping notifications, so it cannot point the server at internal hosts).
+pub fn jwks_uri(
+    url: &str,
+    policy: &ciba_runtime::ping_target::TargetPolicy,
+) -> Result<String, String> {
+    policy
+        .check_url(url)
+        .map_err(|e| format!("--jwks-uri {url}: {e}"))?;
+    Ok(url.to_owned())
+}
+
 /// The JWK set in `path`, checked.
 pub fn jwks_file(path: &std::path::Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("--jwks-file: {e}"))?;

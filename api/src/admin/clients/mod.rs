@@ -20,7 +20,7 @@ fn view(c: &ClientRow) -> Value {
            "callback_uris": serde_json::from_str::<Value>(&c.callback_uris).unwrap_or(Value::Null),
            "id_token_alg": c.id_token_alg, "sub_nnin": c.sub_nnin, "disabled": c.disabled,
            "token_endpoint_auth_method": c.auth_method, "profile": c.profile, "tls_subject_dn": c.tls_subject_dn,
-           "jwks": c.jwks.is_some(), "previous_secret_until": c.previous_secret_until,
+           "jwks": c.jwks.is_some(), "jwks_uri": c.jwks_uri, "previous_secret_until": c.previous_secret_until,
            "created_at": c.created_at, "updated_at": c.updated_at})
 }
 
