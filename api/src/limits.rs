@@ -12,10 +12,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::rate::Rate;
 use ciba_domain::secret::sha256;
-use ciba_store::rate_limits;
+use ciba_store::{audit, rate_limits};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,6 +107,7 @@ pub async fn check(
     }
     let count = hit(state, limit, rate, subject, now).await?;
     if rate.exceeded_by(count) {
+        record_first_refusal(state, limit, rate, subject, count).await;
         let wait = rate.retry_after(now);
         return Err(refused(
             state,
@@ -116,6 +118,43 @@ pub async fn check(
         ));
     }
     Ok(())
+}
+
+/// The audit trail records a limit's first refusal in each window (what it limited: a client
+/// id, a user's `sub`, an address), not every refused request: a flood must not become a
+/// flood of writes.
+async fn record_first_refusal(
+    state: &AppState,
+    limit: Limit,
+    rate: Rate,
+    subject: &str,
+    count: i64,
+) {
+    if count != i64::from(rate.limit) + 1 {
+        return;
+    }
+    let (object, at_ms) = (
+        format!("{}:{subject}", limit.name()),
+        crate::state::now_ms(),
+    );
+    let write = state.db_write_one(move |c| {
+        let origin = Origin::default();
+        let by = audit::By {
+            actor: Actor::System,
+            origin: &origin,
+            at_ms,
+        };
+        audit::record(
+            c,
+            &by,
+            action::RATE_LIMITED,
+            Some(&object),
+            Outcome::Refused,
+        )
+    });
+    if let Err(e) = write.await {
+        tracing::warn!(error = ?e.error, "recording a rate-limit refusal failed");
+    }
 }
 
 async fn hit(
@@ -216,6 +255,7 @@ pub async fn auth_failed(
     let subject = address_subject(ip);
     match hit(state, Limit::AuthFailures, rate, &subject, now).await {
         Ok(count) if rate.exceeded_by(count) => {
+            record_first_refusal(state, Limit::AuthFailures, rate, &subject, count).await;
             state.blocked.block(ip, rate.window_end(now), now);
             address_refused(state, rate.retry_after(now))
         }

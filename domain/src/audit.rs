@@ -70,4 +70,6 @@ pub mod action {
     pub const DEVICE_ENROLLED: &str = "device.enrolled";
     pub const KEY_ROTATED: &str = "key.rotated";
     pub const KEY_REVOKED: &str = "key.revoked";
+    /// A rate limit refused its first request of a window (object: what was limited).
+    pub const RATE_LIMITED: &str = "rate_limit.exceeded";
 }

@@ -102,6 +102,22 @@ async fn per_client_limits(backend: Backend) {
     let wait = assert_limited(status, &headers, &body);
     let (status, headers, body) = user_exists(&srv, &prober).await;
     assert_limited(status, &headers, &body);
+    // Refused again: the audit trail holds the first refusal of the window only.
+    assert_eq!(register(&srv, &spammer, &srv.base).await.0, 429);
+    let refusals = srv.admin(&["audit", "list", "--action", "rate_limit.exceeded"]);
+    let objects: Vec<&str> = refusals
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["object_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        objects,
+        [
+            format!("client_registrations:{}", spammer.id),
+            format!("client_user_exists:{}", prober.id)
+        ]
+    );
     // Another client is not held back by the spammer.
     assert_eq!(register(&srv, &starter, &srv.base).await.0, 201);
 
