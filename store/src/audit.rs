@@ -69,8 +69,8 @@ pub struct Filter {
     pub limit: i64,
 }
 
-/// Events matching `f`, oldest first. `client`: events by that client as actor, and the
-/// events of the requests and permissions it started.
+/// Events matching `f`, oldest first, at most `f.limit`. `client`: events whose actor is
+/// that client.
 pub fn list(conn: &mut DbConnection, f: &Filter) -> StoreResult<Vec<AuditRow>> {
     let mut q = audit_events::table.into_boxed();
     if let Some(since) = f.since_ms {

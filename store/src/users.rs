@@ -125,6 +125,17 @@ pub fn consume_enrollment_code(
         .optional()?)
 }
 
+/// Hold `user_sub`'s row until the transaction ends (PostgreSQL; SQLite has one writer at a
+/// time already), so two enrollments for one user count their devices one after the other.
+pub fn lock_user(conn: &mut DbConnection, user_sub: &str) -> StoreResult<()> {
+    if let DbConnection::Pg(pg) = conn {
+        diesel::sql_query("SELECT 1 FROM users WHERE sub = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(user_sub)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// The user of an unused, unexpired code.
 pub fn user_of_open_code(
     conn: &mut DbConnection,

@@ -77,6 +77,32 @@ async fn a_revoked_key_leaves_at_once(b: Backend) {
         .unwrap()
         .iter()
         .any(|k| k["purpose"] == "grants"));
+
+    // A successor published by a rotation but not signing yet is revoked: the key it was to
+    // replace retires on schedule, so a new successor is made (the pair keeps a signer).
+    let rotated = srv.admin(&["keys", "rotate"]);
+    let published: Vec<String> = rotated["published"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let keys = srv.admin(&["keys", "list"]);
+    let pending = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| {
+            k["purpose"] == "oidc"
+                && k["alg"] == "ES256"
+                && published.iter().any(|p| k["kid"] == p.as_str())
+        })
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = srv.admin(&["keys", "revoke", &pending]);
+    assert!(out["successor"].is_string(), "{out}");
 }
 
 /// One whole flow leaves its events in the audit trail, in order, each with its actor, the

@@ -45,6 +45,12 @@ pub fn run(store: &Store, cmd: AuditCommand) -> Result<Value, String> {
     };
     let f = filter(range)?;
     let rows = store.read(|c| audit::list(c, &f)).map_err(db_err)?;
+    if rows.len() as i64 == f.limit {
+        eprintln!(
+            "note: {} events shown, the --limit; there may be more (continue with --since)",
+            f.limit
+        );
+    }
     let values: Vec<Value> = rows
         .iter()
         .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
@@ -88,9 +94,11 @@ pub fn action_of(command: &AdminCommand) -> &'static str {
     }
 }
 
-/// The person at the CLI: the operating-system user, when the environment names one.
+/// The person at the CLI: `CIBA_OPERATOR` (set it under `kubectl exec`, where there is no
+/// login), else the operating-system user.
 pub fn operator() -> String {
-    std::env::var("USER")
+    std::env::var("CIBA_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_default()
 }

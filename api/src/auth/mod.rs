@@ -197,6 +197,13 @@ pub async fn authenticate(
     };
     let result = match authenticate_unlimited(state, req, now).await {
         Err(e) if e.code() == ErrorCode::InvalidClient => {
+            // Named in the trail only when it is a registered client's id (its row is in the
+            // cache once verification read it): whatever else a caller sends (control
+            // characters, a secret pasted in the wrong field) is not recorded.
+            let claimed = claimed.filter(|id| {
+                ciba_domain::ids::is_well_formed_id(id)
+                    && matches!(state.client_row_cached(id), Some(Some(_)))
+            });
             record_failure(state, claimed, origin).await;
             Err(crate::limits::auth_failed(state, source, e, now).await)
         }

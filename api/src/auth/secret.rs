@@ -62,7 +62,6 @@ pub async fn client_secret(
     let exists = row.is_some();
     // A secret verified before is answered from memory; anything else (an unknown client
     // too, at the same cost) is verified on the bounded hashing pool, or refused when full.
-    let mut ok = check(state, id, stored, exists, secret).await?;
     // After a rotation, the previous secret during its grace.
     let previous = row
         .as_ref()
@@ -72,9 +71,15 @@ pub async fn client_secret(
                 .is_some_and(|t| t > crate::state::now())
         })
         .and_then(|r| r.previous_secret_hash.as_deref());
-    if !ok && previous.is_some() {
-        ok = check(state, id, previous, exists, secret).await?;
-    }
+    // A secret verified before, old or new, is answered from memory; only then argon2.
+    let remembered =
+        |hash: Option<&str>| hash.and_then(|h| state.secrets.verify_cached(id, h, secret));
+    let ok = if remembered(stored) == Some(true) || remembered(previous) == Some(true) {
+        true
+    } else {
+        check(state, id, stored, exists, secret).await?
+            || (previous.is_some() && check(state, id, previous, exists, secret).await?)
+    };
     match row {
         Some(row) if ok && !row.disabled => {
             let client = row.to_domain()?;

@@ -42,10 +42,14 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_secret("dummy-secret-for-timing").unwrap_or_default())
 }
 
-type FlightKey = (String, [u8; 32]);
+/// A verification: the client, the stored hash it is checked against (empty: the dummy),
+/// and the secret's digest.
+type FlightKey = (String, String, [u8; 32]);
 
 pub struct SecretVerifier {
-    verified: Mutex<HashMap<String, (String, [u8; 32])>>,
+    /// Verified secrets by (client, stored hash): during a secret rotation's grace the old
+    /// and the new secret are both remembered.
+    verified: Mutex<HashMap<(String, String), [u8; 32]>>,
     /// Verifications running now, by client and secret digest: a burst of one secret (a
     /// merchant's connections right after a restart, or one attacker's guess) costs one
     /// argon2 run; the others wait for its answer without taking a place in the queue.
@@ -80,9 +84,8 @@ impl SecretVerifier {
 
     fn cached(&self, client_id: &str, stored: &str, digest: &[u8; 32]) -> Option<bool> {
         lock(&self.verified)
-            .get(client_id)
-            .filter(|(hash, _)| hash == stored)
-            .map(|(_, known)| constant_time_eq(known, digest))
+            .get(&(client_id.to_owned(), stored.to_owned()))
+            .map(|known| constant_time_eq(known, digest))
     }
 
     /// The answer from the cache of verified secrets, if it has one (no argon2: cheap enough
@@ -138,7 +141,11 @@ impl SecretVerifier {
         if !exists && self.unknown_budget_full() {
             return Err(Busy);
         }
-        let key = (client_id.to_owned(), digest);
+        let key = (
+            client_id.to_owned(),
+            stored.unwrap_or_default().to_owned(),
+            digest,
+        );
         // Follow a verification already running; if its leader goes away without an answer
         // (its client hung up, or the pool refused it), try once to lead instead.
         let mut tries = 0;
@@ -170,7 +177,7 @@ impl SecretVerifier {
                 if cache.len() >= MAX_CACHED {
                     cache.clear();
                 }
-                cache.insert(client_id.to_owned(), (hash.to_owned(), digest));
+                cache.insert((client_id.to_owned(), hash.to_owned()), digest);
             }
         }
         let _ = tx.send(Some(ok));
@@ -212,11 +219,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_old_and_the_new_secret_of_a_rotation_are_both_remembered() {
+        let (old, new) = (hash_secret("old").unwrap(), hash_secret("new").unwrap());
+        let v = SecretVerifier::new(HashPool::start(1, 4).unwrap());
+        assert_eq!(v.verify("c", Some(&old), true, "old").await, Ok(true));
+        assert_eq!(v.verify("c", Some(&new), true, "new").await, Ok(true));
+        assert_eq!(v.verify_cached("c", &old, "old"), Some(true));
+        assert_eq!(v.verify_cached("c", &new, "new"), Some(true));
+        assert_eq!(v.verify_cached("c", &new, "old"), Some(false));
+    }
+
+    #[tokio::test]
     async fn a_follower_takes_over_when_its_leader_goes_away() {
         let stored = hash_secret("s3cret").unwrap();
         let v = std::sync::Arc::new(SecretVerifier::new(HashPool::start(1, 1).unwrap()));
         // A leader whose request is dropped before its answer (its client hung up).
-        let (tx, flight) = v.join_or_lead(("c".into(), sha256(b"s3cret"))).unwrap();
+        let key = ("c".into(), stored.clone(), sha256(b"s3cret"));
+        let (tx, flight) = v.join_or_lead(key).unwrap();
         let (v2, stored2) = (v.clone(), stored.clone());
         let follower =
             tokio::spawn(async move { v2.verify("c", Some(&stored2), true, "s3cret").await });

@@ -114,6 +114,7 @@ pub async fn enroll(
                 .db_write(move |c| {
                     // A user at the device limit enrolls nothing (the code stays unused).
                     if let Some(user) = users::user_of_open_code(c, &code_hash, now)? {
+                        users::lock_user(c, &user)?;
                         if users::active_devices_of(c, &user)?.len() as i64 >= max_devices {
                             return Ok(None);
                         }

@@ -49,7 +49,9 @@ impl KeyRing {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replace the in-memory keys with `rows`, decrypting only keys not already loaded.
+    /// Replace the in-memory keys with `rows`, decrypting only keys not already loaded. A row
+    /// that cannot be loaded is left out (and reported) rather than keeping the old set, so a
+    /// revoked or expired key leaves memory whatever else is wrong with the table.
     pub fn install(&self, rows: &[SigningKeyRow]) -> Result<(), KeyringError> {
         let old: HashMap<String, Arc<LoadedKey>> = self
             .snapshot()
@@ -57,42 +59,56 @@ impl KeyRing {
             .map(|k| (k.kid.clone(), k.clone()))
             .collect();
         let mut next = Vec::with_capacity(rows.len());
+        let mut failed = None;
         for row in rows {
-            let bad = |message: String| KeyringError::Key {
-                kid: row.kid.clone(),
-                message,
-            };
-            let purpose =
-                Purpose::parse(&row.purpose).ok_or_else(|| bad("unknown purpose".into()))?;
-            let alg = SigningAlg::parse(&row.alg).ok_or_else(|| bad("unknown alg".into()))?;
-            let (encoding, decoding, jwk) = match old.get(&row.kid) {
-                Some(k) => (k.encoding.clone(), k.decoding.clone(), k.jwk.clone()),
-                None => {
-                    let der = self
-                        .kek
-                        .open(&row.private_key, &row.kid, &row.kek_id)
-                        .map_err(|e| bad(e.to_string()))?;
-                    let (enc, dec) =
-                        keygen::load(alg, &der).map_err(|e: KeyError| bad(e.to_string()))?;
-                    let jwk: Value =
-                        serde_json::from_str(&row.public_jwk).map_err(|e| bad(e.to_string()))?;
-                    (enc, dec, jwk)
+            match self.load(row, old.get(&row.kid)) {
+                Ok(key) => next.push(key),
+                Err(e) => {
+                    tracing::error!(kid = %row.kid, error = %e, "a signing key cannot be loaded");
+                    failed.get_or_insert(e);
                 }
-            };
-            next.push(Arc::new(LoadedKey {
-                kid: row.kid.clone(),
-                purpose,
-                alg,
-                encoding,
-                decoding,
-                jwk,
-                activates_at: row.activates_at,
-                retires_at: row.retires_at,
-                expires_at: row.expires_at,
-            }));
+            }
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-        Ok(())
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn load(
+        &self,
+        row: &SigningKeyRow,
+        loaded: Option<&Arc<LoadedKey>>,
+    ) -> Result<Arc<LoadedKey>, KeyringError> {
+        let bad = |message: String| KeyringError::Key {
+            kid: row.kid.clone(),
+            message,
+        };
+        let purpose = Purpose::parse(&row.purpose).ok_or_else(|| bad("unknown purpose".into()))?;
+        let alg = SigningAlg::parse(&row.alg).ok_or_else(|| bad("unknown alg".into()))?;
+        let (encoding, decoding, jwk) = match loaded {
+            Some(k) => (k.encoding.clone(), k.decoding.clone(), k.jwk.clone()),
+            None => {
+                let der = self
+                    .kek
+                    .open(&row.private_key, &row.kid, &row.kek_id)
+                    .map_err(|e| bad(e.to_string()))?;
+                let (enc, dec) =
+                    keygen::load(alg, &der).map_err(|e: KeyError| bad(e.to_string()))?;
+                let jwk: Value =
+                    serde_json::from_str(&row.public_jwk).map_err(|e| bad(e.to_string()))?;
+                (enc, dec, jwk)
+            }
+        };
+        Ok(Arc::new(LoadedKey {
+            kid: row.kid.clone(),
+            purpose,
+            alg,
+            encoding,
+            decoding,
+            jwk,
+            activates_at: row.activates_at,
+            retires_at: row.retires_at,
+            expires_at: row.expires_at,
+        }))
     }
 
     /// Load the published keys from the database.
@@ -183,10 +199,9 @@ pub fn ensure_keys(store: &Store, kek: &Kek, now: i64) -> Result<Vec<String>, Ke
             let rows = key_store::published(c, now)?;
             let mut created = Vec::new();
             for (purpose, alg) in REQUIRED_KEYS {
+                // A key that goes on signing; keys that all retire leave no signer after.
                 let has = rows.iter().any(|r| {
-                    r.purpose == purpose.as_str()
-                        && r.alg == alg.as_str()
-                        && r.retires_at.is_none_or(|t| t > now)
+                    r.purpose == purpose.as_str() && r.alg == alg.as_str() && r.retires_at.is_none()
                 });
                 if !has {
                     let row = new_row(kek, purpose, alg, now, now)
@@ -238,13 +253,12 @@ pub fn revoke(
                 return Ok(None);
             }
             audit::record(c, by, action::KEY_REVOKED, Some(kid), Outcome::Ok)?;
-            let signs = |r: &SigningKeyRow| {
-                r.purpose == row.purpose
-                    && r.alg == row.alg
-                    && r.activates_at <= now
-                    && r.retires_at.is_none_or(|t| t > now)
+            // Another key that goes on signing (one retiring does not count: it would leave
+            // the pair without a signer when it retires, e.g. after a revoked successor).
+            let keeps_signing = |r: &SigningKeyRow| {
+                r.purpose == row.purpose && r.alg == row.alg && r.retires_at.is_none()
             };
-            if key_store::published(c, now)?.iter().any(signs) {
+            if key_store::published(c, now)?.iter().any(keeps_signing) {
                 return Ok(Some(Revoked {
                     kid: kid.to_owned(),
                     successor: None,
@@ -271,6 +285,12 @@ pub fn reencrypt(store: &Store, kek: &Kek) -> Result<usize, KeyringError> {
     };
     store
         .write(|c| {
+            // Not while a scheduled rotation inserts keys (PostgreSQL; SQLite has one writer).
+            if !ciba_store::db::try_advisory_xact_lock(c, ciba_store::db::LOCK_KEY_ROTATION)? {
+                return Err(StoreError::Other(
+                    "a key rotation is running; try again in a moment".into(),
+                ));
+            }
             let mut resealed = 0;
             for row in key_store::all(c)? {
                 if row.kek_id == kek.id() {
