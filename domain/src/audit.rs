@@ -70,6 +70,8 @@ pub mod action {
     pub const DEVICE_ENROLLED: &str = "device.enrolled";
     pub const KEY_ROTATED: &str = "key.rotated";
     pub const KEY_REVOKED: &str = "key.revoked";
+    /// Every stored key resealed under a new key-encryption key (object: its id).
+    pub const KEK_ROTATED: &str = "kek.rotated";
     /// A rate limit refused its first request of a window (object: what was limited).
     pub const RATE_LIMITED: &str = "rate_limit.exceeded";
 }

@@ -4,7 +4,7 @@ use super::db_err;
 use crate::cli::{AdminCommand, AuditCommand, AuditRange};
 use ciba_domain::audit::{Actor, Origin, Outcome};
 use ciba_store::audit::{self, By, Filter};
-use ciba_store::Store;
+use ciba_store::{DbConnection, Store, StoreResult};
 use serde_json::Value;
 
 /// A time given as UNIX seconds or RFC 3339, in milliseconds.
@@ -114,6 +114,56 @@ pub fn by_operator(operator: &str) -> By<'_> {
         actor: Actor::Operator(operator),
         origin: &NO_ORIGIN,
         at_ms: ciba_runtime::clock::now_ms(),
+    }
+}
+
+/// The audit event of the admin command being run, written in the transaction of the change
+/// it makes ([`Recorder::write`]); a command that changes nothing (a listing) or fails is
+/// recorded after it ran ([`record_command`]).
+pub struct Recorder {
+    operator: String,
+    action: &'static str,
+    written: std::cell::Cell<bool>,
+}
+
+impl Recorder {
+    pub fn new(action: &'static str) -> Self {
+        Self {
+            operator: operator(),
+            action,
+            written: std::cell::Cell::new(false),
+        }
+    }
+
+    pub fn action(&self) -> &'static str {
+        self.action
+    }
+
+    /// Whether a change recorded its event (then nothing is recorded after the command).
+    pub fn written(&self) -> bool {
+        self.written.get()
+    }
+
+    /// Run `change` and, when it changed something (true), this command's event about
+    /// `object`, in one transaction.
+    pub fn write(
+        &self,
+        store: &Store,
+        object: Option<&str>,
+        change: impl FnOnce(&mut DbConnection) -> StoreResult<bool>,
+    ) -> StoreResult<bool> {
+        let by = by_operator(&self.operator);
+        let changed = store.write(|c| {
+            if !change(c)? {
+                return Ok(false);
+            }
+            audit::record(c, &by, self.action, object, Outcome::Ok)?;
+            Ok(true)
+        })?;
+        if changed {
+            self.written.set(true);
+        }
+        Ok(changed)
     }
 }
 

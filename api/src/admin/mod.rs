@@ -34,29 +34,38 @@ pub(crate) fn db_err(e: StoreError) -> String {
 /// Run an operator command and record it in the audit trail.
 pub fn run(config: &Config, command: AdminCommand) -> Result<Value, String> {
     let store = open_store(config)?;
-    let action = audit::action_of(&command);
-    let result = execute(config, &store, command);
-    audit::record_command(&store, action, result.as_ref());
+    let rec = audit::Recorder::new(audit::action_of(&command));
+    let result = execute(config, &store, command, &rec);
+    if result.is_err() || !rec.written() {
+        audit::record_command(&store, rec.action(), result.as_ref());
+    }
     result
 }
 
-fn execute(config: &Config, store: &Store, command: AdminCommand) -> Result<Value, String> {
+fn execute(
+    config: &Config,
+    store: &Store,
+    command: AdminCommand,
+    rec: &audit::Recorder,
+) -> Result<Value, String> {
     let store = store.clone();
     let now = now();
     match command {
         AdminCommand::Audit(c) => audit::run(&store, c),
         AdminCommand::Kek(crate::cli::KekCommand::Rotate) => {
             let kek = config.kek();
-            let n = keyring::reencrypt(&store, &kek).map_err(|e| e.to_string())?;
+            let operator = audit::operator();
+            let by = audit::by_operator(&operator);
+            let n = keyring::reencrypt(&store, &kek, &by).map_err(|e| e.to_string())?;
             Ok(json!({"resealed": n, "kek_id": kek.id()}))
         }
         AdminCommand::Clients(c) => {
             let policy = ciba_runtime::ping_target::TargetPolicy::from_settings(&config.worker);
-            clients::run(&store, c, &policy, now)
+            clients::run(&store, c, &policy, rec, now)
         }
-        AdminCommand::Users(c) => people::users(&store, c, now),
-        AdminCommand::EnrollmentCodes(c) => people::enrollment_codes(&store, config, c, now),
-        AdminCommand::Devices(c) => people::devices(&store, c, now),
+        AdminCommand::Users(c) => people::users(&store, c, rec, now),
+        AdminCommand::EnrollmentCodes(c) => people::enrollment_codes(&store, config, c, rec, now),
+        AdminCommand::Devices(c) => people::devices(&store, c, rec, now),
         AdminCommand::Keys(KeysCommand::Rotate { lead }) => {
             let lead = lead.unwrap_or(config.key_publish_lead);
             if !(0..=30 * 86_400).contains(&lead) {
@@ -84,8 +93,8 @@ fn execute(config: &Config, store: &Store, command: AdminCommand) -> Result<Valu
             ))
         }
         AdminCommand::Jobs(JobsCommand::Retry { job_id }) => {
-            if !store
-                .write_one(|c| jobs::retry_dead(c, &job_id, now))
+            if !rec
+                .write(&store, Some(&job_id), |c| jobs::retry_dead(c, &job_id, now))
                 .map_err(db_err)?
             {
                 return Err(format!("no dead job {job_id}"));

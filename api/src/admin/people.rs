@@ -1,6 +1,7 @@
 //! `admin users`, `admin enrollment-codes` and `admin devices`: the people and their phones.
 //! An NNIN is an input here, never an output.
 
+use super::audit::Recorder;
 use super::db_err;
 use crate::cli::{DevicesCommand, EnrollmentCodesCommand, UsersCommand};
 use ciba_domain::ids::random_id;
@@ -24,6 +25,7 @@ pub fn enrollment_codes(
     store: &Store,
     config: &Config,
     cmd: EnrollmentCodesCommand,
+    rec: &Recorder,
     now: i64,
 ) -> Result<Value, String> {
     match cmd {
@@ -39,9 +41,12 @@ pub fn enrollment_codes(
                 created_at: now,
                 require_hwk,
             };
-            store
-                .read(|c| users::insert_enrollment_code(c, &row))
-                .map_err(db_err)?;
+            // Recorded by the code's id: the code itself is shown once, here.
+            rec.write(store, Some(&row.code_hash), |c| {
+                users::insert_enrollment_code(c, &row)?;
+                Ok(true)
+            })
+            .map_err(db_err)?;
             Ok(
                 json!({"code": code, "id": row.code_hash, "expires_at": row.expires_at, "require_hwk": require_hwk}),
             )
@@ -62,8 +67,10 @@ pub fn enrollment_codes(
             ))
         }
         EnrollmentCodesCommand::Revoke { id } => {
-            if !store
-                .read(|c| users::revoke_enrollment_code(c, &id, now))
+            if !rec
+                .write(store, Some(&id), |c| {
+                    users::revoke_enrollment_code(c, &id, now)
+                })
                 .map_err(db_err)?
             {
                 return Err(format!("no unused enrollment code {id}"));
@@ -79,7 +86,12 @@ fn device_view(d: &DeviceRow) -> Value {
            "created_at": d.created_at})
 }
 
-pub fn devices(store: &Store, cmd: DevicesCommand, now: i64) -> Result<Value, String> {
+pub fn devices(
+    store: &Store,
+    cmd: DevicesCommand,
+    rec: &Recorder,
+    now: i64,
+) -> Result<Value, String> {
     match cmd {
         DevicesCommand::List { sub, nnin } => {
             let sub = match (sub, nnin) {
@@ -93,8 +105,10 @@ pub fn devices(store: &Store, cmd: DevicesCommand, now: i64) -> Result<Value, St
             Ok(Value::Array(rows.iter().map(device_view).collect()))
         }
         DevicesCommand::Revoke { device_id } => {
-            if !store
-                .read(|c| users::revoke_device(c, &device_id, now))
+            if !rec
+                .write(store, Some(&device_id), |c| {
+                    users::revoke_device(c, &device_id, now)
+                })
                 .map_err(db_err)?
             {
                 return Err(format!("no active device {device_id}"));
@@ -104,7 +118,7 @@ pub fn devices(store: &Store, cmd: DevicesCommand, now: i64) -> Result<Value, St
     }
 }
 
-pub fn users(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String> {
+pub fn users(store: &Store, cmd: UsersCommand, rec: &Recorder, now: i64) -> Result<Value, String> {
     match cmd {
         UsersCommand::Create {
             nnin,
@@ -136,12 +150,14 @@ pub fn users(store: &Store, cmd: UsersCommand, now: i64) -> Result<Value, String
                 created_at: now,
                 updated_at: now,
             };
-            store
-                .read(|c| users::insert_user(c, &row))
-                .map_err(|e| match e {
-                    StoreError::Conflict(_) => "a user with this NNIN already exists".to_owned(),
-                    other => other.to_string(),
-                })?;
+            rec.write(store, Some(&row.sub), |c| {
+                users::insert_user(c, &row)?;
+                Ok(true)
+            })
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => "a user with this NNIN already exists".to_owned(),
+                other => other.to_string(),
+            })?;
             Ok(json!({"sub": row.sub}))
         }
         UsersCommand::List => {

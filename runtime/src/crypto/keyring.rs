@@ -276,7 +276,7 @@ pub fn revoke(
 /// Re-encrypt every stored private key sealed under the previous key-encryption key under
 /// the current one, in one transaction (`admin kek rotate`). Refused, changing nothing, when
 /// no previous key is given or a key is sealed under neither. Returns how many were resealed.
-pub fn reencrypt(store: &Store, kek: &Kek) -> Result<usize, KeyringError> {
+pub fn reencrypt(store: &Store, kek: &Kek, by: &By<'_>) -> Result<usize, KeyringError> {
     let Some(previous) = kek.previous_id().map(str::to_owned) else {
         return Err(KeyringError::Key {
             kid: "-".into(),
@@ -308,6 +308,7 @@ pub fn reencrypt(store: &Store, kek: &Kek) -> Result<usize, KeyringError> {
                 key_store::reseal(c, &row.kid, &kek.seal(&der, &row.kid), kek.id())?;
                 resealed += 1;
             }
+            audit::record(c, by, action::KEK_ROTATED, Some(kek.id()), Outcome::Ok)?;
             Ok(resealed)
         })
         .map_err(KeyringError::from)

@@ -1,6 +1,7 @@
 //! `admin clients update` and `clients rotate-secret`.
 
 use super::fields;
+use crate::admin::audit::Recorder;
 use crate::admin::db_err;
 use crate::cli::UpdateClient;
 use crate::crypto::password::hash_secret;
@@ -16,6 +17,7 @@ pub fn update(
     store: &Store,
     args: UpdateClient,
     ping_policy: &ciba_runtime::ping_target::TargetPolicy,
+    rec: &Recorder,
     now: i64,
 ) -> Result<Value, String> {
     let existing = store
@@ -52,8 +54,9 @@ pub fn update(
             .transpose()?,
         notification_endpoint: args.notification_endpoint,
     };
-    if store
-        .read(|c| clients::update(c, &args.client_id, changes, now))
+    let id = args.client_id.clone();
+    if rec
+        .write(store, Some(&id), |c| clients::update(c, &id, changes, now))
         .map_err(db_err)?
     {
         Ok(json!({"client_id": args.client_id, "updated": true}))
@@ -63,7 +66,13 @@ pub fn update(
 }
 
 /// A new secret for a secret client (printed once); the old one stays valid `grace` seconds.
-pub fn rotate_secret(store: &Store, id: &str, grace: i64, now: i64) -> Result<Value, String> {
+pub fn rotate_secret(
+    store: &Store,
+    id: &str,
+    grace: i64,
+    rec: &Recorder,
+    now: i64,
+) -> Result<Value, String> {
     if !(0..=30 * 86_400).contains(&grace) {
         return Err("--grace must be between 0 and 2592000 seconds".into());
     }
@@ -80,8 +89,10 @@ pub fn rotate_secret(store: &Store, id: &str, grace: i64, now: i64) -> Result<Va
     let secret = random_id();
     let grace_until = (grace > 0).then_some(now + grace);
     let hash = hash_secret(&secret)?;
-    if !store
-        .read(|c| clients::rotate_secret(c, id, &hash, grace_until, now))
+    if !rec
+        .write(store, Some(id), |c| {
+            clients::rotate_secret(c, id, &hash, grace_until, now)
+        })
         .map_err(db_err)?
     {
         return Err(format!("no client {id} with a secret"));

@@ -1,6 +1,7 @@
 //! `admin clients create`: a client's method, profile, keys and delivery, checked together.
 
 use super::fields;
+use crate::admin::audit::Recorder;
 use crate::admin::db_err;
 use crate::auth::certificate::registrable_dn;
 use crate::cli::{AlgArg, AuthMethodArg, CreateClient, DeliveryModeArg, ProfileArg};
@@ -92,6 +93,7 @@ pub fn create(
     store: &Store,
     args: CreateClient,
     ping_policy: &ciba_runtime::ping_target::TargetPolicy,
+    rec: &Recorder,
     now: i64,
 ) -> Result<Value, String> {
     let name = fields::name(&args.name)?;
@@ -160,7 +162,11 @@ pub fn create(
         created_at: now,
         updated_at: now,
     };
-    store.read(|c| clients::insert(c, &row)).map_err(db_err)?;
+    rec.write(store, Some(&client_id), |c| {
+        clients::insert(c, &row)?;
+        Ok(true)
+    })
+    .map_err(db_err)?;
     let mut out = json!({"client_id": client_id, "token_endpoint_auth_method": method.as_str()});
     if let Some(secret) = secret {
         out["client_secret"] = json!(secret);

@@ -7,6 +7,7 @@ mod fields;
 
 pub use fields::{validate_client_jwks, validate_https_url};
 
+use super::audit::Recorder;
 use super::db_err;
 use crate::cli::ClientsCommand;
 use ciba_store::clients::{self, ClientRow};
@@ -28,10 +29,11 @@ pub fn run(
     store: &Store,
     cmd: ClientsCommand,
     ping_policy: &ciba_runtime::ping_target::TargetPolicy,
+    rec: &Recorder,
     now: i64,
 ) -> Result<Value, String> {
     match cmd {
-        ClientsCommand::Create(args) => create::create(store, args, ping_policy, now),
+        ClientsCommand::Create(args) => create::create(store, args, ping_policy, rec, now),
         ClientsCommand::List => {
             let rows = store.read(clients::list).map_err(db_err)?;
             Ok(Value::Array(rows.iter().map(view).collect()))
@@ -41,23 +43,31 @@ pub fn run(
             .map_err(db_err)?
             .map(|c| view(&c))
             .ok_or_else(|| format!("no client {client_id}")),
-        ClientsCommand::Update(args) => change::update(store, args, ping_policy, now),
+        ClientsCommand::Update(args) => change::update(store, args, ping_policy, rec, now),
         ClientsCommand::RotateSecret { client_id, grace } => {
-            change::rotate_secret(store, &client_id, grace, now)
+            change::rotate_secret(store, &client_id, grace, rec, now)
         }
         ClientsCommand::Disable { client_id } | ClientsCommand::Enable { client_id }
             if client_id.is_empty() =>
         {
             Err("client id is empty".into())
         }
-        ClientsCommand::Disable { client_id } => set_disabled(store, &client_id, true, now),
-        ClientsCommand::Enable { client_id } => set_disabled(store, &client_id, false, now),
+        ClientsCommand::Disable { client_id } => set_disabled(store, &client_id, true, rec, now),
+        ClientsCommand::Enable { client_id } => set_disabled(store, &client_id, false, rec, now),
     }
 }
 
-fn set_disabled(store: &Store, id: &str, disabled: bool, now: i64) -> Result<Value, String> {
-    if !store
-        .read(|c| clients::set_disabled(c, id, disabled, now))
+fn set_disabled(
+    store: &Store,
+    id: &str,
+    disabled: bool,
+    rec: &Recorder,
+    now: i64,
+) -> Result<Value, String> {
+    if !rec
+        .write(store, Some(id), |c| {
+            clients::set_disabled(c, id, disabled, now)
+        })
         .map_err(db_err)?
     {
         return Err(format!("no client {id}"));
