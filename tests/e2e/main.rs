@@ -22,6 +22,7 @@ mod s08_admin;
 mod s09_worker_jobs;
 mod s09_worker_ping;
 mod s10_abuse;
+mod s11_client_methods;
 mod s11_fapi;
 mod s11_mtls;
 mod s11_openid_client;
