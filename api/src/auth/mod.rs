@@ -188,24 +188,22 @@ pub async fn authenticate(
     req: AuthRequest<'_>,
     now: i64,
 ) -> ApiResult<Authenticated> {
-    let source = req.source;
     let started = tokio::time::Instant::now();
-    let claimed = claimed_client(&req);
-    let origin = Origin {
-        source: source.map(|s| s.to_string()),
-        request_id: req.request_id.map(str::to_owned),
-    };
-    let result = match authenticate_unlimited(state, req, now).await {
+    let result = match authenticate_unlimited(state, &req, now).await {
         Err(e) if e.code() == ErrorCode::InvalidClient => {
             // Named in the trail only when it is a registered client's id (its row is in the
             // cache once verification read it): whatever else a caller sends (control
             // characters, a secret pasted in the wrong field) is not recorded.
-            let claimed = claimed.filter(|id| {
+            let claimed = claimed_client(&req).filter(|id| {
                 ciba_domain::ids::is_well_formed_id(id)
                     && matches!(state.client_row_cached(id), Some(Some(_)))
             });
+            let origin = Origin {
+                source: req.source.map(|s| s.to_string()),
+                request_id: req.request_id.map(str::to_owned),
+            };
             record_failure(state, claimed, origin).await;
-            Err(crate::limits::auth_failed(state, source, e, now).await)
+            Err(crate::limits::auth_failed(state, req.source, e, now).await)
         }
         other => other,
     };
@@ -229,10 +227,10 @@ pub async fn authenticate(
 
 async fn authenticate_unlimited(
     state: &AppState,
-    req: AuthRequest<'_>,
+    req: &AuthRequest<'_>,
     now: i64,
 ) -> ApiResult<Authenticated> {
-    let cred = credential(&req)?;
+    let cred = credential(req)?;
     // An address over its failure limit may not try credentials that can be guessed (secrets,
     // and assertions of its choosing); a signed access token it holds still works, so one
     // noisy neighbour behind a shared address cannot lock every merchant out.

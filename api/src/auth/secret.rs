@@ -55,23 +55,19 @@ pub async fn client_secret(
         return Err(hashing_busy(state));
     }
     let row = state.client_row(id).await?;
-    let stored = row
-        .as_ref()
-        .filter(|r| r.auth_method == method.as_str())
-        .and_then(|r| r.secret_hash.as_deref());
     let exists = row.is_some();
-    // A secret verified before is answered from memory; anything else (an unknown client
-    // too, at the same cost) is verified on the bounded hashing pool, or refused when full.
-    // After a rotation, the previous secret during its grace.
-    let previous = row
-        .as_ref()
-        .filter(|r| r.auth_method == method.as_str())
+    // The client's secret, and after a rotation the previous one during its grace; none for
+    // a client of another method (it is refused like a wrong secret, at the same cost).
+    let own = row.as_ref().filter(|r| r.auth_method == method.as_str());
+    let stored = own.and_then(|r| r.secret_hash.as_deref());
+    let previous = own
         .filter(|r| {
             r.previous_secret_until
                 .is_some_and(|t| t > crate::state::now())
         })
         .and_then(|r| r.previous_secret_hash.as_deref());
-    // A secret verified before, old or new, is answered from memory; only then argon2.
+    // A secret verified before, old or new, is answered from memory; anything else (an
+    // unknown client too, at the same cost) on the bounded hashing pool, or refused when full.
     let remembered =
         |hash: Option<&str>| hash.and_then(|h| state.secrets.verify_cached(id, h, secret));
     let ok = if remembered(stored) == Some(true) || remembered(previous) == Some(true) {
