@@ -12,6 +12,7 @@ pub mod remote_jwks;
 pub mod secret;
 
 use crate::error::{ApiError, ApiResult};
+use crate::http::caller::RequestId;
 use crate::http::form::Form;
 use crate::http::tls::ClientCert;
 use crate::state::{AppState, MAX_ID_LEN};
@@ -88,7 +89,7 @@ pub struct AuthRequest<'a> {
     /// The caller's address, for the limit on failed authentications (contract §10).
     pub source: Option<std::net::IpAddr>,
     /// The HTTP request's id (the audit trail records failures with it).
-    pub request_id: Option<&'a str>,
+    pub request_id: Option<&'a RequestId>,
 }
 
 /// Where credentials are presented (contract §2, §11).
@@ -200,7 +201,7 @@ pub async fn authenticate(
             });
             let origin = Origin {
                 source: req.source.map(|s| s.to_string()),
-                request_id: req.request_id.map(str::to_owned),
+                request_id: req.request_id.map(|r| r.get().to_owned()),
             };
             record_failure(state, claimed, origin).await;
             Err(crate::limits::auth_failed(state, req.source, e, now).await)

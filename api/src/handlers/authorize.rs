@@ -131,7 +131,7 @@ async fn open(
         kind: at.kind,
         cert: caller.cert.as_ref().map(|c| &*c.0),
         source: caller.source,
-        request_id: caller.request_id.as_deref(),
+        request_id: Some(&caller.request_id),
     };
     let client = auth::authenticate(state, req, now).await?;
     client.require_scope(at.scope)?;

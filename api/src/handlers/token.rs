@@ -42,7 +42,7 @@ pub async fn token(
             kind: Endpoint::Grant,
             cert: caller.cert.as_ref().map(|c| &*c.0),
             source: caller.source,
-            request_id: caller.request_id.as_deref(),
+            request_id: Some(&caller.request_id),
         };
         match grant_type {
             GRANT_CLIENT_CREDENTIALS => {

@@ -18,8 +18,8 @@ pub struct Caller {
     pub source: Option<IpAddr>,
     /// The client certificate of the connection, or from a trusted proxy (contract §11).
     pub cert: Option<PeerCert>,
-    /// This request's id (UUID v7), as the audit trail records it.
-    pub request_id: Option<String>,
+    /// This request's id, as the audit trail records it.
+    pub request_id: RequestId,
 }
 
 impl Caller {
@@ -27,14 +27,21 @@ impl Caller {
     pub fn origin(&self) -> Origin {
         Origin {
             source: self.source.map(|s| s.to_string()),
-            request_id: self.request_id.clone(),
+            request_id: Some(self.request_id.get().to_owned()),
         }
     }
 }
 
-/// The id the server loop gave a request.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+/// A request's id (UUID v7), made when first asked for: only a request that leaves an audit
+/// event needs one, so a poll that does not costs no id.
+#[derive(Debug, Clone, Default)]
+pub struct RequestId(std::sync::OnceLock<String>);
+
+impl RequestId {
+    pub fn get(&self) -> &str {
+        self.0.get_or_init(|| uuid::Uuid::now_v7().to_string())
+    }
+}
 
 /// The client's address as the server loop worked it out ([`client_address`]).
 #[derive(Debug, Clone, Copy)]
@@ -45,16 +52,12 @@ pub fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::ext::optional::<ClientAddr>())
         .and(warp::ext::optional::<PeerCert>())
-        .and(warp::ext::optional::<RequestId>())
         .map(
-            |authorization,
-             source: Option<ClientAddr>,
-             cert: Option<PeerCert>,
-             id: Option<RequestId>| Caller {
+            |authorization, source: Option<ClientAddr>, cert: Option<PeerCert>| Caller {
                 authorization,
                 source: source.map(|s| s.0),
                 cert,
-                request_id: id.map(|r| r.0),
+                request_id: RequestId::default(),
             },
         )
 }

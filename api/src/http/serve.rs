@@ -5,7 +5,7 @@
 //! not read), and a cap on the size of its headers. warp 0.4's own server sets
 //! none of these, so the routes run as a `warp::service` under hyper's connection builder.
 
-use crate::http::caller::{self, ClientAddr, RequestId};
+use crate::http::caller::{self, ClientAddr};
 use crate::http::tls::{CertPolicy, PeerCert};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -340,9 +340,6 @@ impl Connection {
             let (mut parts, inner) = req.into_parts();
             let client = caller::of_request(peer, &parts.headers, &limits.trusted_proxies);
             parts.extensions.insert(ClientAddr(client));
-            parts
-                .extensions
-                .insert(RequestId(uuid::Uuid::now_v7().to_string()));
             let cert = tls_cert.clone().or_else(|| {
                 proxied_cert(&transport, peer, &parts.headers, &limits.trusted_proxies)
             });
