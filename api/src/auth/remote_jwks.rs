@@ -22,7 +22,8 @@ struct Cached {
 pub struct RemoteJwks {
     ttl: i64,
     cache: Mutex<HashMap<String, Cached>>,
-    http: Option<reqwest::Client>,
+    /// Made on the first fetch: most deployments have no trusted issuer nor `jwks_uri`.
+    http: std::sync::OnceLock<Option<reqwest::Client>>,
 }
 
 impl RemoteJwks {
@@ -30,8 +31,7 @@ impl RemoteJwks {
         Self {
             ttl,
             cache: Mutex::new(HashMap::new()),
-            http: ciba_runtime::outbound::client(Duration::from_secs(3), Duration::from_secs(5))
-                .ok(),
+            http: std::sync::OnceLock::new(),
         }
     }
 
@@ -41,7 +41,13 @@ impl RemoteJwks {
     }
 
     async fn fetch(&self, url: &str, now: i64) -> Result<JwkSet, &'static str> {
-        let http = self.http.as_ref().ok_or("no HTTP client")?;
+        let http = self
+            .http
+            .get_or_init(|| {
+                ciba_runtime::outbound::client(Duration::from_secs(3), Duration::from_secs(5)).ok()
+            })
+            .as_ref()
+            .ok_or("no HTTP client")?;
         let resp = http.get(url).send().await.map_err(|e| {
             tracing::warn!(error = %e, "fetching a JWKS failed");
             "the keys are unavailable"
