@@ -12,7 +12,7 @@ pub mod remote_jwks;
 pub mod secret;
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::caller::RequestId;
+use crate::http::caller::{Caller, RequestId};
 use crate::http::form::Form;
 use crate::http::tls::ClientCert;
 use crate::state::{AppState, MAX_ID_LEN};
@@ -101,6 +101,26 @@ pub enum Endpoint {
     Grant,
     /// Every other merchant endpoint: access tokens and `private_key_jwt`.
     Api,
+}
+
+impl<'a> AuthRequest<'a> {
+    /// What `caller` offers at `endpoint` (of `kind`), with the request's `form` if any.
+    pub fn of(
+        caller: &'a Caller,
+        form: Option<&'a Form>,
+        endpoint: &'a str,
+        kind: Endpoint,
+    ) -> Self {
+        Self {
+            authorization: caller.authorization.as_deref(),
+            form,
+            endpoint,
+            kind,
+            cert: caller.cert.as_ref().map(|c| &*c.0),
+            source: caller.source,
+            request_id: Some(&caller.request_id),
+        }
+    }
 }
 
 enum Credential<'a> {

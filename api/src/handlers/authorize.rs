@@ -124,15 +124,7 @@ async fn open(
 ) -> ApiResult<(Form, Authenticated)> {
     let form = Form::parse(content_type, body)?;
     let endpoint = state.config.endpoint(at.path);
-    let req = AuthRequest {
-        authorization: caller.authorization.as_deref(),
-        form: Some(&form),
-        endpoint: &endpoint,
-        kind: at.kind,
-        cert: caller.cert.as_ref().map(|c| &*c.0),
-        source: caller.source,
-        request_id: Some(&caller.request_id),
-    };
+    let req = AuthRequest::of(caller, Some(&form), &endpoint, at.kind);
     let client = auth::authenticate(state, req, now).await?;
     client.require_scope(at.scope)?;
     limits::check(state, Limit::ClientStarts, &client.client.id, at.route, now).await?;

@@ -18,15 +18,7 @@ use warp::reply::Response;
 
 async fn merchant(state: &AppState, caller: &Caller, now: i64) -> ApiResult<Authenticated> {
     let endpoint = state.config.endpoint("/permissions/v1/");
-    let req = AuthRequest {
-        authorization: caller.authorization.as_deref(),
-        form: None,
-        endpoint: &endpoint,
-        kind: Endpoint::Api,
-        cert: caller.cert.as_ref().map(|c| &*c.0),
-        source: caller.source,
-        request_id: Some(&caller.request_id),
-    };
+    let req = AuthRequest::of(caller, None, &endpoint, Endpoint::Api);
     let client = auth::authenticate(state, req, now).await?;
     client.require_scope(PERMISSIONS_CLIENT)?;
     Ok(client)

@@ -35,15 +35,7 @@ pub async fn token(
         let form = Form::parse(content_type.as_deref(), &body)?;
         let grant_type = form.require("grant_type")?;
         let endpoint = state.config.endpoint("/oidc/v1/token");
-        let req = AuthRequest {
-            authorization: caller.authorization.as_deref(),
-            form: Some(&form),
-            endpoint: &endpoint,
-            kind: Endpoint::Grant,
-            cert: caller.cert.as_ref().map(|c| &*c.0),
-            source: caller.source,
-            request_id: Some(&caller.request_id),
-        };
+        let req = AuthRequest::of(&caller, Some(&form), &endpoint, Endpoint::Grant);
         match grant_type {
             GRANT_CLIENT_CREDENTIALS => {
                 let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
