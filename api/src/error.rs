@@ -19,7 +19,7 @@ pub fn oauth_error(code: ErrorCode, text: &'static str) -> ApiError {
     OAuthError::new(code, text).into()
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub error: OAuthError,
     pub www_authenticate: Option<String>,

@@ -1,7 +1,7 @@
 //! The authenticating app's API (contract §7): enrollment, pending requests, one request,
 //! and the signed decision.
 
-use crate::auth::device::authenticate_device;
+use crate::auth::device::AuthenticatedDevice;
 use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
@@ -11,15 +11,9 @@ use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ciba_domain::assurance::KeyProtection;
-use ciba_domain::audit::{action, Actor, Outcome};
 use ciba_domain::device::DeviceInfo;
 use ciba_domain::error::OAuthError;
-use ciba_domain::ids::random_id;
-use ciba_domain::secret::sha256_b64url;
-use ciba_domain::status::{DeviceStatus, RequestStatus};
-use ciba_store::audit;
-use ciba_store::auth_requests::{self as requests};
-use ciba_store::users::{self, DeviceRow};
+use ciba_domain::status::RequestStatus;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use warp::hyper::body::Bytes;
@@ -60,7 +54,6 @@ pub async fn enroll(
     body: Bytes,
 ) -> Response {
     let now = now();
-    let (origin, at_ms) = (caller.origin(), crate::state::now_ms());
     private_reply(
         async {
             let body = json_body(content_type.as_deref(), &body)?;
@@ -93,64 +86,8 @@ pub async fn enroll(
                     )
                 }
             };
-            let device_id = random_id();
-            let code_hash = sha256_b64url(code.as_bytes());
-            let mut row = DeviceRow {
-                id: device_id.clone(),
-                user_sub: String::new(),
-                platform: info.platform,
-                manufacturer: info.manufacturer,
-                model: info.model,
-                public_jwk,
-                name,
-                status: DeviceStatus::Active.as_str().into(),
-                created_at: now,
-                revoked_at: None,
-                key_protection: key_protection.as_str().into(),
-            };
-            let hwk = key_protection == KeyProtection::Hardware;
-            let max_devices = state.config.max_devices_per_user;
-            let enrolled = state
-                .db_write(move |c| {
-                    // A user at the device limit enrolls nothing (the code stays unused).
-                    if let Some(user) = users::user_of_open_code(c, &code_hash, now)? {
-                        users::lock_user(c, &user)?;
-                        if users::active_devices_of(c, &user)?.len() as i64 >= max_devices {
-                            return Ok(None);
-                        }
-                    }
-                    match users::consume_enrollment_code(c, &code_hash, &row.id, hwk, now)? {
-                        Some(user) => {
-                            row.user_sub = user;
-                            users::insert_device(c, &row)?;
-                            let by = audit::By {
-                                actor: Actor::Device(&row.id),
-                                origin: &origin,
-                                at_ms,
-                            };
-                            let id = Some(row.id.as_str());
-                            audit::record(c, &by, action::DEVICE_ENROLLED, id, Outcome::Ok)?;
-                            Ok(Some(true))
-                        }
-                        None => Ok(Some(false)),
-                    }
-                })
-                .await?;
-            match enrolled {
-                Some(true) => {}
-                Some(false) => {
-                    return Err(OAuthError::invalid_grant(
-                        "the enrollment code is invalid, expired or already used, or requires a hardware-bound key (hwk)",
-                    )
-                    .into())
-                }
-                None => {
-                    return Err(OAuthError::invalid_grant(
-                        "the user has as many devices as allowed: revoke one first",
-                    )
-                    .into())
-                }
-            }
+            let new = device_app::NewDevice { info, public_jwk, name, key_protection };
+            let device_id = device_app::enroll(&state, code, new, caller.origin(), now).await?;
             Ok(json_response(201, &json!({"device_id": device_id})))
         }
         .await,
@@ -166,23 +103,22 @@ async fn client_name(state: &AppState, id: &str) -> ApiResult<String> {
         .unwrap_or_default())
 }
 
-pub async fn list(state: AppState, caller: Caller, query: HashMap<String, String>) -> Response {
+pub async fn list(
+    state: AppState,
+    query: HashMap<String, String>,
+    _: Caller,
+    dev: AuthenticatedDevice,
+) -> Response {
     let now = now();
     private_reply(
         async {
-            let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             if query.get("status").is_some_and(|s| s != RequestStatus::Pending.as_str()) {
                 return Err(OAuthError::invalid_request("status: only pending is supported").into());
             }
-            let sub = dev.device.user_sub.clone();
-            let rows = state.db(move |c| requests::pending_for_user(c, &sub, now)).await?;
             let mut out = Vec::new();
-            for r in rows {
-                let mine = r.allowed_devices().is_none_or(|ids| ids.contains(&dev.device.id));
-                if mine {
-                    out.push(json!({"ref": r.link_ref, "client_name": client_name(&state, &r.client_id).await?, "flow": r.flow,
-                                    "binding_message": r.binding_message, "expires_at": r.expires_at}));
-                }
+            for r in device_app::pending(&state, &dev, now).await? {
+                out.push(json!({"ref": r.link_ref, "client_name": client_name(&state, &r.client_id).await?, "flow": r.flow,
+                                "binding_message": r.binding_message, "expires_at": r.expires_at}));
             }
             Ok(json_response(200, &json!({"auth_requests": out})))
         }
@@ -190,11 +126,15 @@ pub async fn list(state: AppState, caller: Caller, query: HashMap<String, String
     )
 }
 
-pub async fn view(state: AppState, link_ref: String, caller: Caller) -> Response {
+pub async fn view(
+    state: AppState,
+    link_ref: String,
+    _: Caller,
+    dev: AuthenticatedDevice,
+) -> Response {
     let now = now();
     private_reply(
         async {
-            let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let (r, p) = device_app::request_for(&state, &dev, link_ref).await?;
             // What the request asks is shown only to a device that may answer it.
             device_app::may_decide(&r, &dev)?;
@@ -220,14 +160,14 @@ pub async fn view(state: AppState, link_ref: String, caller: Caller) -> Response
 pub async fn decide(
     state: AppState,
     link_ref: String,
-    caller: Caller,
     content_type: Option<String>,
     body: Bytes,
+    caller: Caller,
+    dev: AuthenticatedDevice,
 ) -> Response {
     let now = now();
     private_reply(
         async {
-            let dev = authenticate_device(&state, caller.authorization.as_deref(), now).await?;
             let body = json_body(content_type.as_deref(), &body)?;
             let signed = body.get("signed_decision").and_then(Value::as_str);
             let (decision, p) =

@@ -33,13 +33,15 @@ pub async fn token(
     let now = now_ms / 1000;
     let result = async {
         let form = Form::parse(content_type.as_deref(), &body)?;
-        let grant_type = form.require("grant_type")?;
+        // An unknown grant is refused before any authentication; the grant's own parameters
+        // are read only for an authenticated client.
+        let grant = Grant::of(&form)?;
         let endpoint = state.config.endpoint("/oidc/v1/token");
         let req = AuthRequest::of(&caller, Some(&form), &endpoint, Endpoint::Grant);
-        match grant_type {
-            GRANT_CLIENT_CREDENTIALS => {
-                let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
-                let (reply, jti) = client_credentials(&state, &client, &form, now)?;
+        let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
+        match TokenRequest::of(grant, &form)? {
+            TokenRequest::ClientCredentials { scope } => {
+                let (reply, jti) = client_credentials(&state, &client, scope, now)?;
                 let (origin, id) = (caller.origin(), client.client.id.clone());
                 let at_ms = crate::state::now_ms();
                 state
@@ -54,22 +56,56 @@ pub async fn token(
                     .await?;
                 Ok(reply)
             }
-            GRANT_CIBA => {
-                let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
-                let id = form.require("auth_req_id")?.to_owned();
+            TokenRequest::Ciba { auth_req_id } => {
+                let id = auth_req_id.to_owned();
                 let t = crate::service::ciba::grant(&state, &client, id, caller.origin(), now_ms).await?;
                 Ok(json_response(
                     200,
                     &json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "id_token": t.id_token}),
                 ))
             }
+        }
+    }
+    .await;
+    private_reply(result)
+}
+
+/// The grants this server supports.
+#[derive(Clone, Copy)]
+enum Grant {
+    ClientCredentials,
+    Ciba,
+}
+
+impl Grant {
+    fn of(form: &Form) -> ApiResult<Self> {
+        match form.require("grant_type")? {
+            GRANT_CLIENT_CREDENTIALS => Ok(Self::ClientCredentials),
+            GRANT_CIBA => Ok(Self::Ciba),
             _ => Err(
                 OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type").into(),
             ),
         }
     }
-    .await;
-    private_reply(result)
+}
+
+/// What a token request asks for: one variant per grant, with that grant's parameters.
+enum TokenRequest<'a> {
+    ClientCredentials { scope: Option<&'a str> },
+    Ciba { auth_req_id: &'a str },
+}
+
+impl<'a> TokenRequest<'a> {
+    fn of(grant: Grant, form: &'a Form) -> ApiResult<Self> {
+        Ok(match grant {
+            Grant::ClientCredentials => Self::ClientCredentials {
+                scope: form.get("scope")?,
+            },
+            Grant::Ciba => Self::Ciba {
+                auth_req_id: form.require("auth_req_id")?,
+            },
+        })
+    }
 }
 
 /// FAPI-CIBA (through FAPI 1.0 Advanced §5.2.2): a `fapi-ciba` client's access tokens are
@@ -87,7 +123,7 @@ fn sender_constrained(client: auth::Authenticated) -> ApiResult<auth::Authentica
 fn client_credentials(
     state: &AppState,
     auth: &auth::Authenticated,
-    form: &Form,
+    scope: Option<&str>,
     now: i64,
 ) -> ApiResult<(Response, String)> {
     // A token must not mint its own successor: require the client's own credentials.
@@ -102,7 +138,7 @@ fn client_credentials(
         .into());
     }
     let api_scopes = ScopeSet::from_known(CLIENT_SCOPES);
-    let scopes = match form.get("scope")? {
+    let scopes = match scope {
         Some(raw) => {
             let asked = ScopeSet::parse(raw)?;
             if let Some(bad) = asked

@@ -2,6 +2,7 @@
 
 pub mod caller;
 pub mod form;
+pub mod guard;
 pub mod recover;
 pub mod reply;
 pub mod routes;

@@ -1,7 +1,8 @@
 //! The route table. Every route is instrumented with its template (never the raw path).
 
 use crate::handlers::{app, authorize, discovery, health, links, permissions, token};
-use crate::http::caller::caller;
+use crate::http::caller::{caller, Caller};
+use crate::http::guard;
 use crate::http::recover::{BodyTooLarge, BodyUnreadable};
 use crate::state::AppState;
 use ciba_runtime::crypto::keyring::Purpose;
@@ -77,7 +78,7 @@ where
     let (method, _) = route.split_once(' ').unwrap_or(("-", route));
     warp::any()
         .map(Instant::now)
-        .and(filter)
+        .and(filter.or_else(guard::render_refused))
         .map(move |start: Instant, resp: Response| {
             let secs = start.elapsed().as_secs_f64();
             let status = resp.status().as_u16();
@@ -123,30 +124,31 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
             }
         })
         .untuple_one();
+    let merchant = || guard::merchant(state.clone(), "/permissions/v1/");
     let perm_register = perm_root
         .and(warp::post())
         .and(s())
-        .and(who())
         .and(header("content-type"))
         .and(body())
+        .and(merchant())
         .then(permissions::register);
     let perm_user_exists = warp::path!("permissions" / "v1" / "user-exists")
         .and(warp::post())
         .and(s())
-        .and(who())
         .and(header("content-type"))
         .and(body())
-        .then(permissions::user_exists);
+        .and(merchant())
+        .then(|st, ct, b, _: Caller, m| permissions::user_exists(st, ct, b, m));
     let perm_get = warp::path!("permissions" / "v1" / String)
         .and(warp::get())
         .and(s())
-        .and(who())
-        .then(|id, st, a| permissions::get(st, id, a));
+        .and(merchant())
+        .then(|id, st, _: Caller, m| permissions::get(st, id, m));
     let perm_grant = warp::path!("permissions" / "v1" / String / "grant")
         .and(warp::get())
         .and(s())
-        .and(who())
-        .then(|id, st, a| permissions::grant(st, id, a));
+        .and(merchant())
+        .then(|id, st, _: Caller, m| permissions::grant(st, id, m));
     let app_authorize = warp::path!("oidc" / "v1" / "app-authorize")
         .and(warp::post())
         .and(s())
@@ -168,24 +170,25 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(header("content-type"))
         .and(body())
         .then(app::enroll);
+    let device = || guard::device(state.clone());
     let app_list = warp::path!("app" / "v1" / "auth-requests")
         .and(warp::get())
         .and(s())
-        .and(who())
         .and(warp::query::<HashMap<String, String>>())
+        .and(device())
         .then(app::list);
     let app_view = warp::path!("app" / "v1" / "auth-requests" / String)
         .and(warp::get())
         .and(s())
-        .and(who())
-        .then(|r, st, a| app::view(st, r, a));
+        .and(device())
+        .then(|r, st, c, d| app::view(st, r, c, d));
     let app_decide = warp::path!("app" / "v1" / "auth-requests" / String / "decision")
         .and(warp::post())
         .and(s())
-        .and(who())
         .and(header("content-type"))
         .and(body())
-        .then(|r, st, a, ct, b| app::decide(st, r, a, ct, b));
+        .and(device())
+        .then(|r, st, ct, b, c, d| app::decide(st, r, ct, b, c, d));
     let fallback = warp::path!("app2app" / "authorize")
         .and(warp::get())
         .and(s())

@@ -1,14 +1,18 @@
-//! The authenticating app's decision (contract §7): the device-signed approval or decline of
-//! one request, checked against the request, its permission and the device's assurance,
-//! recorded once. The handlers in `crate::handlers::app` authenticate the device, parse and
-//! render.
+//! The authenticating app (contract §7): enrollment with a one-time code, the requests a
+//! device may see, and the device-signed approval or decline of one request, checked against
+//! the request, its permission and the device's assurance, recorded once. The handlers in
+//! `crate::handlers::app` parse and render; the route's `device` filter authenticates.
 
 use crate::auth::device::AuthenticatedDevice;
 use crate::auth::use_jti;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::assurance::{decision_amr, KeyProtection};
-use ciba_domain::audit::{Actor, Origin};
+use ciba_domain::audit::{action, Actor, Origin, Outcome};
+use ciba_domain::device::DeviceInfo;
+use ciba_domain::ids::random_id;
+use ciba_domain::secret::sha256_b64url;
+use ciba_domain::status::DeviceStatus;
 use ciba_domain::auth_request::{validate_amr, Decision};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::permission::ACR_SUBSTANTIAL;
@@ -18,6 +22,7 @@ use ciba_service::requests as lifecycle;
 use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, PermissionRow};
+use ciba_store::users::{self, DeviceRow};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
@@ -198,4 +203,95 @@ fn verify_decision(signed: &str, dev: &AuthenticatedDevice) -> ApiResult<Value> 
         }
     })?;
     Ok(claims)
+}
+
+/// What an app offers to enroll, checked by the handler.
+pub struct NewDevice {
+    pub info: DeviceInfo,
+    /// The canonical public JWK.
+    pub public_jwk: String,
+    pub name: Option<String>,
+    pub key_protection: KeyProtection,
+}
+
+/// Enroll a device with a one-time code: the code is consumed, the device inserted and the
+/// event recorded in one transaction. A user at `CIBA_MAX_DEVICES_PER_USER` enrolls nothing
+/// and keeps the code.
+pub async fn enroll(
+    state: &AppState,
+    code: &str,
+    new: NewDevice,
+    origin: Origin,
+    now: i64,
+) -> ApiResult<String> {
+    let device_id = random_id();
+    let code_hash = sha256_b64url(code.as_bytes());
+    let hwk = new.key_protection == KeyProtection::Hardware;
+    let mut row = DeviceRow {
+        id: device_id.clone(),
+        user_sub: String::new(),
+        platform: new.info.platform,
+        manufacturer: new.info.manufacturer,
+        model: new.info.model,
+        public_jwk: new.public_jwk,
+        name: new.name,
+        status: DeviceStatus::Active.as_str().into(),
+        created_at: now,
+        revoked_at: None,
+        key_protection: new.key_protection.as_str().into(),
+    };
+    let max_devices = state.config.max_devices_per_user;
+    let at_ms = crate::state::now_ms();
+    let enrolled = state
+        .db_write(move |c| {
+            if let Some(user) = users::user_of_open_code(c, &code_hash, now)? {
+                users::lock_user(c, &user)?;
+                if users::active_devices_of(c, &user)?.len() as i64 >= max_devices {
+                    return Ok(None);
+                }
+            }
+            let Some(user) = users::consume_enrollment_code(c, &code_hash, &row.id, hwk, now)?
+            else {
+                return Ok(Some(false));
+            };
+            row.user_sub = user;
+            users::insert_device(c, &row)?;
+            let by = audit::By {
+                actor: Actor::Device(&row.id),
+                origin: &origin,
+                at_ms,
+            };
+            let id = Some(row.id.as_str());
+            audit::record(c, &by, action::DEVICE_ENROLLED, id, Outcome::Ok)?;
+            Ok(Some(true))
+        })
+        .await?;
+    match enrolled {
+        Some(true) => Ok(device_id),
+        Some(false) => Err(OAuthError::invalid_grant(
+            "the enrollment code is invalid, expired or already used, or requires a hardware-bound key (hwk)",
+        )
+        .into()),
+        None => Err(OAuthError::invalid_grant(
+            "the user has as many devices as allowed: revoke one first",
+        )
+        .into()),
+    }
+}
+
+/// The pending requests `dev` may answer: its user's, unless a request names other devices.
+pub async fn pending(
+    state: &AppState,
+    dev: &AuthenticatedDevice,
+    now: i64,
+) -> ApiResult<Vec<AuthRequestRow>> {
+    let sub = dev.device.user_sub.clone();
+    let rows = state
+        .db(move |c| requests::pending_for_user(c, &sub, now))
+        .await?;
+    let id = &dev.device.id;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.allowed_devices().is_none_or(|ids| ids.contains(id)))
+        .collect())
 }
