@@ -62,3 +62,88 @@ pub async fn render_refused(r: Rejection) -> Result<(Response,), Rejection> {
         None => Err(r),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ciba_runtime::config::Config;
+    use ciba_store::testing::TestDatabase;
+    use ciba_store::{Backend, DatabaseUrl, Store};
+    use std::collections::HashMap;
+
+    fn state(db: &TestDatabase) -> AppState {
+        let vars: HashMap<String, String> = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("CIBA_KEY_ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = Config::from_map(&vars).unwrap();
+        let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
+        store.migrate().unwrap();
+        AppState::new(config, store).unwrap()
+    }
+
+    fn refusal(r: Rejection) -> ApiError {
+        r.find::<Refused>().map(|r| r.0.clone()).expect("a Refused rejection")
+    }
+
+    #[tokio::test]
+    async fn a_merchant_route_without_a_token_is_refused_by_its_filter() {
+        let db = TestDatabase::create(Backend::Sqlite);
+        let filter = merchant(state(&db), "/permissions/v1/");
+        let r = warp::test::request().path("/").filter(&filter).await;
+        let e = refusal(r.err().expect("refused"));
+        assert_eq!(e.error.code.as_str(), "invalid_client");
+        assert_eq!(e.error.status(), 401);
+
+        let forged = warp::test::request()
+            .header("authorization", "Bearer eyJhbGciOiJub25lIn0.e30.")
+            .filter(&filter)
+            .await;
+        assert_eq!(refusal(forged.err().unwrap()).error.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn a_device_route_without_a_device_jwt_is_refused_by_its_filter() {
+        let db = TestDatabase::create(Backend::Sqlite);
+        let filter = device(state(&db));
+        let r = warp::test::request().filter(&filter).await;
+        assert_eq!(refusal(r.err().unwrap()).error.code.as_str(), "invalid_token");
+        let hs = "eyJhbGciOiJIUzI1NiIsImtpZCI6IngifQ.e30.c2ln";
+        let r = warp::test::request()
+            .header("authorization", format!("Bearer {hs}"))
+            .filter(&filter)
+            .await;
+        assert_eq!(refusal(r.err().unwrap()).error.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_answered_and_counted_by_its_own_route() {
+        let db = TestDatabase::create(Backend::Sqlite);
+        let st = state(&db);
+        let routes = crate::http::routes::routes(st.clone(), false);
+        let resp = warp::test::request()
+            .method("GET")
+            .path("/permissions/v1/abc/grant")
+            .reply(&routes)
+            .await;
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(body["error"], "invalid_client");
+        let metrics = st.metrics.render();
+        assert!(
+            metrics.contains(r#"route="GET /permissions/v1/{id}/grant""#)
+                && metrics.contains(r#"status="401""#),
+            "{metrics}"
+        );
+        // A path no route knows is still 404, not a refusal of some route's filter.
+        let resp = warp::test::request()
+            .path("/permissions/v1/abc/nothing")
+            .reply(&routes)
+            .await;
+        assert_eq!(resp.status(), 404);
+    }
+}
