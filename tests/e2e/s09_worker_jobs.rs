@@ -279,19 +279,11 @@ async fn key_rotation_end_to_end(b: Backend) {
             Ok(())
         })
         .unwrap();
-    let _w = srv.worker(&[("CIBA_KEY_ROTATION_PERIOD", "0")]).await;
-    for _ in 0..100 {
-        if srv
-            .store()
-            .read(keys::all)
-            .unwrap()
-            .iter()
-            .all(|k| k.kid != old_kid)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    srv.worker_pass(
+        &[("CIBA_KEY_ROTATION_PERIOD", "0")],
+        ciba_worker::periodic::rotate_keys,
+    )
+    .await;
     assert!(srv
         .store()
         .read(keys::all)
@@ -374,12 +366,9 @@ async fn retention_deletes_only_old_rows(b: Backend) {
     let new_code = srv.admin(&["enrollment-codes", "create", "--nnin", &nnin(300)]);
     assert!(new_code["code"].is_string());
 
+    let retention = [("CIBA_RETENTION", "86400"), ("CIBA_RETENTION_BATCH", "1")];
     let w = srv
-        .worker(&[
-            ("CIBA_RETENTION", "86400"),
-            ("CIBA_RETENTION_INTERVAL", "1"),
-            ("CIBA_RETENTION_BATCH", "1"),
-        ])
+        .worker_pass(&retention, ciba_worker::periodic::apply_retention)
         .await;
     let gone = |id: &String| {
         let i = id.clone();
@@ -388,13 +377,6 @@ async fn retention_deletes_only_old_rows(b: Backend) {
             .unwrap()
             .is_none()
     };
-    for _ in 0..100 {
-        if old_ids.iter().all(gone) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(old_ids.iter().all(gone), "old requests deleted");
     assert!(!new_ids.iter().any(gone), "young requests kept");
     let counts = srv
@@ -439,7 +421,7 @@ async fn retention_deletes_only_old_rows(b: Backend) {
         2,
         "only the young finished jobs remain"
     );
-    let metrics = w.metrics(&srv).await;
+    let metrics = w.metrics.render();
     assert!(
         metrics.contains("ciba_worker_retention_deleted_total{table=\"auth_requests\"} 2"),
         "{metrics}"

@@ -1,42 +1,16 @@
 //! `ciba-worker`: background work: ping notifications from the job queue, the expiry sweep,
 //! retention and scheduled key rotation. Several replicas may run at once on PostgreSQL
 //! (jobs are claimed with `FOR UPDATE SKIP LOCKED`, periodic batches take advisory locks);
-//! on SQLite run one. The API never depends on it for correctness.
+//! on SQLite run one. The API never depends on it for correctness. The work itself is in
+//! the `ciba_worker` library; this binary starts it and serves health and metrics.
 
-mod health;
-mod metrics;
-mod periodic;
-mod ping;
-mod queue;
-mod slots;
-mod target;
-
-use ciba_runtime::config::{Config, WorkerSettings};
-use ciba_runtime::crypto::kek::Kek;
+use ciba_runtime::config::Config;
 use ciba_runtime::logging::init_tracing;
-use ciba_runtime::ping_target::TargetPolicy;
 use ciba_store::{Backend, Store};
-use metrics::WorkerMetrics;
+use ciba_worker::{health, periodic, queue, Ctx};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What every task of the worker shares.
-pub struct Ctx {
-    pub store: Store,
-    pub settings: WorkerSettings,
-    pub metrics: WorkerMetrics,
-    /// The ping client: refuses notification targets on this network (see `target`).
-    pub http: reqwest::Client,
-    pub ping_policy: Arc<TargetPolicy>,
-    /// Ping deliveries in flight per client, under `CIBA_PING_PER_CLIENT_CONCURRENCY`.
-    pub client_slots: Arc<slots::ClientSlots>,
-    pub kek: Kek,
-    pub key_publish_lead: i64,
-    pub max_token_lifetime: i64,
-    /// This process's name on the jobs it claims.
-    pub worker_id: String,
-}
 
 fn main() -> ExitCode {
     ciba_runtime::crypto::provider::install();
@@ -71,27 +45,13 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> Result<(), String> {
     let store = Store::open(&config.database_url, 4).map_err(|e| e.to_string())?;
     wait_for_schema(&store).await?;
-    let s = &config.worker;
-    let ping_policy = Arc::new(TargetPolicy::from_settings(s));
-    let http = target::ping_client(s, ping_policy.clone())?;
-    if s.allow_insecure_callbacks {
+    if config.worker.allow_insecure_callbacks {
         tracing::warn!(
             "CIBA_ALLOW_INSECURE_CALLBACKS=true: pings may use plain http and reach loopback \
              addresses; for development only"
         );
     }
-    let ctx = Arc::new(Ctx {
-        store,
-        settings: s.clone(),
-        metrics: WorkerMetrics::new(),
-        http,
-        ping_policy,
-        client_slots: slots::ClientSlots::new(s.ping_per_client_concurrency),
-        kek: config.kek(),
-        key_publish_lead: config.key_publish_lead,
-        max_token_lifetime: config.max_token_lifetime(),
-        worker_id: format!("{}-{}", std::process::id(), ciba_domain::ids::random_id()),
-    });
+    let ctx = Arc::new(Ctx::new(&config, store)?);
     let listener = tokio::net::TcpListener::bind(config.worker_listen)
         .await
         .map_err(|e| {

@@ -86,7 +86,12 @@ pub async fn enroll(
                     )
                 }
             };
-            let new = device_app::NewDevice { info, public_jwk, name, key_protection };
+            let new = device_app::NewDevice {
+                info,
+                public_jwk,
+                name,
+                key_protection,
+            };
             let device_id = device_app::enroll(&state, code, new, caller.origin(), now).await?;
             Ok(json_response(201, &json!({"device_id": device_id})))
         }

@@ -26,17 +26,20 @@ pub fn merchant(
     state: AppState,
     path: &'static str,
 ) -> impl Filter<Extract = (Caller, Authenticated), Error = Rejection> + Clone {
-    caller().and_then(move |caller: Caller| {
-        let state = state.clone();
-        async move {
-            let endpoint = state.config.endpoint(path);
-            let req = AuthRequest::of(&caller, None, &endpoint, Endpoint::Api);
-            let client = auth::authenticate(&state, req, now()).await.map_err(refuse)?;
-            client.require_scope(PERMISSIONS_CLIENT).map_err(refuse)?;
-            Ok::<_, Rejection>((caller, client))
-        }
-    })
-    .untuple_one()
+    caller()
+        .and_then(move |caller: Caller| {
+            let state = state.clone();
+            async move {
+                let endpoint = state.config.endpoint(path);
+                let req = AuthRequest::of(&caller, None, &endpoint, Endpoint::Api);
+                let client = auth::authenticate(&state, req, now())
+                    .await
+                    .map_err(refuse)?;
+                client.require_scope(PERMISSIONS_CLIENT).map_err(refuse)?;
+                Ok::<_, Rejection>((caller, client))
+            }
+        })
+        .untuple_one()
 }
 
 /// An enrolled authenticating app with its device JWT (contract §7).
@@ -48,7 +51,9 @@ pub fn device(
             let state = state.clone();
             async move {
                 let auth = caller.authorization.as_deref();
-                let dev = authenticate_device(&state, auth, now()).await.map_err(refuse)?;
+                let dev = authenticate_device(&state, auth, now())
+                    .await
+                    .map_err(refuse)?;
                 Ok::<_, Rejection>((caller, dev))
             }
         })
@@ -74,7 +79,10 @@ mod tests {
     fn state(db: &TestDatabase) -> AppState {
         let vars: HashMap<String, String> = [
             ("DATABASE_URL", db.url.as_str()),
-            ("CIBA_KEY_ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            (
+                "CIBA_KEY_ENCRYPTION_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -86,7 +94,9 @@ mod tests {
     }
 
     fn refusal(r: Rejection) -> ApiError {
-        r.find::<Refused>().map(|r| r.0.clone()).expect("a Refused rejection")
+        r.find::<Refused>()
+            .map(|r| r.0.clone())
+            .expect("a Refused rejection")
     }
 
     #[tokio::test]
@@ -94,7 +104,7 @@ mod tests {
         let db = TestDatabase::create(Backend::Sqlite);
         let filter = merchant(state(&db), "/permissions/v1/");
         let r = warp::test::request().path("/").filter(&filter).await;
-        let e = refusal(r.err().expect("refused"));
+        let e = refusal(r.expect_err("refused"));
         assert_eq!(e.error.code.as_str(), "invalid_client");
         assert_eq!(e.error.status(), 401);
 
@@ -110,7 +120,10 @@ mod tests {
         let db = TestDatabase::create(Backend::Sqlite);
         let filter = device(state(&db));
         let r = warp::test::request().filter(&filter).await;
-        assert_eq!(refusal(r.err().unwrap()).error.code.as_str(), "invalid_token");
+        assert_eq!(
+            refusal(r.err().unwrap()).error.code.as_str(),
+            "invalid_token"
+        );
         let hs = "eyJhbGciOiJIUzI1NiIsImtpZCI6IngifQ.e30.c2ln";
         let r = warp::test::request()
             .header("authorization", format!("Bearer {hs}"))

@@ -39,6 +39,40 @@ pub const INSECURE_CALLBACKS: (&str, &str) = ("CIBA_ALLOW_INSECURE_CALLBACKS", "
 pub const SECURE_CALLBACKS: (&str, &str) = ("CIBA_ALLOW_INSECURE_CALLBACKS", "false");
 
 impl TestServer {
+    /// The worker's work in this process, on this server's database and environment plus
+    /// `env`: a test runs one pass of a loop (`ciba_worker::periodic::*`) instead of starting
+    /// a worker and waiting for its schedule. Its clock is this process's (no test offset).
+    pub fn worker_in_process(&self, env: &[(&str, &str)]) -> ciba_worker::Ctx {
+        let cmd = self.command();
+        let mut vars: HashMap<String, String> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+            .collect();
+        vars.insert(INSECURE_CALLBACKS.0.into(), INSECURE_CALLBACKS.1.into());
+        for (k, v) in env {
+            vars.insert((*k).into(), (*v).into());
+        }
+        let config = ciba_runtime::config::Config::from_map(&vars).unwrap();
+        let store = ciba_store::Store::open(&config.database_url, 2).unwrap();
+        ciba_worker::Ctx::new(&config, store).unwrap()
+    }
+
+    /// Run `pass` (one of the worker's periodic passes) once, in-process, to its end; the
+    /// context it ran in holds its metrics.
+    pub async fn worker_pass(
+        &self,
+        env: &[(&str, &str)],
+        pass: fn(&ciba_worker::Ctx),
+    ) -> ciba_worker::Ctx {
+        let ctx = self.worker_in_process(env);
+        tokio::task::spawn_blocking(move || {
+            pass(&ctx);
+            ctx
+        })
+        .await
+        .unwrap()
+    }
+
     /// Start a worker on this server's database and environment, plus `env`. It runs with
     /// [`INSECURE_CALLBACKS`] unless `env` says otherwise ([`SECURE_CALLBACKS`]).
     pub async fn worker(&self, env: &[(&str, &str)]) -> WorkerProcess {
