@@ -47,7 +47,12 @@ fn main() -> ExitCode {
         }
         Command::Migrate => {
             init_tracing(config.log_format);
-            let result = ciba_store::Store::open(&config.database_url, 1).and_then(|s| s.migrate());
+            let url = &config.database_url;
+            if let Err(f) = ciba_store::connect::probe(url) {
+                eprintln!("error: migration failed: {}", ciba_runtime::database::unusable(&f));
+                return ExitCode::FAILURE;
+            }
+            let result = ciba_store::Store::open(url, 1).and_then(|s| s.migrate());
             match result {
                 Ok(applied) => {
                     println!("{}", serde_json::json!({"applied": applied}));

@@ -20,6 +20,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             "CIBA_KEY_ENCRYPTION_KEY is not set: the signing keys are encrypted under the key in this file; keep it with the database and back it up"
         );
     }
+    ciba_runtime::database::wait_until_reachable(&config.database_url).await?;
     let store =
         Store::open(&config.database_url, config.db_max_connections).map_err(|e| e.to_string())?;
     let state = AppState::new(config, store)?;

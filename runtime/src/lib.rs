@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod database;
 pub mod logging;
 pub mod outbound;
 pub mod ping_target;

@@ -8,7 +8,8 @@ use crate::checkpoint::Checkpointer;
 use crate::error::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use crate::connect::{LogConnectErrors, Manager};
+use diesel::r2d2::{CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -54,6 +55,21 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// What diesel connects with: the PostgreSQL URL or the SQLite path.
+    pub(crate) fn connect_str(&self) -> &str {
+        &self.connect
+    }
+
+    /// The password in a PostgreSQL URL, to keep it out of error messages.
+    pub(crate) fn password(&self) -> Option<&str> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let rest = self.connect.split_once("://")?.1;
+        let userinfo = rest.split_once('@')?.0;
+        userinfo.split_once(':').map(|(_, p)| p)
+    }
+
     /// The file of a SQLite database (`None` for PostgreSQL).
     pub fn sqlite_path(&self) -> Option<&str> {
         (self.backend == Backend::Sqlite).then_some(self.connect.as_str())
@@ -113,14 +129,14 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
-pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+pub type PooledConn = PooledConnection<Manager>;
 
 /// The shared handle to the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<ConnectionManager<DbConnection>>,
+    pool: Pool<Manager>,
     /// PostgreSQL only: connections with asynchronous commit, for soft state.
-    soft_pool: Option<Pool<ConnectionManager<DbConnection>>>,
+    soft_pool: Option<Pool<Manager>>,
     backend: Backend,
     sqlite_writer: Arc<Mutex<()>>,
     /// SQLite only: WAL checkpoints on their own thread ([`crate::checkpoint`]).
@@ -131,7 +147,7 @@ impl Store {
     /// Open a pool. Does not fail when the database is down: connections are made lazily,
     /// so the process can start and report not-ready instead of crashing.
     pub fn open(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Self> {
-        let manager = ConnectionManager::<DbConnection>::new(url.connect.clone());
+        let manager = Manager::new(url.clone());
         let max = match url.backend {
             Backend::Postgres => max_connections.max(1),
             Backend::Sqlite => max_connections.clamp(1, 8),
@@ -143,6 +159,7 @@ impl Store {
             // no ping round trip per checkout; a connection that broke in use is discarded
             .test_on_check_out(false)
             .connection_customizer(Box::new(SqlitePragmas))
+            .error_handler(Box::new(LogConnectErrors))
             .build_unchecked(manager);
         let soft_pool = (url.backend == Backend::Postgres).then(|| {
             Pool::builder()
@@ -151,7 +168,8 @@ impl Store {
                 .connection_timeout(Duration::from_secs(5))
                 .test_on_check_out(false)
                 .connection_customizer(Box::new(AsyncCommit))
-                .build_unchecked(ConnectionManager::<DbConnection>::new(url.connect.clone()))
+                .error_handler(Box::new(LogConnectErrors))
+                .build_unchecked(Manager::new(url.clone()))
         });
         let sqlite_writer = Arc::new(Mutex::new(()));
         let checkpointer = match url.backend {

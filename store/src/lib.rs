@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth_requests;
 pub mod checkpoint;
 pub mod clients;
+pub mod connect;
 pub mod db;
 pub mod error;
 pub mod jobs;

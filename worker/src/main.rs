@@ -43,6 +43,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
+    ciba_runtime::database::wait_until_reachable(&config.database_url).await?;
     let store = Store::open(&config.database_url, 4).map_err(|e| e.to_string())?;
     wait_for_schema(&store).await?;
     if config.worker.allow_insecure_callbacks {

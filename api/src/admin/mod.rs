@@ -15,6 +15,9 @@ use ciba_store::{jobs, keys, Backend, Store, StoreError};
 use serde_json::{json, Value};
 
 pub fn open_store(config: &Config) -> Result<Store, String> {
+    // An operator at a prompt wants the cause now, not after the pool's timeout.
+    ciba_store::connect::probe(&config.database_url)
+        .map_err(|f| ciba_runtime::database::unusable(&f))?;
     let store = Store::open(&config.database_url, 2).map_err(|e| e.to_string())?;
     if store.backend() == Backend::Sqlite {
         store.migrate().map_err(|e| e.to_string())?;

@@ -84,13 +84,41 @@ impl Env<'_> {
 
     pub(super) fn addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
         self.get(var)
-            .map(|raw| {
-                raw.trim()
-                    .parse()
-                    .map_err(|_| err(var, format!("expected HOST:PORT, got {raw:?}")))
-            })
+            .map(|raw| listen_addr(raw).map(|(addr, _)| addr).map_err(|m| err(var, m)))
             .transpose()
     }
+}
+
+/// `HOST:PORT`, where HOST is an address (`[::1]` for IPv6) or a name such as `localhost`
+/// (its first IPv4 address, else its first address). Also returns the host as written.
+pub fn listen_addr(raw: &str) -> Result<(SocketAddr, String), String> {
+    use std::net::ToSocketAddrs;
+    let raw = raw.trim();
+    let bad = || format!("expected HOST:PORT such as 127.0.0.1:8080 or localhost:8080, got {raw:?}");
+    if let Ok(addr) = raw.parse::<SocketAddr>() {
+        let host = raw.rsplit_once(':').map(|(h, _)| h).unwrap_or(raw);
+        return Ok((addr, host.to_owned()));
+    }
+    let (host, port) = raw.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let valid_name = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !valid_name {
+        return Err(bad());
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{host:?} has no address"))?;
+    Ok((addr, host.to_owned()))
 }
 
 /// `true`/`1`/`yes` or `false`/`0`/`no`, in any case.

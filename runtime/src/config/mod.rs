@@ -99,6 +99,19 @@ fn base_url(var: &'static str, raw: &str) -> Result<String, ConfigError> {
     Ok(raw.trim().trim_end_matches('/').to_owned())
 }
 
+/// `http://HOST:PORT` of the listening address: the host as written in `CIBA_LISTEN`, or the
+/// loopback address when it is a wildcard (`0.0.0.0`, `[::]`).
+fn default_issuer(listen: SocketAddr, host: &str) -> String {
+    let port = listen.port();
+    if listen.ip().is_unspecified() {
+        return match listen {
+            SocketAddr::V4(_) => format!("http://127.0.0.1:{port}"),
+            SocketAddr::V6(_) => format!("http://[::1]:{port}"),
+        };
+    }
+    format!("http://{host}:{port}")
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_map(&std::env::vars().collect())
@@ -109,17 +122,19 @@ impl Config {
         let database_url =
             DatabaseUrl::parse(env.get("DATABASE_URL").unwrap_or("sqlite://ciba.db"))
                 .map_err(|m| err("DATABASE_URL", m))?;
-        let issuer = base_url(
-            "CIBA_ISSUER",
-            env.get("CIBA_ISSUER").unwrap_or("http://127.0.0.1:8080"),
-        )?;
+        let (listen, listen_host) = match env.get("CIBA_LISTEN") {
+            Some(raw) => env::listen_addr(raw).map_err(|m| err("CIBA_LISTEN", m))?,
+            None => (SocketAddr::from(([127, 0, 0, 1], 8080)), "127.0.0.1".into()),
+        };
+        // Unset, the issuer is where this server listens, as it was written there.
+        let issuer = match env.get("CIBA_ISSUER") {
+            Some(raw) => base_url("CIBA_ISSUER", raw)?,
+            None => default_issuer(listen, &listen_host),
+        };
         let app_link_base_url = match env.get("CIBA_APP_LINK_BASE_URL") {
             Some(raw) => base_url("CIBA_APP_LINK_BASE_URL", raw)?,
             None => issuer.clone(),
         };
-        let listen = env
-            .addr("CIBA_LISTEN")?
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let (key_encryption_key, key_file) = match env.get("CIBA_KEY_ENCRYPTION_KEY") {
             Some(raw) => (aes_key("CIBA_KEY_ENCRYPTION_KEY", raw)?, None),
             None => match database_url.sqlite_path() {
