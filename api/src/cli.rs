@@ -3,11 +3,38 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// What every command reads from the environment.
+const DATABASE_ENV: &str = "\
+Environment:
+  DATABASE_URL             sqlite://PATH (default sqlite://ciba.db) or postgres://USER:PASSWORD@HOST:PORT/DB
+  CIBA_KEY_ENCRYPTION_KEY  base64 of 32 bytes; encrypts the signing keys at rest (required with
+                           PostgreSQL; with SQLite, a key file beside the database is made)";
+
+const SERVE_ENV: &str = "\
+Environment (every setting: README.md, section Configuration):
+  DATABASE_URL             sqlite://PATH (default sqlite://ciba.db) or postgres://USER:PASSWORD@HOST:PORT/DB
+  CIBA_KEY_ENCRYPTION_KEY  base64 of 32 bytes; encrypts the signing keys at rest (required with
+                           PostgreSQL; with SQLite, a key file beside the database is made)
+  CIBA_LISTEN              HOST:PORT to listen on (default 127.0.0.1:8080; host names allowed)
+  CIBA_ISSUER              the public base URL (default: http://HOST:PORT of CIBA_LISTEN)
+  CIBA_METRICS_LISTEN      serve /metrics on this HOST:PORT instead of the API port
+  CIBA_TLS_CERT, CIBA_TLS_KEY, CIBA_TLS_CLIENT_CA   terminate TLS here (mutual TLS clients)
+  CIBA_LOG_FORMAT, RUST_LOG  text or json; the log filter (default info)";
+
+const ADMIN_ENV: &str = "\
+Environment:
+  DATABASE_URL             sqlite://PATH (default sqlite://ciba.db) or postgres://USER:PASSWORD@HOST:PORT/DB
+  CIBA_KEY_ENCRYPTION_KEY  base64 of 32 bytes; encrypts the signing keys at rest (required with
+                           PostgreSQL; with SQLite, a key file beside the database is made)
+  CIBA_OPERATOR            who runs the command, as the audit trail records it (default $USER)
+  CIBA_ALLOW_INSECURE_CALLBACKS, CIBA_PING_ALLOWED_NETWORKS  what notification endpoints may be";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ciba-api",
     version,
-    about = "CIBA / App2App authorization server and its admin CLI"
+    about = "CIBA / App2App authorization server and its admin CLI",
+    after_help = SERVE_ENV
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -17,10 +44,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP server (the default).
+    #[command(after_help = SERVE_ENV)]
     Serve,
     /// Apply pending database migrations and exit.
+    #[command(after_help = DATABASE_ENV)]
     Migrate,
     /// Operator commands.
+    #[command(after_help = ADMIN_ENV)]
     Admin(AdminArgs),
 }
 
@@ -133,6 +163,7 @@ pub enum ProfileArg {
 
 #[derive(Args, Debug)]
 pub struct CreateClient {
+    /// The merchant's name, as the authenticating app shows it to the user.
     #[arg(long)]
     pub name: String,
     /// Space-separated scopes the client may use.
@@ -151,8 +182,10 @@ pub struct CreateClient {
     /// Or the URL where the client publishes its JWK set (fetched and cached).
     #[arg(long, conflicts_with = "jwks_file")]
     pub jwks_uri: Option<String>,
+    /// How the client learns a request is finished: poll the token endpoint, or be pinged.
     #[arg(long, value_enum, default_value = "poll")]
     pub delivery_mode: DeliveryModeArg,
+    /// ping clients: the https URL notified when a request is finished.
     #[arg(long)]
     pub notification_endpoint: Option<String>,
     /// ID token signing algorithm.
@@ -173,8 +206,10 @@ pub struct CreateClient {
 
 #[derive(Args, Debug)]
 pub struct UpdateClient {
+    /// The client to change.
     #[arg(allow_hyphen_values = true)]
     pub client_id: String,
+    /// A new name, as the authenticating app shows it.
     #[arg(long)]
     pub name: Option<String>,
     /// Space-separated scopes the client may use.
@@ -203,6 +238,7 @@ pub enum ClientsCommand {
     List,
     /// One client (never its secret).
     Show {
+        /// The client's id, as `clients create` printed it.
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
@@ -210,6 +246,7 @@ pub enum ClientsCommand {
     Update(UpdateClient),
     /// Issue a new secret (printed once); the old one keeps working for --grace seconds.
     RotateSecret {
+        /// The client's id.
         #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// Seconds the old secret stays valid (0: it stops at once).
@@ -218,11 +255,13 @@ pub enum ClientsCommand {
     },
     /// Disable a client: its tokens and credentials stop working.
     Disable {
+        /// The client's id.
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     /// Enable a disabled client.
     Enable {
+        /// The client's id.
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
@@ -230,16 +269,21 @@ pub enum ClientsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum UsersCommand {
+    /// Register a user; prints the subject (`sub`) the tokens will carry.
     Create {
+        /// The user's Norwegian national identity number (11 digits, checksums valid).
         #[arg(long)]
         nnin: String,
+        /// The user's given name.
         #[arg(long)]
         given_name: String,
+        /// The user's family name.
         #[arg(long)]
         family_name: String,
-        /// YYYY-MM-DD
+        /// Birth date, YYYY-MM-DD.
         #[arg(long)]
         birthdate: String,
+        /// The user's BankID pid, when known (optional).
         #[arg(long)]
         bankid_pid: Option<String>,
     },
@@ -249,7 +293,9 @@ pub enum UsersCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum EnrollmentCodesCommand {
+    /// Make a one-time code with which the user's authenticating app enrolls a device.
     Create {
+        /// The NNIN of the user who will enroll a device with the code.
         #[arg(long)]
         nnin: String,
         /// Only a device whose key is hardware-bound (declared `hwk`) may enroll with it.
@@ -264,6 +310,7 @@ pub enum EnrollmentCodesCommand {
     },
     /// Revoke an unused code (by the id `create` and `list` print).
     Revoke {
+        /// The code's id (not the code itself).
         #[arg(allow_hyphen_values = true)]
         id: String,
     },
@@ -271,6 +318,7 @@ pub enum EnrollmentCodesCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum DevicesCommand {
+    /// Enrolled devices: all, or one user's.
     List {
         /// Only the devices of the user with this subject.
         #[arg(long, allow_hyphen_values = true)]
@@ -279,8 +327,10 @@ pub enum DevicesCommand {
         #[arg(long)]
         nnin: Option<String>,
     },
+    /// Revoke a device: it can no longer authenticate nor answer requests.
     Revoke {
-        /// Ids are base64url: one in 64 starts with '-', which is a value here, not a flag.
+        /// The device's id. Ids are base64url: one in 64 starts with '-', which is a value
+        /// here, not a flag.
         #[arg(allow_hyphen_values = true)]
         device_id: String,
     },
@@ -298,9 +348,11 @@ pub enum KeysCommand {
     /// (by every API process from its next key reload, CIBA_KEY_REFRESH_INTERVAL); a
     /// successor signs immediately.
     Revoke {
+        /// The key id (kid) as `keys list` and the JWKS show it.
         #[arg(allow_hyphen_values = true)]
         kid: String,
     },
+    /// Signing keys and their state (never the private keys).
     List,
 }
 
@@ -308,13 +360,16 @@ pub enum KeysCommand {
 pub enum JobsCommand {
     /// List jobs in a status (default: the dead letters).
     List {
+        /// Which jobs: queued, running, done or dead.
         #[arg(long, value_enum, default_value = "dead")]
         status: JobStatusArg,
+        /// At most this many jobs.
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
     /// Put a dead job back in the queue with fresh attempts.
     Retry {
+        /// The job's id, as `jobs list` shows it.
         #[arg(allow_hyphen_values = true)]
         job_id: String,
     },
@@ -339,9 +394,74 @@ impl JobStatusArg {
     }
 }
 
+impl Cli {
+    /// The command line, with every admin command's help naming the environment it reads.
+    pub fn command_with_env_help() -> clap::Command {
+        fn with_env(cmd: clap::Command) -> clap::Command {
+            let cmd = if cmd.get_after_help().is_none() {
+                cmd.after_help(ADMIN_ENV)
+            } else {
+                cmd
+            };
+            let names: Vec<String> = cmd
+                .get_subcommands()
+                .map(|c| c.get_name().to_owned())
+                .collect();
+            names
+                .iter()
+                .fold(cmd, |cmd, name| cmd.mut_subcommand(name, with_env))
+        }
+        use clap::CommandFactory;
+        Self::command().mut_subcommand("admin", with_env)
+    }
+
+    /// Parse the process's arguments (exits with help or a usage error, as clap does).
+    pub fn parse_args() -> Self {
+        use clap::FromArgMatches;
+        let matches = Self::command_with_env_help().get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every command's help names the environment it reads and describes every flag.
+    #[test]
+    fn help_names_the_environment_and_describes_every_flag() {
+        fn walk(cmd: &mut clap::Command, path: String, out: &mut Vec<String>) {
+            let help = cmd.render_long_help().to_string();
+            if cmd.get_about().is_none() && path != "ciba-api" {
+                out.push(format!("{path}: undescribed"));
+            }
+            if !help.contains("DATABASE_URL") {
+                out.push(format!("{path}: no environment"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    out.push(format!("{path} {id}: undescribed"));
+                }
+            }
+            let names: Vec<String> = cmd
+                .get_subcommands()
+                .map(|c| c.get_name().to_owned())
+                .collect();
+            for name in names {
+                if name == "help" {
+                    continue;
+                }
+                let mut sub = cmd.find_subcommand_mut(&name).unwrap().clone();
+                walk(&mut sub, format!("{path} {name}"), out);
+            }
+        }
+        let mut cmd = Cli::command_with_env_help();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&mut cmd, "ciba-api".into(), &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 
     fn admin(args: &[&str]) -> AdminCommand {
         let argv = ["ciba-api", "admin"].iter().chain(args).copied();

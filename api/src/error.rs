@@ -57,6 +57,8 @@ impl ApiError {
             "error_description": sanitize_description(&self.error.description),
         });
         let mut resp = json_response(status, &body);
+        // For the request log line (`crate::http::routes`), which names the error code.
+        resp.extensions_mut().insert(self.error.code);
         let headers = resp.headers_mut();
         if let Some(challenge) = self.www_authenticate {
             if let Ok(v) = HeaderValue::from_str(&challenge) {

@@ -1,7 +1,6 @@
 use ciba_api::cli::{Cli, Command};
 use ciba_runtime::config::Config;
 use ciba_runtime::logging::init_tracing;
-use clap::Parser;
 use std::process::ExitCode;
 
 /// mimalloc: the request path allocates small, short-lived buffers on many threads, where
@@ -11,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     ciba_runtime::crypto::provider::install();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -49,7 +48,10 @@ fn main() -> ExitCode {
             init_tracing(config.log_format);
             let url = &config.database_url;
             if let Err(f) = ciba_store::connect::probe(url) {
-                eprintln!("error: migration failed: {}", ciba_runtime::database::unusable(&f));
+                eprintln!(
+                    "error: migration failed: {}",
+                    ciba_runtime::database::unusable(&f)
+                );
                 return ExitCode::FAILURE;
             }
             let result = ciba_store::Store::open(url, 1).and_then(|s| s.migrate());

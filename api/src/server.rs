@@ -35,6 +35,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, issuer = %state.config.issuer, backend = state.store.backend().as_str(), "listening");
 
+    first_start_hint(&state).await;
+
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(refresh_keys(state.clone(), stop_rx.clone()));
     if let Some(maddr) = state.config.metrics_listen {
@@ -88,6 +90,24 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// On a database without clients (a fresh installation), say what to do next.
+async fn first_start_hint(state: &AppState) {
+    let s = state.clone();
+    let fresh = tokio::task::spawn_blocking(move || s.store.read(ciba_store::clients::any))
+        .await
+        .map(|r| matches!(r, Ok(false)))
+        .unwrap_or(false);
+    if fresh {
+        let issuer = &state.config.issuer;
+        tracing::info!(
+            "no clients yet. Next: `ciba-api admin clients create --name \"My shop\" --callback-uri \
+             https://shop.example/callback` (same DATABASE_URL), then follow README.md's walk-through; \
+             the API is described at {issuer}/openapi.yaml and discovery at \
+             {issuer}/.well-known/openid-configuration"
+        );
+    }
 }
 
 /// TLS (when configured) and where client certificates come from (contract §11).

@@ -108,6 +108,12 @@ pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<ClientRow>>
         .optional()?)
 }
 
+/// Whether any client is registered (a fresh installation has none).
+pub fn any(conn: &mut DbConnection) -> StoreResult<bool> {
+    use diesel::dsl::exists;
+    Ok(diesel::select(exists(clients::table.select(clients::id))).get_result(conn)?)
+}
+
 pub fn list(conn: &mut DbConnection) -> StoreResult<Vec<ClientRow>> {
     Ok(clients::table
         .order(clients::created_at.asc())

@@ -141,7 +141,11 @@ mod tests {
         let url = DatabaseUrl::parse("sqlite:///nonexistent-ciba-folder/x/ciba.db").unwrap();
         let f = probe(&url).unwrap_err();
         assert!(f.permanent);
-        assert!(f.message.contains("/nonexistent-ciba-folder/x does not exist"), "{f}");
+        assert!(
+            f.message
+                .contains("/nonexistent-ciba-folder/x does not exist"),
+            "{f}"
+        );
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //! mutex ([`Store::write`]) instead of failing with `SQLITE_BUSY`; readers run in parallel (WAL).
 
 use crate::checkpoint::Checkpointer;
+use crate::connect::{LogConnectErrors, Manager};
 use crate::error::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use crate::connect::{LogConnectErrors, Manager};
 use diesel::r2d2::{CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;

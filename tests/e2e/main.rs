@@ -12,6 +12,7 @@ mod support;
 
 mod loopholes;
 mod s01_foundation;
+mod s01_start;
 mod s02_client_auth;
 mod s02_token_auth;
 mod s03_ciba_token;

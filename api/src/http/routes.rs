@@ -5,6 +5,7 @@ use crate::http::caller::{caller, Caller};
 use crate::http::guard;
 use crate::http::recover::{BodyTooLarge, BodyUnreadable};
 use crate::state::AppState;
+use ciba_domain::error::ErrorCode;
 use ciba_runtime::crypto::keyring::Purpose;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -83,7 +84,9 @@ where
             let secs = start.elapsed().as_secs_f64();
             let status = resp.status().as_u16();
             st.metrics.observe(route, method, status, secs);
-            tracing::info!(route, status, ms = secs * 1000.0, "request");
+            let error = resp.extensions().get::<ErrorCode>().map(|c| c.as_str());
+            let ms = (secs * 100_000.0).round() / 100.0;
+            tracing::info!(route, status, error, ms, "request");
             resp
         })
         .boxed()

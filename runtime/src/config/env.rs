@@ -84,7 +84,11 @@ impl Env<'_> {
 
     pub(super) fn addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
         self.get(var)
-            .map(|raw| listen_addr(raw).map(|(addr, _)| addr).map_err(|m| err(var, m)))
+            .map(|raw| {
+                listen_addr(raw)
+                    .map(|(addr, _)| addr)
+                    .map_err(|m| err(var, m))
+            })
             .transpose()
     }
 }
@@ -94,7 +98,8 @@ impl Env<'_> {
 pub fn listen_addr(raw: &str) -> Result<(SocketAddr, String), String> {
     use std::net::ToSocketAddrs;
     let raw = raw.trim();
-    let bad = || format!("expected HOST:PORT such as 127.0.0.1:8080 or localhost:8080, got {raw:?}");
+    let bad =
+        || format!("expected HOST:PORT such as 127.0.0.1:8080 or localhost:8080, got {raw:?}");
     if let Ok(addr) = raw.parse::<SocketAddr>() {
         let host = raw.rsplit_once(':').map(|(h, _)| h).unwrap_or(raw);
         return Ok((addr, host.to_owned()));

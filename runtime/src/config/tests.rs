@@ -188,15 +188,24 @@ fn a_host_name_is_accepted_where_the_server_listens_and_the_issuer_follows_it() 
     assert_eq!(c.issuer, "http://localhost:18080");
     assert_eq!(c.app_link_base_url, c.issuer);
 
-    let c = Config::from_map(&map(&[("DATABASE_URL", &db), ("CIBA_LISTEN", "127.0.0.1:9001")]))
-        .unwrap();
+    let c = Config::from_map(&map(&[
+        ("DATABASE_URL", &db),
+        ("CIBA_LISTEN", "127.0.0.1:9001"),
+    ]))
+    .unwrap();
     assert_eq!(c.issuer, "http://127.0.0.1:9001");
     // A wildcard address is reached on the loopback.
-    let c = Config::from_map(&map(&[("DATABASE_URL", &db), ("CIBA_LISTEN", "0.0.0.0:9002")]))
-        .unwrap();
+    let c = Config::from_map(&map(&[
+        ("DATABASE_URL", &db),
+        ("CIBA_LISTEN", "0.0.0.0:9002"),
+    ]))
+    .unwrap();
     assert_eq!(c.issuer, "http://127.0.0.1:9002");
-    let c = Config::from_map(&map(&[("DATABASE_URL", &db), ("CIBA_LISTEN", "[::1]:9003")]))
-        .unwrap();
+    let c = Config::from_map(&map(&[
+        ("DATABASE_URL", &db),
+        ("CIBA_LISTEN", "[::1]:9003"),
+    ]))
+    .unwrap();
     assert_eq!(c.issuer, "http://[::1]:9003");
     // A configured issuer wins.
     let c = Config::from_map(&map(&[
@@ -206,9 +215,14 @@ fn a_host_name_is_accepted_where_the_server_listens_and_the_issuer_follows_it() 
     ]))
     .unwrap();
     assert_eq!(c.issuer, "https://auth.example.com");
-    for bad in ["localhost", "local host:80", "localhost:http", ":80", "x:99999"] {
-        let e = Config::from_map(&map(&[("DATABASE_URL", &db), ("CIBA_LISTEN", bad)]))
-            .unwrap_err();
+    for bad in [
+        "localhost",
+        "local host:80",
+        "localhost:http",
+        ":80",
+        "x:99999",
+    ] {
+        let e = Config::from_map(&map(&[("DATABASE_URL", &db), ("CIBA_LISTEN", bad)])).unwrap_err();
         assert_eq!(e.var, "CIBA_LISTEN", "{bad}");
     }
 }

@@ -66,7 +66,7 @@ pub fn terminate(child: &mut Child, limit: Duration) -> bool {
     false
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
