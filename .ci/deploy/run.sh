@@ -69,12 +69,24 @@ for pkg in ciba-api ciba-worker; do
     fi
 done
 
+log "the .ci scripts honour CARGO_TARGET_DIR"
+# A hard-coded target/debug fails (exit 127) for everyone who sets CARGO_TARGET_DIR.
+if grep -rn --include='*.sh' 'target/debug' .ci | grep -v '^.ci/bin-dir.sh'; then
+    echo "error: use BIN_DIR from .ci/bin-dir.sh instead of target/debug" >&2
+    exit 1
+fi
+for dir in /elsewhere/t:/elsewhere/t/debug rel:"$PWD/rel/debug" :"$PWD/target/debug"; do
+    got=$(CARGO_TARGET_DIR="${dir%%:*}" bash -c 'source .ci/bin-dir.sh; echo "$BIN_DIR"')
+    [ "$got" = "${dir#*:}" ] || { echo "error: CARGO_TARGET_DIR=${dir%%:*} gave $got" >&2; exit 1; }
+done
+
 log "the binaries need no shared library beyond the runtime image's"
-[ -x target/debug/ciba-api ] && [ -x target/debug/ciba-worker ] || cargo build -q -p ciba-api -p ciba-worker
+source .ci/bin-dir.sh
+[ -x "$BIN_DIR/ciba-api" ] && [ -x "$BIN_DIR/ciba-worker" ] || cargo build -q -p ciba-api -p ciba-worker
 # The Dockerfile's runtime stage: Debian slim (glibc, libgcc); libpq and OpenSSL are linked
 # in. Only the binaries' direct NEEDED entries are ours to check.
 allowed='^(libc|libm|libgcc_s|ld-linux-x86-64|ld-linux-aarch64|libdl|libpthread|librt)\.so'
-for bin in target/debug/ciba-api target/debug/ciba-worker; do
+for bin in "$BIN_DIR/ciba-api" "$BIN_DIR/ciba-worker"; do
     needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
     extra=$(grep -Ev "$allowed" <<<"$needed" || true)
     if [ -n "$extra" ]; then
@@ -105,6 +117,6 @@ for values in "${scenarios[@]}"; do
 done
 
 log "chart tests (rendered output, refused combinations, the binaries on the rendered env)"
-export CIBA_BIN_DIR="$PWD/target/debug"
+export CIBA_BIN_DIR="$BIN_DIR"
 export CIBA_TEST_PG_URL="${CIBA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 python3 -m unittest discover -s helm/tests

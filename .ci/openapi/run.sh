@@ -5,7 +5,7 @@
 #   bash .ci/openapi/run.sh            # both backends (PostgreSQL via CIBA_TEST_PG_URL)
 #   ST_MAX_EXAMPLES=200 bash .ci/openapi/run.sh
 #
-# Needs: node/npm (redocly), python3/pip (schemathesis), a built target/debug/ciba-api.
+# Needs: node/npm (redocly), python3/pip (schemathesis), a built ciba-api (in $CARGO_TARGET_DIR or target/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,8 +31,9 @@ if ! schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
         "schemathesis==${SCHEMATHESIS_VERSION}" cryptography requests
 fi
-[ -x target/debug/ciba-api ] || cargo build -q -p ciba-api
-BIN="$PWD/target/debug/ciba-api"
+source .ci/bin-dir.sh
+[ -x "$BIN_DIR/ciba-api" ] || cargo build -q -p ciba-api
+BIN="$BIN_DIR/ciba-api"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
