@@ -42,9 +42,7 @@ log "README.md walk-through: $shown lines, all in examples/walkthrough.sh in ord
 # 2. The programs.
 log "cargo build -p ciba-api --examples --bin ciba-api"
 cargo build -q -p ciba-api --examples --bin ciba-api
-target=${CARGO_TARGET_DIR:-target}
-case "$target" in /*) ;; *) target=$PWD/$target ;; esac
-bin=$target/debug
+source .ci/bin-dir.sh   # BIN_DIR, honouring CARGO_TARGET_DIR
 
 # 3. A fresh server on a fresh database.
 work=$(mktemp -d)
@@ -77,7 +75,7 @@ port=$(free_port)
 base=http://127.0.0.1:$port
 export DATABASE_URL="sqlite://$work/ciba.db" CIBA_LISTEN="127.0.0.1:$port" CIBA_ISSUER="$base"
 log "ciba-api on $base, database $DATABASE_URL"
-RUST_LOG=warn "$bin/ciba-api" >"$work/server.log" 2>&1 &
+RUST_LOG=warn "$BIN_DIR/ciba-api" >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 300); do
     if curl -sf "$base/readyz" >/dev/null 2>&1; then break; fi
@@ -90,7 +88,7 @@ done
 curl -sf "$base/readyz" >/dev/null || { echo "ciba-api is not ready after 30 s" >&2; exit 1; }
 
 # 4. The walk-through.
-CIBA_API="$bin/ciba-api" CIBA_APP="$bin/examples/app" CIBA_VERIFY="$bin/examples/merchant_verify" \
+CIBA_API="$BIN_DIR/ciba-api" CIBA_APP="$BIN_DIR/examples/app" CIBA_VERIFY="$BIN_DIR/examples/merchant_verify" \
     bash examples/walkthrough.sh "$base"
 if grep -q 'panicked' "$work/server.log"; then
     echo "the server panicked:" >&2
