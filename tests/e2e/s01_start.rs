@@ -186,3 +186,33 @@ async fn no_hint_once_there_are_clients(b: Backend) {
 }
 
 on_both_backends!(no_hint_once_there_are_clients);
+
+/// `--help` of both programs, and of a command deep in the admin tree, names the environment.
+#[test]
+fn help_names_the_environment() {
+    for args in [
+        &["--help"][..],
+        &["admin", "clients", "create", "--help"],
+        &["migrate", "--help"],
+    ] {
+        let (out, _) = ciba_api(args, &[]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            text.contains("DATABASE_URL") && text.contains("CIBA_KEY_ENCRYPTION_KEY"),
+            "{args:?}: {text}"
+        );
+    }
+    let (out, _) = ciba_api(&["admin", "users", "create", "--help"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("national identity number"), "{text}");
+    let worker = crate::support::worker::worker_binary();
+    let out = Command::new(&worker).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("CIBA_WORKER_LISTEN"),
+        "{text}"
+    );
+    let out = Command::new(&worker).arg("--nonsense").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

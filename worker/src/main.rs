@@ -12,7 +12,38 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+const HELP: &str = "\
+ciba-worker: the background work of the ciba server (ping notifications, expiry sweep,
+retention, key rotation). Run one or more beside ciba-api on the same database.
+
+Usage: ciba-worker [--help | --version]
+
+Environment (every setting: README.md, sections Configuration and The worker):
+  DATABASE_URL             sqlite://PATH (default sqlite://ciba.db) or postgres://USER:PASSWORD@HOST:PORT/DB
+  CIBA_KEY_ENCRYPTION_KEY  base64 of 32 bytes; encrypts the signing keys at rest (required with
+                           PostgreSQL; with SQLite, a key file beside the database is made)
+  CIBA_WORKER_LISTEN       HOST:PORT of /healthz and /metrics (default 127.0.0.1:9091)
+  CIBA_RETENTION, CIBA_RETENTION_INTERVAL, CIBA_KEY_ROTATION_PERIOD   what is kept, how often
+  CIBA_ALLOW_INSECURE_CALLBACKS, CIBA_PING_ALLOWED_NETWORKS  where pings may go
+  CIBA_LOG_FORMAT, RUST_LOG  text or json; the log filter (default info)
+";
+
 fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("-h" | "--help") => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("ciba-worker {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("error: unexpected argument {other:?}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    }
     ciba_runtime::crypto::provider::install();
     let config = match Config::from_env() {
         Ok(c) => c,

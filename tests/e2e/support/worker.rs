@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use warp::Filter;
 
 /// The worker binary, built beside `ciba-api` (built on demand when only this package was).
-fn worker_binary() -> PathBuf {
+pub fn worker_binary() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_ciba-api")).with_file_name("ciba-worker");
     if !bin.exists() {
         let ok = Command::new(env!("CARGO"))
