@@ -63,6 +63,8 @@ admin() { "${ciba_api[@]}" admin --json "$@"; }
 callback=https://shop.example/app2app/callback
 
 step "0. The server is ready; discovery names the issuer and the endpoints"
+# The server may still be starting (the first `cargo run` compiles it): wait up to 10 min.
+for _ in $(seq 600); do curl -fsS -o /dev/null "$base/readyz" 2>/dev/null && break; sleep 1; done
 http "$base/readyz" >/dev/null
 discovery=$(http "$base/.well-known/openid-configuration")
 issuer=$(jq -r .issuer <<<"$discovery")

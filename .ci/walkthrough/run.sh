@@ -44,6 +44,19 @@ log "cargo build -p ciba-api --examples --bin ciba-api"
 cargo build -q -p ciba-api --examples --bin ciba-api
 source .ci/bin-dir.sh   # BIN_DIR, honouring CARGO_TARGET_DIR
 
+# Ids are base64url: one in 64 starts with '-', which the examples must take as a value (a
+# usage error, exit 2, would fail the walk-through once in a while). Nothing listens on port 1:
+# the verifier's own failure is exit 1.
+for example in "merchant_verify --issuer http://127.0.0.1:1 --client-id -x --id-token -y --statement -z" \
+    "app approve --issuer http://127.0.0.1:1 --key-file /nonexistent --ref -r"; do
+    read -r -a argv <<<"$example"
+    rc=0; "$BIN_DIR/examples/${argv[0]}" "${argv[@]:1}" >/dev/null 2>&1 || rc=$?
+    if [ "$rc" != 1 ]; then
+        echo "error: examples/${argv[0]} did not take a value starting with '-' (exit $rc)" >&2
+        exit 1
+    fi
+done
+
 # 3. A fresh server on a fresh database.
 work=$(mktemp -d)
 server=""

@@ -54,13 +54,13 @@ enum Command {
 #[derive(Args)]
 struct EnrollArgs {
     /// The server's issuer URL: the app API is under it and device JWTs are addressed to it.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     issuer: String,
     /// The one-time code of `ciba-api admin enrollment-codes create`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     code: String,
     /// Where to save the device's private key (a new file).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     key_file: PathBuf,
     #[arg(long, default_value = "ios")]
     platform: String,
@@ -75,14 +75,14 @@ struct EnrollArgs {
 
 #[derive(Args)]
 struct DecideArgs {
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     issuer: String,
     /// The key file `enroll` wrote.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     key_file: PathBuf,
     /// The request's `ref`, as the universal link that opened the app carries it; without
     /// it, the device's only pending request.
-    #[arg(long = "ref")]
+    #[arg(long = "ref", allow_hyphen_values = true)]
     link_ref: Option<String>,
 }
 

@@ -37,22 +37,22 @@ const LEEWAY: u64 = 30;
 #[command(about = "Verify an ID token and its permission_digest as a merchant backend does")]
 struct Cli {
     /// The issuer URL, exactly as discovery states it.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     issuer: String,
     /// The merchant's client id: the token's audience.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     client_id: String,
     /// The ID token from the CIBA grant.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     id_token: String,
     /// The base64url statement the merchant registered (the permission's `permission`).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     statement: String,
     /// The auth_req_id the merchant polled for.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     auth_req_id: Option<String>,
     /// The id of the permission the merchant registered.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     permission_id: Option<String>,
 }
 

@@ -102,7 +102,8 @@ async fn first_start_hint(state: &AppState) {
     if fresh {
         let issuer = &state.config.issuer;
         tracing::info!(
-            "no clients yet. Next: `ciba-api admin clients create --name \"My shop\" --callback-uri \
+            "no clients yet. Next: `ciba-api admin clients create --name \"My shop\" --scope \
+             \"permissions/client permissions/app2app openid\" --callback-uri \
              https://shop.example/callback` (same DATABASE_URL), then follow README.md's walk-through; \
              the API is described at {issuer}/openapi.yaml and discovery at \
              {issuer}/.well-known/openid-configuration"

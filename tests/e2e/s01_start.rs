@@ -73,6 +73,20 @@ fn database_errors_say_why_and_stop_at_once() {
             assert!(!stderr.contains("not-the-password"), "{stderr}");
         }
     }
+    // Without a key, SQLite's key file would go in that folder: the folder is named, under
+    // DATABASE_URL, before anything is written.
+    for args in [&[][..], &["migrate"], &["admin", "clients", "list"]] {
+        let (out, took) = ciba_api(args, &[("DATABASE_URL", sqlite.as_str())]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && took < Duration::from_secs(10),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("DATABASE_URL") && stderr.contains("does not exist"),
+            "{stderr}"
+        );
+    }
     assert!(
         !missing_folder.parent().unwrap().exists(),
         "nothing was created"
@@ -153,8 +167,12 @@ async fn a_host_name_to_listen_on_and_the_issuer_that_follows_it() {
         doc["token_endpoint"],
         format!("http://localhost:{port}/oidc/v1/token")
     );
-    // A fresh database: the server says what to do next.
+    // A fresh database: the server says what to do next, with a command that works as
+    // written (every required flag).
     assert!(log.contains("admin clients create"), "{log}");
+    for flag in ["--name", "--scope", "--callback-uri"] {
+        assert!(log.contains(flag), "{flag}: {log}");
+    }
     // The refused request's line names its error code; its duration is rounded.
     let line = log
         .lines()

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 const HELP: &str = "\
 ciba-worker: the background work of the ciba server (ping notifications, expiry sweep,
-retention, key rotation). Run one or more beside ciba-api on the same database.
+retention, key rotation), beside ciba-api on the same database: one or more replicas on
+PostgreSQL, exactly one on SQLite.
 
 Usage: ciba-worker [--help | --version]
 

@@ -139,6 +139,20 @@ impl Config {
             Some(raw) => (aes_key("CIBA_KEY_ENCRYPTION_KEY", raw)?, None),
             None => match database_url.sqlite_path() {
                 Some(db) => {
+                    // The key file goes beside the database: a missing folder is the
+                    // database's problem, said as such.
+                    let dir = std::path::Path::new(db)
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty());
+                    if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+                        return Err(err(
+                            "DATABASE_URL",
+                            format!(
+                                "the folder {} of the SQLite database does not exist",
+                                dir.display()
+                            ),
+                        ));
+                    }
                     let path = crate::crypto::kek_file::path_for(db);
                     let (key, created) = crate::crypto::kek_file::load_or_create(&path)
                         .map_err(|m| err("CIBA_KEY_ENCRYPTION_KEY", m))?;
