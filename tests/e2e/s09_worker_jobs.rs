@@ -290,7 +290,12 @@ async fn key_rotation_end_to_end(b: Backend) {
         .unwrap()
         .iter()
         .all(|k| k.kid != old_kid));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The server drops it from the JWKS at its next key reload (every second here); a loaded
+    // machine may take a few.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while es256_kids(&srv).await != vec![new_kid.clone()] && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(es256_kids(&srv).await, vec![new_kid]);
 }
 
