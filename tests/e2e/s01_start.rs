@@ -142,8 +142,8 @@ async fn a_host_name_to_listen_on_and_the_issuer_that_follows_it() {
     let http =
         ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30)).unwrap();
     let discovery = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
-    let mut doc = None;
-    for _ in 0..200 {
+    let mut doc = None; // up to 60 s: a debug build generates an RSA key at first start
+    for _ in 0..1200 {
         if let Ok(r) = http.get(&discovery).send().await {
             doc = Some(r.json::<serde_json::Value>().await.unwrap());
             break;
