@@ -3,31 +3,35 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// What every command reads from the environment.
-const DATABASE_ENV: &str = "\
-Environment:
-  DATABASE_URL             sqlite://PATH (default sqlite://ciba.db) or postgres://USER:PASSWORD@HOST:PORT/DB
+/// The two variables every command reads, as each help text lists them.
+macro_rules! database_env {
+    () => {
+        "  DATABASE_URL             sqlite://PATH (default sqlite://ciba.db) or postgres://USER:PASSWORD@HOST:PORT/DB
   CIBA_KEY_ENCRYPTION_KEY  base64 of 32 bytes; encrypts the signing keys at rest (required with
-                           PostgreSQL; with SQLite, a key file beside the database is made)";
+                           PostgreSQL; with SQLite, a key file beside the database is made)"
+    };
+}
 
-const SERVE_ENV: &str = "\
-Environment (every setting: README.md, section Configuration):
-  DATABASE_URL             sqlite://PATH (default sqlite://ciba.db) or postgres://USER:PASSWORD@HOST:PORT/DB
-  CIBA_KEY_ENCRYPTION_KEY  base64 of 32 bytes; encrypts the signing keys at rest (required with
-                           PostgreSQL; with SQLite, a key file beside the database is made)
+const DATABASE_ENV: &str = concat!("Environment:\n", database_env!());
+
+const SERVE_ENV: &str = concat!(
+    "Environment (every setting: README.md, section Configuration):\n",
+    database_env!(),
+    "
   CIBA_LISTEN              HOST:PORT to listen on (default 127.0.0.1:8080; host names allowed)
   CIBA_ISSUER              the public base URL (default: http://HOST:PORT of CIBA_LISTEN)
   CIBA_METRICS_LISTEN      serve /metrics on this HOST:PORT instead of the API port
   CIBA_TLS_CERT, CIBA_TLS_KEY, CIBA_TLS_CLIENT_CA   terminate TLS here (mutual TLS clients)
-  CIBA_LOG_FORMAT, RUST_LOG  text or json; the log filter (default info)";
+  CIBA_LOG_FORMAT, RUST_LOG  text or json; the log filter (default info)"
+);
 
-const ADMIN_ENV: &str = "\
-Environment:
-  DATABASE_URL             sqlite://PATH (default sqlite://ciba.db) or postgres://USER:PASSWORD@HOST:PORT/DB
-  CIBA_KEY_ENCRYPTION_KEY  base64 of 32 bytes; encrypts the signing keys at rest (required with
-                           PostgreSQL; with SQLite, a key file beside the database is made)
+const ADMIN_ENV: &str = concat!(
+    "Environment:\n",
+    database_env!(),
+    "
   CIBA_OPERATOR            who runs the command, as the audit trail records it (default $USER)
-  CIBA_ALLOW_INSECURE_CALLBACKS, CIBA_PING_ALLOWED_NETWORKS  what notification endpoints may be";
+  CIBA_ALLOW_INSECURE_CALLBACKS, CIBA_PING_ALLOWED_NETWORKS  what notification endpoints may be"
+);
 
 #[derive(Parser, Debug)]
 #[command(
