@@ -33,3 +33,58 @@ fn offset_ms() -> i64 {
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// A clock handed down to code that runs on behalf of another process's time (the worker's
+/// `Ctx` holds one). The default reads the wall clock as [`now`] does; test builds can move
+/// one by an offset file of their own, so an in-process worker runs on a test server's time.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    #[cfg(feature = "test-clock")]
+    offset_file: Option<std::sync::Arc<std::path::Path>>,
+}
+
+impl Clock {
+    /// Seconds since the epoch.
+    pub fn now(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
+
+    /// Milliseconds since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        #[cfg(feature = "test-clock")]
+        if let Some(path) = &self.offset_file {
+            let offset = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| text.trim().parse::<i64>().ok())
+                .unwrap_or(0);
+            return now_ms().saturating_sub(offset_ms()).saturating_add(offset);
+        }
+        now_ms()
+    }
+
+    /// The wall clock moved by the milliseconds written in `path` (read at every call).
+    #[cfg(feature = "test-clock")]
+    pub fn offset_by_file(path: &std::path::Path) -> Self {
+        Self {
+            offset_file: Some(path.into()),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "test-clock"))]
+mod tests {
+    use super::Clock;
+
+    #[test]
+    fn an_offset_file_moves_only_its_own_clock() {
+        let path = std::env::temp_dir().join(format!("ciba-clock-{}", std::process::id()));
+        std::fs::write(&path, "3600000").unwrap();
+        let moved = Clock::offset_by_file(&path);
+        let wall = Clock::default();
+        let ahead = moved.now() - wall.now();
+        assert!((3599..=3601).contains(&ahead), "{ahead}");
+        std::fs::write(&path, "not a number").unwrap();
+        assert!((moved.now() - wall.now()).abs() <= 1);
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -32,6 +32,8 @@ pub struct Ctx {
     pub max_token_lifetime: i64,
     /// This process's name on the jobs it claims.
     pub worker_id: String,
+    /// The time every job and pass runs at (tests move an in-process worker's).
+    pub clock: ciba_runtime::clock::Clock,
 }
 
 impl Ctx {
@@ -52,6 +54,7 @@ impl Ctx {
             key_publish_lead: config.key_publish_lead,
             max_token_lifetime: config.max_token_lifetime(),
             worker_id: format!("{}-{}", std::process::id(), ciba_domain::ids::random_id()),
+            clock: ciba_runtime::clock::Clock::default(),
         })
     }
 }

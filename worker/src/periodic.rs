@@ -48,7 +48,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
 
 /// Expire pending requests past their expiry (and their permissions), queueing pings.
 pub fn expire_due(ctx: &Ctx) {
-    let now = ciba_runtime::clock::now();
+    let now = ctx.clock.now();
     loop {
         let res = ctx.store.write(|c| {
             if !try_advisory_xact_lock(c, LOCK_EXPIRY)? {
@@ -60,7 +60,7 @@ pub fn expire_due(ctx: &Ctx) {
             let by = audit::By {
                 actor: Actor::System,
                 origin: &origin,
-                at_ms: ciba_runtime::clock::now_ms(),
+                at_ms: ctx.clock.now_ms(),
             };
             for id in &ids {
                 if ciba_service::requests::expire(c, id, &by, now)? {
@@ -89,7 +89,7 @@ type Purge = fn(&mut DbConnection, i64, i64) -> StoreResult<usize>;
 
 /// Delete what is older than the retention, table by table, in bounded batches.
 pub fn apply_retention(ctx: &Ctx) {
-    let now = ciba_runtime::clock::now();
+    let now = ctx.clock.now();
     let cutoff = now - ctx.settings.retention;
     // Rate-limit windows are worth nothing once they end: purged at `now`, not the retention.
     // The audit trail has its own, longer retention; its times are milliseconds.
@@ -132,14 +132,14 @@ pub fn apply_retention(ctx: &Ctx) {
 /// Rotate the signing keys when the newest is a rotation period old; drop keys that left
 /// the JWKS (everything they signed has expired).
 pub fn rotate_keys(ctx: &Ctx) {
-    let now = ciba_runtime::clock::now();
+    let now = ctx.clock.now();
     let s = &ctx.settings;
     if s.key_rotation_period > 0 {
         let origin = Origin::default();
         let by = audit::By {
             actor: Actor::System,
             origin: &origin,
-            at_ms: ciba_runtime::clock::now_ms(),
+            at_ms: ctx.clock.now_ms(),
         };
         match keyring::rotate_if_due(
             &ctx.store,
@@ -170,7 +170,7 @@ pub fn rotate_keys(ctx: &Ctx) {
 }
 
 fn update_gauges(ctx: &Ctx) {
-    let now = ciba_runtime::clock::now();
+    let now = ctx.clock.now();
     if let Ok((depth, oldest)) = ctx.store.read(|c| jobs::depth(c, now)) {
         ctx.metrics.queue_depth.set(depth);
         ctx.metrics.oldest_job_age.set(oldest);

@@ -30,25 +30,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>, grace: Duration
         let claimed = if free == 0 {
             Vec::new()
         } else {
-            let c = ctx.clone();
-            let res = tokio::task::spawn_blocking(move || {
-                let now = ciba_runtime::clock::now();
-                c.store.write_one(|conn| {
-                    jobs::claim(conn, &c.worker_id, now, c.settings.job_lease, free as i64)
-                })
-            })
-            .await;
-            match res {
-                Ok(Ok(rows)) => rows,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "claiming jobs failed");
-                    Vec::new()
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "claim task failed");
-                    Vec::new()
-                }
-            }
+            claim(&ctx, free).await
         };
         let got = claimed.len();
         for job in claimed {
@@ -86,7 +68,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>, grace: Duration
         tracing::info!(count = left.len(), "releasing unfinished jobs");
         let c = ctx.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            let now = ciba_runtime::clock::now();
+            let now = c.clock.now();
             for id in left {
                 if let Err(e) = c
                     .store
@@ -98,6 +80,44 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>, grace: Duration
         })
         .await;
     }
+}
+
+/// Claim up to `max` due jobs for this worker (none when the database fails: logged).
+async fn claim(ctx: &Arc<Ctx>, max: usize) -> Vec<JobRow> {
+    let c = ctx.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let now = c.clock.now();
+        c.store.write_one(|conn| {
+            jobs::claim(conn, &c.worker_id, now, c.settings.job_lease, max as i64)
+        })
+    })
+    .await;
+    match res {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "claiming jobs failed");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "claim task failed");
+            Vec::new()
+        }
+    }
+}
+
+/// One pass of the loop, to its end: claim the jobs due now (up to `concurrency`), run them
+/// all and record their outcomes. Returns how many it claimed. Tests call it in-process on a
+/// moved clock instead of waiting for a worker's schedule.
+pub async fn run_due(ctx: &Arc<Ctx>) -> usize {
+    let claimed = claim(ctx, ctx.settings.concurrency).await;
+    let got = claimed.len();
+    let mut tasks = JoinSet::new();
+    for job in claimed {
+        let c = ctx.clone();
+        tasks.spawn(async move { run_one(&c, job).await });
+    }
+    while tasks.join_next().await.is_some() {}
+    got
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -113,7 +133,7 @@ async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
         },
         other => Delivery::Final(format!("unknown job kind {other}")),
     };
-    let now = ciba_runtime::clock::now();
+    let now = ctx.clock.now();
     let retry_at = now + backoff(&ctx.settings, job.attempts);
     let c = ctx.clone();
     let failure = outcome
@@ -132,7 +152,7 @@ async fn run_one(ctx: &Arc<Ctx>, job: JobRow) {
     match res {
         Ok(Ok(Some(jobs::DONE))) => {
             ctx.metrics.processed.with_label_values(&[&kind]).inc();
-            let latency = ciba_runtime::clock::now_ms() as f64 / 1000.0 - created_at as f64;
+            let latency = ctx.clock.now_ms() as f64 / 1000.0 - created_at as f64;
             ctx.metrics.notification_latency.observe(latency.max(0.0));
         }
         Ok(Ok(Some(status))) => {
@@ -183,7 +203,7 @@ async fn deliver_ping(ctx: &Arc<Ctx>, payload: &str) -> Attempt {
 /// Give a job whose client is at its cap back to the queue for a little later. Nothing is
 /// lost when this fails: the job stays claimed until its lease lapses, then runs again.
 async fn defer_job(ctx: &Arc<Ctx>, job: &JobRow, running: Duration) {
-    let now = ciba_runtime::clock::now();
+    let now = ctx.clock.now();
     let max = (ctx.settings.ping_timeout_ms / 1000).max(1) as i64;
     let run_at = now + slots::defer_secs(running, max);
     let (c, id) = (ctx.clone(), job.id.clone());

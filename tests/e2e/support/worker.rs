@@ -41,7 +41,8 @@ pub const SECURE_CALLBACKS: (&str, &str) = ("CIBA_ALLOW_INSECURE_CALLBACKS", "fa
 impl TestServer {
     /// The worker's work in this process, on this server's database and environment plus
     /// `env`: a test runs one pass of a loop (`ciba_worker::periodic::*`) instead of starting
-    /// a worker and waiting for its schedule. Its clock is this process's (no test offset).
+    /// a worker and waiting for its schedule. It runs on this server's clock: moved by
+    /// [`TestServer::advance`] as the server's is.
     pub fn worker_in_process(&self, env: &[(&str, &str)]) -> ciba_worker::Ctx {
         let cmd = self.command();
         let mut vars: HashMap<String, String> = cmd
@@ -54,7 +55,9 @@ impl TestServer {
         }
         let config = ciba_runtime::config::Config::from_map(&vars).unwrap();
         let store = ciba_store::Store::open(&config.database_url, 2).unwrap();
-        ciba_worker::Ctx::new(&config, store).unwrap()
+        let mut ctx = ciba_worker::Ctx::new(&config, store).unwrap();
+        ctx.clock = ciba_runtime::clock::Clock::offset_by_file(&self.clock_file);
+        ctx
     }
 
     /// Run `pass` (one of the worker's periodic passes) once, in-process, to its end; the
