@@ -1,8 +1,9 @@
-//! Group commit for the polling hot path. Every well-paced poll of a pending request writes
-//! its time to the database (that is how every replica agrees on `slow_down`); instead of one
-//! round trip and two thread hand-offs per poll, polls that arrive while a batch is in the
-//! database wait for the next one, and each batch is one statement, sent by one dedicated
-//! thread. Under light load a batch is a single poll and goes at once; under heavy load
+//! Group commit for the polling hot path. Every poll of a pending request writes its time
+//! to the database, and a too-early one its longer interval too (that is how every replica
+//! agrees on `slow_down`, and why `slow_down` costs no more than `authorization_pending`).
+//! Instead of one round trip and two thread hand-offs per poll, polls that arrive while a
+//! batch is in the database wait for the next one, and each batch is one call, sent by one
+//! dedicated thread. Under light load a batch is a single poll and goes at once; under heavy load
 //! batches grow to [`MAX_BATCH`], and the thread goes from one to the next without sleeping.
 //!
 //! Semantics are those of one conditional UPDATE per poll: a batch holds each request at most
@@ -11,7 +12,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use ciba_domain::error::OAuthError;
-use ciba_store::polling::{self, Poll};
+use ciba_store::polling::{self, Paced, Poll};
 use ciba_store::{Store, StoreError};
 use prometheus::Histogram;
 use std::collections::{HashSet, VecDeque};
@@ -28,7 +29,7 @@ pub const MAX_BATCH: usize = 128;
 /// Polls waiting for a batch; beyond this, callers wait to enqueue (backpressure).
 const QUEUE: usize = 8192;
 
-type Reply = oneshot::Sender<Result<bool, StoreError>>;
+type Reply = oneshot::Sender<Result<Paced, StoreError>>;
 
 /// Hands polls to the batching thread; cheap to clone.
 #[derive(Clone)]
@@ -93,8 +94,9 @@ impl PollBatcher {
         self.ended.clone()
     }
 
-    /// Record a well-paced poll of a pending request; false means "look closer".
-    pub async fn record(&self, poll: Poll) -> ApiResult<bool> {
+    /// Record a poll of a pending request: well paced, or too early (slowed down); or
+    /// "look closer".
+    pub async fn record(&self, poll: Poll) -> ApiResult<Paced> {
         let (reply, answer) = oneshot::channel();
         if self.tx.send((poll, reply)).await.is_err() {
             return Err(OAuthError::server_error().into());
@@ -211,8 +213,9 @@ mod tests {
             client_id: "c".into(),
             now_ms: 1,
         };
-        assert!(
-            !batcher.record(p).await.expect("a batch"),
+        assert_eq!(
+            batcher.record(p).await.expect("a batch"),
+            Paced::LookCloser,
             "nothing to touch"
         );
         let ended = batcher.ended();

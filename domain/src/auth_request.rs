@@ -20,6 +20,20 @@ pub fn well_paced(
     last_poll_ms.is_none_or(|last| last <= now_ms + grace_ms - interval_secs * 1000)
 }
 
+/// The interval never grows beyond this many seconds.
+pub const MAX_INTERVAL_SECS: i64 = 60;
+
+/// The interval after a poll that came too fast: 5 s longer (RFC 8628 §3.5), up to
+/// [`MAX_INTERVAL_SECS`] (an interval configured longer stays as it is). The database applies
+/// the same rule in the polling statements.
+pub fn slowed_interval(interval_secs: i64) -> i64 {
+    if interval_secs < MAX_INTERVAL_SECS {
+        (interval_secs + 5).min(MAX_INTERVAL_SECS)
+    } else {
+        interval_secs
+    }
+}
+
 /// What the token endpoint does with a poll of a request it has read (contract §3): the
 /// CIBA grant as a state machine. The fast path (a well-paced poll of a pending request) is
 /// settled in the database before this is asked; this is the careful path.
@@ -194,6 +208,15 @@ mod tests {
 
     #[test]
     fn pacing_allows_the_interval_less_the_grace() {
+        assert_eq!(slowed_interval(5), 10);
+        assert_eq!(slowed_interval(55), 60);
+        assert_eq!(slowed_interval(57), 60);
+        assert_eq!(
+            slowed_interval(90),
+            90,
+            "a longer configured interval stays"
+        );
+        assert_eq!(slowed_interval(60), 60, "never beyond the maximum");
         assert!(well_paced(None, 5, 1_000, 500), "a first poll");
         assert!(well_paced(Some(0), 5, 5_000, 500));
         assert!(well_paced(Some(0), 5, 4_500, 500), "within the grace");

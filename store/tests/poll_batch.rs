@@ -4,7 +4,7 @@
 //! another transaction holding its rows.
 
 use ciba_store::auth_requests as requests;
-use ciba_store::polling::{self, Poll};
+use ciba_store::polling::{self, Paced, Poll};
 use ciba_store::testing::TestDatabase;
 use ciba_store::{Backend, DatabaseUrl, Store};
 use diesel::connection::SimpleConnection;
@@ -64,32 +64,38 @@ fn answers_like_one_poll_each(backend: Backend) {
     let got = store
         .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
-    let expected = [true, true, true, false, false, false, false, false, false];
+    use Paced::{LookCloser as L, Recorded as R, SlowedDown as S};
+    let expected = [R, R, R, S, S, L, L, L, L];
     assert_eq!(got, expected, "{ids:?}");
-    // Recorded polls carry their own time; the others are untouched.
-    for (id, touched) in ids.iter().zip(expected) {
-        let Some(row) = store.read(|c| requests::find(c, id)).unwrap() else {
-            continue;
-        };
-        assert_eq!(row.last_poll_ms == Some(NOW_MS), touched, "{id}");
+    // Recorded and slowed polls carry their own time; a slowed one's interval grew by 5 s;
+    // the others are untouched.
+    let intervals = [2, 2, 2, 7, 12, 2, 2, 2];
+    for ((id, paced), interval) in ids.iter().zip(expected).zip(intervals) {
+        let row = store.read(|c| requests::find(c, id)).unwrap().unwrap();
+        assert_eq!(row.last_poll_ms == Some(NOW_MS), paced != L, "{id}");
+        assert_eq!(row.interval_secs, interval, "{id}");
     }
-    // Polling again at once: everything is now too early.
+    // Polling again at once: the three are now too early, and their interval grows.
     let again = store
         .write_soft(|c| polling::record_polls(c, &polls[..3], GRACE_MS))
         .unwrap();
-    assert_eq!(again, [false, false, false]);
-    // One interval later the three are well paced again; an empty batch is fine.
+    assert_eq!(again, [S, S, S]);
+    // One (new) interval later the three are well paced again; an empty batch is fine.
     let later: Vec<Poll> = polls[..3]
         .iter()
         .map(|p| Poll {
-            now_ms: NOW_MS + 2_000,
+            now_ms: NOW_MS + 7_000,
             ..p.clone()
         })
         .collect();
     let ok = store
         .write_soft(|c| polling::record_polls(c, &later, GRACE_MS))
         .unwrap();
-    assert_eq!(ok, [true, true, true]);
+    assert_eq!(ok, [R, R, R]);
+    for id in &ids[..3] {
+        let row = store.read(|c| requests::find(c, id)).unwrap().unwrap();
+        assert_eq!(row.interval_secs, 7, "well paced again: the interval stays");
+    }
     let none = store
         .write_soft(|c| polling::record_polls(c, &[], GRACE_MS))
         .unwrap();
@@ -106,6 +112,46 @@ fn answers_like_one_poll_each_postgres() {
     answers_like_one_poll_each(Backend::Postgres);
 }
 
+/// A too-early poll grows the interval up to 60 s and no further (an interval configured
+/// longer stays); the poll still counts as the last one.
+fn the_interval_stops_growing_at_its_maximum(backend: Backend) {
+    let db = TestDatabase::create(backend);
+    let store = store(&db);
+    let now = NOW_MS / 1000;
+    let mut sql = String::new();
+    for (id, interval) in [("i57", 57), ("i60", 60), ("i90", 90)] {
+        sql += &format!(
+            "INSERT INTO auth_requests (id, link_ref, client_id, user_sub, flow, scope, acr, \
+             status, interval_secs, last_poll_ms, created_at, expires_at) VALUES \
+             ('{id}','ref-{id}','c1','sub','ciba','openid','urn:acr:high','pending', \
+             {interval},{},{now},{});",
+            NOW_MS - 1_000,
+            now + 600
+        );
+    }
+    store.write(|c| Ok(c.batch_execute(&sql)?)).unwrap();
+    let polls = [poll("i57"), poll("i60"), poll("i90")];
+    let got = store
+        .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
+        .unwrap();
+    assert_eq!(got, [Paced::SlowedDown; 3]);
+    for (id, interval) in [("i57", 60), ("i60", 60), ("i90", 90)] {
+        let row = store.read(|c| requests::find(c, id)).unwrap().unwrap();
+        assert_eq!(row.interval_secs, interval, "{id}");
+        assert_eq!(row.last_poll_ms, Some(NOW_MS), "{id}");
+    }
+}
+
+#[test]
+fn the_interval_stops_growing_at_its_maximum_sqlite() {
+    the_interval_stops_growing_at_its_maximum(Backend::Sqlite);
+}
+
+#[test]
+fn the_interval_stops_growing_at_its_maximum_postgres() {
+    the_interval_stops_growing_at_its_maximum(Backend::Postgres);
+}
+
 /// A row another transaction holds for longer than the batch's lock timeout is skipped
 /// (answered false, for the careful path), left as it was, and the batch's other polls are
 /// recorded (by its second attempt: the first, which waited, was rolled back).
@@ -120,7 +166,9 @@ fn a_row_held_past_the_lock_timeout_is_skipped_postgres() {
         std::thread::spawn(move || {
             store
                 .write(|c| {
-                    c.batch_execute("SELECT id FROM auth_requests WHERE id = 'paced' FOR UPDATE")?;
+                    c.batch_execute(
+                        "SELECT id FROM auth_requests WHERE id IN ('paced', 'early') FOR UPDATE",
+                    )?;
                     locked_tx.send(()).unwrap();
                     done_rx.recv().unwrap();
                     Ok(())
@@ -129,7 +177,7 @@ fn a_row_held_past_the_lock_timeout_is_skipped_postgres() {
         })
     };
     locked_rx.recv().unwrap();
-    let polls = vec![poll("fresh"), poll("paced")];
+    let polls = vec![poll("early"), poll("fresh"), poll("paced")];
     // The batch must answer while the row is still held (the holder lets go only after).
     let (answer_tx, answer_rx) = std::sync::mpsc::channel();
     {
@@ -143,7 +191,7 @@ fn a_row_held_past_the_lock_timeout_is_skipped_postgres() {
     done_tx.send(()).unwrap();
     holder.join().unwrap();
     let got = got.expect("the batch waited for the held row").unwrap();
-    assert_eq!(got, [true, false]);
+    assert_eq!(got, [Paced::LookCloser, Paced::Recorded, Paced::LookCloser]);
     let last_poll = |id: &str| {
         store
             .read(|c| requests::find(c, id))
@@ -153,11 +201,12 @@ fn a_row_held_past_the_lock_timeout_is_skipped_postgres() {
     };
     assert_eq!(last_poll("fresh"), Some(NOW_MS));
     assert_eq!(last_poll("paced"), Some(NOW_MS - 2_000), "untouched");
-    // Released: the skipped poll goes through now.
+    assert_eq!(last_poll("early"), Some(NOW_MS - 1_000), "untouched");
+    // Released: the skipped polls go through now.
     let got = store
-        .write_soft(|c| polling::record_polls(c, &polls[1..], GRACE_MS))
+        .write_soft(|c| polling::record_polls(c, &[poll("early"), poll("paced")], GRACE_MS))
         .unwrap();
-    assert_eq!(got, [true]);
+    assert_eq!(got, [Paced::SlowedDown, Paced::Recorded]);
 }
 
 /// The careful path's one poll (`record_poll`, the batch function told to wait) waits for a
@@ -195,7 +244,7 @@ fn one_poll_waits_for_a_held_row_postgres() {
     let batch = store
         .write_soft(|c| polling::record_polls(c, &[poll("fresh")], GRACE_MS))
         .unwrap();
-    assert_eq!(batch, [true]);
+    assert_eq!(batch, [Paced::Recorded]);
 }
 
 /// A batch as large as the API sends (128 polls), in an order unrelated to the rows', mixing
@@ -226,13 +275,22 @@ fn a_full_batch_answers_each_poll_in_order(backend: Backend) {
     let got = store
         .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
-    let want: Vec<bool> = order.iter().map(|i| i % 2 == 0).collect();
+    let want: Vec<Paced> = order
+        .iter()
+        .map(|i| {
+            if i % 2 == 0 {
+                Paced::Recorded
+            } else {
+                Paced::SlowedDown
+            }
+        })
+        .collect();
     assert_eq!(got, want);
-    // Each recorded poll is now the last one: the same batch again is too early throughout.
+    // Each poll is now the last one: the same batch again is too early throughout.
     let again = store
         .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
-    assert!(again.iter().all(|t| !t), "{again:?}");
+    assert!(again.iter().all(|t| *t == Paced::SlowedDown), "{again:?}");
 }
 
 #[test]
@@ -273,7 +331,7 @@ struct TableCounts {
 }
 
 /// One batch in a transaction, with the table's counts just before and just after it.
-fn batch_with_counts(store: &Store, polls: &[Poll]) -> (Vec<bool>, TableCounts, TableCounts) {
+fn batch_with_counts(store: &Store, polls: &[Poll]) -> (Vec<Paced>, TableCounts, TableCounts) {
     let counts = |c: &mut ciba_store::DbConnection| {
         diesel::RunQueryDsl::get_result::<TableCounts>(
             diesel::sql_query(
@@ -304,7 +362,7 @@ fn a_batch_looks_its_rows_up_by_key_in_a_small_table_postgres() {
         .write(|c| Ok(c.batch_execute("ANALYZE auth_requests")?))
         .unwrap();
     let (got, before, after) = batch_with_counts(&store, &[poll("small7"), poll("small700")]);
-    assert_eq!(got, [true, true]);
+    assert_eq!(got, [Paced::Recorded, Paced::Recorded]);
     assert_eq!(
         after.seq_scan, before.seq_scan,
         "the batch scanned the table"
@@ -328,7 +386,7 @@ fn polls_update_their_rows_in_place_postgres() {
         .collect();
     polls.sort_by(|a, b| a.id.cmp(&b.id));
     let (got, before, after) = batch_with_counts(&store, &polls);
-    assert!(got.iter().all(|t| *t));
+    assert!(got.iter().all(|t| *t == Paced::Recorded));
     assert_eq!(after.n_tup_upd - before.n_tup_upd, 125);
     assert_eq!(
         after.n_tup_hot_upd - before.n_tup_hot_upd,

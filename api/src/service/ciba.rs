@@ -17,12 +17,9 @@ use ciba_runtime::crypto::keyring::Purpose;
 use ciba_service::requests as lifecycle;
 use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
-use ciba_store::polling::{self, Poll};
+use ciba_store::polling::{self, Paced, Poll};
 use ciba_store::{permissions as perms, users};
 use serde_json::{json, Value};
-
-/// The interval never grows beyond this.
-pub const MAX_INTERVAL: i64 = 60;
 
 /// What a redeemed request yields (RFC 6749 §5.1 with the CIBA ID token).
 pub struct Tokens {
@@ -46,15 +43,17 @@ pub async fn grant(
         return Err(oauth_error(ErrorCode::InvalidGrant, "unknown auth_req_id"));
     }
     let client_id = client.client.id.clone();
-    // Hot path: a well-paced poll of a pending request is one conditional update, batched
-    // with the polls that arrive at the same time (crate::poll_batch).
+    // Hot path: a poll of a pending request, well paced or too early, is one conditional
+    // update, batched with the polls that arrive at the same time (crate::poll_batch).
     let poll = Poll {
         id: id.clone(),
         client_id: client_id.clone(),
         now_ms,
     };
-    if state.poll_batcher()?.record(poll).await? {
-        return Err(pending());
+    match state.poll_batcher()?.record(poll).await? {
+        Paced::Recorded => return Err(pending()),
+        Paced::SlowedDown => return Err(slow_down()),
+        Paced::LookCloser => {}
     }
     // The careful path: read the request and answer from what it holds. At most once, a
     // pending request whose last poll is an interval ago is polled again with a wait: the
@@ -142,14 +141,11 @@ pub async fn grant(
                 continue;
             }
             PollStep::SlowDown => {
-                let i = id.clone();
+                let (i, interval) = (id.clone(), row.interval_secs);
                 state
-                    .db_soft(move |conn| polling::slow_down(conn, &i, now_ms, MAX_INTERVAL))
+                    .db_soft(move |conn| polling::slow_down(conn, &i, interval, now_ms))
                     .await?;
-                Err(oauth_error(
-                    ErrorCode::SlowDown,
-                    "polling too fast: wait the interval, now 5 seconds longer",
-                ))
+                Err(slow_down())
             }
         };
     }
@@ -159,6 +155,13 @@ fn already_redeemed() -> ApiError {
     oauth_error(
         ErrorCode::InvalidGrant,
         "the auth_req_id was already redeemed",
+    )
+}
+
+fn slow_down() -> ApiError {
+    oauth_error(
+        ErrorCode::SlowDown,
+        "polling too fast: wait the interval, now 5 seconds longer",
     )
 }
 

@@ -174,17 +174,23 @@ CREATE FUNCTION ciba_poll_due(
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT last_poll_ms IS NULL OR last_poll_ms <= now_ms + grace_ms - interval_secs * 1000 $$;
 
--- The poll hot path (store/src/polling): record the well-paced polls of pending, unexpired
--- requests of their clients, many in one call; one row per recorded poll. Why it looks as it
--- does (each measured; the numbers are in bench/RESULTS.md):
--- - one plain conditional UPDATE, since nothing holds these rows for long (11% more polls per
---   second than locking the rows first in a CTE and updating them after);
+-- The poll hot path (store/src/polling): record the polls of pending, unexpired requests of
+-- their clients, many in one call: a well-paced poll keeps the interval, a too-early one
+-- (when p_max_interval is given) grows it by 5 s up to p_max_interval (the domain's
+-- slowed_interval); each counts as the request's last poll. One row per recorded poll:
+-- (request_id, slowed_down). Why it looks as it does (each measured; the numbers are in
+-- bench/RESULTS.md):
+-- - plain conditional UPDATEs, since nothing holds these rows for long (11% more polls per
+--   second than locking the rows first in a CTE and updating them after); the too-early
+--   polls are a second UPDATE over the polls the first did not record (PostgreSQL 15 cannot
+--   return a row's old values, so one statement could not tell the two apart), run only
+--   when some are left, so a batch of well-paced polls is one statement as before;
 -- - rows another transaction holds (a decision being committed, another replica's batch) are
---   waited for up to lock_timeout; past it the statement is rolled back and the batch runs
---   again skipping the held rows (each such poll answers false and takes the careful path).
+--   waited for up to lock_timeout; past it the statement is rolled back and run again
+--   skipping the held rows (each such poll is left out and takes the careful path).
 --   Batches lock their rows in the order of their ids (the API sorts them), so two batches
---   wait for each other rather than deadlock. The careful path records its one poll with
---   p_wait: it waits for the row as long as it takes;
+--   wait for each other rather than deadlock. The careful path records its one well-paced
+--   poll with p_wait: it waits for the row as long as it takes, and never slows down;
 -- - the touched ids are gathered before they are returned: rows already returned by a
 --   statement that then fails would stay in the function's result;
 -- - a generic plan (plan_cache_mode): custom plans for one-element arrays were planned again
@@ -194,8 +200,9 @@ AS $$ SELECT last_poll_ms IS NULL OR last_poll_ms <= now_ms + grace_ms - interva
 -- The auth_requests table leaves half of each page free (fillfactor 50) so a poll's update
 -- of last_poll_ms stays on the row's page (a HOT update: no index writes, less WAL).
 CREATE FUNCTION ciba_record_polls(
-    p_ids TEXT[], p_clients TEXT[], p_now_ms BIGINT[], p_grace_ms BIGINT, p_wait BOOLEAN
-) RETURNS SETOF TEXT
+    p_ids TEXT[], p_clients TEXT[], p_now_ms BIGINT[], p_grace_ms BIGINT, p_wait BOOLEAN,
+    p_max_interval BIGINT
+) RETURNS TABLE (request_id TEXT, slowed_down BOOLEAN)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_hashjoin = off
@@ -204,6 +211,7 @@ SET lock_timeout = '20ms'
 AS $$
 DECLARE
     touched TEXT[];
+    too_early TEXT[];
 BEGIN
     IF p_wait THEN
         -- Until the function returns (its SET clauses are restored on exit).
@@ -241,7 +249,51 @@ BEGIN
         )
         SELECT array_agg(polled.id) INTO touched FROM polled;
     END;
-    RETURN QUERY SELECT unnest(touched);
+    touched := coalesce(touched, '{}');
+    IF p_max_interval IS NOT NULL AND cardinality(touched) < cardinality(p_ids) THEN
+        BEGIN
+            WITH grown AS (
+                UPDATE auth_requests a
+                   SET last_poll_ms = p.now_ms,
+                       interval_secs = CASE WHEN a.interval_secs < p_max_interval
+                                            THEN least(a.interval_secs + 5, p_max_interval)
+                                            ELSE a.interval_secs END
+                  FROM unnest(p_ids, p_clients, p_now_ms) AS p(id, client_id, now_ms)
+                 WHERE a.id = p.id
+                   AND a.client_id = p.client_id
+                   AND NOT (a.id = ANY (touched))
+                   AND a.status = 'pending'
+                   AND a.expires_at > p.now_ms / 1000
+                   AND NOT ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
+                RETURNING a.id
+            )
+            SELECT array_agg(grown.id) INTO too_early FROM grown;
+        EXCEPTION WHEN lock_not_available THEN
+            WITH held AS (
+                SELECT a.id, p.now_ms
+                  FROM unnest(p_ids, p_clients, p_now_ms) AS p(id, client_id, now_ms)
+                  JOIN auth_requests a ON a.id = p.id
+                 WHERE a.client_id = p.client_id
+                   AND NOT (a.id = ANY (touched))
+                   AND a.status = 'pending'
+                   AND a.expires_at > p.now_ms / 1000
+                   AND NOT ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
+                   FOR NO KEY UPDATE OF a SKIP LOCKED
+            ), grown AS (
+                UPDATE auth_requests a
+                   SET last_poll_ms = held.now_ms,
+                       interval_secs = CASE WHEN a.interval_secs < p_max_interval
+                                            THEN least(a.interval_secs + 5, p_max_interval)
+                                            ELSE a.interval_secs END
+                  FROM held
+                 WHERE a.id = held.id
+                RETURNING a.id
+            )
+            SELECT array_agg(grown.id) INTO too_early FROM grown;
+        END;
+    END IF;
+    RETURN QUERY SELECT t, false FROM unnest(touched) AS t
+        UNION ALL SELECT t, true FROM unnest(too_early) AS t;
 END
 $$;
 
