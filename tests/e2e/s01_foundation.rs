@@ -13,12 +13,10 @@ const MERCHANT_SCOPES: &str = "permissions/client permissions/app2app openid pro
 
 async fn discovery_lists_every_contract_field(b: Backend) {
     let srv = TestServer::start(b).await;
-    let (status, doc) = srv.get_json("/.well-known/openid-configuration").await;
-    assert_eq!(status, 200);
-    let (_, doc2) = srv
-        .get_json("/.well-known/oauth-authorization-server")
-        .await;
-    assert_eq!(doc, doc2);
+    let r = srv.get("/.well-known/openid-configuration").await;
+    let doc = r.ok();
+    let doc2 = srv.get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(*doc, doc2.body);
     assert_eq!(doc["issuer"], srv.base.as_str());
     for (field, path) in [
         ("token_endpoint", "/oidc/v1/token"),
@@ -82,7 +80,7 @@ async fn jwks_verify_tokens_and_survive_restart(b: Backend) {
     let mut srv = TestServer::start(b).await;
     let (id, secret) = srv.create_client(MERCHANT_SCOPES, &[]);
     let token = srv.access_token(&id, &secret, "permissions/client").await;
-    let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
+    let jwks = srv.get("/oidc/v1/jwks").await.body;
     let keys = jwks["keys"].as_array().unwrap();
     assert!(keys.iter().any(|k| k["alg"] == "ES256") && keys.iter().any(|k| k["alg"] == "RS256"));
     for k in keys {
@@ -94,7 +92,7 @@ async fn jwks_verify_tokens_and_survive_restart(b: Backend) {
     let claims = verify_with_jwks(&token, &jwks, &srv.base, &srv.base);
     assert_eq!(claims["client_id"], id.as_str());
     assert_eq!(claims["scope"], "permissions/client");
-    let (_, grants) = srv.get_json("/permissions/v1/jwks").await;
+    let grants = srv.get("/permissions/v1/jwks").await.body;
     assert_eq!(grants["keys"].as_array().unwrap().len(), 1);
     let grant_kid = &grants["keys"][0]["kid"];
     assert!(
@@ -103,7 +101,7 @@ async fn jwks_verify_tokens_and_survive_restart(b: Backend) {
     );
 
     srv.restart().await;
-    let (_, jwks_after) = srv.get_json("/oidc/v1/jwks").await;
+    let jwks_after = srv.get("/oidc/v1/jwks").await.body;
     assert_eq!(jwks, jwks_after, "keys survive a restart");
     let claims = verify_with_jwks(&token, &jwks_after, &srv.base, &srv.base);
     assert_eq!(claims["sub"], id.as_str());
@@ -114,8 +112,8 @@ async fn jwks_verify_tokens_and_survive_restart(b: Backend) {
 async fn client_credentials_with_basic_and_post(b: Backend) {
     let srv = TestServer::start(b).await;
     let (id, secret) = srv.create_client(MERCHANT_SCOPES, &[]);
-    let (status, headers, body) = srv
-        .post_form(
+    let r = srv
+        .post(
             "/oidc/v1/token",
             Some((&id, &secret)),
             &[
@@ -124,17 +122,17 @@ async fn client_credentials_with_basic_and_post(b: Backend) {
             ],
         )
         .await;
-    assert_eq!(status, 200, "{body}");
+    let body = r.ok();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["scope"], "permissions/app2app permissions/client");
     assert!(body["expires_in"].as_i64().unwrap() > 0);
-    assert_eq!(headers["cache-control"], "no-store");
-    assert_eq!(headers["pragma"], "no-cache");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("pragma"), Some("no-cache"));
 
     // A client registered for client_secret_post sends its secret in the body.
     let (id, secret) = srv.create_client(MERCHANT_SCOPES, &["--auth-method", "client_secret_post"]);
-    let (status, _, body) = srv
-        .post_form(
+    let r = srv
+        .post(
             "/oidc/v1/token",
             None,
             &[
@@ -144,9 +142,9 @@ async fn client_credentials_with_basic_and_post(b: Backend) {
             ],
         )
         .await;
-    assert_eq!(status, 200, "{body}");
+    r.ok();
     // no scope asked: every API scope the client has
-    let scope = body["scope"].as_str().unwrap();
+    let scope = r.str("scope");
     assert!(
         scope.contains("permissions/client")
             && scope.contains("openid")
@@ -158,13 +156,12 @@ async fn client_credentials_with_basic_and_post(b: Backend) {
 async fn http_errors_are_contract_shaped(b: Backend) {
     let srv = TestServer::start(b).await;
     let (id, secret) = srv.create_client(MERCHANT_SCOPES, &[]);
-    let (status, body) = srv.get_json("/no/such/path").await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
-    let (status, body) = srv.get_json("/oidc/v1/token").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (405, Some("method_not_allowed"))
-    );
+    srv.get("/no/such/path")
+        .await
+        .expect_error(404, "not_found");
+    srv.get("/oidc/v1/token")
+        .await
+        .expect_error(405, "method_not_allowed");
 
     let big = "a".repeat(70 * 1024);
     // its own client: the server closes a connection whose body it refused
@@ -196,8 +193,8 @@ async fn http_errors_are_contract_shaped(b: Backend) {
         "invalid_request"
     );
 
-    let (status, headers, body) = srv
-        .post_form(
+    let r = srv
+        .post(
             "/oidc/v1/token",
             Some((&id, &secret)),
             &[
@@ -206,36 +203,24 @@ async fn http_errors_are_contract_shaped(b: Backend) {
             ],
         )
         .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
-    assert_eq!(headers["cache-control"], "no-store");
-    let (status, _, body) = srv
-        .post_form(
-            "/oidc/v1/token",
-            Some((&id, &secret)),
-            &[("grant_type", "password")],
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("unsupported_grant_type"))
-    );
-    let (status, _, body) = srv
-        .post_form("/oidc/v1/token", Some((&id, &secret)), &[])
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    r.expect_error(400, "invalid_request");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    srv.post(
+        "/oidc/v1/token",
+        Some((&id, &secret)),
+        &[("grant_type", "password")],
+    )
+    .await
+    .expect_error(400, "unsupported_grant_type");
+    let r = srv.post("/oidc/v1/token", Some((&id, &secret)), &[]).await;
+    r.expect_error(400, "invalid_request");
 
     // every error body is exactly {error, error_description} with printable ASCII
-    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    let keys: Vec<&String> = r.body.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["error", "error_description"]);
 
-    let (status, body) = srv.get_json("/healthz").await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let r = srv.get("/healthz").await;
+    assert_eq!((r.status, r["status"].as_str()), (200, Some("ok")), "{r}");
     let metrics = srv.metrics().await;
     assert!(metrics.contains("ciba_http_requests_total{method=\"POST\",route=\"POST /oidc/v1/token\",status=\"400\"}"), "{metrics}");
     assert!(metrics.contains("ciba_http_request_duration_seconds_bucket"));

@@ -191,8 +191,7 @@ async fn no_hint_once_there_are_clients(b: Backend) {
     let mut srv = TestServer::start(b).await;
     srv.admin(&["clients", "create", "--name", "Shop", "--scope", "openid"]);
     srv.restart().await;
-    let (status, _) = srv.get_json("/.well-known/openid-configuration").await;
-    assert_eq!(status, 200);
+    srv.get("/.well-known/openid-configuration").await.ok();
     let logs = srv.logs();
     let after_restart = logs.rsplit("\"listening\"").next().unwrap();
     assert!(!after_restart.contains("no clients yet"), "{logs}");

@@ -20,62 +20,50 @@ async fn bad_credentials_and_scopes_are_refused(b: Backend) {
         (id.as_str(), "wrong-secret"),
         ("no-such-client", secret.as_str()),
     ] {
-        let (status, headers, body) = srv.post_form("/oidc/v1/token", Some((cid, sec)), &cc).await;
-        assert_eq!(status, 401);
-        assert_eq!(body["error"], "invalid_client");
-        assert!(headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic"));
+        let r = srv.post("/oidc/v1/token", Some((cid, sec)), &cc).await;
+        r.expect_error(401, "invalid_client");
+        assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
     }
-    let (status, headers, body) = srv.post_form("/oidc/v1/token", None, &cc).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
-    assert!(headers.contains_key("www-authenticate"));
-    let (status, _, body) = srv
-        .post_form(
-            "/oidc/v1/token",
-            None,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &id),
-                ("client_secret", "nope"),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    let r = srv.post("/oidc/v1/token", None, &cc).await;
+    r.expect_error(401, "invalid_client");
+    assert!(r.headers.contains_key("www-authenticate"));
+    srv.post(
+        "/oidc/v1/token",
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", "nope"),
+        ],
+    )
+    .await
+    .expect_error(401, "invalid_client");
 
     for scope in [
         "permissions/app2app",
         "permissions/client profile",
         "made/up",
     ] {
-        let (status, _, body) = srv
-            .post_form(
+        let r = srv
+            .post(
                 "/oidc/v1/token",
                 Some((&id, &secret)),
                 &[("grant_type", "client_credentials"), ("scope", scope)],
             )
             .await;
         assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_scope")),
-            "{scope}"
+            (r.status, r.error()),
+            (400, "invalid_scope"),
+            "{scope}: {r}"
         );
     }
     // a disabled client can no longer authenticate
     srv.admin(&["clients", "disable", &id]);
     // cached client rows live CIBA_CLIENT_CACHE_TTL seconds
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let (status, _, _) = srv
-        .post_form("/oidc/v1/token", Some((&id, &secret)), &cc)
-        .await;
-    assert_eq!(status, 401);
+    srv.post("/oidc/v1/token", Some((&id, &secret)), &cc)
+        .await
+        .expect(401);
 }
 
 async fn private_key_jwt_single_use_and_strict(b: Backend) {
@@ -98,7 +86,7 @@ async fn private_key_jwt_single_use_and_strict(b: Backend) {
     let call = |assertion: String| {
         let srv = &srv;
         async move {
-            srv.post_form(
+            srv.post(
                 "/oidc/v1/token",
                 None,
                 &[
@@ -113,21 +101,20 @@ async fn private_key_jwt_single_use_and_strict(b: Backend) {
     };
     let t = now();
     let good = key.sign(&claims(&token_url, t, t + 60, &jti()));
-    let (status, _, body) = call(good.clone()).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body["access_token"].is_string());
+    assert!(call(good.clone()).await.ok()["access_token"].is_string());
 
-    let (status, headers, body) = call(good).await;
+    let r = call(good).await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "jti replay"
+        (r.status, r.error()),
+        (401, "invalid_client"),
+        "jti replay: {r}"
     );
-    assert!(headers.contains_key("www-authenticate"));
+    assert!(r.headers.contains_key("www-authenticate"));
 
     // the issuer is an accepted audience as well
-    let (status, _, _) = call(key.sign(&claims(&srv.base, t, t + 60, &jti()))).await;
-    assert_eq!(status, 200);
+    call(key.sign(&claims(&srv.base, t, t + 60, &jti())))
+        .await
+        .ok();
 
     let hs_header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid});
     let rejected = [
@@ -146,11 +133,11 @@ async fn private_key_jwt_single_use_and_strict(b: Backend) {
         ("another key", EcKey::generate("merchant-key-1").sign(&claims(&token_url, t, t + 60, &jti()))),
     ];
     for (what, assertion) in rejected {
-        let (status, _, body) = call(assertion).await;
+        let r = call(assertion).await;
         assert_eq!(
-            (status, body["error"].as_str()),
-            (401, Some("invalid_client")),
-            "{what}: {body}"
+            (r.status, r.error()),
+            (401, "invalid_client"),
+            "{what}: {r}"
         );
     }
 }
@@ -161,57 +148,44 @@ async fn access_token_as_assertion_is_authenticated(b: Backend) {
     let token = srv.access_token(&id, &secret, "permissions/client").await;
     // the reference document's style: the access token as client_assertion. It authenticates,
     // but a token may not mint its own successor.
-    let (status, _, body) = srv
-        .post_form(
-            "/oidc/v1/token",
-            None,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", ASSERTION_TYPE),
-                ("client_assertion", &token),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("unauthorized_client")),
-        "{body}"
-    );
+    srv.post(
+        "/oidc/v1/token",
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &token),
+        ],
+    )
+    .await
+    .expect_error(400, "unauthorized_client");
     // a tampered token does not authenticate
     let mut tampered = token.clone();
     tampered.pop();
     tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
-    let (status, _, body) = srv
-        .post_form(
-            "/oidc/v1/token",
-            None,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", ASSERTION_TYPE),
-                ("client_assertion", &tampered),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    srv.post(
+        "/oidc/v1/token",
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &tampered),
+        ],
+    )
+    .await
+    .expect_error(401, "invalid_client");
     // two methods at once
-    let (status, _, body) = srv
-        .post_form(
-            "/oidc/v1/token",
-            Some((&id, &secret)),
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", ASSERTION_TYPE),
-                ("client_assertion", &token),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    srv.post(
+        "/oidc/v1/token",
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &token),
+        ],
+    )
+    .await
+    .expect_error(400, "invalid_request");
 }
 
 on_both_backends!(

@@ -11,17 +11,13 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{json, Value};
 use support::app::*;
-use support::{Backend, TestServer};
+use support::{Backend, Reply, TestServer};
 
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
 const FAST: &[(&str, &str)] = &[("CIBA_POLL_INTERVAL", "1")];
 
-async fn poll(
-    srv: &TestServer,
-    m: &Merchant,
-    auth_req_id: &str,
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    srv.post_form(
+async fn poll(srv: &TestServer, m: &Merchant, auth_req_id: &str) -> Reply {
+    srv.post(
         "/oidc/v1/token",
         Some((&m.id, &m.secret)),
         &[("grant_type", CIBA), ("auth_req_id", auth_req_id)],
@@ -54,11 +50,11 @@ async fn started(
         ("device_info", di.as_str()),
     ];
     fields.extend_from_slice(extra);
-    let (status, s) = m.app_authorize(srv, &fields).await;
-    assert_eq!(status, 200, "{s}");
+    let s = m.app_authorize(srv, &fields).await;
+    s.ok();
     (
-        s["auth_req_id"].as_str().unwrap().to_owned(),
-        ref_of(s["authorize_uri"].as_str().unwrap()),
+        s.str("auth_req_id").to_owned(),
+        ref_of(s.str("authorize_uri")),
         created["id"].as_str().unwrap().to_owned(),
     )
 }
@@ -112,14 +108,14 @@ async fn reference_document_flow(b: Backend) {
     let user_app = App::enroll(&srv, &nnin(100), IPHONE).await;
     let (client_id, secret) = srv.create_client(SCOPES, &["--callback-uri", CALLBACK]);
     // steps 2-4: configuration, access token, the biometrics configuration
-    let (_, discovery) = srv.get_json("/.well-known/openid-configuration").await;
+    let discovery = srv.get("/.well-known/openid-configuration").await.body;
     let token_path = discovery["token_endpoint"]
         .as_str()
         .unwrap()
         .trim_start_matches(&srv.base)
         .to_owned();
-    let (status, _, tok) = srv
-        .post_form(
+    let tok = srv
+        .post(
             &token_path,
             Some((&client_id, &secret)),
             &[
@@ -128,8 +124,8 @@ async fn reference_document_flow(b: Backend) {
             ],
         )
         .await;
-    assert_eq!(status, 200);
-    let access_token = tok["access_token"].as_str().unwrap().to_owned();
+    tok.ok();
+    let access_token = tok.str("access_token").to_owned();
     let m = Merchant {
         id: client_id.clone(),
         secret: secret.clone(),
@@ -148,7 +144,7 @@ async fn reference_document_flow(b: Backend) {
     let pt = created["permissionToken"].as_str().unwrap();
     // steps 6-7: device info and app-authorize, with the document's own requested_expriy spelling
     let di = URL_SAFE_NO_PAD.encode(r#"{"p":"ios","ma":"Apple","mo":"iPhone11,2"}"#);
-    let (status, s) = m
+    let s = m
         .app_authorize(
             &srv,
             &[
@@ -159,8 +155,8 @@ async fn reference_document_flow(b: Backend) {
             ],
         )
         .await;
-    assert_eq!(status, 200, "{s}");
-    let auth_req_id = s["auth_req_id"].as_str().unwrap();
+    s.ok();
+    let auth_req_id = s.str("auth_req_id");
     // step 10 before the user is done
     let assertion = [
         ("client_assertion", access_token.as_str()),
@@ -171,48 +167,34 @@ async fn reference_document_flow(b: Backend) {
         ("grant_type", CIBA),
         ("auth_req_id", auth_req_id),
     ];
-    let (status, headers, body) = srv.post_form(&token_path, None, &assertion).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("authorization_pending"))
-    );
-    assert_eq!(headers["cache-control"], "no-store");
+    let r = srv.post(&token_path, None, &assertion).await;
+    r.expect_error(400, "authorization_pending");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     // step 8: the user approves in the app
-    let (status, _) = user_app
-        .decide(
-            &srv,
-            &ref_of(s["authorize_uri"].as_str().unwrap()),
-            "approve",
-        )
-        .await;
-    assert_eq!(status, 200);
+    user_app
+        .approve(&srv, &ref_of(s.str("authorize_uri")))
+        .await
+        .ok();
     // An approved request is redeemed at once: pacing applies to pending requests only.
-    let (status, headers, body) = srv.post_form(&token_path, None, &assertion).await;
-    assert_eq!(status, 200, "{body}");
+    let tokens = srv.post(&token_path, None, &assertion).await;
+    let body = tokens.ok();
     assert_eq!(
-        (
-            headers["cache-control"].to_str().unwrap(),
-            headers["pragma"].to_str().unwrap()
-        ),
-        ("no-store", "no-cache")
+        (tokens.header("cache-control"), tokens.header("pragma")),
+        (Some("no-store"), Some("no-cache"))
     );
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_i64().unwrap() > 0 && body["access_token"].is_string());
     // step 11
-    let (_, jwks) = srv
-        .get_json(
+    let jwks = srv
+        .get(
             discovery["jwks_uri"]
                 .as_str()
                 .unwrap()
                 .trim_start_matches(&srv.base),
         )
-        .await;
-    let claims = validate_id_token(
-        body["id_token"].as_str().unwrap(),
-        &discovery,
-        &jwks,
-        &client_id,
-    );
+        .await
+        .body;
+    let claims = validate_id_token(tokens.str("id_token"), &discovery, &jwks, &client_id);
     assert_eq!(claims["acr"], "http://eidas.europa.eu/LoA/substantial");
     assert_eq!(claims["sub"], user_app.sub.as_str());
     assert_ne!(claims["sub"], user_app.nnin.as_str());
@@ -232,12 +214,9 @@ async fn reference_document_flow(b: Backend) {
         "no profile without the scope"
     );
     // single use
-    let (status, _, body) = srv.post_form(&token_path, None, &assertion).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
-    let (_, perm) = srv
+    let again = srv.post(&token_path, None, &assertion).await;
+    again.expect_error(400, "invalid_grant");
+    let perm = srv
         .get_bearer(
             &format!("/permissions/v1/{}", created["id"].as_str().unwrap()),
             &access_token,
@@ -245,13 +224,12 @@ async fn reference_document_flow(b: Backend) {
         .await;
     assert_eq!(perm["status"], "granted");
     // the user's access token does not authenticate the merchant
-    let (status, _) = srv
-        .get_bearer(
-            &format!("/permissions/v1/{}", created["id"].as_str().unwrap()),
-            body["access_token"].as_str().unwrap_or("x"),
-        )
-        .await;
-    assert_eq!(status, 401);
+    srv.get_bearer(
+        &format!("/permissions/v1/{}", created["id"].as_str().unwrap()),
+        again["access_token"].as_str().unwrap_or("x"),
+    )
+    .await
+    .expect(401);
 }
 
 async fn every_error_row(b: Backend) {
@@ -260,50 +238,40 @@ async fn every_error_row(b: Backend) {
     let other = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
 
-    let (status, _, body) = poll(&srv, &m, "no-such-request").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    poll(&srv, &m, "no-such-request")
+        .await
+        .expect_error(400, "invalid_grant");
     let (id, link_ref, pid) = started(&srv, &m, &app, "openid", &[]).await;
-    let (status, _, body) = poll(&srv, &other, &id).await;
+    let r = poll(&srv, &other, &id).await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "another client's request"
+        (r.status, r.error()),
+        (400, "invalid_grant"),
+        "another client's request: {r}"
     );
-    let (status, _, body) = poll(&srv, &m, &id).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("authorization_pending"))
-    );
+    poll(&srv, &m, &id)
+        .await
+        .expect_error(400, "authorization_pending");
 
     // too fast: slow_down, and the interval grows by 5 s each time, in the database
-    let (status, _, body) = poll(&srv, &m, &id).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("slow_down")));
+    poll(&srv, &m, &id).await.expect_error(400, "slow_down");
     assert_eq!(interval_of(&srv, id.clone()), 6);
-    assert_eq!(poll(&srv, &m, &id).await.2["error"], "slow_down");
+    assert_eq!(poll(&srv, &m, &id).await.error(), "slow_down");
     assert_eq!(interval_of(&srv, id.clone()), 11);
 
     // declined
-    app.decide(&srv, &link_ref, "decline").await;
-    let (status, _, body) = poll(&srv, &m, &id).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("access_denied"))
-    );
+    app.decline(&srv, &link_ref).await;
+    poll(&srv, &m, &id).await.expect_error(400, "access_denied");
     assert_eq!(
         srv.get_bearer(&format!("/permissions/v1/{pid}"), &m.token)
-            .await
-            .1["status"],
+            .await["status"],
         "declined"
     );
 
     // a well-paced client is never told to slow down
     let (id2, _, _) = started(&srv, &m, &app, "openid", &[]).await;
     for _ in 0..3 {
-        let (_, _, body) = poll(&srv, &m, &id2).await;
-        assert_eq!(body["error"], "authorization_pending");
+        let r = poll(&srv, &m, &id2).await;
+        assert_eq!(r.error(), "authorization_pending", "{r}");
         srv.advance(std::time::Duration::from_millis(1050));
     }
 }
@@ -313,25 +281,16 @@ async fn expiry_while_polling(b: Backend) {
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
     let (id, link_ref, pid) = started(&srv, &m, &app, "openid", &[("requested_expiry", "2")]).await;
-    assert_eq!(
-        poll(&srv, &m, &id).await.2["error"],
-        "authorization_pending"
-    );
+    assert_eq!(poll(&srv, &m, &id).await.error(), "authorization_pending");
     srv.advance(std::time::Duration::from_millis(2100));
-    let (status, _, body) = poll(&srv, &m, &id).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("expired_token"))
-    );
-    assert_eq!(poll(&srv, &m, &id).await.2["error"], "expired_token");
+    poll(&srv, &m, &id).await.expect_error(400, "expired_token");
+    assert_eq!(poll(&srv, &m, &id).await.error(), "expired_token");
     assert_eq!(
         srv.get_bearer(&format!("/permissions/v1/{pid}"), &m.token)
-            .await
-            .1["status"],
+            .await["status"],
         "expired"
     );
-    let (status, _) = app.decide(&srv, &link_ref, "approve").await;
-    assert_eq!(status, 409);
+    app.approve(&srv, &link_ref).await.expect(409);
 }
 
 async fn concurrent_polls_redeem_once(b: Backend) {
@@ -339,22 +298,19 @@ async fn concurrent_polls_redeem_once(b: Backend) {
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
     let (id, link_ref, _) = started(&srv, &m, &app, "openid", &[]).await;
-    app.decide(&srv, &link_ref, "approve").await;
+    app.approve(&srv, &link_ref).await;
     let polls = (0..32).map(|_| poll(&srv, &m, &id));
     let results = futures_util::future::join_all(polls).await;
-    let ok = results.iter().filter(|(s, _, _)| *s == 200).count();
+    let ok = results.iter().filter(|r| r.status == 200).count();
     let refused = results
         .iter()
-        .filter(|(s, _, b)| *s == 400 && b["error"] == "invalid_grant")
+        .filter(|r| r.status == 400 && r.error() == "invalid_grant")
         .count();
     assert_eq!(
         (ok, refused),
         (1, 31),
         "{:?}",
-        results
-            .iter()
-            .map(|r| (r.0, r.2.clone()))
-            .collect::<Vec<_>>()
+        results.iter().map(Reply::to_string).collect::<Vec<_>>()
     );
 }
 
@@ -374,9 +330,9 @@ async fn simultaneous_polls_of_many_pending_requests(b: Backend) {
     for (id, answers) in ids.iter().zip(results.chunks(4)) {
         let mut errors: Vec<&str> = answers
             .iter()
-            .map(|(s, _, b)| {
-                assert_eq!(*s, 400, "{b}");
-                b["error"].as_str().unwrap()
+            .map(|r| {
+                r.expect(400);
+                r.str("error")
             })
             .collect();
         errors.sort_unstable();
@@ -393,7 +349,7 @@ async fn simultaneous_polls_of_many_pending_requests(b: Backend) {
     }
     // Every request now waits longer: all eight at once are too early again.
     let again = futures_util::future::join_all(ids.iter().map(|id| poll(&srv, &m, id))).await;
-    assert!(again.iter().all(|(_, _, b)| b["error"] == "slow_down"));
+    assert!(again.iter().all(|r| r.error() == "slow_down"));
     // Every one of the 40 polls went through exactly one batch.
     let metrics = srv.metrics().await;
     let value = |name: &str| -> f64 {
@@ -427,12 +383,12 @@ async fn claims_follow_scope_entitlement_and_alg(b: Backend) {
     let app = App::enroll_existing(&srv, &hint, String::new(), IPHONE).await;
     let (id, link_ref, _) =
         started(&srv, &m, &app, "openid profile sub_nnin sub_bankid", &[]).await;
-    app.decide(&srv, &link_ref, "approve").await;
-    let (status, _, body) = poll(&srv, &m, &id).await;
-    assert_eq!(status, 200, "{body}");
-    let (_, discovery) = srv.get_json("/.well-known/openid-configuration").await;
-    let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
-    let id_token = body["id_token"].as_str().unwrap();
+    app.approve(&srv, &link_ref).await;
+    let tokens = poll(&srv, &m, &id).await;
+    tokens.ok();
+    let discovery = srv.get("/.well-known/openid-configuration").await.body;
+    let jwks = srv.get("/oidc/v1/jwks").await.body;
+    let id_token = tokens.str("id_token");
     assert_eq!(
         jsonwebtoken::decode_header(id_token).unwrap().alg,
         jsonwebtoken::Algorithm::RS256
@@ -454,12 +410,7 @@ async fn claims_follow_scope_entitlement_and_alg(b: Backend) {
 
 /// Hold the request's row in another transaction for 400 ms (as a decision being committed
 /// or the worker's expiry sweep would), run `then` in it before it commits, and poll meanwhile.
-async fn poll_while_held(
-    srv: &TestServer,
-    m: &Merchant,
-    id: &str,
-    then: &'static str,
-) -> (u16, Value) {
+async fn poll_while_held(srv: &TestServer, m: &Merchant, id: &str, then: &'static str) -> Reply {
     let (url, held_id) = (srv.db.url.clone(), id.to_owned());
     let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
     let holder = std::thread::spawn(move || {
@@ -478,9 +429,9 @@ async fn poll_while_held(
         .unwrap();
     });
     locked_rx.await.unwrap();
-    let (status, _, body) = poll(srv, m, id).await;
+    let r = poll(srv, m, id).await;
     holder.join().unwrap();
-    (status, body)
+    r
 }
 
 /// A well-paced poll that arrives while another transaction holds the request's row is not
@@ -495,26 +446,22 @@ async fn a_held_row_does_not_make_a_well_paced_poll_too_fast() {
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
     let (id, _, _) = started(&srv, &m, &app, "openid", &[]).await;
-    let (status, body) = poll_while_held(&srv, &m, &id, "SELECT $1").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("authorization_pending")),
-        "{body}"
-    );
+    poll_while_held(&srv, &m, &id, "SELECT $1")
+        .await
+        .expect_error(400, "authorization_pending");
     assert_eq!(
         interval_of(&srv, id.clone()),
         30,
         "the interval must not grow"
     );
     // The poll was recorded: polling again at once is too fast.
-    assert_eq!(poll(&srv, &m, &id).await.2["error"], "slow_down");
+    assert_eq!(poll(&srv, &m, &id).await.error(), "slow_down");
 
     // The holder approves before it lets go: the waiting poll redeems the approval.
     let (id, _, _) = started(&srv, &m, &app, "openid", &[]).await;
     let approve = "UPDATE auth_requests SET status = 'approved', decided_at = 1 WHERE id = $1";
-    let (status, body) = poll_while_held(&srv, &m, &id, approve).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body["id_token"].is_string(), "{body}");
+    let r = poll_while_held(&srv, &m, &id, approve).await;
+    assert!(r.ok()["id_token"].is_string(), "{r}");
 }
 
 on_both_backends!(

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 use support::app::{nnin, now, CALLBACK, REFERENCE_STATEMENT};
 use support::keys::verify_with_jwks;
-use support::{Backend, TestServer};
+use support::{Backend, Reply, TestServer};
 
 const SCOPES: &str = "permissions/client permissions/app2app permissions/ciba openid";
 
@@ -40,16 +40,15 @@ async fn reference_example_registers_and_reads_back(b: Backend) {
     let srv = TestServer::start(b).await;
     let (client_id, token) = merchant(&srv).await;
     let body = registration(REFERENCE_STATEMENT, "payment.v1", &nnin(100));
-    let (status, created) = srv.post_json("/permissions/v1/", Some(&token), &body).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap();
+    let created = srv.post_json("/permissions/v1/", Some(&token), &body).await;
+    created.expect(201);
+    let id = created.str("id");
     assert!(id.len() >= 22 && ciba_domain::ids::is_well_formed_id(id));
-    let binding = created["bindingMessage"].as_str().unwrap();
-    assert_eq!(binding.len(), 7);
+    assert_eq!(created.str("bindingMessage").len(), 7);
 
     // the permission token is a JWT of ours, bound to the client and the permission
-    let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
-    let pt = created["permissionToken"].as_str().unwrap();
+    let jwks = srv.get("/oidc/v1/jwks").await.body;
+    let pt = created.str("permissionToken");
     assert_eq!(
         jsonwebtoken::decode_header(pt).unwrap().typ.as_deref(),
         Some("permission+jwt")
@@ -59,28 +58,25 @@ async fn reference_example_registers_and_reads_back(b: Backend) {
     assert_eq!(claims["client_id"], client_id.as_str());
     assert_eq!(claims["exp"], body["exp"]);
 
-    let (status, got) = srv
+    let got = srv
         .get_bearer(&format!("/permissions/v1/{id}"), &token)
         .await;
-    assert_eq!(status, 200);
     assert_eq!(
-        got,
-        json!({"id": id, "type": "payment.v1", "status": "pending", "iat": body["iat"], "exp": body["exp"], "intents": ["app2app"]})
+        got.ok(),
+        &json!({"id": id, "type": "payment.v1", "status": "pending", "iat": body["iat"], "exp": body["exp"], "intents": ["app2app"]})
     );
-    let (status, err) = srv
-        .get_bearer(&format!("/permissions/v1/{id}/grant"), &token)
-        .await;
-    assert_eq!((status, err["error"].as_str()), (404, Some("not_found")));
+    srv.get_bearer(&format!("/permissions/v1/{id}/grant"), &token)
+        .await
+        .expect_error(404, "not_found");
 
     // also without the trailing slash
-    let (status, _) = srv
-        .post_json(
-            "/permissions/v1",
-            Some(&token),
-            &registration(&statement("other"), "authentication.v1", &nnin(100)),
-        )
-        .await;
-    assert_eq!(status, 201);
+    srv.post_json(
+        "/permissions/v1",
+        Some(&token),
+        &registration(&statement("other"), "authentication.v1", &nnin(100)),
+    )
+    .await
+    .expect(201);
 }
 
 async fn every_rule_is_enforced_with_a_precise_error(b: Backend) {
@@ -131,34 +127,27 @@ async fn every_rule_is_enforced_with_a_precise_error(b: Backend) {
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let (status, err) = srv.post_json("/permissions/v1/", Some(&token), &body).await;
+        let r = srv.post_json("/permissions/v1/", Some(&token), &body).await;
         assert_eq!(
-            (status, err["error"].as_str()),
-            (400, Some("invalid_request")),
-            "{field}: {err}"
+            (r.status, r.error()),
+            (400, "invalid_request"),
+            "{field}: {r}"
         );
         assert!(
-            err["error_description"]
-                .as_str()
-                .unwrap()
-                .starts_with(field),
-            "{field}: {err}"
+            r["error_description"].as_str().unwrap().starts_with(field),
+            "{field}: {r}"
         );
     }
     // text.v1 needs permissions/text, which this client lacks
     let text =
         URL_SAFE_NO_PAD.encode(json!({"nonce": "t", "id": "i", "text": "hello"}).to_string());
-    let (status, err) = srv
-        .post_json(
-            "/permissions/v1/",
-            Some(&token),
-            &registration(&text, "text.v1", &nnin(100)),
-        )
-        .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (403, Some("unauthorized_client"))
-    );
+    srv.post_json(
+        "/permissions/v1/",
+        Some(&token),
+        &registration(&text, "text.v1", &nnin(100)),
+    )
+    .await
+    .expect_error(403, "unauthorized_client");
 
     // transport-level errors
     let resp = srv
@@ -180,18 +169,14 @@ async fn every_rule_is_enforced_with_a_precise_error(b: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    let (status, err) = srv.post_json("/permissions/v1/", None, &ok).await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    srv.post_json("/permissions/v1/", None, &ok)
+        .await
+        .expect_error(401, "invalid_client");
     let (id, secret) = srv.create_client("permissions/app2app openid", &[]);
     let weak = srv.access_token(&id, &secret, "permissions/app2app").await;
-    let (status, err) = srv.post_json("/permissions/v1/", Some(&weak), &ok).await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (403, Some("insufficient_scope"))
-    );
+    srv.post_json("/permissions/v1/", Some(&weak), &ok)
+        .await
+        .expect_error(403, "insufficient_scope");
     let resp = srv
         .http
         .post(srv.url("/permissions/v1/"))
@@ -212,19 +197,18 @@ async fn nonces_are_single_use_per_client_even_concurrently(b: Backend) {
     let (_, token) = merchant(&srv).await;
     let (_, other) = merchant(&srv).await;
     let body = registration(&statement("once"), "authentication.v1", &nnin(100));
-    assert_eq!(
-        srv.post_json("/permissions/v1/", Some(&token), &body)
-            .await
-            .0,
-        201
-    );
-    let (status, err) = srv.post_json("/permissions/v1/", Some(&token), &body).await;
-    assert_eq!(status, 400);
-    assert!(err["error_description"].as_str().unwrap().contains("nonce"));
+    srv.post_json("/permissions/v1/", Some(&token), &body)
+        .await
+        .expect(201);
+    let r = srv.post_json("/permissions/v1/", Some(&token), &body).await;
+    assert!(r.expect(400)["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("nonce"));
     assert_eq!(
         srv.post_json("/permissions/v1/", Some(&other), &body)
             .await
-            .0,
+            .status,
         201,
         "nonces are per client"
     );
@@ -232,12 +216,17 @@ async fn nonces_are_single_use_per_client_even_concurrently(b: Backend) {
     let racing = registration(&statement("race"), "authentication.v1", &nnin(100));
     let calls = (0..16).map(|_| srv.post_json("/permissions/v1/", Some(&token), &racing));
     let results = futures_util::future::join_all(calls).await;
-    let created = results.iter().filter(|(s, _)| *s == 201).count();
+    let created = results.iter().filter(|r| r.status == 201).count();
     let refused = results
         .iter()
-        .filter(|(s, e)| *s == 400 && e["error"] == "invalid_request")
+        .filter(|r| r.status == 400 && r.error() == "invalid_request")
         .count();
-    assert_eq!((created, refused), (1, 15), "{results:?}");
+    assert_eq!(
+        (created, refused),
+        (1, 15),
+        "{:?}",
+        results.iter().map(Reply::to_string).collect::<Vec<_>>()
+    );
 }
 
 async fn other_clients_see_nothing_and_grants_verify(b: Backend) {
@@ -257,30 +246,26 @@ async fn other_clients_see_nothing_and_grants_verify(b: Backend) {
         "1985-05-15",
     ]);
     let sub = user["sub"].as_str().unwrap().to_owned();
-    let (_, created) = srv
+    let created = srv
         .post_json(
             "/permissions/v1/",
             Some(&token),
             &registration(REFERENCE_STATEMENT, "payment.v1", &nnin(100)),
         )
         .await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = created.str("id");
     for path in [
         format!("/permissions/v1/{id}"),
         format!("/permissions/v1/{id}/grant"),
         "/permissions/v1/unknown-id".into(),
     ] {
-        let (status, err) = srv.get_bearer(&path, &other).await;
-        assert_eq!(
-            (status, err["error"].as_str()),
-            (404, Some("not_found")),
-            "{path}"
-        );
+        let r = srv.get_bearer(&path, &other).await;
+        assert_eq!((r.status, r.error()), (404, "not_found"), "{path}: {r}");
     }
 
     // Grant it as the decision flow will (the app API arrives with the App2App issue).
     let decided = now();
-    let pid = id.clone();
+    let pid = id.to_owned();
     srv.store()
         .read(move |c| {
             diesel::update(permissions::table.filter(permissions::id.eq(&pid)))
@@ -292,16 +277,16 @@ async fn other_clients_see_nothing_and_grants_verify(b: Backend) {
             Ok(())
         })
         .unwrap();
-    let (status, got) = srv
+    let got = srv
         .get_bearer(&format!("/permissions/v1/{id}"), &token)
         .await;
-    assert_eq!((status, got["status"].as_str()), (200, Some("granted")));
-    let (status, grant) = srv
+    assert_eq!(got.ok()["status"], "granted");
+    let grant = srv
         .get_bearer(&format!("/permissions/v1/{id}/grant"), &token)
         .await;
-    assert_eq!(status, 200, "{grant}");
-    let jws = grant["grant"].as_str().unwrap();
-    let (_, grant_jwks) = srv.get_json("/permissions/v1/jwks").await;
+    grant.ok();
+    let jws = grant.str("grant");
+    let grant_jwks = srv.get("/permissions/v1/jwks").await.body;
     let header = jsonwebtoken::decode_header(jws).unwrap();
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(grant_jwks).unwrap();
     let key =
@@ -315,7 +300,7 @@ async fn other_clients_see_nothing_and_grants_verify(b: Backend) {
     let digest =
         ciba_domain::secret::sha256_b64url(&URL_SAFE_NO_PAD.decode(REFERENCE_STATEMENT).unwrap());
     assert_eq!(claims["iss"], srv.base.as_str());
-    assert_eq!(claims["permission_id"], id.as_str());
+    assert_eq!(claims["permission_id"], id);
     assert_eq!(claims["permission_digest"], digest.as_str());
     assert_eq!(
         claims["sub"],
@@ -325,36 +310,33 @@ async fn other_clients_see_nothing_and_grants_verify(b: Backend) {
     assert_eq!(claims["acr"], "http://eidas.europa.eu/LoA/substantial");
     assert_eq!(claims["iat"], decided);
     assert!(claims["amr"].is_array());
-    let (_, oidc_jwks) = srv.get_json("/oidc/v1/jwks").await;
+    let oidc_jwks = srv.get("/oidc/v1/jwks").await.body;
     assert!(oidc_jwks["keys"]
         .as_array()
         .unwrap()
         .iter()
         .all(|k| k["kid"] != header.kid.as_deref().unwrap()));
-    let (_, again) = srv
+    let again = srv
         .get_bearer(&format!("/permissions/v1/{id}/grant"), &token)
         .await;
     assert_eq!(again["grant"], grant["grant"], "the grant is signed once");
-    assert_eq!(
-        srv.get_bearer(&format!("/permissions/v1/{id}/grant"), &other)
-            .await
-            .0,
-        404
-    );
+    srv.get_bearer(&format!("/permissions/v1/{id}/grant"), &other)
+        .await
+        .expect(404);
 }
 
 async fn expiry_follows_the_clock(b: Backend) {
     let srv = TestServer::start(b).await;
     let (_, token) = merchant(&srv).await;
-    let (_, created) = srv
+    let created = srv
         .post_json(
             "/permissions/v1/",
             Some(&token),
             &registration(&statement("e"), "authentication.v1", &nnin(100)),
         )
         .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let pid = id.clone();
+    let id = created.str("id");
+    let pid = id.to_owned();
     srv.store()
         .read(move |c| {
             Ok(
@@ -364,7 +346,7 @@ async fn expiry_follows_the_clock(b: Backend) {
             )
         })
         .unwrap();
-    let (_, got) = srv
+    let got = srv
         .get_bearer(&format!("/permissions/v1/{id}"), &token)
         .await;
     assert_eq!(got["status"], "expired", "no sweeper needed");
@@ -385,7 +367,7 @@ async fn user_exists_means_an_active_device(b: Backend) {
             .await
         }
     };
-    assert_eq!(ask(nnin(100)).await, (200, json!({"exists": false})));
+    assert_eq!(ask(nnin(100)).await.ok(), &json!({"exists": false}));
     let user = srv.admin(&[
         "users",
         "create",
@@ -399,7 +381,7 @@ async fn user_exists_means_an_active_device(b: Backend) {
         "1985-05-15",
     ]);
     assert_eq!(
-        ask(nnin(100)).await.1,
+        ask(nnin(100)).await.body,
         json!({"exists": false}),
         "no device yet"
     );
@@ -419,18 +401,16 @@ async fn user_exists_means_an_active_device(b: Backend) {
     srv.store()
         .read(|c| users::insert_device(c, &device))
         .unwrap();
-    assert_eq!(ask(nnin(100)).await.1, json!({"exists": true}));
+    assert_eq!(ask(nnin(100)).await.body, json!({"exists": true}));
     srv.admin(&["devices", "revoke", "device-1"]);
     assert_eq!(
-        ask(nnin(100)).await.1,
+        ask(nnin(100)).await.body,
         json!({"exists": false}),
         "revoked devices do not count"
     );
-    let (status, err) = ask("12345678901".into()).await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    ask("12345678901".into())
+        .await
+        .expect_error(400, "invalid_request");
     let _ = srv
         .store()
         .read(|c| Ok(devices::table.count().get_result::<i64>(c)?));
@@ -452,20 +432,19 @@ async fn nnins_never_reach_the_logs(b: Backend) {
         "--birthdate",
         "1985-05-15",
     ]);
-    let (status, created) = srv
+    let created = srv
         .post_json(
             "/permissions/v1/",
             Some(&token),
             &registration(REFERENCE_STATEMENT, "payment.v1", &hint),
         )
         .await;
-    assert_eq!(status, 201);
-    assert!(!created.to_string().contains(&hint));
-    let id = created["id"].as_str().unwrap();
-    let (_, got) = srv
+    assert!(!created.expect(201).to_string().contains(&hint));
+    let id = created.str("id");
+    let got = srv
         .get_bearer(&format!("/permissions/v1/{id}"), &token)
         .await;
-    assert!(!got.to_string().contains(&hint));
+    assert!(!got.body.to_string().contains(&hint));
     srv.post_json(
         "/permissions/v1/user-exists",
         Some(&token),
@@ -475,15 +454,14 @@ async fn nnins_never_reach_the_logs(b: Backend) {
     let mut bad = hint.clone().into_bytes();
     bad[10] = if bad[10] == b'0' { b'1' } else { b'0' };
     let bad = String::from_utf8(bad).unwrap();
-    let (status, err) = srv
+    let err = srv
         .post_json(
             "/permissions/v1/",
             Some(&token),
             &registration(&statement("z"), "authentication.v1", &bad),
         )
         .await;
-    assert_eq!(status, 400);
-    assert!(!err.to_string().contains(&bad));
+    assert!(!err.expect(400).to_string().contains(&bad));
     let logs = srv.logs();
     assert!(
         logs.contains("POST /permissions/v1/"),

@@ -27,7 +27,7 @@ async fn approve_flow_end_to_end(b: Backend) {
         .await;
     let pid = created["id"].as_str().unwrap().to_owned();
     let pt = created["permissionToken"].as_str().unwrap().to_owned();
-    let (status, started) = m
+    let started = m
         .app_authorize(
             &srv,
             &[
@@ -38,14 +38,14 @@ async fn approve_flow_end_to_end(b: Backend) {
             ],
         )
         .await;
-    assert_eq!(status, 200, "{started}");
-    let uri = started["authorize_uri"].as_str().unwrap();
+    started.ok();
+    let uri = started.str("authorize_uri");
     assert!(
         uri.starts_with(&format!("{}/app2app/authorize?ref=", srv.base)),
         "{uri}"
     );
     let link_ref = ref_of(uri);
-    assert_ne!(link_ref, started["auth_req_id"].as_str().unwrap());
+    assert_ne!(link_ref, started.str("auth_req_id"));
     let expires_in = started["expires_in"].as_i64().unwrap();
     assert!((290..=300).contains(&expires_in), "{expires_in}");
     assert!(started["interval"].as_i64().unwrap() >= 1);
@@ -54,7 +54,7 @@ async fn approve_flow_end_to_end(b: Backend) {
     let pending = app.pending(&srv).await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["ref"], link_ref.as_str());
-    let (_, view) = app
+    let view = app
         .get(&srv, &format!("/app/v1/auth-requests/{link_ref}"))
         .await;
     let statement: Value =
@@ -72,29 +72,25 @@ async fn approve_flow_end_to_end(b: Backend) {
     assert_eq!(view["client_name"], "Test Shop");
     assert_eq!(view["binding_message"], created["bindingMessage"]);
 
-    let (status, decided) = app.decide(&srv, &link_ref, "approve").await;
-    assert_eq!(status, 200, "{decided}");
     assert_eq!(
-        decided,
-        json!({"status": "approved", "redirect_uri": CALLBACK})
+        app.approve(&srv, &link_ref).await.ok(),
+        &json!({"status": "approved", "redirect_uri": CALLBACK})
     );
-    let (status, again) = app.decide(&srv, &link_ref, "decline").await;
-    assert_eq!(
-        (status, again["error"].as_str()),
-        (409, Some("request_not_pending"))
-    );
+    app.decline(&srv, &link_ref)
+        .await
+        .expect_error(409, "request_not_pending");
 
-    let (_, perm) = srv
+    let perm = srv
         .get_bearer(&format!("/permissions/v1/{pid}"), &m.token)
         .await;
     assert_eq!(perm["status"], "granted");
-    let (status, grant) = srv
+    let grant = srv
         .get_bearer(&format!("/permissions/v1/{pid}/grant"), &m.token)
         .await;
-    assert_eq!(status, 200);
+    grant.ok();
     let claims: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
-            .decode(grant["grant"].as_str().unwrap().split('.').nth(1).unwrap())
+            .decode(grant.str("grant").split('.').nth(1).unwrap())
             .unwrap(),
     )
     .unwrap();
@@ -116,18 +112,19 @@ async fn decline_is_recorded(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
-    let (_, started) = start(&srv, &m, &app.nnin, IPHONE).await;
-    let link_ref = ref_of(started["authorize_uri"].as_str().unwrap());
-    let (status, decided) = app.decide(&srv, &link_ref, "decline").await;
+    let started = start(&srv, &m, &app.nnin, IPHONE).await;
+    let link_ref = ref_of(started.str("authorize_uri"));
+    let decided = app.decline(&srv, &link_ref).await;
     assert_eq!(
         (
-            status,
+            decided.status,
             decided["status"].as_str(),
             decided["redirect_uri"].as_str()
         ),
-        (200, Some("declined"), Some(CALLBACK))
+        (200, Some("declined"), Some(CALLBACK)),
+        "{decided}"
     );
-    let id = started["auth_req_id"].as_str().unwrap().to_owned();
+    let id = started.str("auth_req_id").to_owned();
     let status: String = srv
         .store()
         .read(move |c| {
@@ -150,30 +147,28 @@ async fn device_matching_is_exact(b: Backend) {
         ("ios", "Apple", "iPhone12,3"),
         ("ios", "apple", "iPhone11,2"),
     ] {
-        let (status, err) = start(&srv, &m, &app.nnin, presented).await;
+        let r = start(&srv, &m, &app.nnin, presented).await;
         assert_eq!(
-            (status, err["error"].as_str()),
-            (400, Some("device_mismatch")),
-            "{presented:?}"
+            (r.status, r.error()),
+            (400, "device_mismatch"),
+            "{presented:?}: {r}"
         );
     }
     // android never matches, even when enrolled exactly so
     let droid = App::enroll(&srv, &nnin(200), ("android", "Samsung", "SM-G991B")).await;
-    let (status, err) = start(&srv, &m, &droid.nnin, ("android", "Samsung", "SM-G991B")).await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("device_mismatch"))
-    );
+    start(&srv, &m, &droid.nnin, ("android", "Samsung", "SM-G991B"))
+        .await
+        .expect_error(400, "device_mismatch");
 }
 
 async fn unknown_users_and_revoked_devices(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
-    let (status, err) = start(&srv, &m, &nnin(300), IPHONE).await;
+    let r = start(&srv, &m, &nnin(300), IPHONE).await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("unknown_user_id")),
-        "no such user"
+        (r.status, r.error()),
+        (400, "unknown_user_id"),
+        "no such user: {r}"
     );
     srv.admin(&[
         "users",
@@ -187,25 +182,25 @@ async fn unknown_users_and_revoked_devices(b: Backend) {
         "--birthdate",
         "1985-05-15",
     ]);
-    let (status, err) = start(&srv, &m, &nnin(400), IPHONE).await;
+    let r = start(&srv, &m, &nnin(400), IPHONE).await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("unknown_user_id")),
-        "no device"
+        (r.status, r.error()),
+        (400, "unknown_user_id"),
+        "no device: {r}"
     );
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
     srv.admin(&["devices", "revoke", &app.device_id]);
-    let (status, err) = start(&srv, &m, &app.nnin, IPHONE).await;
+    let r = start(&srv, &m, &app.nnin, IPHONE).await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("unknown_user_id")),
-        "revoked device"
+        (r.status, r.error()),
+        (400, "unknown_user_id"),
+        "revoked device: {r}"
     );
-    let (status, err) = app.get(&srv, "/app/v1/auth-requests").await;
+    let r = app.get(&srv, "/app/v1/auth-requests").await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (401, Some("invalid_token")),
-        "revoked devices can do nothing"
+        (r.status, r.error()),
+        (401, "invalid_token"),
+        "revoked devices can do nothing: {r}"
     );
 }
 
@@ -233,8 +228,7 @@ async fn permission_tokens_are_checked(b: Backend) {
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ));
             form.push(("client_assertion", &who_token));
-            let (s, _, b) = srv.post_form("/oidc/v1/app-authorize", None, &form).await;
-            (s, b)
+            srv.post("/oidc/v1/app-authorize", None, &form).await
         }
     };
     let created = m
@@ -247,23 +241,20 @@ async fn permission_tokens_are_checked(b: Backend) {
         )
         .await;
     let pt = created["permissionToken"].as_str().unwrap().to_owned();
-    let (status, err) = call(&other, pt.clone()).await;
+    let r = call(&other, pt.clone()).await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_request")),
-        "another client's token: {err}"
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "another client's token: {r}"
     );
-    assert_eq!(call(&m, pt.clone()).await.0, 200);
-    let (status, err) = call(&m, pt).await;
+    assert_eq!(call(&m, pt.clone()).await.status, 200);
+    let r = call(&m, pt).await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_request")),
-        "reused"
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "reused: {r}"
     );
-    assert!(err["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("already used"));
+    assert!(r.str("error_description").contains("already used"));
 
     let created = m
         .register(
@@ -282,16 +273,12 @@ async fn permission_tokens_are_checked(b: Backend) {
                 .execute(c)?)
         })
         .unwrap();
-    let (status, err) = call(&m, created["permissionToken"].as_str().unwrap().to_owned()).await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("expired_login_hint_token"))
-    );
-    let (status, err) = call(&m, "not-a-token".into()).await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    call(&m, created["permissionToken"].as_str().unwrap().to_owned())
+        .await
+        .expect_error(400, "expired_login_hint_token");
+    call(&m, "not-a-token".into())
+        .await
+        .expect_error(400, "invalid_request");
     // a ciba permission cannot start app2app
     let ciba = m
         .register(
@@ -302,8 +289,9 @@ async fn permission_tokens_are_checked(b: Backend) {
             "ciba",
         )
         .await;
-    let (status, _) = call(&m, ciba["permissionToken"].as_str().unwrap().to_owned()).await;
-    assert_eq!(status, 400);
+    call(&m, ciba["permissionToken"].as_str().unwrap().to_owned())
+        .await
+        .expect(400);
 }
 
 async fn request_fields_are_validated(b: Backend) {
@@ -360,24 +348,20 @@ async fn request_fields_are_validated(b: Backend) {
         let pt = fresh(&srv, &m, &app.nnin).await;
         let mut all = vec![("login_hint_token", pt.as_str())];
         all.extend(fields.iter().copied());
-        let (status, err) = m.app_authorize(&srv, &all).await;
-        assert_eq!(
-            (status, err["error"].as_str()),
-            (400, Some(code)),
-            "{fields:?}: {err}"
-        );
+        let r = m.app_authorize(&srv, &all).await;
+        assert_eq!((r.status, r.error()), (400, code), "{fields:?}: {r}");
     }
-    let (status, err) = m
+    let r = m
         .app_authorize(&srv, &[("scope", "openid"), ("device_info", &di)])
         .await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_request")),
-        "no login_hint_token"
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "no login_hint_token: {r}"
     );
     // requested_expiry is clamped to the server maximum
     let pt = fresh(&srv, &m, &app.nnin).await;
-    let (status, ok) = m
+    let r = m
         .app_authorize(
             &srv,
             &[
@@ -388,8 +372,7 @@ async fn request_fields_are_validated(b: Backend) {
             ],
         )
         .await;
-    assert_eq!(status, 200);
-    assert!(ok["expires_in"].as_i64().unwrap() <= 600);
+    assert!(r.ok()["expires_in"].as_i64().unwrap() <= 600);
     // unknown fields are ignored (RFC 6749 §3.1)
     let pt = fresh(&srv, &m, &app.nnin).await;
     assert_eq!(
@@ -403,26 +386,22 @@ async fn request_fields_are_validated(b: Backend) {
             ]
         )
         .await
-        .0,
+        .status,
         200
     );
 
     // a client without permissions/app2app, and a ping client without a notification token
     let weak = Merchant::new(&srv, "permissions/client permissions/ciba openid", &[]).await;
-    let (status, err) = weak
-        .app_authorize(
-            &srv,
-            &[
-                ("login_hint_token", "x"),
-                ("scope", "openid"),
-                ("device_info", &di),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (403, Some("unauthorized_client"))
-    );
+    weak.app_authorize(
+        &srv,
+        &[
+            ("login_hint_token", "x"),
+            ("scope", "openid"),
+            ("device_info", &di),
+        ],
+    )
+    .await
+    .expect_error(403, "unauthorized_client");
     let ping = Merchant::new(
         &srv,
         SCOPES,
@@ -435,41 +414,33 @@ async fn request_fields_are_validated(b: Backend) {
     )
     .await;
     let pt = fresh(&srv, &ping, &app.nnin).await;
-    let (status, err) = ping
-        .app_authorize(
-            &srv,
-            &[
-                ("login_hint_token", &pt),
-                ("scope", "openid"),
-                ("device_info", &di),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
-    let (status, _) = ping
-        .app_authorize(
-            &srv,
-            &[
-                ("login_hint_token", &pt),
-                ("scope", "openid"),
-                ("device_info", &di),
-                ("client_notification_token", "tok-123"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, err) = m.app_authorize(&srv, &[("login_hint_token", "x")]).await;
-    assert_eq!(status, 400, "{err}");
-    let (status, _, err) = srv
-        .post_form("/oidc/v1/app-authorize", None, &[("login_hint_token", "x")])
-        .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    ping.app_authorize(
+        &srv,
+        &[
+            ("login_hint_token", &pt),
+            ("scope", "openid"),
+            ("device_info", &di),
+        ],
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    ping.app_authorize(
+        &srv,
+        &[
+            ("login_hint_token", &pt),
+            ("scope", "openid"),
+            ("device_info", &di),
+            ("client_notification_token", "tok-123"),
+        ],
+    )
+    .await
+    .ok();
+    m.app_authorize(&srv, &[("login_hint_token", "x")])
+        .await
+        .expect(400);
+    srv.post("/oidc/v1/app-authorize", None, &[("login_hint_token", "x")])
+        .await
+        .expect_error(401, "invalid_client");
 }
 
 on_both_backends!(

@@ -10,51 +10,47 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 use support::app::*;
 use support::keys::EcKey;
-use support::{Backend, TestServer};
+use support::{Backend, Reply, TestServer};
 
 async fn decisions_are_verified(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
-    let (_, started) = start(&srv, &m, &app.nnin, IPHONE).await;
-    let link_ref = ref_of(started["authorize_uri"].as_str().unwrap());
-    let (_, view) = app
+    let started = start(&srv, &m, &app.nnin, IPHONE).await;
+    let link_ref = ref_of(started.str("authorize_uri"));
+    let view = app
         .get(&srv, &format!("/app/v1/auth-requests/{link_ref}"))
         .await;
-    let digest = view["permission_digest"].as_str().unwrap().to_owned();
+    let digest = view.str("permission_digest");
 
     let forger = EcKey {
         kid: app.device_id.clone(),
         ..EcKey::generate("x")
     };
     let forged = forger.sign(&json!({"ref": link_ref, "decision": "approve", "permission_digest": digest, "iat": now(), "jti": jti()}));
-    let (status, err) = app.send_decision(&srv, &link_ref, &forged).await;
+    let r = app.send_decision(&srv, &link_ref, &forged).await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_request")),
-        "forged signature"
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "forged signature: {r}"
     );
-    let (status, err) = app
+    let r = app
         .send_decision(
             &srv,
             &link_ref,
             &app.sign_decision(&link_ref, "approve", "d3JvbmcgZGlnZXN0"),
         )
         .await;
-    assert!(err["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("permission_digest"));
-    assert_eq!(status, 400, "wrong digest");
-    let (status, _) = app
-        .send_decision(
-            &srv,
-            "another-ref",
-            &app.sign_decision(&link_ref, "approve", &digest),
-        )
-        .await;
-    assert_eq!(status, 404);
-    let (_, view) = app
+    assert!(r.str("error_description").contains("permission_digest"));
+    assert_eq!(r.status, 400, "wrong digest: {r}");
+    app.send_decision(
+        &srv,
+        "another-ref",
+        &app.sign_decision(&link_ref, "approve", digest),
+    )
+    .await
+    .expect(404);
+    let view = app
         .get(&srv, &format!("/app/v1/auth-requests/{link_ref}"))
         .await;
     assert_eq!(view["status"], "pending", "nothing was recorded");
@@ -67,43 +63,45 @@ async fn decisions_are_verified(b: Backend) {
         ("ios", "Apple", "iPhone15,2"),
     )
     .await;
-    let (status, err) = other
+    other
         .send_decision(
             &srv,
             &link_ref,
-            &other.sign_decision(&link_ref, "approve", &digest),
+            &other.sign_decision(&link_ref, "approve", digest),
         )
-        .await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (403, Some("access_denied"))
-    );
+        .await
+        .expect_error(403, "access_denied");
 
     // racing decisions: exactly one wins
     let attempts = (0..8).map(|i| {
         let d = if i % 2 == 0 { "approve" } else { "decline" };
-        let signed = app.sign_decision(&link_ref, d, &digest);
+        let signed = app.sign_decision(&link_ref, d, digest);
         let srv = &srv;
         let app = &app;
         let link_ref = link_ref.clone();
         async move { app.send_decision(srv, &link_ref, &signed).await }
     });
     let results = futures_util::future::join_all(attempts).await;
-    let won = results.iter().filter(|(s, _)| *s == 200).count();
+    let won = results.iter().filter(|r| r.status == 200).count();
     let lost = results
         .iter()
-        .filter(|(s, e)| *s == 409 && e["error"] == "request_not_pending")
+        .filter(|r| r.status == 409 && r.error() == "request_not_pending")
         .count();
-    assert_eq!((won, lost), (1, 7), "{results:?}");
+    assert_eq!(
+        (won, lost),
+        (1, 7),
+        "{:?}",
+        results.iter().map(Reply::to_string).collect::<Vec<_>>()
+    );
 }
 
 async fn too_late_and_device_jwt_rules(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
-    let (_, started) = start(&srv, &m, &app.nnin, IPHONE).await;
-    let link_ref = ref_of(started["authorize_uri"].as_str().unwrap());
-    let id = started["auth_req_id"].as_str().unwrap().to_owned();
+    let started = start(&srv, &m, &app.nnin, IPHONE).await;
+    let link_ref = ref_of(started.str("authorize_uri"));
+    let id = started.str("auth_req_id").to_owned();
     srv.store()
         .read(move |c| {
             Ok(diesel::update(auth_requests::table.find(&id))
@@ -111,11 +109,11 @@ async fn too_late_and_device_jwt_rules(b: Backend) {
                 .execute(c)?)
         })
         .unwrap();
-    let (status, err) = app.decide(&srv, &link_ref, "approve").await;
+    let r = app.approve(&srv, &link_ref).await;
     assert_eq!(
-        (status, err["error"].as_str()),
-        (409, Some("request_not_pending")),
-        "after expiry"
+        (r.status, r.error()),
+        (409, "request_not_pending"),
+        "after expiry: {r}"
     );
     assert!(app.pending(&srv).await.is_empty());
     let page = srv
@@ -130,10 +128,9 @@ async fn too_late_and_device_jwt_rules(b: Backend) {
     let jwt = |claims: Value| app.key.sign(&claims);
     let replayed =
         jwt(json!({"sub": app.device_id, "aud": srv.base, "iat": t, "exp": t + 60, "jti": "once"}));
-    assert_eq!(
-        srv.get_bearer("/app/v1/auth-requests", &replayed).await.0,
-        200
-    );
+    srv.get_bearer("/app/v1/auth-requests", &replayed)
+        .await
+        .ok();
     for (what, token) in [
         ("replayed jti", replayed),
         ("lives too long", jwt(json!({"sub": app.device_id, "aud": srv.base, "iat": t, "exp": t + 600, "jti": jti()}))),
@@ -142,8 +139,8 @@ async fn too_late_and_device_jwt_rules(b: Backend) {
         ("sub is not the device", jwt(json!({"sub": "someone", "aud": srv.base, "iat": t, "exp": t + 60, "jti": jti()}))),
         ("unknown key", EcKey { kid: app.device_id.clone(), ..EcKey::generate("x") }.sign(&json!({"sub": app.device_id, "aud": srv.base, "iat": t, "exp": t + 60, "jti": jti()}))),
     ] {
-        let (status, err) = srv.get_bearer("/app/v1/auth-requests", &token).await;
-        assert_eq!((status, err["error"].as_str()), (401, Some("invalid_token")), "{what}");
+        let r = srv.get_bearer("/app/v1/auth-requests", &token).await;
+        assert_eq!((r.status, r.error()), (401, "invalid_token"), "{what}: {r}");
     }
 }
 
@@ -160,10 +157,10 @@ async fn fallback_page_and_well_known_files(b: Backend) {
     .await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
-    let (_, started) = start(&srv, &m, &app.nnin, IPHONE).await;
+    let started = start(&srv, &m, &app.nnin, IPHONE).await;
     let resp = srv
         .http
-        .get(started["authorize_uri"].as_str().unwrap())
+        .get(started.str("authorize_uri"))
         .send()
         .await
         .unwrap();
@@ -215,8 +212,11 @@ async fn fallback_page_and_well_known_files(b: Backend) {
         doc,
         json!({"applinks": {"details": [{"appIDs": [app_ids], "components": [{"/": "/app2app/*"}]}]}})
     );
-    let (_, links) = srv.get_json("/.well-known/assetlinks.json").await;
-    assert_eq!(links[0]["target"]["package_name"], "no.example.authapp");
+    let links = srv.get("/.well-known/assetlinks.json").await;
+    assert_eq!(
+        links.body[0]["target"]["package_name"],
+        "no.example.authapp"
+    );
 }
 
 async fn enrollment_codes_are_single_use(b: Backend) {
@@ -236,12 +236,12 @@ async fn enrollment_codes_are_single_use(b: Backend) {
     let code = srv.admin(&["enrollment-codes", "create", "--nnin", &nnin(100)]);
     let key = EcKey::generate("k");
     let body = json!({"enrollment_code": code["code"], "device_info": {"p": "ios", "ma": "Apple", "mo": "iPhone11,2"}, "public_jwk": key.public_jwk});
-    assert_eq!(srv.post_json("/app/v1/devices", None, &body).await.0, 201);
-    let (status, err) = srv.post_json("/app/v1/devices", None, &body).await;
-    assert_eq!(
-        (status, err["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    srv.post_json("/app/v1/devices", None, &body)
+        .await
+        .expect(201);
+    srv.post_json("/app/v1/devices", None, &body)
+        .await
+        .expect_error(400, "invalid_grant");
     let code = srv.admin(&["enrollment-codes", "create", "--nnin", &nnin(100)]);
     let mut private = key.public_jwk.clone();
     private["d"] = json!("AAAA");
@@ -259,11 +259,11 @@ async fn enrollment_codes_are_single_use(b: Backend) {
             json!({"enrollment_code": code["code"], "device_info": {"p": "ios", "ma": "Apple", "mo": "x"}, "public_jwk": {"kty": "RSA", "n": "AQAB", "e": "AQAB"}}),
         ),
     ] {
-        let (status, err) = srv.post_json("/app/v1/devices", None, &body).await;
+        let r = srv.post_json("/app/v1/devices", None, &body).await;
         assert_eq!(
-            (status, err["error"].as_str()),
-            (400, Some("invalid_request")),
-            "{what}"
+            (r.status, r.error()),
+            (400, "invalid_request"),
+            "{what}: {r}"
         );
     }
     assert_eq!(srv.admin(&["devices", "list"]).as_array().unwrap().len(), 1);
@@ -273,8 +273,8 @@ async fn bc_authorize_flows(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
-    let (status, started) = m
-        .bc_authorize(
+    let r = m
+        .backchannel_authorize(
             &srv,
             &[
                 ("login_hint", &app.nnin),
@@ -283,7 +283,7 @@ async fn bc_authorize_flows(b: Backend) {
             ],
         )
         .await;
-    assert_eq!(status, 200, "{started}");
+    let started = r.ok();
     assert!(
         started["auth_req_id"].is_string()
             && started["expires_in"].as_i64().unwrap() > 0
@@ -292,13 +292,8 @@ async fn bc_authorize_flows(b: Backend) {
     let pending = app.pending(&srv).await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["binding_message"], "K7Q-4MX");
-    let (status, decided) = app
-        .decide(&srv, pending[0]["ref"].as_str().unwrap(), "approve")
-        .await;
-    assert_eq!(
-        (status, decided["status"].as_str()),
-        (200, Some("approved"))
-    );
+    let decided = app.approve(&srv, pending[0]["ref"].as_str().unwrap()).await;
+    assert_eq!(decided.ok()["status"], "approved");
     assert_eq!(decided["redirect_uri"], Value::Null);
 
     let ciba = m
@@ -311,12 +306,9 @@ async fn bc_authorize_flows(b: Backend) {
         )
         .await;
     let pt = ciba["permissionToken"].as_str().unwrap();
-    assert_eq!(
-        m.bc_authorize(&srv, &[("login_hint_token", pt), ("scope", "openid")])
-            .await
-            .0,
-        200
-    );
+    m.backchannel_authorize(&srv, &[("login_hint_token", pt), ("scope", "openid")])
+        .await
+        .ok();
 
     let long = "x".repeat(100);
     type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
@@ -362,25 +354,20 @@ async fn bc_authorize_flows(b: Backend) {
         ),
     ];
     for (fields, status, code) in cases {
-        let (got, err) = m.bc_authorize(&srv, &fields).await;
-        assert_eq!(
-            (got, err["error"].as_str()),
-            (status, Some(code)),
-            "{fields:?}"
-        );
+        let r = m.backchannel_authorize(&srv, &fields).await;
+        assert_eq!((r.status, r.error()), (status, code), "{fields:?}: {r}");
     }
     let nobody = nnin(500);
-    let (got, err) = m
-        .bc_authorize(
-            &srv,
-            &[
-                ("login_hint", &nobody),
-                ("scope", "openid"),
-                ("binding_message", "K7Q-4MX"),
-            ],
-        )
-        .await;
-    assert_eq!((got, err["error"].as_str()), (400, Some("unknown_user_id")));
+    m.backchannel_authorize(
+        &srv,
+        &[
+            ("login_hint", &nobody),
+            ("scope", "openid"),
+            ("binding_message", "K7Q-4MX"),
+        ],
+    )
+    .await
+    .expect_error(400, "unknown_user_id");
 }
 
 on_both_backends!(

@@ -22,7 +22,7 @@ async fn a_revoked_key_leaves_at_once(b: Backend) {
     let token = srv.access_token(&id, &secret, "permissions/client").await;
     let leaked = kid_of(&token);
     let resource = "/permissions/v1/no-such-permission";
-    assert_eq!(srv.get_bearer(resource, &token).await.0, 404);
+    srv.get_bearer(resource, &token).await.expect(404);
 
     let out = srv.admin(&["keys", "revoke", &leaked]);
     assert_eq!(out["revoked"], leaked.as_str());
@@ -31,7 +31,7 @@ async fn a_revoked_key_leaves_at_once(b: Backend) {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
+        let jwks = srv.get("/oidc/v1/jwks").await.body;
         let kids: Vec<&str> = jwks["keys"]
             .as_array()
             .unwrap()
@@ -48,18 +48,15 @@ async fn a_revoked_key_leaves_at_once(b: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, body) = srv.get_bearer(resource, &token).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    srv.get_bearer(resource, &token)
+        .await
+        .expect_error(401, "invalid_client");
     // New tokens are signed by the successor and verify against the JWKS.
     let fresh = srv.access_token(&id, &secret, "permissions/client").await;
     assert_eq!(kid_of(&fresh), successor);
-    let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
+    let jwks = srv.get("/oidc/v1/jwks").await.body;
     verify_with_jwks(&fresh, &jwks, &srv.base, &srv.base);
-    assert_eq!(srv.get_bearer(resource, &fresh).await.0, 404);
+    srv.get_bearer(resource, &fresh).await.expect(404);
 
     // A key revoked already, or never known: a clear refusal.
     for kid in [leaked.as_str(), "no-such-kid"] {
@@ -113,27 +110,26 @@ async fn one_flow_leaves_its_audit_trail(b: Backend) {
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     // A wrong secret first: refused, and recorded.
-    let (status, _, _) = srv
-        .post_form(
-            "/oidc/v1/token",
-            Some((&m.id, "wrong")),
-            &[("grant_type", "client_credentials")],
-        )
-        .await;
-    assert_eq!(status, 401);
-    let (status, started) = start(&srv, &m, &app.nnin, IPHONE).await;
-    assert_eq!(status, 200, "{started}");
-    let auth_req_id = started["auth_req_id"].as_str().unwrap();
-    let link_ref = ref_of(started["authorize_uri"].as_str().unwrap());
-    assert_eq!(app.decide(&srv, &link_ref, "approve").await.0, 200);
+    srv.post(
+        "/oidc/v1/token",
+        Some((&m.id, "wrong")),
+        &[("grant_type", "client_credentials")],
+    )
+    .await
+    .expect(401);
+    let started = start(&srv, &m, &app.nnin, IPHONE).await;
+    started.ok();
+    let auth_req_id = started.str("auth_req_id");
+    let link_ref = ref_of(started.str("authorize_uri"));
+    app.approve(&srv, &link_ref).await.ok();
     let poll = [
         ("grant_type", "urn:openid:params:grant-type:ciba"),
         ("auth_req_id", auth_req_id),
     ];
-    let (status, _, tokens) = srv
-        .post_form("/oidc/v1/token", Some((&m.id, &m.secret)), &poll)
+    let tokens = srv
+        .post("/oidc/v1/token", Some((&m.id, &m.secret)), &poll)
         .await;
-    assert_eq!(status, 200, "{tokens}");
+    tokens.ok();
 
     let events = srv.admin(&["audit", "list"]);
     let events = events.as_array().unwrap();
@@ -203,8 +199,8 @@ async fn one_flow_leaves_its_audit_trail(b: Backend) {
         app.nnin.as_str(),
         m.secret.as_str(),
         m.token.as_str(),
-        tokens["access_token"].as_str().unwrap(),
-        tokens["id_token"].as_str().unwrap(),
+        tokens.str("access_token"),
+        tokens.str("id_token"),
     ];
     for secret in secrets {
         assert!(!text.contains(secret), "the audit trail holds a secret");
@@ -248,7 +244,7 @@ async fn kek_rotation_keeps_every_key_usable(b: Backend) {
     srv.set_env("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS", support::TEST_KEK);
     srv.restart_refused_or_ok(true).await;
     assert_eq!(
-        srv.get_bearer(resource, &token).await.0,
+        srv.get_bearer(resource, &token).await.status,
         404,
         "old keys open with the previous KEK"
     );
@@ -259,7 +255,7 @@ async fn kek_rotation_keeps_every_key_usable(b: Backend) {
     srv.set_env("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS", "");
     srv.restart().await;
     assert_eq!(
-        srv.get_bearer(resource, &token).await.0,
+        srv.get_bearer(resource, &token).await.status,
         404,
         "the same keys, resealed"
     );
@@ -272,7 +268,7 @@ async fn kek_rotation_keeps_every_key_usable(b: Backend) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("CIBA_KEY_ENCRYPTION_KEY_PREVIOUS"));
     srv.restart_refused_or_ok(true).await;
     let fresh = srv.access_token(&id, &secret, "permissions/client").await;
-    assert_eq!(srv.get_bearer(resource, &fresh).await.0, 404);
+    srv.get_bearer(resource, &fresh).await.expect(404);
 }
 
 /// A client's lifecycle: shown, changed, its secret rotated with and without a grace,
@@ -284,10 +280,8 @@ async fn client_lifecycle(b: Backend) {
     let token = |secret: String, scope: &'static str| {
         let (srv, id) = (&srv, id.clone());
         async move {
-            let (status, _, body) = srv
-                .post_form("/oidc/v1/token", Some((&id, &secret)), &cc(scope))
-                .await;
-            (status, body["error"].as_str().unwrap_or("").to_owned())
+            srv.post("/oidc/v1/token", Some((&id, &secret)), &cc(scope))
+                .await
         }
     };
     assert_eq!(srv.admin(&["clients", "show", &id])["name"], "Test Shop");
@@ -296,25 +290,25 @@ async fn client_lifecycle(b: Backend) {
     let rotated = srv.admin(&["clients", "rotate-secret", &id, "--grace", "30"]);
     let new = rotated["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(
-        token(old.clone(), "openid").await.0,
+        token(old.clone(), "openid").await.status,
         200,
         "old secret within the grace"
     );
-    assert_eq!(token(new.clone(), "openid").await.0, 200, "new secret");
+    assert_eq!(token(new.clone(), "openid").await.status, 200, "new secret");
     srv.advance(Duration::from_secs(31));
     assert_eq!(
-        token(old.clone(), "openid").await.0,
+        token(old.clone(), "openid").await.status,
         401,
         "old secret after the grace"
     );
-    assert_eq!(token(new.clone(), "openid").await.0, 200);
+    token(new.clone(), "openid").await.ok();
     // Without a grace the old one stops at once.
     let newest = srv.admin(&["clients", "rotate-secret", &id])["client_secret"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(token(new.clone(), "openid").await.0, 401);
-    assert_eq!(token(newest.clone(), "openid").await.0, 200);
+    token(new.clone(), "openid").await.expect(401);
+    token(newest.clone(), "openid").await.ok();
 
     // Changes: the name, and scopes narrowed.
     srv.admin(&[
@@ -331,18 +325,17 @@ async fn client_lifecycle(b: Backend) {
         (shown["name"].as_str(), shown["scope"].as_str()),
         (Some("Renamed Shop"), Some("openid"))
     );
-    assert_eq!(
-        token(newest.clone(), "permissions/client").await,
-        (400, "invalid_scope".to_owned())
-    );
+    token(newest.clone(), "permissions/client")
+        .await
+        .expect_error(400, "invalid_scope");
     let refused = srv.admin_raw(&["clients", "update", &id, "--scope", "made/up"]);
     assert!(!refused.status.success());
 
     // Disabled: refused; enabled again: back.
     srv.admin(&["clients", "disable", &id]);
-    assert_eq!(token(newest.clone(), "openid").await.0, 401);
+    token(newest.clone(), "openid").await.expect(401);
     srv.admin(&["clients", "enable", &id]);
-    assert_eq!(token(newest.clone(), "openid").await.0, 200);
+    token(newest.clone(), "openid").await.ok();
 
     // A client without a secret has none to rotate; an unknown one is named.
     let out = srv.admin_raw(&["clients", "rotate-secret", "no-such-client"]);
@@ -384,19 +377,9 @@ async fn enrollment_controls(b: Backend) {
         created["code"].as_str().unwrap().to_owned(),
         created["id"].as_str().unwrap().to_owned(),
     );
-    let (status, body) = enroll_with(code.clone()).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("devices"),
-        "{body}"
-    );
+    let r = enroll_with(code.clone()).await;
+    r.expect_error(400, "invalid_grant");
+    assert!(r.str("error_description").contains("devices"), "{r}");
     // The refused code is still open, listed by its id only.
     let open = srv.admin(&["enrollment-codes", "list"]);
     assert_eq!(open.as_array().unwrap().len(), 1);
@@ -408,11 +391,11 @@ async fn enrollment_controls(b: Backend) {
     assert_eq!(devices.as_array().unwrap().len(), 2);
     assert!(!devices.to_string().contains(&hint));
     srv.admin(&["devices", "revoke", &first.device_id]);
-    let (status, body) = enroll_with(code.clone()).await;
-    assert_eq!(status, 201, "{body}");
+    let enrolled = enroll_with(code.clone()).await;
+    enrolled.expect(201);
 
     // A revoked code enrolls nothing.
-    srv.admin(&["devices", "revoke", body["device_id"].as_str().unwrap()]);
+    srv.admin(&["devices", "revoke", enrolled.str("device_id")]);
     let created = srv.admin(&["enrollment-codes", "create", "--nnin", &hint]);
     let out = srv.admin(&[
         "enrollment-codes",
@@ -420,12 +403,9 @@ async fn enrollment_controls(b: Backend) {
         created["id"].as_str().unwrap(),
     ]);
     assert_eq!(out["status"], "revoked");
-    let (status, body) = enroll_with(created["code"].as_str().unwrap().to_owned()).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    enroll_with(created["code"].as_str().unwrap().to_owned())
+        .await
+        .expect_error(400, "invalid_grant");
     assert!(srv
         .admin(&["enrollment-codes", "list"])
         .as_array()

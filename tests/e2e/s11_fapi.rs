@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use support::app::{jti, nnin, now, App, IPHONE};
 use support::keys::{verify_with_jwks, EcKey, RsaKey};
 use support::tls::{ClientIdentity, Pki};
-use support::{Backend, TestServer};
+use support::{Backend, Reply, TestServer};
 
 pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 pub(crate) const SCOPES: &str = "permissions/client permissions/ciba openid";
@@ -115,17 +115,13 @@ impl Fapi {
                "login_hint": self.app.nnin, "scope": "openid", "binding_message": "K7Q-4MX", "requested_expiry": 120})
     }
 
-    async fn bc_authorize(&self, request: Option<&str>, extra: &[(&str, &str)]) -> (u16, Value) {
+    async fn bc_authorize(&self, request: Option<&str>, extra: &[(&str, &str)]) -> Reply {
         let own = self.own("/oidc/v1/bc-authorize");
         let mut form = with_assertion(&own, extra);
         if let Some(r) = request {
             form.push(("request", r));
         }
-        let (status, _, body) = self
-            .srv
-            .post_form("/oidc/v1/bc-authorize", None, &form)
-            .await;
-        (status, body)
+        self.srv.post("/oidc/v1/bc-authorize", None, &form).await
     }
 }
 
@@ -135,19 +131,19 @@ async fn fapi_client_signs_its_requests_with_its_own_keys(b: Backend) {
     let token_url = srv.url("/oidc/v1/token");
 
     // Client authentication: ES256 and PS256 assertions, never RS256.
-    let (status, _, body) = srv
-        .post_form(
+    let tokens = srv
+        .post(
             "/oidc/v1/token",
             None,
             &with_assertion(&f.own("/oidc/v1/token"), &CC),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
-    let access_token = body["access_token"].as_str().unwrap().to_owned();
+    tokens.ok();
+    let access_token = tokens.str("access_token");
     // FAPI: its tokens are sender-constrained, bound to its certificate (RFC 8705)...
     let claims = verify_with_jwks(
-        &access_token,
-        &srv.get_json("/oidc/v1/jwks").await.1,
+        access_token,
+        &srv.get("/oidc/v1/jwks").await.body,
         &srv.base,
         &srv.base,
     );
@@ -161,60 +157,39 @@ async fn fapi_client_signs_its_requests_with_its_own_keys(b: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"], "invalid_request", "{body}");
+    Reply::read(resp).await.expect_error(400, "invalid_request");
     let ps256 = assertion(&f.id, &token_url, |c| f.rsa.sign(Algorithm::PS256, c));
-    assert_eq!(
-        srv.post_form("/oidc/v1/token", None, &with_assertion(&ps256, &CC))
-            .await
-            .0,
-        200
-    );
+    srv.post("/oidc/v1/token", None, &with_assertion(&ps256, &CC))
+        .await
+        .ok();
     let rs256 = assertion(&f.id, &token_url, |c| f.rsa.sign(Algorithm::RS256, c));
-    let (status, _, body) = srv
-        .post_form("/oidc/v1/token", None, &with_assertion(&rs256, &CC))
+    let r = srv
+        .post("/oidc/v1/token", None, &with_assertion(&rs256, &CC))
         .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "RS256: {body}"
-    );
+    assert_eq!((r.status, r.error()), (401, "invalid_client"), "RS256: {r}");
 
     // At bc-authorize its access token is not enough, and the request must be signed.
     let good = f.ec.sign(&f.request_claims());
-    let form = with_assertion(&access_token, &[("request", good.as_str())]);
-    let (status, _, body) = srv.post_form("/oidc/v1/bc-authorize", None, &form).await;
+    let form = with_assertion(access_token, &[("request", good.as_str())]);
+    let r = srv.post("/oidc/v1/bc-authorize", None, &form).await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "access token: {body}"
+        (r.status, r.error()),
+        (401, "invalid_client"),
+        "access token: {r}"
     );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("fapi-ciba"),
-        "{body}"
-    );
+    assert!(r.str("error_description").contains("fapi-ciba"), "{r}");
     let unsigned = [
         ("login_hint", f.app.nnin.as_str()),
         ("scope", "openid"),
         ("binding_message", "K7Q-4MX"),
     ];
-    let (status, body) = f.bc_authorize(None, &unsigned).await;
+    let r = f.bc_authorize(None, &unsigned).await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "unsigned: {body}"
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "unsigned: {r}"
     );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("signed"),
-        "{body}"
-    );
+    assert!(r.str("error_description").contains("signed"), "{r}");
 
     // Each broken rule of a signed request: 400 invalid_request.
     let claims = |change: &dyn Fn(&mut Value)| {
@@ -280,38 +255,41 @@ async fn fapi_client_signs_its_requests_with_its_own_keys(b: Backend) {
         ),
     ];
     for (what, request, extra) in broken {
-        let (status, body) = f.bc_authorize(Some(&request), &extra).await;
+        let r = f.bc_authorize(Some(&request), &extra).await;
         assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_request")),
-            "{what}: {body}"
+            (r.status, r.error()),
+            (400, "invalid_request"),
+            "{what}: {r}"
         );
-        let description = body["error_description"].as_str().unwrap();
+        let description = r.str("error_description");
         assert!(
             description.starts_with("request") || description.contains("signed request"),
-            "{what}: {body}"
+            "{what}: {r}"
         );
     }
 
     // A good signed request (PS256 too) starts the authentication; its jti is single-use.
-    let (status, started) = f.bc_authorize(Some(&good), &[]).await;
-    assert_eq!(status, 200, "{started}");
-    assert_eq!(started["expires_in"], 120, "requested_expiry as a number");
-    let (status, body) = f.bc_authorize(Some(&good), &[]).await;
+    let started = f.bc_authorize(Some(&good), &[]).await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "replayed jti: {body}"
+        started.ok()["expires_in"],
+        120,
+        "requested_expiry as a number"
+    );
+    let r = f.bc_authorize(Some(&good), &[]).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "replayed jti: {r}"
     );
     // (Its own binding message: the phone must approve the first request, not this one.)
     let mut ps256 = f.request_claims();
     ps256["binding_message"] = json!("PS2-56X");
-    let (status, body) = f
+    let r = f
         .bc_authorize(Some(&f.rsa.sign(Algorithm::PS256, &ps256)), &[])
         .await;
-    assert_eq!(status, 200, "PS256: {body}");
+    assert_eq!(r.status, 200, "PS256: {r}");
 
-    let auth_req_id = started["auth_req_id"].as_str().unwrap();
+    let auth_req_id = started.str("auth_req_id");
     let pending = f.app.pending(srv).await;
     let link_ref = pending
         .iter()
@@ -320,36 +298,31 @@ async fn fapi_client_signs_its_requests_with_its_own_keys(b: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    f.app.decide(srv, &link_ref, "approve").await;
+    f.app.approve(srv, &link_ref).await;
 
     // Polling: with the access token refused, with its own assertion the PS256 ID token.
     let grant = [
         ("grant_type", "urn:openid:params:grant-type:ciba"),
         ("auth_req_id", auth_req_id),
     ];
-    let (status, _, body) = srv
-        .post_form(
-            "/oidc/v1/token",
-            None,
-            &with_assertion(&access_token, &grant),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    srv.post(
+        "/oidc/v1/token",
+        None,
+        &with_assertion(access_token, &grant),
+    )
+    .await
+    .expect_error(401, "invalid_client");
     let own = f.own("/oidc/v1/token");
-    let (status, _, body) = srv
-        .post_form("/oidc/v1/token", None, &with_assertion(&own, &grant))
+    let tokens = srv
+        .post("/oidc/v1/token", None, &with_assertion(&own, &grant))
         .await;
-    assert_eq!(status, 200, "{body}");
-    let id_token = body["id_token"].as_str().unwrap();
+    tokens.ok();
+    let id_token = tokens.str("id_token");
     assert_eq!(
         jsonwebtoken::decode_header(id_token).unwrap().alg,
         Algorithm::PS256
     );
-    let (_, jwks) = srv.get_json("/oidc/v1/jwks").await;
+    let jwks = srv.get("/oidc/v1/jwks").await.body;
     let claims = verify_with_jwks(id_token, &jwks, &srv.base, &f.id);
     assert_eq!(
         claims["urn:openid:params:jwt:claim:auth_req_id"],
@@ -374,30 +347,32 @@ async fn secret_clients_may_sign_requests(b: Backend) {
     let claims = json!({"iss": id, "aud": srv.url("/oidc/v1/bc-authorize"), "iat": t, "nbf": t, "exp": t + 300, "jti": jti(),
                         "login_hint": app.nnin, "scope": "openid", "binding_message": "Signed", "requested_expiry": "90"});
     let request = key.sign(&claims);
-    let (status, _, body) = srv
-        .post_form(
+    let started = srv
+        .post(
             "/oidc/v1/bc-authorize",
             Some((id, secret)),
             &[("request", request.as_str())],
         )
         .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["expires_in"], 90, "requested_expiry as a string");
+    assert_eq!(
+        started.ok()["expires_in"],
+        90,
+        "requested_expiry as a string"
+    );
     let pending = app.pending(&srv).await;
     assert_eq!(pending[0]["binding_message"], "Signed");
     // An unsigned request from a client outside the profile still works.
-    let (status, _, body) = srv
-        .post_form(
-            "/oidc/v1/bc-authorize",
-            Some((id, secret)),
-            &[
-                ("login_hint", &app.nnin),
-                ("scope", "openid"),
-                ("binding_message", "Plain"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    srv.post(
+        "/oidc/v1/bc-authorize",
+        Some((id, secret)),
+        &[
+            ("login_hint", &app.nnin),
+            ("scope", "openid"),
+            ("binding_message", "Plain"),
+        ],
+    )
+    .await
+    .ok();
 }
 
 on_both_backends!(

@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::Value;
 use support::app::{jti, nnin, App, IPHONE};
 use support::tls::{ClientIdentity, Pki};
-use support::{Backend, TestServer};
+use support::{Backend, Reply, TestServer};
 
 const SCOPES: &str = "permissions/client permissions/ciba openid";
 const BANK_DN: &str = "CN=bank-client, O=Bank ASA";
@@ -22,16 +22,12 @@ fn claims(jwt: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-async fn post(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let resp = http.post(url).form(form).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+async fn post(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Reply {
+    Reply::read(http.post(url).form(form).send().await.unwrap()).await
 }
 
-async fn get(http: &reqwest::Client, url: &str, bearer: &str) -> (u16, Value) {
-    let resp = http.get(url).bearer_auth(bearer).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+async fn get(http: &reqwest::Client, url: &str, bearer: &str) -> Reply {
+    Reply::read(http.get(url).bearer_auth(bearer).send().await.unwrap()).await
 }
 
 /// A `tls_client_auth` client for the certificate subject [`BANK_DN`]; its id (it has no
@@ -59,7 +55,7 @@ fn cc(id: &str) -> [(&str, &str); 3] {
 async fn tls_client_auth_and_bound_tokens(b: Backend) {
     let pki = Pki::new();
     let srv = TestServer::start_tls(b, &pki, &[]).await;
-    let (_, doc) = srv.get_json("/.well-known/openid-configuration").await;
+    let doc = srv.get("/.well-known/openid-configuration").await;
     assert_eq!(doc["tls_client_certificate_bound_access_tokens"], true);
     assert_eq!(
         doc["mtls_endpoint_aliases"]["token_endpoint"],
@@ -72,29 +68,22 @@ async fn tls_client_auth_and_bound_tokens(b: Backend) {
     let bank = pki.client("bank-client", "Bank ASA");
     let with_bank = pki.http(Some(&bank));
 
-    let (status, body) = post(&with_bank, &token_url, &cc(id)).await;
-    assert_eq!(status, 200, "{body}");
-    let token = body["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        claims(&token)["cnf"]["x5t#S256"],
-        bank.thumbprint().as_str()
-    );
+    let tokens = post(&with_bank, &token_url, &cc(id)).await;
+    tokens.ok();
+    let token = tokens.str("access_token");
+    assert_eq!(claims(token)["cnf"]["x5t#S256"], bank.thumbprint().as_str());
 
     // The bound token works only over its certificate.
     let resource = srv.url("/permissions/v1/no-such-permission");
-    let (status, _) = get(&with_bank, &resource, &token).await;
-    assert_eq!(status, 404, "authenticated over the certificate");
+    let r = get(&with_bank, &resource, token).await;
+    assert_eq!(r.status, 404, "authenticated over the certificate: {r}");
     let intruder = pki.client("intruder", "Evil AS");
     for (what, http) in [
         ("no certificate", pki.http(None)),
         ("another certificate", pki.http(Some(&intruder))),
     ] {
-        let (status, body) = get(&http, &resource, &token).await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (401, Some("invalid_token")),
-            "{what}: {body}"
-        );
+        let r = get(&http, &resource, token).await;
+        assert_eq!((r.status, r.error()), (401, "invalid_token"), "{what}: {r}");
     }
 
     // Only the registered subject from the trusted CA authenticates the client.
@@ -104,11 +93,11 @@ async fn tls_client_auth_and_bound_tokens(b: Backend) {
         ("the subject, self-signed", pki.http(Some(&impostor))),
         ("no certificate", pki.http(None)),
     ] {
-        let (status, body) = post(&http, &token_url, &cc(id)).await;
+        let r = post(&http, &token_url, &cc(id)).await;
         assert_eq!(
-            (status, body["error"].as_str()),
-            (401, Some("invalid_client")),
-            "{what}: {body}"
+            (r.status, r.error()),
+            (401, "invalid_client"),
+            "{what}: {r}"
         );
     }
     // Nor does anything but its certificate: it has no secret.
@@ -129,19 +118,18 @@ async fn tls_client_auth_and_bound_tokens(b: Backend) {
         ("scope", "openid"),
         ("binding_message", "mTLS"),
     ];
-    let (status, started) = post(&with_bank, &srv.url("/oidc/v1/bc-authorize"), &start).await;
-    assert_eq!(status, 200, "{started}");
+    let started = post(&with_bank, &srv.url("/oidc/v1/bc-authorize"), &start).await;
+    started.ok();
     let pending = app.pending(&srv).await;
-    app.decide(&srv, pending[0]["ref"].as_str().unwrap(), "approve")
-        .await;
+    app.approve(&srv, pending[0]["ref"].as_str().unwrap()).await;
     let poll = [
         ("grant_type", "urn:openid:params:grant-type:ciba"),
         ("client_id", id),
-        ("auth_req_id", started["auth_req_id"].as_str().unwrap()),
+        ("auth_req_id", started.str("auth_req_id")),
     ];
-    let (status, body) = post(&with_bank, &token_url, &poll).await;
-    assert_eq!(status, 200, "{body}");
-    let user_token = claims(body["access_token"].as_str().unwrap());
+    let tokens = post(&with_bank, &token_url, &poll).await;
+    tokens.ok();
+    let user_token = claims(tokens.str("access_token"));
     assert_eq!(user_token["cnf"]["x5t#S256"], bank.thumbprint().as_str());
 }
 
@@ -166,20 +154,17 @@ async fn self_signed_tls_client_auth(b: Backend) {
     std::fs::remove_file(&jwks).unwrap();
     let id = v["client_id"].as_str().unwrap();
     let token_url = srv.url("/oidc/v1/token");
-    let (status, body) = post(&pki.http(Some(&robot)), &token_url, &cc(id)).await;
-    assert_eq!(status, 200, "{body}");
+    let tokens = post(&pki.http(Some(&robot)), &token_url, &cc(id)).await;
+    tokens.ok();
     assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["cnf"]["x5t#S256"],
+        claims(tokens.str("access_token"))["cnf"]["x5t#S256"],
         robot.thumbprint().as_str()
     );
     // A certificate from the trusted CA is not this client's key.
     let other = pki.client("robot", "Shop AS");
-    let (status, body) = post(&pki.http(Some(&other)), &token_url, &cc(id)).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    post(&pki.http(Some(&other)), &token_url, &cc(id))
+        .await
+        .expect_error(401, "invalid_client");
     // Its registered key proves the certificate only: a private_key_jwt signed with it is
     // another method, refused.
     let t = support::app::now();
@@ -194,20 +179,14 @@ async fn self_signed_tls_client_auth(b: Backend) {
         ),
         ("client_assertion", assertion.as_str()),
     ];
-    let (status, body) = post(&pki.http(None), &token_url, &form).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    post(&pki.http(None), &token_url, &form)
+        .await
+        .expect_error(401, "invalid_client");
     // And a secret client's certificate is no credential of that client.
     let (secret_id, _) = srv.create_client(SCOPES, &[]);
-    let (status, body) = post(&pki.http(Some(&robot)), &token_url, &cc(&secret_id)).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    post(&pki.http(Some(&robot)), &token_url, &cc(&secret_id))
+        .await
+        .expect_error(401, "invalid_client");
 }
 
 /// Behind an ingress that terminates TLS: the certificate arrives in a header, believed only
@@ -272,14 +251,9 @@ async fn certificate_header_from_a_trusted_proxy(b: Backend) {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 401);
-        let (status, body) = srv
-            .get_bearer("/permissions/v1/no-such-permission", token)
-            .await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (401, Some("invalid_token")),
-            "{body}"
-        );
+        srv.get_bearer("/permissions/v1/no-such-permission", token)
+            .await
+            .expect_error(401, "invalid_token");
     }
 }
 

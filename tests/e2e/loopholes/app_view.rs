@@ -16,15 +16,13 @@ async fn only_the_matched_phone_sees_the_request(b: Backend) {
     let user = nnin(100);
     let iphone = App::enroll(&srv, &user, IPHONE).await;
     let other = App::enroll_existing(&srv, &user, iphone.sub.clone(), PIXEL).await;
-    let (status, s) = start(&srv, &m, &user, IPHONE).await;
-    assert_eq!(status, 200, "{s}");
-    let link_ref = crate::support::app::ref_of(s["authorize_uri"].as_str().unwrap());
+    let s = start(&srv, &m, &user, IPHONE).await;
+    s.ok();
+    let link_ref = crate::support::app::ref_of(s.str("authorize_uri"));
     let path = format!("/app/v1/auth-requests/{link_ref}");
-    let (status, body) = other.get(&srv, &path).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(body.get("statement").is_none());
-    let (status, view) = iphone.get(&srv, &path).await;
-    assert_eq!(status, 200, "{view}");
+    let body = other.get(&srv, &path).await;
+    assert!(body.expect(403).get("statement").is_none());
+    iphone.get(&srv, &path).await.ok();
 }
 
 /// Probing with made-up ids: an unknown client and a client without keys, an unknown device
@@ -38,8 +36,8 @@ async fn failures_do_not_tell_what_exists(b: Backend) {
     for client_id in [secret_client.as_str(), "no-such-client"] {
         let assertion = key.sign(&json!({"iss": client_id, "sub": client_id, "aud": srv.base,
                                          "iat": t, "exp": t + 60, "jti": format!("j-{client_id}")}));
-        let (status, _, body) = srv
-            .post_form(
+        let r = srv
+            .post(
                 "/oidc/v1/token",
                 None,
                 &[
@@ -52,7 +50,7 @@ async fn failures_do_not_tell_what_exists(b: Backend) {
                 ],
             )
             .await;
-        answers.push((status, body));
+        answers.push((r.status, r.body));
     }
     assert_eq!(answers[0].0, 401);
     assert_eq!(answers[0], answers[1]);
@@ -72,8 +70,8 @@ async fn failures_do_not_tell_what_exists(b: Backend) {
     let b = unknown
         .get(&srv, "/app/v1/auth-requests?status=pending")
         .await;
-    assert_eq!(a.0, 401);
-    assert_eq!(a, b);
+    assert_eq!(a.status, 401);
+    assert_eq!((a.status, a.body), (b.status, b.body));
 }
 
 on_both_backends!(

@@ -6,7 +6,7 @@ use super::redeem;
 use crate::support::app::{
     create_user, device_info, nnin, now, payment_statement, App, Merchant, CALLBACK, IPHONE, SCOPES,
 };
-use crate::support::{Backend, TestServer};
+use crate::support::{Backend, Reply, TestServer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -19,25 +19,25 @@ async fn software_app(srv: &TestServer, user: &str) -> App {
     App::enroll_key(srv, user, sub, IPHONE, "swk").await
 }
 
-/// Register a payment permission at `loa` and start App2App; (status, body).
+/// Register a payment permission at `loa` and start App2App.
 async fn start_at(
     srv: &TestServer,
     m: &Merchant,
     user: &str,
     loa: &str,
     extra: &[(&str, &str)],
-) -> (u16, Value) {
+) -> Reply {
     let t = now();
     let body = json!({"type": "payment.v1", "loa": loa, "iat": t, "exp": t + 900, "permission": payment_statement(),
                       "intents": ["app2app"], "loginHint": [{"scheme": "nnin", "value": user}], "app_callback_uri": CALLBACK});
-    let (status, created) = srv
+    let created = srv
         .post_json("/permissions/v1/", Some(&m.token), &body)
         .await;
-    assert_eq!(status, 201, "{created}");
+    created.expect(201);
     let mut form = vec![
         (
             "login_hint_token",
-            created["permissionToken"].as_str().unwrap().to_owned(),
+            created.str("permissionToken").to_owned(),
         ),
         ("scope", "openid".to_owned()),
         ("device_info", device_info(IPHONE)),
@@ -47,11 +47,11 @@ async fn start_at(
     m.app_authorize(srv, &fields).await
 }
 
-async fn decide_with(srv: &TestServer, app: &App, link_ref: &str, amr: Value) -> (u16, Value) {
-    let (_, view) = app
+async fn decide_with(srv: &TestServer, app: &App, link_ref: &str, amr: Value) -> Reply {
+    let view = app
         .get(srv, &format!("/app/v1/auth-requests/{link_ref}"))
         .await;
-    let digest = view["permission_digest"].as_str().unwrap();
+    let digest = view.str("permission_digest");
     let signed = app.key.sign(
         &json!({"ref": link_ref, "decision": "approve", "permission_digest": digest,
                                       "iat": now(), "jti": crate::support::app::jti(), "amr": amr}),
@@ -74,19 +74,17 @@ async fn amr_cannot_claim_more_than_the_device(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = software_app(&srv, &nnin(100)).await;
-    let (status, s) = start_at(&srv, &m, &app.nnin, "sub", &[]).await;
-    assert_eq!(status, 200, "{s}");
-    let link_ref = crate::support::app::ref_of(s["authorize_uri"].as_str().unwrap());
-    let (status, body) = decide_with(&srv, &app, &link_ref, json!(["hwk", "face"])).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-    let (status, body) = decide_with(&srv, &app, &link_ref, json!(["swk", "face"])).await;
-    assert_eq!(status, 200, "{body}");
-    let (_, _, tokens) = redeem(&srv, &m, s["auth_req_id"].as_str().unwrap()).await;
-    let claims = id_token_claims(&tokens);
+    let s = start_at(&srv, &m, &app.nnin, "sub", &[]).await;
+    s.ok();
+    let link_ref = crate::support::app::ref_of(s.str("authorize_uri"));
+    decide_with(&srv, &app, &link_ref, json!(["hwk", "face"]))
+        .await
+        .expect_error(400, "invalid_request");
+    decide_with(&srv, &app, &link_ref, json!(["swk", "face"]))
+        .await
+        .ok();
+    let tokens = redeem(&srv, &m, s.str("auth_req_id")).await;
+    let claims = id_token_claims(tokens.ok());
     assert_eq!(claims["amr"], json!(["swk", "face"]));
     assert_eq!(claims["acr"], "http://eidas.europa.eu/LoA/substantial");
 }
@@ -97,35 +95,26 @@ async fn loa_high_needs_a_hardware_key_and_verification(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let soft = software_app(&srv, &nnin(100)).await;
-    let (status, body) = start_at(&srv, &m, &soft.nnin, "high", &[]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-    assert!(body["error_description"].as_str().unwrap().contains(HIGH));
+    let r = start_at(&srv, &m, &soft.nnin, "high", &[]).await;
+    r.expect_error(400, "invalid_request");
+    assert!(r.str("error_description").contains(HIGH));
     // acr_values asking for high are honoured the same way for a substantial permission.
-    let (status, body) = start_at(&srv, &m, &soft.nnin, "sub", &[("acr_values", HIGH)]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    start_at(&srv, &m, &soft.nnin, "sub", &[("acr_values", HIGH)])
+        .await
+        .expect_error(400, "invalid_request");
 
     let hard = App::enroll(&srv, &nnin(200), IPHONE).await;
-    let (status, s) = start_at(&srv, &m, &hard.nnin, "high", &[]).await;
-    assert_eq!(status, 200, "{s}");
-    let link_ref = crate::support::app::ref_of(s["authorize_uri"].as_str().unwrap());
-    let (status, body) = decide_with(&srv, &hard, &link_ref, json!(["hwk"])).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-    let (status, body) = decide_with(&srv, &hard, &link_ref, json!(["hwk", "pin"])).await;
-    assert_eq!(status, 200, "{body}");
-    let (_, _, tokens) = redeem(&srv, &m, s["auth_req_id"].as_str().unwrap()).await;
-    assert_eq!(id_token_claims(&tokens)["acr"], HIGH);
+    let s = start_at(&srv, &m, &hard.nnin, "high", &[]).await;
+    s.ok();
+    let link_ref = crate::support::app::ref_of(s.str("authorize_uri"));
+    decide_with(&srv, &hard, &link_ref, json!(["hwk"]))
+        .await
+        .expect_error(400, "invalid_request");
+    decide_with(&srv, &hard, &link_ref, json!(["hwk", "pin"]))
+        .await
+        .ok();
+    let tokens = redeem(&srv, &m, s.str("auth_req_id")).await;
+    assert_eq!(id_token_claims(tokens.ok())["acr"], HIGH);
 }
 
 /// The operator's code requires a hardware-bound key: an app with a software key cannot use
@@ -148,20 +137,9 @@ async fn an_enrollment_code_can_require_a_hardware_key(b: Backend) {
         let srv = &srv;
         async move { srv.post_json("/app/v1/devices", None, &body).await }
     };
-    let (status, body) = enroll("swk").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    let (status, body) = enroll("hwk").await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = enroll("sparkly").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    enroll("swk").await.expect_error(400, "invalid_grant");
+    enroll("hwk").await.expect(201);
+    enroll("sparkly").await.expect_error(400, "invalid_request");
 }
 
 on_both_backends!(

@@ -11,25 +11,20 @@ mod statements;
 mod tokens;
 
 use support::app::{start, App, Merchant, IPHONE};
-use support::TestServer;
+use support::{Reply, TestServer};
 
 /// Start an App2App request for `app` and approve it; returns (auth_req_id, ref).
 pub async fn approved(srv: &TestServer, m: &Merchant, app: &App) -> (String, String) {
-    let (status, s) = start(srv, m, &app.nnin, IPHONE).await;
-    assert_eq!(status, 200, "{s}");
-    let link_ref = support::app::ref_of(s["authorize_uri"].as_str().unwrap());
-    let (status, d) = app.decide(srv, &link_ref, "approve").await;
-    assert_eq!(status, 200, "{d}");
-    (s["auth_req_id"].as_str().unwrap().to_owned(), link_ref)
+    let s = start(srv, m, &app.nnin, IPHONE).await;
+    s.ok();
+    let link_ref = support::app::ref_of(s.str("authorize_uri"));
+    app.approve(srv, &link_ref).await.ok();
+    (s.str("auth_req_id").to_owned(), link_ref)
 }
 
 /// Poll the token endpoint with the merchant's secret.
-pub async fn redeem(
-    srv: &TestServer,
-    m: &Merchant,
-    auth_req_id: &str,
-) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
-    srv.post_form(
+pub async fn redeem(srv: &TestServer, m: &Merchant, auth_req_id: &str) -> Reply {
+    srv.post(
         "/oidc/v1/token",
         Some((&m.id, &m.secret)),
         &[

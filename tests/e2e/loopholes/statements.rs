@@ -4,10 +4,10 @@
 use super::redeem;
 use crate::support::app::{nnin, now, App, Merchant, IPHONE, SCOPES};
 use crate::support::keys::EcKey;
-use crate::support::{Backend, TestServer};
+use crate::support::{Backend, Reply, TestServer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn b64(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(text)
@@ -26,7 +26,7 @@ fn sign_raw(key: &EcKey, payload: &str) -> String {
     format!("{input}.{sig}")
 }
 
-async fn register_raw(srv: &TestServer, m: &Merchant, body: String) -> (u16, Value) {
+async fn register_raw(srv: &TestServer, m: &Merchant, body: String) -> Reply {
     let resp = srv
         .http
         .post(srv.url("/permissions/v1/"))
@@ -36,8 +36,7 @@ async fn register_raw(srv: &TestServer, m: &Merchant, body: String) -> (u16, Val
         .send()
         .await
         .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    Reply::read(resp).await
 }
 
 fn permission_body(kind: &str, statement: &str, intent: &str, user: &str) -> String {
@@ -55,72 +54,52 @@ async fn repeated_keys_are_refused(b: Backend) {
     let user = nnin(100);
     let app = App::enroll(&srv, &user, IPHONE).await;
     let ambiguous = r#"{"nonce":"n-1","id":"b","payments":[{"paymentId":"p","amount":"1.00","amount":"9999.00","currency":"NOK","creditorName":"Shop"}]}"#;
-    let (status, body) = register_raw(
+    let r = register_raw(
         &srv,
         &m,
         permission_body("payment.v1", ambiguous, "app2app", &user),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("amount"));
+    r.expect_error(400, "invalid_request");
+    assert!(r.str("error_description").contains("amount"));
     // The request body itself.
     let good = permission_body("authentication.v1", r#"{"nonce":"n-2"}"#, "app2app", &user);
     let doubled = good.replacen('{', r#"{"type":"text.v1","#, 1);
-    let (status, body) = register_raw(&srv, &m, doubled).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    register_raw(&srv, &m, doubled)
+        .await
+        .expect_error(400, "invalid_request");
     // device_info at app-authorize.
-    let (status, created) = register_raw(&srv, &m, good).await;
-    assert_eq!(status, 201, "{created}");
-    let pt = created["permissionToken"].as_str().unwrap();
+    let created = register_raw(&srv, &m, good).await;
+    created.expect(201);
+    let pt = created.str("permissionToken");
     let di = b64(r#"{"p":"android","ma":"Apple","mo":"iPhone11,2","p":"ios"}"#);
-    let (status, body) = m
-        .app_authorize(
-            &srv,
-            &[
-                ("login_hint_token", pt),
-                ("scope", "openid"),
-                ("device_info", &di),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
+    m.app_authorize(
+        &srv,
+        &[
+            ("login_hint_token", pt),
+            ("scope", "openid"),
+            ("device_info", &di),
+        ],
+    )
+    .await
+    .expect_error(400, "invalid_request");
     // A device's signed decision that says both.
-    let (status, s) = crate::support::app::start(&srv, &m, &user, IPHONE).await;
-    assert_eq!(status, 200, "{s}");
-    let link_ref = crate::support::app::ref_of(s["authorize_uri"].as_str().unwrap());
-    let (_, view) = app
+    let s = crate::support::app::start(&srv, &m, &user, IPHONE).await;
+    s.ok();
+    let link_ref = crate::support::app::ref_of(s.str("authorize_uri"));
+    let view = app
         .get(&srv, &format!("/app/v1/auth-requests/{link_ref}"))
         .await;
-    let digest = view["permission_digest"].as_str().unwrap();
+    let digest = view.str("permission_digest");
     let payload = format!(
         r#"{{"ref":"{link_ref}","decision":"decline","permission_digest":"{digest}","iat":{},"jti":"j-1","decision":"approve"}}"#,
         now()
     );
-    let (status, body) = app
-        .send_decision(&srv, &link_ref, &sign_raw(&app.key, &payload))
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-    let (status, _, body) = redeem(&srv, &m, s["auth_req_id"].as_str().unwrap()).await;
-    assert_eq!(body["error"], "authorization_pending", "{status} {body}");
+    app.send_decision(&srv, &link_ref, &sign_raw(&app.key, &payload))
+        .await
+        .expect_error(400, "invalid_request");
+    let r = redeem(&srv, &m, s.str("auth_req_id")).await;
+    assert_eq!(r.error(), "authorization_pending", "{r}");
 }
 
 /// Bidi overrides, zero-width characters and separators make the screen say something else
@@ -136,8 +115,8 @@ async fn spoofing_characters_are_refused(b: Backend) {
         "a\u{2028}b",
         "x\u{2066}y\u{2069}",
     ] {
-        let (status, body) = m
-            .bc_authorize(
+        let r = m
+            .backchannel_authorize(
                 &srv,
                 &[
                     ("login_hint", &user),
@@ -147,9 +126,9 @@ async fn spoofing_characters_are_refused(b: Backend) {
             )
             .await;
         assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_binding_message")),
-            "{binding:?}: {body}"
+            (r.status, r.error()),
+            (400, "invalid_binding_message"),
+            "{binding:?}: {r}"
         );
     }
     let texts = [
@@ -173,16 +152,16 @@ async fn spoofing_characters_are_refused(b: Backend) {
         ),
     ];
     for (kind, statement) in texts {
-        let (status, body) = register_raw(
+        let r = register_raw(
             &srv,
             &m,
             permission_body(kind, &statement.to_string(), "ciba", &user),
         )
         .await;
         assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_request")),
-            "{statement}: {body}"
+            (r.status, r.error()),
+            (400, "invalid_request"),
+            "{statement}: {r}"
         );
     }
     // A plain multi-line text still works.
@@ -190,7 +169,7 @@ async fn spoofing_characters_are_refused(b: Backend) {
     assert_eq!(
         register_raw(&srv, &m, permission_body("text.v1", &plain, "ciba", &user))
             .await
-            .0,
+            .status,
         201
     );
     // The client's name is shown beside the request: the operator cannot register a spoof.

@@ -20,41 +20,31 @@ async fn a_users_access_token_does_not_authenticate_the_merchant(b: Backend) {
         App::enroll(&srv, &nnin(200), IPHONE).await,
     );
     let (alice_req, _) = approved(&srv, &m, &alice).await;
-    let (status, _, tokens) = redeem(&srv, &m, &alice_req).await;
-    assert_eq!(status, 200, "{tokens}");
-    let stolen = tokens["access_token"].as_str().unwrap().to_owned();
+    let tokens = redeem(&srv, &m, &alice_req).await;
+    tokens.ok();
+    let stolen = tokens.str("access_token");
 
     let (bob_req, _) = approved(&srv, &m, &bob).await;
-    let (status, _, body) = srv
-        .post_form(
-            "/oidc/v1/token",
-            None,
-            &[
-                ("grant_type", "urn:openid:params:grant-type:ciba"),
-                ("auth_req_id", &bob_req),
-                ("client_assertion_type", ASSERTION),
-                ("client_assertion", &stolen),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    srv.post(
+        "/oidc/v1/token",
+        None,
+        &[
+            ("grant_type", "urn:openid:params:grant-type:ciba"),
+            ("auth_req_id", &bob_req),
+            ("client_assertion_type", ASSERTION),
+            ("client_assertion", stolen),
+        ],
+    )
+    .await
+    .expect_error(401, "invalid_client");
     let t = now();
     let permission = json!({"type": "authentication.v1", "iat": t, "exp": t + 600, "permission": nonce_statement(),
                             "intents": ["ciba"], "loginHint": [{"scheme": "nnin", "value": bob.nnin}]});
-    let (status, body) = srv
-        .post_json("/permissions/v1/", Some(&stolen), &permission)
-        .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    srv.post_json("/permissions/v1/", Some(stolen), &permission)
+        .await
+        .expect_error(401, "invalid_client");
     // The merchant itself still redeems Bob's request.
-    assert_eq!(redeem(&srv, &m, &bob_req).await.0, 200);
+    assert_eq!(redeem(&srv, &m, &bob_req).await.status, 200);
 }
 
 /// An approved request left unredeemed past its expiry is expired, not a token forever.
@@ -73,12 +63,9 @@ async fn an_approved_request_expires(b: Backend) {
             Ok(())
         })
         .unwrap();
-    let (status, _, body) = redeem(&srv, &m, &id).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("expired_token")),
-        "{body}"
-    );
+    redeem(&srv, &m, &id)
+        .await
+        .expect_error(400, "expired_token");
 }
 
 /// Making the tokens fails after approval (here: the user's row cannot be found): the
@@ -100,17 +87,14 @@ async fn a_failure_while_making_tokens_keeps_the_approval(b: Backend) {
             .unwrap();
     };
     set_sub("no-such-user".into());
-    let (status, _, body) = redeem(&srv, &m, &id).await;
-    assert_eq!(status, 500, "{body}");
+    redeem(&srv, &m, &id).await.expect(500);
     set_sub(app.sub.clone());
-    let (status, _, body) = redeem(&srv, &m, &id).await;
-    assert_eq!(status, 200, "the approval was lost: {body}");
-    assert!(body["id_token"].is_string());
-    let (status, _, body) = redeem(&srv, &m, &id).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    let r = redeem(&srv, &m, &id).await;
+    assert_eq!(r.status, 200, "the approval was lost: {r}");
+    assert!(r["id_token"].is_string());
+    redeem(&srv, &m, &id)
+        .await
+        .expect_error(400, "invalid_grant");
 }
 
 /// The permission registration answer holds a permission token: no cache may keep it.

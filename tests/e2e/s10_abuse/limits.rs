@@ -2,28 +2,24 @@
 //! again after the window, and the same count on every replica.
 
 use crate::support::app::{nnin, nonce_statement, App, Merchant, IPHONE, SCOPES};
-use crate::support::{Backend, TestServer};
-use serde_json::{json, Value};
+use crate::support::{Backend, Reply, TestServer};
+use serde_json::json;
 use std::time::Duration;
 
 const WINDOW: u64 = 4;
 
-fn assert_limited(status: u16, headers: &reqwest::header::HeaderMap, body: &Value) -> u64 {
-    assert_eq!(status, 429, "{body}");
-    assert_eq!(body["error"], "too_many_requests", "{body}");
-    assert!(body["error_description"]
+#[track_caller]
+fn assert_limited(r: &Reply) -> u64 {
+    r.expect_error(429, "too_many_requests");
+    assert!(r["error_description"]
         .as_str()
         .is_some_and(|d| !d.is_empty()));
-    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=WINDOW).contains(&wait), "Retry-After {wait}");
     wait
 }
 
-async fn register(
-    srv: &TestServer,
-    m: &Merchant,
-    base: &str,
-) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn register(srv: &TestServer, m: &Merchant, base: &str) -> Reply {
     let t = crate::support::app::now();
     let body = json!({"type": "authentication.v1", "iat": t, "exp": t + 600, "permission": nonce_statement(),
                       "intents": ["ciba"], "loginHint": [{"scheme": "nnin", "value": nnin(10)}]});
@@ -35,38 +31,21 @@ async fn register(
         .send()
         .await
         .unwrap();
-    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-    (status, headers, resp.json().await.unwrap_or(Value::Null))
+    Reply::read(resp).await
 }
 
-async fn user_exists(srv: &TestServer, m: &Merchant) -> (u16, reqwest::header::HeaderMap, Value) {
-    let resp = srv
-        .http
-        .post(srv.url("/permissions/v1/user-exists"))
-        .bearer_auth(&m.token)
-        .json(&json!({"loginHint": [{"scheme": "nnin", "value": nnin(10)}]}))
-        .send()
+async fn user_exists(srv: &TestServer, m: &Merchant) -> Reply {
+    let body = json!({"loginHint": [{"scheme": "nnin", "value": nnin(10)}]});
+    srv.post_json("/permissions/v1/user-exists", Some(&m.token), &body)
         .await
-        .unwrap();
-    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-    (status, headers, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn login(
-    srv: &TestServer,
-    m: &Merchant,
-    user: &str,
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    // The reference document's client authentication: the access token as assertion.
-    srv.post_form(
-        "/oidc/v1/bc-authorize",
-        None,
+/// bc-authorize for `user`, with the reference document's client authentication (the access
+/// token as assertion).
+async fn login(srv: &TestServer, m: &Merchant, user: &str) -> Reply {
+    m.backchannel_authorize(
+        srv,
         &[
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", &m.token),
             ("login_hint", user),
             ("scope", "openid"),
             ("binding_message", "Sign in 4821"),
@@ -95,15 +74,13 @@ async fn per_client_limits(backend: Backend) {
 
     srv.fresh_window(Duration::from_secs(WINDOW));
     for _ in 0..3 {
-        assert_eq!(register(&srv, &spammer, &srv.base).await.0, 201);
-        assert_eq!(user_exists(&srv, &prober).await.0, 200);
+        register(&srv, &spammer, &srv.base).await.expect(201);
+        user_exists(&srv, &prober).await.ok();
     }
-    let (status, headers, body) = register(&srv, &spammer, &srv.base).await;
-    let wait = assert_limited(status, &headers, &body);
-    let (status, headers, body) = user_exists(&srv, &prober).await;
-    assert_limited(status, &headers, &body);
+    let wait = assert_limited(&register(&srv, &spammer, &srv.base).await);
+    assert_limited(&user_exists(&srv, &prober).await);
     // Refused again: the audit trail holds the first refusal of the window only.
-    assert_eq!(register(&srv, &spammer, &srv.base).await.0, 429);
+    register(&srv, &spammer, &srv.base).await.expect(429);
     let refusals = srv.admin(&["audit", "list", "--action", "rate_limit.exceeded"]);
     let objects: Vec<&str> = refusals
         .as_array()
@@ -119,20 +96,18 @@ async fn per_client_limits(backend: Backend) {
         ]
     );
     // Another client is not held back by the spammer.
-    assert_eq!(register(&srv, &starter, &srv.base).await.0, 201);
+    register(&srv, &starter, &srv.base).await.expect(201);
 
     srv.fresh_window(Duration::from_secs(WINDOW));
     for _ in 0..2 {
-        let (status, _, body) = login(&srv, &starter, &nnin(10)).await;
-        assert_eq!(status, 200, "{body}");
+        login(&srv, &starter, &nnin(10)).await.ok();
     }
-    let (status, headers, body) = login(&srv, &starter, &nnin(10)).await;
-    assert_limited(status, &headers, &body);
+    assert_limited(&login(&srv, &starter, &nnin(10)).await);
 
     // Once the window has passed, traffic goes through again.
     srv.advance(Duration::from_secs(wait.max(1)));
-    assert_eq!(register(&srv, &spammer, &srv.base).await.0, 201);
-    assert_eq!(user_exists(&srv, &prober).await.0, 200);
+    register(&srv, &spammer, &srv.base).await.expect(201);
+    user_exists(&srv, &prober).await.ok();
     let metrics = srv.metrics().await;
     for (endpoint, limit) in [
         ("POST /permissions/v1/", "client_registrations"),
@@ -150,11 +125,10 @@ async fn enumeration_through_bc_authorize_is_limited(backend: Backend) {
     let enumerator = Merchant::new(&srv, SCOPES, &[]).await;
     srv.fresh_window(Duration::from_secs(WINDOW));
     for i in 0..3 {
-        let (status, _, body) = login(&srv, &enumerator, &nnin(400 + i)).await;
-        assert_eq!(body["error"], "unknown_user_id", "{status} {body}");
+        let r = login(&srv, &enumerator, &nnin(400 + i)).await;
+        assert_eq!(r.error(), "unknown_user_id", "{r}");
     }
-    let (status, headers, body) = login(&srv, &enumerator, &nnin(410)).await;
-    assert_limited(status, &headers, &body);
+    assert_limited(&login(&srv, &enumerator, &nnin(410)).await);
 }
 
 /// Guessing a user's phone model with fresh tokens spends the user's budget, not only the
@@ -177,7 +151,7 @@ async fn phone_model_guesses_spend_the_users_budget(backend: Backend) {
             )
             .await;
         let di = crate::support::app::device_info(("android", "Google", model));
-        let (status, body) = m
+        let r = m
             .app_authorize(
                 &srv,
                 &[
@@ -190,15 +164,11 @@ async fn phone_model_guesses_spend_the_users_budget(backend: Backend) {
                 ],
             )
             .await;
-        answers.push((status, body["error"].as_str().unwrap_or("").to_owned()));
+        answers.push(r);
     }
-    assert_eq!(answers[0], (400, "device_mismatch".to_owned()));
-    assert_eq!(answers[1], (400, "device_mismatch".to_owned()));
-    assert_eq!(
-        answers[2],
-        (429, "too_many_requests".to_owned()),
-        "{answers:?}"
-    );
+    answers[0].expect_error(400, "device_mismatch");
+    answers[1].expect_error(400, "device_mismatch");
+    answers[2].expect_error(429, "too_many_requests");
 }
 
 /// Push-bombing: requests for one user are limited across all clients, while other users
@@ -214,26 +184,16 @@ async fn one_user_cannot_be_push_bombed(backend: Backend) {
     App::enroll(&srv, &other, IPHONE).await;
     srv.fresh_window(Duration::from_secs(WINDOW));
     for m in [&a, &a, &b] {
-        let (status, _, body) = login(&srv, m, &victim).await;
-        assert_eq!(status, 200, "{body}");
+        login(&srv, m, &victim).await.ok();
     }
-    let (status, headers, body) = login(&srv, &b, &victim).await;
-    let wait = assert_limited(status, &headers, &body);
-    let (status, _, body) = login(&srv, &a, &victim).await;
-    assert_eq!(status, 429, "{body}");
-    let (status, _, body) = login(&srv, &a, &other).await;
-    assert_eq!(status, 200, "{body}");
+    let wait = assert_limited(&login(&srv, &b, &victim).await);
+    login(&srv, &a, &victim).await.expect(429);
+    login(&srv, &a, &other).await.ok();
     srv.advance(Duration::from_secs(wait));
-    let (status, _, body) = login(&srv, &b, &victim).await;
-    assert_eq!(status, 200, "{body}");
+    login(&srv, &b, &victim).await.ok();
 }
 
-async fn token(
-    srv: &TestServer,
-    id: &str,
-    secret: &str,
-    forwarded: Option<&str>,
-) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn token(srv: &TestServer, id: &str, secret: &str, forwarded: Option<&str>) -> Reply {
     let mut req = srv
         .http
         .post(srv.url("/oidc/v1/token"))
@@ -245,9 +205,7 @@ async fn token(
     if let Some(f) = forwarded {
         req = req.header("x-forwarded-for", f);
     }
-    let resp = req.send().await.unwrap();
-    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-    (status, headers, resp.json().await.unwrap_or(Value::Null))
+    Reply::read(req.send().await.unwrap()).await
 }
 
 /// Guessing secrets from one address: refused after a few failures, even with the right
@@ -257,30 +215,29 @@ async fn failed_authentications_are_limited_per_address(backend: Backend) {
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     srv.fresh_window(Duration::from_secs(WINDOW));
     for i in 0..3 {
-        let (status, _, body) = token(&srv, &m.id, &format!("guess-{i}"), None).await;
-        assert_eq!(status, 401, "{body}");
+        token(&srv, &m.id, &format!("guess-{i}"), None)
+            .await
+            .expect(401);
     }
-    let (status, headers, body) = token(&srv, &m.id, "guess-3", None).await;
-    let wait = assert_limited(status, &headers, &body);
-    let (status, _, body) = token(&srv, &m.id, &m.secret, None).await;
+    let wait = assert_limited(&token(&srv, &m.id, "guess-3", None).await);
+    let r = token(&srv, &m.id, &m.secret, None).await;
     assert_eq!(
-        status, 429,
-        "the right secret got through a blocked address: {body}"
+        r.status, 429,
+        "the right secret got through a blocked address: {r}"
     );
-    let (status, _, _) = token(&srv, "made-up", "x", Some("198.51.100.9")).await;
+    let r = token(&srv, "made-up", "x", Some("198.51.100.9")).await;
     assert_eq!(
-        status, 429,
+        r.status, 429,
         "X-Forwarded-For from an untrusted peer was believed"
     );
     // An access token the merchant already holds cannot be guessed: it still works.
-    let (status, _, body) = register(&srv, &m, &srv.base).await;
+    let r = register(&srv, &m, &srv.base).await;
     assert_eq!(
-        status, 201,
-        "a signed access token was refused with its address: {body}"
+        r.status, 201,
+        "a signed access token was refused with its address: {r}"
     );
     srv.advance(Duration::from_secs(wait));
-    let (status, _, body) = token(&srv, &m.id, &m.secret, None).await;
-    assert_eq!(status, 200, "{body}");
+    token(&srv, &m.id, &m.secret, None).await.ok();
 
     // Behind a trusted proxy, each forwarded client is counted on its own.
     let srv = TestServer::start_with(
@@ -296,10 +253,12 @@ async fn failed_authentications_are_limited_per_address(backend: Backend) {
     for i in 0..4 {
         token(&srv, &m.id, &format!("guess-{i}"), Some("198.51.100.1")).await;
     }
-    let (status, _, _) = token(&srv, &m.id, &m.secret, Some("198.51.100.1")).await;
-    assert_eq!(status, 429);
-    let (status, _, body) = token(&srv, &m.id, &m.secret, Some("198.51.100.2")).await;
-    assert_eq!(status, 200, "{body}");
+    token(&srv, &m.id, &m.secret, Some("198.51.100.1"))
+        .await
+        .expect(429);
+    token(&srv, &m.id, &m.secret, Some("198.51.100.2"))
+        .await
+        .ok();
 }
 
 /// Two API processes on one database share every count.
@@ -309,12 +268,10 @@ async fn limits_hold_across_replicas(backend: Backend) {
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     srv.fresh_window(Duration::from_secs(WINDOW));
     for base in [&srv.base, &replica.base, &srv.base, &replica.base] {
-        let (status, _, body) = register(&srv, &m, base).await;
-        assert_eq!(status, 201, "{body}");
+        register(&srv, &m, base).await.expect(201);
     }
     for base in [&srv.base, &replica.base] {
-        let (status, headers, body) = register(&srv, &m, base).await;
-        assert_limited(status, &headers, &body);
+        assert_limited(&register(&srv, &m, base).await);
     }
 }
 

@@ -2,25 +2,18 @@
 //! model (`device_mismatch`) or enrolment (`unknown_user_id`) again and again with it.
 
 use crate::support::app::{device_info, nnin, payment_statement, App, Merchant, IPHONE, SCOPES};
-use crate::support::{Backend, TestServer};
+use crate::support::{Backend, Reply, TestServer};
 
-async fn try_device(
-    srv: &TestServer,
-    m: &Merchant,
-    pt: &str,
-    device: (&str, &str, &str),
-) -> (u16, String) {
-    let (status, body) = m
-        .app_authorize(
-            srv,
-            &[
-                ("login_hint_token", pt),
-                ("scope", "openid"),
-                ("device_info", &device_info(device)),
-            ],
-        )
-        .await;
-    (status, body["error"].as_str().unwrap_or("").to_owned())
+async fn try_device(srv: &TestServer, m: &Merchant, pt: &str, device: (&str, &str, &str)) -> Reply {
+    m.app_authorize(
+        srv,
+        &[
+            ("login_hint_token", pt),
+            ("scope", "openid"),
+            ("device_info", &device_info(device)),
+        ],
+    )
+    .await
 }
 
 /// A server, a merchant, a victim with an iPhone, and one permission token for the victim.
@@ -40,13 +33,13 @@ async fn a_mismatch_uses_up_the_permission_token(backend: Backend) {
     let (srv, m, pt) = victim_and_token(backend).await;
     let pt = pt.as_str();
     // The attacker guesses a model: wrong.
-    let guess = try_device(&srv, &m, pt, ("ios", "Apple", "iPhone15,3")).await;
-    assert_eq!(guess, (400, "device_mismatch".to_owned()));
+    try_device(&srv, &m, pt, ("ios", "Apple", "iPhone15,3"))
+        .await
+        .expect_error(400, "device_mismatch");
     // A second guess with the same token learns nothing more, even the right model.
-    let (status, error) = try_device(&srv, &m, pt, IPHONE).await;
-    assert_eq!(status, 400);
-    assert_ne!(error, "device_mismatch");
-    assert_eq!(error, "invalid_request");
+    let r = try_device(&srv, &m, pt, IPHONE).await;
+    assert_ne!(r.error(), "device_mismatch", "{r}");
+    r.expect_error(400, "invalid_request");
 
     // The same for a user with no enrolled app.
     let stranger = nnin(60);
@@ -60,12 +53,12 @@ async fn a_mismatch_uses_up_the_permission_token(backend: Backend) {
         )
         .await;
     let pt = created["permissionToken"].as_str().unwrap();
-    assert_eq!(
-        try_device(&srv, &m, pt, IPHONE).await,
-        (400, "unknown_user_id".to_owned())
-    );
-    let (status, error) = try_device(&srv, &m, pt, IPHONE).await;
-    assert_eq!((status, error.as_str()), (400, "invalid_request"));
+    try_device(&srv, &m, pt, IPHONE)
+        .await
+        .expect_error(400, "unknown_user_id");
+    try_device(&srv, &m, pt, IPHONE)
+        .await
+        .expect_error(400, "invalid_request");
 }
 
 /// The same token sent in parallel with many guesses: only one of them is answered about
@@ -89,12 +82,13 @@ async fn parallel_guesses_with_one_token_get_one_answer(backend: Backend) {
     let answers = futures_util::future::join_all(guesses).await;
     let informative = answers
         .iter()
-        .filter(|(status, error)| *status == 200 || error == "device_mismatch")
+        .filter(|r| r.status == 200 || r.error() == "device_mismatch")
         .count();
-    assert_eq!(informative, 1, "{answers:?}");
-    assert!(answers.iter().all(|(status, error)| *status == 200
-        || error == "device_mismatch"
-        || error == "invalid_request"));
+    let shown: Vec<String> = answers.iter().map(Reply::to_string).collect();
+    assert_eq!(informative, 1, "{shown:?}");
+    assert!(answers.iter().all(|r| r.status == 200
+        || r.error() == "device_mismatch"
+        || r.error() == "invalid_request"));
 }
 
 on_both_backends!(

@@ -2,7 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use super::keys::EcKey;
-use super::TestServer;
+use super::{Reply, TestServer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -72,28 +72,30 @@ impl Merchant {
             "type": kind, "loa": "sub", "iat": t, "exp": t + 900, "permission": statement, "intents": [intent],
             "loginHint": [{"scheme": "nnin", "value": nnin}], "app_callback_uri": CALLBACK,
         });
-        let (status, created) = srv
-            .post_json("/permissions/v1/", Some(&self.token), &body)
-            .await;
-        assert_eq!(status, 201, "{created}");
-        created
+        srv.post_json("/permissions/v1/", Some(&self.token), &body)
+            .await
+            .expect(201)
+            .clone()
     }
 
     /// app-authorize in the reference document's style (the access token as client_assertion).
-    pub async fn app_authorize(&self, srv: &TestServer, fields: &[(&str, &str)]) -> (u16, Value) {
-        let mut form = vec![
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", self.token.as_str()),
-        ];
-        form.extend_from_slice(fields);
-        let (status, _, body) = srv.post_form("/oidc/v1/app-authorize", None, &form).await;
-        (status, body)
+    pub async fn app_authorize(&self, srv: &TestServer, fields: &[(&str, &str)]) -> Reply {
+        self.post_with_token(srv, "/oidc/v1/app-authorize", fields)
+            .await
     }
 
-    pub async fn bc_authorize(&self, srv: &TestServer, fields: &[(&str, &str)]) -> (u16, Value) {
+    /// bc-authorize, authenticated as [`Merchant::app_authorize`] is.
+    pub async fn backchannel_authorize(&self, srv: &TestServer, fields: &[(&str, &str)]) -> Reply {
+        self.post_with_token(srv, "/oidc/v1/bc-authorize", fields)
+            .await
+    }
+
+    async fn post_with_token(
+        &self,
+        srv: &TestServer,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Reply {
         let mut form = vec![
             (
                 "client_assertion_type",
@@ -102,8 +104,7 @@ impl Merchant {
             ("client_assertion", self.token.as_str()),
         ];
         form.extend_from_slice(fields);
-        let (status, _, body) = srv.post_form("/oidc/v1/bc-authorize", None, &form).await;
-        (status, body)
+        srv.post(path, None, &form).await
     }
 }
 
@@ -169,9 +170,9 @@ impl App {
             "enrollment_code": code["code"], "device_info": {"p": device.0, "ma": device.1, "mo": device.2},
             "public_jwk": key.public_jwk, "name": "Kari's phone", "key_protection": key_protection,
         });
-        let (status, resp) = srv.post_json("/app/v1/devices", None, &body).await;
-        assert_eq!(status, 201, "{resp}");
-        let device_id = resp["device_id"].as_str().unwrap().to_owned();
+        let resp = srv.post_json("/app/v1/devices", None, &body).await;
+        resp.expect(201);
+        let device_id = resp.str("device_id").to_owned();
         let key = EcKey {
             kid: device_id.clone(),
             ..key
@@ -191,26 +192,20 @@ impl App {
         )
     }
 
-    pub async fn get(&self, srv: &TestServer, path: &str) -> (u16, Value) {
+    pub async fn get(&self, srv: &TestServer, path: &str) -> Reply {
         srv.get_bearer(path, &self.device_jwt(srv)).await
     }
 
     pub async fn pending(&self, srv: &TestServer) -> Vec<Value> {
-        let (status, body) = self.get(srv, "/app/v1/auth-requests?status=pending").await;
-        assert_eq!(status, 200, "{body}");
-        body["auth_requests"].as_array().unwrap().clone()
+        let r = self.get(srv, "/app/v1/auth-requests?status=pending").await;
+        r.ok()["auth_requests"].as_array().unwrap().clone()
     }
 
     pub fn sign_decision(&self, link_ref: &str, decision: &str, digest: &str) -> String {
         self.key.sign(&json!({"ref": link_ref, "decision": decision, "permission_digest": digest, "iat": now(), "jti": jti(), "amr": ["hwk", "face"]}))
     }
 
-    pub async fn send_decision(
-        &self,
-        srv: &TestServer,
-        link_ref: &str,
-        signed: &str,
-    ) -> (u16, Value) {
+    pub async fn send_decision(&self, srv: &TestServer, link_ref: &str, signed: &str) -> Reply {
         let jwt = self.device_jwt(srv);
         srv.post_json(
             &format!("/app/v1/auth-requests/{link_ref}/decision"),
@@ -220,12 +215,22 @@ impl App {
         .await
     }
 
-    /// View the request, check the digest itself as a careful app does, and decide.
-    pub async fn decide(&self, srv: &TestServer, link_ref: &str, decision: &str) -> (u16, Value) {
-        let (status, view) = self
+    /// [`App::answer`] "approve".
+    pub async fn approve(&self, srv: &TestServer, link_ref: &str) -> Reply {
+        self.answer(srv, link_ref, "approve").await
+    }
+
+    /// [`App::answer`] "decline".
+    pub async fn decline(&self, srv: &TestServer, link_ref: &str) -> Reply {
+        self.answer(srv, link_ref, "decline").await
+    }
+
+    /// View the request, check the digest itself as a careful app does, and send `decision`.
+    pub(super) async fn answer(&self, srv: &TestServer, link_ref: &str, decision: &str) -> Reply {
+        let view = self
             .get(srv, &format!("/app/v1/auth-requests/{link_ref}"))
             .await;
-        assert_eq!(status, 200, "{view}");
+        view.ok();
         let bytes = URL_SAFE_NO_PAD
             .decode(view["permission"].as_str().unwrap())
             .unwrap();
@@ -256,7 +261,7 @@ pub async fn start(
     m: &Merchant,
     app_nnin: &str,
     device: (&str, &str, &str),
-) -> (u16, Value) {
+) -> Reply {
     let created = m
         .register(srv, &payment_statement(), "payment.v1", app_nnin, "app2app")
         .await;

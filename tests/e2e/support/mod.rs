@@ -2,9 +2,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
+mod compat;
 pub mod keys;
+mod reply;
 pub mod tls;
 pub mod worker;
+
+pub use reply::Reply;
 
 use ciba_store::testing::TestDatabase;
 pub use ciba_store::Backend;
@@ -310,26 +314,17 @@ impl TestServer {
         ciba_store::Store::open(&ciba_store::DatabaseUrl::parse(&self.db.url).unwrap(), 2).unwrap()
     }
 
-    pub async fn post_json(&self, path: &str, bearer: Option<&str>, body: &Value) -> (u16, Value) {
+    pub async fn post_json(&self, path: &str, bearer: Option<&str>, body: &Value) -> Reply {
         let mut req = self.http.post(self.url(path)).json(body);
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        Reply::read(req.send().await.unwrap()).await
     }
 
-    pub async fn get_bearer(&self, path: &str, bearer: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(bearer)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    pub async fn get_bearer(&self, path: &str, bearer: &str) -> Reply {
+        let req = self.http.get(self.url(path)).bearer_auth(bearer);
+        Reply::read(req.send().await.unwrap()).await
     }
 
     /// Register a client; returns (client_id, client_secret).
@@ -352,21 +347,18 @@ impl TestServer {
         v["client_id"].as_str().unwrap().to_owned()
     }
 
-    pub async fn post_form(
+    /// POST `form` url-encoded (as the OAuth endpoints take it), with Basic `auth`.
+    pub async fn post(
         &self,
         path: &str,
         auth: Option<(&str, &str)>,
         form: &[(&str, &str)],
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
+    ) -> Reply {
         let mut req = self.http.post(self.url(path)).form(form);
         if let Some((id, secret)) = auth {
             req = req.basic_auth(id, Some(secret));
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, headers, body)
+        Reply::read(req.send().await.unwrap()).await
     }
 
     /// The body of a GET of a full URL (this server's, or a worker's), as text.
@@ -380,23 +372,21 @@ impl TestServer {
         self.get_text(&self.url("/metrics")).await
     }
 
-    pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let resp = self.http.get(self.url(path)).send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::read(self.http.get(self.url(path)).send().await.unwrap()).await
     }
 
     /// An access token by `client_credentials` with Basic authentication.
     pub async fn access_token(&self, id: &str, secret: &str, scope: &str) -> String {
-        let (status, _, body) = self
-            .post_form(
+        let r = self
+            .post(
                 "/oidc/v1/token",
                 Some((id, secret)),
                 &[("grant_type", "client_credentials"), ("scope", scope)],
             )
             .await;
-        assert_eq!(status, 200, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        r.ok();
+        r.str("access_token").to_owned()
     }
 }
 
