@@ -116,13 +116,9 @@ async fn too_late_and_device_jwt_rules(b: Backend) {
         "after expiry: {r}"
     );
     assert!(app.pending(&srv).await.is_empty());
-    let page = srv
-        .http
-        .get(srv.url(&format!("/app2app/authorize?ref={link_ref}")))
-        .send()
+    srv.get(&format!("/app2app/authorize?ref={link_ref}"))
         .await
-        .unwrap();
-    assert_eq!(page.status(), 410);
+        .expect(410);
 
     let t = now();
     let jwt = |claims: Value| app.key.sign(&claims);
@@ -189,27 +185,13 @@ async fn fallback_page_and_well_known_files(b: Backend) {
         .unwrap();
     assert_eq!(unknown.status(), 404);
     assert!(unknown.text().await.unwrap().contains("<html"));
-    assert_eq!(
-        srv.http
-            .get(srv.url("/app2app/authorize"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    srv.get("/app2app/authorize").await.expect(404);
 
-    let aasa = srv
-        .http
-        .get(srv.url("/.well-known/apple-app-site-association"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(aasa.status(), 200);
-    assert_eq!(aasa.headers()["content-type"], "application/json");
-    let doc: Value = aasa.json().await.unwrap();
+    let aasa = srv.get("/.well-known/apple-app-site-association").await;
+    let doc = aasa.ok();
+    assert_eq!(aasa.header("content-type"), Some("application/json"));
     assert_eq!(
-        doc,
+        *doc,
         json!({"applinks": {"details": [{"appIDs": [app_ids], "components": [{"/": "/app2app/*"}]}]}})
     );
     let links = srv.get("/.well-known/assetlinks.json").await;

@@ -102,30 +102,21 @@ async fn token_answers_are_never_cached(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let t = now();
-    let resp = srv
-        .http
-        .post(srv.url("/permissions/v1/"))
-        .bearer_auth(&m.token)
-        .json(&json!({"type": "authentication.v1", "iat": t, "exp": t + 600, "permission": nonce_statement(),
-                      "intents": ["ciba"], "loginHint": [{"scheme": "nnin", "value": nnin(100)}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    assert_eq!(resp.headers()["cache-control"], "no-store");
-    assert_eq!(resp.headers()["pragma"], "no-cache");
-    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let resp = srv
-        .http
-        .get(srv.url(&format!("/permissions/v1/{id}")))
-        .bearer_auth(&m.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let created = srv
+        .post_json(
+            "/permissions/v1/",
+            Some(&m.token),
+            &json!({"type": "authentication.v1", "iat": t, "exp": t + 600, "permission": nonce_statement(),
+                    "intents": ["ciba"], "loginHint": [{"scheme": "nnin", "value": nnin(100)}]}),
+        )
+        .await;
+    created.expect(201);
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    assert_eq!(created.header("pragma"), Some("no-cache"));
+    let read = srv
+        .get_bearer(&format!("/permissions/v1/{}", created.str("id")), &m.token)
+        .await;
+    assert_eq!(read.header("cache-control"), Some("no-store"));
 }
 
 on_both_backends!(

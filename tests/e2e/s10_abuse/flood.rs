@@ -3,8 +3,7 @@
 //! pool and refuses at once (429) when it is full.
 
 use crate::support::app::{nnin, start, App, Merchant, IPHONE, SCOPES};
-use crate::support::{Backend, TestServer};
-use serde_json::Value;
+use crate::support::{Backend, Reply, TestServer};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,10 +96,10 @@ async fn flood_does_not_starve_polls_or_readiness(backend: Backend) {
             .send()
             .await
             .expect("a poll went unanswered during the flood");
-        let body: Value = resp.json().await.unwrap();
+        let r = Reply::read(resp).await;
         assert!(
-            body["error"] == "authorization_pending" || body["error"] == "slow_down",
-            "{body}"
+            r.error() == "authorization_pending" || r.error() == "slow_down",
+            "{r}"
         );
         polls += 1;
         let ready = probe
