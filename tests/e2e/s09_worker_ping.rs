@@ -1,6 +1,8 @@
-//! Issue 8 end to end: a real `ciba-worker` beside a real `ciba-api`, pinging a local
-//! receiver. Expiry, retries after 500s and downtime, final 4xx, redirects never followed,
-//! dead letters retried from the admin CLI. Then the attacks on the worker's outbound
+//! Issue 8 end to end: the worker beside a real `ciba-api`, pinging a local receiver.
+//! Expiry, retries after 500s and downtime, final 4xx, redirects never followed, dead letters
+//! retried from the admin CLI: the worker's passes run in-process on the server's clock,
+//! moved past each backoff instead of waiting for it. The worker as a process: its logs
+//! and its slots. Then the attacks on the worker's outbound
 //! POSTs: notification endpoints over plain http or on this network (refused when a client
 //! is registered and again at delivery), and a client whose receiver never answers trying
 //! to hold every worker slot.
@@ -12,6 +14,8 @@ use ciba_store::auth_requests as requests;
 use ciba_store::jobs;
 use diesel::RunQueryDsl;
 use serde_json::json;
+use ciba_worker::{periodic, queue, Ctx};
+use std::sync::Arc;
 use std::time::Duration;
 use support::app::{App, Merchant};
 use support::worker::{
@@ -28,8 +32,8 @@ pub const FAST_RETRIES: &[(&str, &str)] = &[
 
 /// bc-authorize for the app's user; returns (auth_req_id, link ref).
 async fn start(srv: &TestServer, m: &Merchant, app: &App, token: &str) -> (String, String) {
-    let (status, body) = m
-        .bc_authorize(
+    let started = m
+        .backchannel_authorize(
             srv,
             &[
                 ("login_hint", &app.nnin),
@@ -39,8 +43,8 @@ async fn start(srv: &TestServer, m: &Merchant, app: &App, token: &str) -> (Strin
             ],
         )
         .await;
-    assert_eq!(status, 200, "{body}");
-    let id = body["auth_req_id"].as_str().unwrap().to_owned();
+    started.ok();
+    let id = started.str("auth_req_id").to_owned();
     let i = id.clone();
     let row = srv
         .store()
@@ -69,6 +73,12 @@ async fn wait_job(srv: &TestServer, auth_req_id: &str, status: &str) -> jobs::Jo
     panic!("job never became {status}: {:?}", job(srv, auth_req_id));
 }
 
+/// One pass of a periodic task of `ctx` (in-process, on the server's clock), to its end.
+async fn pass(ctx: &Arc<Ctx>, task: fn(&Ctx)) {
+    let c = ctx.clone();
+    tokio::task::spawn_blocking(move || task(&c)).await.unwrap();
+}
+
 async fn approval_and_expiry_are_pinged(b: Backend) {
     let srv = TestServer::start(b).await;
     let rx = Receiver::start().await;
@@ -77,8 +87,8 @@ async fn approval_and_expiry_are_pinged(b: Backend) {
     let (expiring, _) = start(&srv, &m, &app, "tok-expiring").await;
     // A poll-mode client's outcomes queue nothing.
     let poller = Merchant::new(&srv, "permissions/ciba openid", &[]).await;
-    let (status, polled) = poller
-        .bc_authorize(
+    poller
+        .backchannel_authorize(
             &srv,
             &[
                 ("login_hint", &app.nnin),
@@ -86,33 +96,29 @@ async fn approval_and_expiry_are_pinged(b: Backend) {
                 ("binding_message", "Ping test"),
             ],
         )
-        .await;
-    assert_eq!(status, 200, "{polled}");
+        .await
+        .ok();
 
-    let (status, body) = app.decide(&srv, &link, "approve").await;
-    assert_eq!(status, 200, "{body}");
+    app.approve(&srv, &link).await.ok();
     // The outcome and its job committed together: the job exists before any worker runs.
     assert_eq!(job(&srv, &approved).status, jobs::QUEUED);
-    // Let the other two requests run out of time while no worker is running.
-    let ids = [
-        expiring.clone(),
-        polled["auth_req_id"].as_str().unwrap().to_owned(),
-    ];
-    srv.store()
-        .write(move |c| {
-            for id in &ids {
-                diesel::sql_query(format!(
-                    "UPDATE auth_requests SET expires_at = 1 WHERE id = '{id}'"
-                ))
-                .execute(c)?;
-            }
-            Ok(())
-        })
-        .unwrap();
-
-    let w = srv.worker(FAST_RETRIES).await;
-    rx.wait_for(Duration::from_secs(15), |r| r.len() >= 2).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Ping clients may still poll: the approved request is redeemed as usual.
+    srv.post(
+        "/oidc/v1/token",
+        Some((&m.id, &m.secret)),
+        &[
+            ("grant_type", "urn:openid:params:grant-type:ciba"),
+            ("auth_req_id", &approved),
+        ],
+    )
+    .await
+    .ok();
+    // The other two requests run out of time while no worker is running; then the worker's
+    // expiry sweep and its job loop run once each.
+    srv.advance(Duration::from_secs(3_600));
+    let ctx = Arc::new(srv.worker_in_process(FAST_RETRIES));
+    pass(&ctx, periodic::expire_due).await;
+    assert_eq!(queue::run_due(&ctx).await, 2, "the two pings");
     let got = rx.received();
     assert_eq!(got.len(), 2, "{got:?}");
     for (id, token) in [(&approved, "tok-approved"), (&expiring, "tok-expiring")] {
@@ -127,6 +133,11 @@ async fn approval_and_expiry_are_pinged(b: Backend) {
         assert_eq!(r.content_type.as_deref(), Some("application/json"));
         assert_eq!(r.path, "/cb");
     }
+    // Delivered once: nothing is left to run, now or later.
+    srv.advance(Duration::from_secs(3_600));
+    pass(&ctx, periodic::expire_due).await;
+    assert_eq!(queue::run_due(&ctx).await, 0);
+    assert_eq!(rx.received().len(), 2);
     let e = expiring.clone();
     let row = srv
         .store()
@@ -141,8 +152,9 @@ async fn approval_and_expiry_are_pinged(b: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(p.status, "expired");
-    assert_eq!(wait_job(&srv, &approved, jobs::DONE).await.attempts, 1);
-    let metrics = w.metrics(&srv).await;
+    assert_eq!(job(&srv, &approved).status, jobs::DONE);
+    assert_eq!(job(&srv, &approved).attempts, 1);
+    let metrics = ctx.metrics.render();
     assert!(
         metrics.contains("ciba_worker_jobs_processed_total{kind=\"ping\"} 2"),
         "{metrics}"
@@ -151,18 +163,6 @@ async fn approval_and_expiry_are_pinged(b: Backend) {
         metrics.contains("ciba_worker_requests_expired_total 2"),
         "{metrics}"
     );
-    // Ping clients may still poll: the approved request is redeemed as usual.
-    let (status, _, tokens) = srv
-        .post_form(
-            "/oidc/v1/token",
-            Some((&m.id, &m.secret)),
-            &[
-                ("grant_type", "urn:openid:params:grant-type:ciba"),
-                ("auth_req_id", &approved),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200, "{tokens}");
 }
 
 async fn retries_after_500s_and_downtime_but_not_after_4xx_or_redirects(b: Backend) {
@@ -180,28 +180,43 @@ async fn retries_after_500s_and_downtime_but_not_after_4xx_or_redirects(b: Backe
     {
         let (m, app) = ping_client(&srv, endpoint, 200 + 10 * i as u32).await;
         let (id, link) = start(&srv, &m, &app, "tok").await;
-        assert_eq!(app.decide(&srv, &link, "decline").await.0, 200);
+        app.decline(&srv, &link).await.ok();
         ids.push(id);
     }
-    let w = srv.worker(FAST_RETRIES).await;
-    // 500, 503, then 200: delivered on the third attempt.
-    assert_eq!(wait_job(&srv, &ids[0], jobs::DONE).await.attempts, 3);
-    assert_eq!(rx.received_on("/flaky").len(), 3);
+    // The worker's job loop, one pass at a time on the server's clock, moved past each
+    // retry's backoff (30 s, then 60 s, with up to a quarter more) between passes.
+    let ctx = Arc::new(srv.worker_in_process(&[
+        ("CIBA_JOB_BACKOFF_BASE", "30"),
+        ("CIBA_JOB_MAX_ATTEMPTS", "4"),
+    ]));
+    let next_pass = || async {
+        srv.advance(Duration::from_secs(100));
+        queue::run_due(&ctx).await
+    };
+    assert_eq!(queue::run_due(&ctx).await, 4, "every first attempt");
     // 401 is final: one request, then the dead letters.
-    let dead = wait_job(&srv, &ids[1], jobs::DEAD).await;
-    assert_eq!(dead.attempts, 1);
+    let dead = job(&srv, &ids[1]);
+    assert_eq!((dead.status.as_str(), dead.attempts), (jobs::DEAD, 1));
     assert_eq!(dead.last_error.as_deref(), Some("HTTP 401"));
     // A redirect is never followed, and is final.
-    let moved = wait_job(&srv, &ids[2], jobs::DEAD).await;
-    assert_eq!(moved.attempts, 1);
+    let moved = job(&srv, &ids[2]);
+    assert_eq!((moved.status.as_str(), moved.attempts), (jobs::DEAD, 1));
     assert!(moved.last_error.unwrap().contains("302"));
-    // The receiver that was down comes up; the retry reaches it.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(job(&srv, &ids[3]).attempts >= 1);
+    // The 500 and the receiver that is down are retried, and nothing before its time.
+    assert_eq!(queue::run_due(&ctx).await, 0, "not due yet");
+    assert_eq!(next_pass().await, 2, "the 503 and the second failed connection");
+    // The receiver that was down comes up; the retry reaches it. 500, 503, then 200:
+    // delivered on the third attempt.
     let late = Receiver::start_on(down_port).await;
-    assert_eq!(wait_job(&srv, &ids[3], jobs::DONE).await.status, jobs::DONE);
+    assert_eq!(next_pass().await, 2);
+    let flaky = job(&srv, &ids[0]);
+    assert_eq!((flaky.status.as_str(), flaky.attempts), (jobs::DONE, 3));
+    assert_eq!(rx.received_on("/flaky").len(), 3);
+    let later = job(&srv, &ids[3]);
+    assert_eq!((later.status.as_str(), later.attempts), (jobs::DONE, 3));
     assert_eq!(late.received_on("/later").len(), 1);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nothing is ever sent again.
+    assert_eq!(next_pass().await, 0);
     assert_eq!(rx.received_on("/denied").len(), 1);
     assert_eq!(rx.received_on("/moving").len(), 1);
     assert!(rx.received_on("/moved").is_empty());
@@ -220,13 +235,19 @@ async fn retries_after_500s_and_downtime_but_not_after_4xx_or_redirects(b: Backe
     );
     assert_eq!(dead_ids.len(), 2, "{listed}");
     srv.admin(&["jobs", "retry", &jobs::ping_job_id(&ids[1])]);
-    assert_eq!(wait_job(&srv, &ids[1], jobs::DONE).await.attempts, 1);
+    assert_eq!(queue::run_due(&ctx).await, 1);
+    let retried = job(&srv, &ids[1]);
+    assert_eq!((retried.status.as_str(), retried.attempts), (jobs::DONE, 1));
     assert_eq!(rx.received_on("/denied").len(), 2);
     let out = srv.admin_raw(&["jobs", "retry", &jobs::ping_job_id(&ids[1])]);
     assert!(!out.status.success(), "retrying a delivered job must fail");
-    let metrics = w.metrics(&srv).await;
+    let metrics = ctx.metrics.render();
     assert!(
         metrics.contains("ciba_worker_jobs_failed_total{kind=\"ping\",outcome=\"dead\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ciba_worker_jobs_failed_total{kind=\"ping\",outcome=\"retry\"} 4"),
         "{metrics}"
     );
 }
@@ -331,7 +352,7 @@ async fn pings_to_this_network_are_refused_at_delivery(b: Backend) {
     let mut ids = Vec::new();
     for (m, app) in [&plain, &literal, &mapped, &named] {
         let (id, link) = start(&srv, m, app, "tok-must-not-leak").await;
-        assert_eq!(app.decide(&srv, &link, "decline").await.0, 200);
+        app.decline(&srv, &link).await.ok();
         ids.push(id);
     }
     let env: Vec<(&str, &str)> = FAST_RETRIES
@@ -355,8 +376,8 @@ async fn pings_to_this_network_are_refused_at_delivery(b: Backend) {
             "{error}"
         );
     }
-    // Time for any retry (the backoff base is 1 s): the receiver got nothing.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Refused before any connection, and dead (never claimed again): the receiver got
+    // nothing.
     assert!(rx.received().is_empty(), "{:?}", rx.received());
     let logs = w.logs();
     assert!(logs.contains("refused target"), "{logs}");
@@ -379,11 +400,11 @@ async fn a_slow_receiver_cannot_hold_every_worker_slot(b: Backend) {
     let mut slow_ids = Vec::new();
     for i in 0..4 {
         let (id, link) = start(&srv, &slow, &slow_app, &format!("tok-slow-{i}")).await;
-        assert_eq!(slow_app.decide(&srv, &link, "decline").await.0, 200);
+        slow_app.decline(&srv, &link).await.ok();
         slow_ids.push(jobs::ping_job_id(&id));
     }
     let (fast_id, link) = start(&srv, &fast, &fast_app, "tok-fast").await;
-    assert_eq!(fast_app.decide(&srv, &link, "decline").await.0, 200);
+    fast_app.decline(&srv, &link).await.ok();
     // The slow client's pings are first in line.
     let sql = format!(
         "UPDATE jobs SET run_at = run_at - 60 WHERE id IN ('{}')",
@@ -445,7 +466,7 @@ async fn a_capped_clients_pings_all_arrive_once(b: Backend) {
     let mut ids = Vec::new();
     for i in 0..4 {
         let (id, link) = start(&srv, &m, &app, &format!("tok-{i}")).await;
-        assert_eq!(app.decide(&srv, &link, "decline").await.0, 200);
+        app.decline(&srv, &link).await.ok();
         ids.push(id);
     }
     let w = srv

@@ -226,7 +226,7 @@ impl App {
     }
 
     /// View the request, check the digest itself as a careful app does, and send `decision`.
-    pub(super) async fn answer(&self, srv: &TestServer, link_ref: &str, decision: &str) -> Reply {
+    async fn answer(&self, srv: &TestServer, link_ref: &str, decision: &str) -> Reply {
         let view = self
             .get(srv, &format!("/app/v1/auth-requests/{link_ref}"))
             .await;

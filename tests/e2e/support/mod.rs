@@ -2,7 +2,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
-mod compat;
 pub mod keys;
 mod reply;
 pub mod tls;
