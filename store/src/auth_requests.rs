@@ -32,6 +32,8 @@ pub struct AuthRequestRow {
     pub device_id: Option<String>,
     pub amr: Option<String>,
     pub redeemed_at: Option<i64>,
+    /// When a poll was last answered `slow_down` (then equal to `last_poll_ms`).
+    pub slowed_down_ms: Option<i64>,
 }
 
 impl AuthRequestRow {

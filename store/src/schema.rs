@@ -119,6 +119,7 @@ diesel::table! {
         device_id -> Nullable<Text>,
         amr -> Nullable<Text>,
         redeemed_at -> Nullable<BigInt>,
+        slowed_down_ms -> Nullable<BigInt>,
     }
 }
 

@@ -209,6 +209,7 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
         status: RequestStatus::Pending.as_str().into(),
         interval_secs: cfg.poll_interval,
         last_poll_ms: None,
+        slowed_down_ms: None,
         created_at: now,
         expires_at,
         decided_at: None,

@@ -1,6 +1,7 @@
 DROP TABLE IF EXISTS audit_events;
 DROP FUNCTION IF EXISTS ciba_audit_append_only();
 DROP FUNCTION ciba_record_polls(TEXT[], TEXT[], BIGINT[], BIGINT, BOOLEAN, BIGINT);
+DROP FUNCTION ciba_paced_interval(BIGINT, BIGINT, BIGINT, BIGINT, BIGINT);
 DROP FUNCTION ciba_poll_due(BIGINT, BIGINT, BIGINT, BIGINT);
 DROP TABLE rate_limits;
 DROP TABLE jobs;

@@ -114,7 +114,8 @@ CREATE TABLE auth_requests (
     decided_at                BIGINT,
     device_id                 TEXT,
     amr                       TEXT,
-    redeemed_at               BIGINT
+    redeemed_at               BIGINT,
+    slowed_down_ms            BIGINT               -- the last poll answered slow_down (= last_poll_ms then)
 ) WITH (fillfactor = 50);
 CREATE INDEX auth_requests_user_status ON auth_requests (user_sub, status);
 CREATE INDEX auth_requests_status_expiry ON auth_requests (status, expires_at);
@@ -174,31 +175,48 @@ CREATE FUNCTION ciba_poll_due(
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT last_poll_ms IS NULL OR last_poll_ms <= now_ms + grace_ms - interval_secs * 1000 $$;
 
+-- The interval after a poll (the domain's slowed_interval for a too-early one): it grows by
+-- 5 s up to max_interval when the poll is not due; it stays when it is, or when max_interval
+-- is NULL (the careful path records only due polls).
+CREATE FUNCTION ciba_paced_interval(
+    last_poll_ms BIGINT, interval_secs BIGINT, now_ms BIGINT, grace_ms BIGINT,
+    max_interval BIGINT
+) RETURNS BIGINT
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE
+    WHEN max_interval IS NULL OR interval_secs >= max_interval
+         OR ciba_poll_due(last_poll_ms, interval_secs, now_ms, grace_ms)
+    THEN interval_secs
+    ELSE least(interval_secs + 5, max_interval) END $$;
+
 -- The poll hot path (store/src/polling): record the polls of pending, unexpired requests of
--- their clients, many in one call: a well-paced poll keeps the interval, a too-early one
--- (when p_max_interval is given) grows it by 5 s up to p_max_interval (the domain's
--- slowed_interval); each counts as the request's last poll. One row per recorded poll:
+-- their clients, many in one call: each counts as the request's last poll; a too-early one
+-- (when p_max_interval is given) also grows the interval by 5 s up to p_max_interval (the
+-- domain's slowed_interval) and is marked in slowed_down_ms. One row per recorded poll:
 -- (request_id, slowed_down). Why it looks as it does (each measured; the numbers are in
 -- bench/RESULTS.md):
--- - plain conditional UPDATEs, since nothing holds these rows for long (11% more polls per
---   second than locking the rows first in a CTE and updating them after); the too-early
---   polls are a second UPDATE over the polls the first did not record (PostgreSQL 15 cannot
---   return a row's old values, so one statement could not tell the two apart), run only
---   when some are left, so a batch of well-paced polls is one statement as before;
+-- - one plain conditional UPDATE, since nothing holds these rows for long (11% more polls
+--   per second than locking the rows first in a CTE and updating them after). Its SET sees
+--   the row as it was, so it can tell a well-paced poll from a too-early one, but RETURNING
+--   sees the row as written (PostgreSQL 15 has no OLD): slowed_down_ms = last_poll_ms tells
+--   them apart afterwards. A too-early poll costs what a well-paced one does (one look-up,
+--   one in-place update);
 -- - rows another transaction holds (a decision being committed, another replica's batch) are
 --   waited for up to lock_timeout; past it the statement is rolled back and run again
 --   skipping the held rows (each such poll is left out and takes the careful path).
 --   Batches lock their rows in the order of their ids (the API sorts them), so two batches
 --   wait for each other rather than deadlock. The careful path records its one well-paced
---   poll with p_wait: it waits for the row as long as it takes, and never slows down;
--- - the touched ids are gathered before they are returned: rows already returned by a
+--   poll with p_wait (and no p_max_interval): it waits for the row as long as it takes, and
+--   never slows down;
+-- - the touched rows are gathered before they are returned: rows already returned by a
 --   statement that then fails would stay in the function's result;
 -- - a generic plan (plan_cache_mode): custom plans for one-element arrays were planned again
 --   on every call (317-364 us against 79 us per call);
 -- - no hash or merge joins: against a small table the planner chose a sequential scan of
 --   every pending request; a batch names its rows by key, so look-ups are right at any size.
 -- The auth_requests table leaves half of each page free (fillfactor 50) so a poll's update
--- of last_poll_ms stays on the row's page (a HOT update: no index writes, less WAL).
+-- stays on the row's page (a HOT update: none of its columns is indexed; no index writes,
+-- less WAL).
 CREATE FUNCTION ciba_record_polls(
     p_ids TEXT[], p_clients TEXT[], p_now_ms BIGINT[], p_grace_ms BIGINT, p_wait BOOLEAN,
     p_max_interval BIGINT
@@ -211,7 +229,7 @@ SET lock_timeout = '20ms'
 AS $$
 DECLARE
     touched TEXT[];
-    too_early TEXT[];
+    slowed BOOLEAN[];
 BEGIN
     IF p_wait THEN
         -- Until the function returns (its SET clauses are restored on exit).
@@ -220,16 +238,22 @@ BEGIN
     BEGIN
         WITH polled AS (
             UPDATE auth_requests a
-               SET last_poll_ms = p.now_ms
+               SET last_poll_ms = p.now_ms,
+                   interval_secs = ciba_paced_interval(a.last_poll_ms, a.interval_secs,
+                                                       p.now_ms, p_grace_ms, p_max_interval),
+                   slowed_down_ms = CASE
+                       WHEN ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
+                       THEN a.slowed_down_ms ELSE p.now_ms END
               FROM unnest(p_ids, p_clients, p_now_ms) AS p(id, client_id, now_ms)
              WHERE a.id = p.id
                AND a.client_id = p.client_id
                AND a.status = 'pending'
                AND a.expires_at > p.now_ms / 1000
-               AND ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
-            RETURNING a.id
+               AND (p_max_interval IS NOT NULL
+                    OR ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms))
+            RETURNING a.id, a.slowed_down_ms IS NOT DISTINCT FROM a.last_poll_ms AS slow
         )
-        SELECT array_agg(polled.id) INTO touched FROM polled;
+        SELECT array_agg(polled.id), array_agg(polled.slow) INTO touched, slowed FROM polled;
     EXCEPTION WHEN lock_not_available THEN
         WITH held AS (
             SELECT a.id, p.now_ms
@@ -238,62 +262,24 @@ BEGIN
              WHERE a.client_id = p.client_id
                AND a.status = 'pending'
                AND a.expires_at > p.now_ms / 1000
-               AND ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
+               AND (p_max_interval IS NOT NULL
+                    OR ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms))
                FOR NO KEY UPDATE OF a SKIP LOCKED
         ), polled AS (
             UPDATE auth_requests a
-               SET last_poll_ms = held.now_ms
+               SET last_poll_ms = held.now_ms,
+                   interval_secs = ciba_paced_interval(a.last_poll_ms, a.interval_secs,
+                                                       held.now_ms, p_grace_ms, p_max_interval),
+                   slowed_down_ms = CASE
+                       WHEN ciba_poll_due(a.last_poll_ms, a.interval_secs, held.now_ms, p_grace_ms)
+                       THEN a.slowed_down_ms ELSE held.now_ms END
               FROM held
              WHERE a.id = held.id
-            RETURNING a.id
+            RETURNING a.id, a.slowed_down_ms IS NOT DISTINCT FROM a.last_poll_ms AS slow
         )
-        SELECT array_agg(polled.id) INTO touched FROM polled;
+        SELECT array_agg(polled.id), array_agg(polled.slow) INTO touched, slowed FROM polled;
     END;
-    touched := coalesce(touched, '{}');
-    IF p_max_interval IS NOT NULL AND cardinality(touched) < cardinality(p_ids) THEN
-        BEGIN
-            WITH grown AS (
-                UPDATE auth_requests a
-                   SET last_poll_ms = p.now_ms,
-                       interval_secs = CASE WHEN a.interval_secs < p_max_interval
-                                            THEN least(a.interval_secs + 5, p_max_interval)
-                                            ELSE a.interval_secs END
-                  FROM unnest(p_ids, p_clients, p_now_ms) AS p(id, client_id, now_ms)
-                 WHERE a.id = p.id
-                   AND a.client_id = p.client_id
-                   AND NOT (a.id = ANY (touched))
-                   AND a.status = 'pending'
-                   AND a.expires_at > p.now_ms / 1000
-                   AND NOT ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
-                RETURNING a.id
-            )
-            SELECT array_agg(grown.id) INTO too_early FROM grown;
-        EXCEPTION WHEN lock_not_available THEN
-            WITH held AS (
-                SELECT a.id, p.now_ms
-                  FROM unnest(p_ids, p_clients, p_now_ms) AS p(id, client_id, now_ms)
-                  JOIN auth_requests a ON a.id = p.id
-                 WHERE a.client_id = p.client_id
-                   AND NOT (a.id = ANY (touched))
-                   AND a.status = 'pending'
-                   AND a.expires_at > p.now_ms / 1000
-                   AND NOT ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
-                   FOR NO KEY UPDATE OF a SKIP LOCKED
-            ), grown AS (
-                UPDATE auth_requests a
-                   SET last_poll_ms = held.now_ms,
-                       interval_secs = CASE WHEN a.interval_secs < p_max_interval
-                                            THEN least(a.interval_secs + 5, p_max_interval)
-                                            ELSE a.interval_secs END
-                  FROM held
-                 WHERE a.id = held.id
-                RETURNING a.id
-            )
-            SELECT array_agg(grown.id) INTO too_early FROM grown;
-        END;
-    END IF;
-    RETURN QUERY SELECT t, false FROM unnest(touched) AS t
-        UNION ALL SELECT t, true FROM unnest(too_early) AS t;
+    RETURN QUERY SELECT * FROM unnest(touched, slowed);
 END
 $$;
 

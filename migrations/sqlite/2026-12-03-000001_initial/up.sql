@@ -114,7 +114,8 @@ CREATE TABLE auth_requests (
     decided_at                INTEGER,
     device_id                 TEXT,
     amr                       TEXT,
-    redeemed_at               INTEGER
+    redeemed_at               INTEGER,
+    slowed_down_ms            INTEGER              -- the last poll answered slow_down (= last_poll_ms then)
 );
 CREATE INDEX auth_requests_user_status ON auth_requests (user_sub, status);
 CREATE INDEX auth_requests_status_expiry ON auth_requests (status, expires_at);

@@ -1,8 +1,8 @@
 //! Polls of the CIBA token endpoint, the hot path: well-paced polls recorded and too-early
-//! polls slowed down, many at once. The pacing rule is the domain's
-//! (`ciba_domain::auth_request::{well_paced, slowed_interval}`); each backend states it once,
-//! in its own SQL: PostgreSQL in the functions `ciba_poll_due` and `ciba_record_polls` of the
-//! initial migration, SQLite in `record_polls.sqlite.sql` and `slow_down.sqlite.sql`. The
+//! polls slowed down, many at once, in one statement. The pacing rules are the domain's
+//! (`ciba_domain::auth_request::{well_paced, slowed_interval}`); each backend states them in
+//! its own SQL: PostgreSQL in the functions `ciba_poll_due` and `ciba_paced_interval` of the
+//! initial migration (used by `ciba_record_polls`), SQLite in `record_polls.sqlite.sql`. The
 //! store's `poll_batch` tests hold both to the domain's table.
 
 use crate::error::StoreResult;
@@ -37,8 +37,6 @@ fn without_comments(sql: &str) -> String {
 
 static SQLITE_RECORD_POLLS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| without_comments(include_str!("record_polls.sqlite.sql")));
-static SQLITE_SLOW_DOWN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| without_comments(include_str!("slow_down.sqlite.sql")));
 
 /// One poll: the request, the polling client, when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +58,9 @@ pub enum Paced {
     LookCloser,
 }
 
-/// Record the polls of pending, unexpired requests of their clients, many at once
-/// (distinct requests; `result[i]` answers `polls[i]`): a well-paced poll is recorded, a
-/// too-early one slowed down, each under the pacing rule at its own time. PostgreSQL waits
+/// Record the polls of pending, unexpired requests of their clients, many at once in one
+/// statement (distinct requests; `result[i]` answers `polls[i]`): a well-paced poll is
+/// recorded, a too-early one slowed down, each under the pacing rule at its own time. PostgreSQL waits
 /// for rows other transactions hold up to the function's `lock_timeout` (20 ms), then skips
 /// them (such a poll is [`Paced::LookCloser`]). Callers give the polls in the order of their
 /// ids, so concurrent batches cannot deadlock.
@@ -92,12 +90,12 @@ fn record(
     if polls.is_empty() {
         return Ok(Vec::new());
     }
+    let max_interval = (!wait).then_some(MAX_INTERVAL_SECS);
     let answered: HashMap<String, Paced> = match conn {
         DbConnection::Pg(pg) => {
             let ids: Vec<&str> = polls.iter().map(|p| p.id.as_str()).collect();
             let clients: Vec<&str> = polls.iter().map(|p| p.client_id.as_str()).collect();
             let nows: Vec<i64> = polls.iter().map(|p| p.now_ms).collect();
-            let max_interval = (!wait).then_some(MAX_INTERVAL_SECS);
             diesel::select(ciba_record_polls(
                 ids,
                 clients,
@@ -111,29 +109,11 @@ fn record(
             .map(|(id, slowed)| (id, paced(slowed)))
             .collect()
         }
-        DbConnection::Sqlite(lite) => {
-            // SQLite has one writer at a time: there is no row to wait for.
-            let mut answered: HashMap<String, Paced> =
-                sqlite_batch(lite, &SQLITE_RECORD_POLLS, polls, (&[], &[grace_ms]))?
-                    .into_iter()
-                    .map(|id| (id, Paced::Recorded))
-                    .collect();
-            let rest: Vec<Poll> = polls
-                .iter()
-                .filter(|p| !answered.contains_key(&p.id))
-                .cloned()
-                .collect();
-            if !wait && !rest.is_empty() {
-                let slowed = sqlite_batch(
-                    lite,
-                    &SQLITE_SLOW_DOWN,
-                    &rest,
-                    (&[grace_ms, MAX_INTERVAL_SECS], &[]),
-                )?;
-                answered.extend(slowed.into_iter().map(|id| (id, Paced::SlowedDown)));
-            }
-            answered
-        }
+        // SQLite has one writer at a time: there is no row to wait for.
+        DbConnection::Sqlite(lite) => sqlite_record(lite, polls, grace_ms, max_interval)?
+            .into_iter()
+            .map(|r| (r.id, paced(r.slowed)))
+            .collect(),
     };
     Ok(polls
         .iter()
@@ -149,42 +129,34 @@ fn paced(slowed: bool) -> Paced {
     }
 }
 
-/// One SQLite statement over a batch: `sql` with its `/*POLLS*/` list of values, and its
-/// other parameters bound `before` and `after` the list's (in the order SQLite numbers them:
-/// slow_down.sqlite.sql numbers its two before the list, record_polls.sqlite.sql has its
-/// one after it).
-fn sqlite_batch(
+/// record_polls.sqlite.sql over a batch: its two numbered parameters, then one
+/// `(?, ?, ?)` per poll (SQLite numbers those after the two).
+fn sqlite_record(
     lite: &mut diesel::SqliteConnection,
-    sql: &str,
     polls: &[Poll],
-    (before, after): (&[i64], &[i64]),
-) -> StoreResult<Vec<String>> {
+    grace_ms: i64,
+    max_interval: Option<i64>,
+) -> StoreResult<Vec<RecordedPoll>> {
     let values = vec!["(?, ?, ?)"; polls.len()].join(", ");
-    let mut query =
-        diesel::sql_query(sql.replace("/*POLLS*/", &values)).into_boxed::<diesel::sqlite::Sqlite>();
-    for v in before {
-        query = query.bind::<diesel::sql_types::BigInt, _>(*v);
-    }
+    let mut query = diesel::sql_query(SQLITE_RECORD_POLLS.replace("/*POLLS*/", &values))
+        .into_boxed::<diesel::sqlite::Sqlite>()
+        .bind::<diesel::sql_types::BigInt, _>(grace_ms)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>, _>(max_interval);
     for p in polls {
         query = query
             .bind::<diesel::sql_types::Text, _>(p.id.clone())
             .bind::<diesel::sql_types::Text, _>(p.client_id.clone())
             .bind::<diesel::sql_types::BigInt, _>(p.now_ms);
     }
-    for v in after {
-        query = query.bind::<diesel::sql_types::BigInt, _>(*v);
-    }
-    Ok(query
-        .load::<RecordedId>(lite)?
-        .into_iter()
-        .map(|r| r.id)
-        .collect())
+    Ok(query.load::<RecordedPoll>(lite)?)
 }
 
 #[derive(QueryableByName)]
-struct RecordedId {
+struct RecordedPoll {
     #[diesel(sql_type = diesel::sql_types::Text)]
     id: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    slowed: bool,
 }
 
 /// A poll came too fast (seen by the careful path, which read the interval as
@@ -205,7 +177,10 @@ pub fn slow_down(
     .set(auth_requests::interval_secs.eq(slowed_interval(read_interval)))
     .execute(conn)?;
     diesel::update(auth_requests::table.filter(auth_requests::id.eq(id)))
-        .set(auth_requests::last_poll_ms.eq(now_ms))
+        .set((
+            auth_requests::last_poll_ms.eq(now_ms),
+            auth_requests::slowed_down_ms.eq(now_ms),
+        ))
         .execute(conn)?;
     Ok(())
 }
