@@ -13,7 +13,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Make this the process's provider (before the first JWT is signed or verified; later
 /// calls, and a provider installed first by someone else, leave things as they are).
@@ -34,13 +35,36 @@ fn signer_factory(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigne
     if key.family() != AlgorithmFamily::Ec {
         return Err(ErrorKind::InvalidKeyFormat.into());
     }
+    Ok(Box::new(Es256Signer(parsed_pair(key.as_bytes())?)))
+}
+
+/// Parsed signing keys by their PKCS#8 bytes. jsonwebtoken asks for a signer at every
+/// signature, and parsing a key checks its public half (a scalar multiplication, about as
+/// dear as the signature itself), so each key is parsed once. The process signs with a
+/// handful of keys (two per algorithm around a rotation); the cache starts afresh if it ever
+/// holds more than [`PARSED_KEYS`], so keys rotated out are not kept for long.
+const PARSED_KEYS: usize = 16;
+
+fn parsed_pair(pkcs8: &[u8]) -> Result<Arc<EcdsaKeyPair>> {
+    static PARSED: OnceLock<Mutex<HashMap<Vec<u8>, Arc<EcdsaKeyPair>>>> = OnceLock::new();
+    let cache = PARSED.get_or_init(Mutex::default);
+    let lock = || cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(pair) = lock().get(pkcs8) {
+        return Ok(pair.clone());
+    }
     let pair = EcdsaKeyPair::from_pkcs8(
         &ECDSA_P256_SHA256_FIXED_SIGNING,
-        key.as_bytes(),
+        pkcs8,
         &SystemRandom::new(),
     )
     .map_err(|_| ErrorKind::InvalidEcdsaKey)?;
-    Ok(Box::new(Es256Signer(pair)))
+    let pair = Arc::new(pair);
+    let mut parsed = lock();
+    if parsed.len() >= PARSED_KEYS {
+        parsed.clear();
+    }
+    parsed.insert(pkcs8.to_vec(), pair.clone());
+    Ok(pair)
 }
 
 fn verifier_factory(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
@@ -58,7 +82,7 @@ fn verifier_factory(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVer
     Ok(Box::new(Es256Verifier(point.to_vec())))
 }
 
-struct Es256Signer(EcdsaKeyPair);
+struct Es256Signer(Arc<EcdsaKeyPair>);
 
 impl Signer<Vec<u8>> for Es256Signer {
     fn try_sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, SignatureError> {
@@ -127,6 +151,25 @@ mod tests {
             .expect("verifier")
             .verify(msg, &sig.to_vec())
             .is_ok()
+    }
+
+    #[test]
+    fn a_signing_key_is_parsed_once_and_a_bad_one_is_refused() {
+        let (a, _) = keys(SigningAlg::Es256);
+        let (b, _) = keys(SigningAlg::Es256);
+        let first = parsed_pair(a.as_bytes()).expect("a");
+        assert!(Arc::ptr_eq(
+            &first,
+            &parsed_pair(a.as_bytes()).expect("a again")
+        ));
+        assert!(!Arc::ptr_eq(&first, &parsed_pair(b.as_bytes()).expect("b")));
+        assert!(parsed_pair(b"not a key").is_err());
+        // Past the bound the cache starts afresh; keys still parse.
+        for _ in 0..PARSED_KEYS + 1 {
+            let (k, _) = keys(SigningAlg::Es256);
+            parsed_pair(k.as_bytes()).expect("fresh key");
+        }
+        assert!(parsed_pair(a.as_bytes()).is_ok());
     }
 
     #[test]
