@@ -347,10 +347,15 @@ pub async fn use_jti(
     jti: &str,
     expires_at: i64,
 ) -> ApiResult<bool> {
-    let key = ciba_domain::secret::sha256_b64url(format!("{scope}\0{issuer}\0{jti}").as_bytes());
+    let key = jti_key(scope, issuer, jti);
     state
         .db_write_one(move |c| ciba_store::jtis::record(c, &key, expires_at))
         .await
+}
+
+/// How the id `jti` of a JWT that `issuer` signed for `scope` is kept (never the id itself).
+pub fn jti_key(scope: &str, issuer: &str, jti: &str) -> String {
+    ciba_domain::secret::sha256_b64url(format!("{scope}\0{issuer}\0{jti}").as_bytes())
 }
 
 /// [`use_jti`] for verified `claims` (with `jti` and `exp`, checked before): the id is kept

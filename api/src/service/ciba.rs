@@ -12,13 +12,16 @@ use ciba_domain::client::{Client, SigningAlg};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::ids::{is_well_formed_id, random_id};
 use ciba_domain::scope::ScopeSet;
+use ciba_domain::status::RequestStatus;
 use ciba_runtime::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use ciba_service::requests as lifecycle;
 use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
+use ciba_store::permissions::{self as perms, PermissionRow};
 use ciba_store::polling::{self, Paced, Poll};
-use ciba_store::{permissions as perms, users};
+use ciba_store::users::{self, UserRow};
+use ciba_store::{DbConnection, StoreResult};
 use serde_json::{json, Value};
 
 /// What a redeemed request yields (RFC 6749 §5.1 with the CIBA ID token).
@@ -62,9 +65,9 @@ pub async fn grant(
     let mut waited = false;
     loop {
         let i = id.clone();
-        let row = state.db(move |conn| requests::find(conn, &i)).await?;
-        let row = match row {
-            Some(r) if r.client_id == client_id => r,
+        let found = state.db(move |conn| read_for_poll(conn, &i)).await?;
+        let (row, redeemable) = match found {
+            Some((r, redeemable)) if r.client_id == client_id => (r, redeemable),
             _ => return Err(oauth_error(ErrorCode::InvalidGrant, "unknown auth_req_id")),
         };
         let polled = PolledRequest {
@@ -79,9 +82,17 @@ pub async fn grant(
             PollStep::Redeem => {
                 // Tokens first: if building or signing fails, the approval is still there
                 // for the next poll. Then exactly one caller redeems (conditional update).
-                let tokens =
-                    issue_tokens(state, &client.client, client.bound_to.as_deref(), &row, now)
-                        .await?;
+                let Some((user, permission)) = redeemable else {
+                    return Err(OAuthError::server_error().into());
+                };
+                let tokens = issue_tokens(
+                    state,
+                    &client.client,
+                    client.bound_to.as_deref(),
+                    &row,
+                    (user, permission),
+                    now,
+                )?;
                 let (i, c, o) = (id.clone(), client_id.clone(), origin.clone());
                 let at_ms = crate::state::now_ms();
                 let redeemed = state
@@ -172,22 +183,41 @@ fn pending() -> ApiError {
     )
 }
 
+/// What redeeming an approved request needs besides the request: its user and permission.
+type Redeemable = (Option<UserRow>, Option<PermissionRow>);
+
+/// The request a poll names, and for an approved, unredeemed one what redeeming it needs,
+/// in one trip to the database.
+fn read_for_poll(
+    conn: &mut DbConnection,
+    id: &str,
+) -> StoreResult<Option<(AuthRequestRow, Option<Redeemable>)>> {
+    let Some(row) = requests::find(conn, id)? else {
+        return Ok(None);
+    };
+    let redeemable = if row.status == RequestStatus::Approved.as_str() && row.redeemed_at.is_none()
+    {
+        let permission = match &row.permission_id {
+            Some(pid) => perms::find(conn, pid)?,
+            None => None,
+        };
+        Some((users::find_by_sub(conn, &row.user_sub)?, permission))
+    } else {
+        None
+    };
+    Ok(Some((row, redeemable)))
+}
+
 /// The tokens of an approved request; the access token bound to the client certificate
 /// with thumbprint `bound_to`, if the poll came with one.
-async fn issue_tokens(
+fn issue_tokens(
     state: &AppState,
     client: &Client,
     bound_to: Option<&str>,
     row: &AuthRequestRow,
+    (user, permission): Redeemable,
     now: i64,
 ) -> ApiResult<Tokens> {
-    let (sub, pid) = (
-        row.user_sub.clone(),
-        row.permission_id.clone().unwrap_or_default(),
-    );
-    let (user, permission) = state
-        .db(move |c| Ok((users::find_by_sub(c, &sub)?, perms::find(c, &pid)?)))
-        .await?;
     let user = user.ok_or_else(|| ApiError::from(OAuthError::server_error()))?;
     let scopes = ScopeSet::parse(&row.scope).unwrap_or_default();
     let cfg = &state.config;

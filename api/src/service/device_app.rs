@@ -4,7 +4,7 @@
 //! `crate::handlers::app` parse and render; the route's `device` filter authenticates.
 
 use crate::auth::device::AuthenticatedDevice;
-use crate::auth::use_jti;
+use crate::auth::jti_key;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::assurance::{decision_amr, KeyProtection};
@@ -19,10 +19,10 @@ use ciba_domain::status::DeviceStatus;
 use ciba_domain::status::RequestStatus;
 use ciba_runtime::crypto::jwt::{self, LEEWAY};
 use ciba_service::requests as lifecycle;
-use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, PermissionRow};
 use ciba_store::users::{self, DeviceRow};
+use ciba_store::{audit, jtis};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
@@ -123,25 +123,20 @@ pub async fn decide(
     let jti = jti.ok_or_else(|| {
         OAuthError::invalid_request("signed_decision: jti is missing or too long")
     })?;
-    if !use_jti(
-        state,
-        "decision",
-        &dev.device.id,
-        jti,
-        now + MAX_DECISION_AGE + LEEWAY,
-    )
-    .await?
-    {
-        return Err(OAuthError::invalid_request("signed_decision: jti was already used").into());
-    }
+    // The decision's jti is spent in the transaction that records the decision: one commit.
+    let jti_key = jti_key("decision", &dev.device.id, jti);
+    let jti_expires = now + MAX_DECISION_AGE + LEEWAY;
     let (id, device_id, amr_json) = (
         r.id.clone(),
         dev.device.id.clone(),
         serde_json::to_string(&amr).unwrap_or_default(),
     );
     let at_ms = crate::state::now_ms();
-    let won = state
+    let outcome = state
         .db_write(move |c| {
+            if !jtis::record(c, &jti_key, jti_expires)? {
+                return Ok(Recorded::JtiUsed);
+            }
             let decided = lifecycle::Decision {
                 status: decision.status(),
                 device_id: &device_id,
@@ -152,13 +147,30 @@ pub async fn decide(
                 origin: &origin,
                 at_ms,
             };
-            lifecycle::decide(c, &id, &decided, &by, now)
+            Ok(if lifecycle::decide(c, &id, &decided, &by, now)? {
+                Recorded::Decided
+            } else {
+                Recorded::NotPending
+            })
         })
         .await?;
-    if !won {
-        return Err(not_pending());
+    match outcome {
+        Recorded::Decided => {}
+        Recorded::NotPending => return Err(not_pending()),
+        Recorded::JtiUsed => {
+            return Err(OAuthError::invalid_request("signed_decision: jti was already used").into())
+        }
     }
     Ok((decision, p))
+}
+
+/// What became of a signed decision in its transaction.
+enum Recorded {
+    Decided,
+    /// Another decision came first, or the request expired.
+    NotPending,
+    /// This signed decision was sent before.
+    JtiUsed,
 }
 
 /// App2App: only the devices that matched at app-authorize may see or decide the request.
