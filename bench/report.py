@@ -28,6 +28,15 @@ def cpu():
     return platform.processor()
 
 
+def summed(rs):
+    """The outcomes of several runs added up."""
+    total = {}
+    for r in rs:
+        for k, v in r["outcomes"].items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
 def pending_share(r):
     total = sum(r["outcomes"].values()) or 1
     return 100.0 * r["outcomes"].get("400 authorization_pending", 0) / total
@@ -53,6 +62,24 @@ if any(rounds.values()):
         print(f"| {t} | {rate(rs):.0f} | {median([r['p50_ms'] for r in rs]):.2f} | {median([r['p99_ms'] for r in rs]):.2f} "
               f"| {share:.1f}% | {ratio} | {each} |")
     print()
+# Polls too fast (nearly every answer slow_down), against the same target's well-paced
+# throughput above and against the peer polled the same way.
+fast = {t: every("poll-too-fast", t) for t in ["postgres", "sqlite", "peer"]}
+if any(fast.values()):
+    print("| target | too-fast polls (req/s) | p50 ms | p99 ms | slow_down | ratio to its well-paced throughput | ratio to peer | rounds' ratios to peer |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for t, rs in fast.items():
+        if not rs:
+            continue
+        total = summed(rs)
+        slow = 100.0 * total.get("400 slow_down", 0) / max(1, sum(total.values()))
+        paced_ratio = f"{rate(rs) / rate(rounds[t]):.2f}x" if rounds[t] else "-"
+        peer = fast["peer"]
+        ratio = f"{rate(rs) / rate(peer):.2f}x" if peer else "-"
+        each = ratios(rs, peer, "per_second") if peer and t != "peer" else ""
+        print(f"| {t} | {rate(rs):.0f} | {median([r['p50_ms'] for r in rs]):.2f} | {median([r['p99_ms'] for r in rs]):.2f} "
+              f"| {slow:.1f}% | {paced_ratio} | {ratio} | {each} |")
+    print()
 paced = [(t, every("poll-paced-1k", t), every("poll-paced-1m", t)) for t in ["postgres", "sqlite"]]
 if any(a and b for _, a, b in paced):
     print("| target | poll p50 at 1,000 stored (ms) | poll p50 at 1,000,000 stored (ms) | ratio | rounds' ratios | authorization_pending |")
@@ -64,16 +91,22 @@ if any(a and b for _, a, b in paced):
             share = min(pending_share(r) for r in a + b)
             print(f"| {t} | {pa:.2f} | {pb:.2f} | {pb / pa:.2f}x | {ratios(b, a, 'p50_ms')} | {share:.1f}% |")
     print()
-peer = get("flows", "peer")
-if any(get("flows", t) for t in ["postgres", "sqlite", "peer"]):
-    print("| target | full flows/s | flow p50 ms | flow p99 ms | completed share | ratio to peer |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for t in ["postgres", "sqlite", "peer"]:
-        r = get("flows", t)
-        if r:
-            done = 100.0 * r["outcomes"].get("completed", 0) / max(1, sum(r["outcomes"].values()))
-            ratio = f"{r['per_second'] / peer['per_second']:.2f}x" if peer else "-"
-            print(f"| {t} | {r['per_second']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {done:.1f}% | {ratio} |")
+flows = {t: every("flows", t) for t in ["postgres", "sqlite", "peer"]}
+if any(flows.values()):
+    # Alternated rounds, as the throughput: flows over all rounds, the median of the rounds'
+    # p50 and p99, and each round's ratio to the peer's round that followed it.
+    print("| target | full flows/s | flow p50 ms | flow p99 ms | completed share | ratio to peer | rounds' ratios |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    peer = flows["peer"]
+    for t, rs in flows.items():
+        if not rs:
+            continue
+        total = summed(rs)
+        done = 100.0 * total.get("completed", 0) / max(1, sum(total.values()))
+        ratio = f"{rate(rs) / rate(peer):.2f}x" if peer else "-"
+        each = ratios(rs, peer, "per_second") if peer and t != "peer" else ""
+        print(f"| {t} | {rate(rs):.0f} | {median([r['p50_ms'] for r in rs]):.1f} | {median([r['p99_ms'] for r in rs]):.1f} "
+              f"| {done:.1f}% | {ratio} | {each} |")
     print()
 if any(get("memory", t) for t in ["postgres", "sqlite", "peer"]):
     print("| process | peak resident memory (MiB) |")
@@ -83,15 +116,6 @@ if any(get("memory", t) for t in ["postgres", "sqlite", "peer"]):
         if r:
             print(f"| {'ciba-api on ' + t if t != 'peer' else 'node-oidc-provider'} | {r['peak_rss_kib'] / 1024:.1f} |")
     print()
-
-
-def summed(rs):
-    """The outcomes of several runs added up."""
-    total = {}
-    for r in rs:
-        for k, v in r["outcomes"].items():
-            total[k] = total.get(k, 0) + v
-    return total
 
 
 def by_status(outcomes):

@@ -7,8 +7,10 @@
 #     minute falls on all three alike),
 #   - poll p50 at 1,000 and at 1,000,000 stored requests (paced load on 1,000 pending ids; two
 #     databases, each with its own API process, polled in alternated rounds),
+#   - polls that come too fast (64 connections over 2,000 pending requests each, so nearly
+#     every answer is slow_down), in alternated rounds of the three targets like the above,
 #   - full flows per second (permission → app-authorize → signed approval → token; the peer:
-#     backchannel request → approval → token),
+#     backchannel request → approval → token), in alternated rounds of the three targets,
 #   - each server's peak resident memory,
 #   - paced polls without and with a flood of failing client authentications at the token
 #     endpoint (64 connections: wrong secrets for the polling client; made-up client ids), in
@@ -18,8 +20,9 @@
 # Knobs: BENCH_SECONDS (per measurement, split over the rounds; 15), BENCH_ROUNDS (5),
 # BENCH_PENDING (50000), BENCH_FILLER (1000000), BENCH_RATE (paced phases, 900/s),
 # BENCH_FLOOD_CONNS (64), BENCH_OVERSIZED (requests with oversized ids; 10000),
-# BENCH_ONLY=flood (only the flood and oversized-id phases, no peer), CIBA_TEST_PG_URL (admin
-# URL of a PostgreSQL server).
+# BENCH_ONLY=flood (only the flood and oversized-id phases, no peer), BENCH_ONLY=polls (only
+# the throughput and too-fast phases) or BENCH_ONLY=flows (only the full flows),
+# CIBA_TEST_PG_URL (admin URL of a PostgreSQL server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +35,10 @@ ROUND_SECS=$(( (SECS + ROUNDS - 1) / ROUNDS ))  # each stored size is polled SEC
 CONNS=64
 FLOOD_CONNS=${BENCH_FLOOD_CONNS:-64}
 FLOOD_FIRST=$((PENDING + 1)) FLOOD_LAST=$((PENDING + 2000))  # the flood phase's own pending requests
+FAST_FIRST=$((PENDING + 2001)) FAST_LAST=$((PENDING + 4000))  # the too-fast phase's own
 OVERSIZED=${BENCH_OVERSIZED:-10000}
 ONLY=${BENCH_ONLY:-}
-case "$ONLY" in ""|flood) ;; *) echo "BENCH_ONLY: empty or flood, not $ONLY" >&2; exit 1 ;; esac
+case "$ONLY" in ""|flood|polls|flows) ;; *) echo "BENCH_ONLY: empty, flood, polls or flows, not $ONLY" >&2; exit 1 ;; esac
 OUT=bench/out
 PG_ADMIN=${CIBA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 mkdir -p "$OUT"
@@ -44,7 +48,7 @@ RESULTS="$OUT/results.jsonl"
 cargo build --release --quiet -p ciba-api -p ciba-bench
 API=target/release/ciba-api
 LOAD=target/release/ciba-bench
-[ -n "$ONLY" ] || (cd bench/peer && npm install --silent --no-audit --no-fund >/dev/null 2>&1)
+[ "$ONLY" = flood ] || (cd bench/peer && npm install --silent --no-audit --no-fund >/dev/null 2>&1)
 
 NNIN=01019010046            # a made-up number with valid check digits
 PORT=18480         # the PostgreSQL API
@@ -56,6 +60,8 @@ export CIBA_POLL_INTERVAL=1 RUST_LOG=warn
 # One merchant and one user run every flow here: the abuse limits stay on (their cost is
 # measured) but out of reach, where the defaults would refuse most flows.
 export CIBA_LIMIT_USER_STARTS=1000000/60 CIBA_LIMIT_CLIENT_STARTS=1000000/60 CIBA_LIMIT_CLIENT_REGISTRATIONS=1000000/60
+# Each round of flows enrolls its own phone for the bench user.
+export CIBA_MAX_DEVICES_PER_USER=100
 export CIBA_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
 
 PIDS=()
@@ -119,16 +125,38 @@ start_ours() {
     $LOAD seed --database-url "$url" --client-id="$CID" --user-sub="$SUB" --pending-from 1 --pending-to "$PENDING" >&2
 }
 
-# poll_round TARGET SECONDS PHASE: closed-loop polls of one target's pending requests.
+# poll_round TARGET SECONDS PHASE [IDS PEER_IDS]: closed-loop polls of one target's pending
+# requests (ours: seeded:1-$PENDING unless IDS; the peer's: peer-ids.txt unless PEER_IDS).
 poll_round() {
-    local t=$1 secs=$2 phase=$3
+    local t=$1 secs=$2 phase=$3 ids=${4:-seeded:$PENDING} peer_ids=${5:-$OUT/peer-ids.txt}
     if [ "$t" = peer ]; then
-        $LOAD poll --token-url "$PEER_BASE/token" --client-id=bench --secret=bench-secret --ids "$OUT/peer-ids.txt" \
+        $LOAD poll --token-url "$PEER_BASE/token" --client-id=bench --secret=bench-secret --ids "$peer_ids" \
             --connections $CONNS --seconds "$secs" --target peer --phase "$phase"
     else
         $LOAD poll --token-url "${BASES[$t]}/oidc/v1/token" --client-id="${CIDS[$t]}" --secret="${SECRETS[$t]}" \
-            --ids "seeded:$PENDING" --connections $CONNS --seconds "$secs" --target "$t" --phase "$phase"
+            --ids "$ids" --connections $CONNS --seconds "$secs" --target "$t" --phase "$phase"
     fi
+}
+
+# too_fast_rounds: 64 connections over 2,000 pending requests of each target, as fast as
+# answers come: each request is polled many times a second, so after its first poll nearly
+# every answer is slow_down (and the interval soon at its maximum). Alternated rounds as for
+# the throughput, which this is compared with.
+too_fast_rounds() {
+    echo "== polls too fast: $ROUNDS rounds of postgres, sqlite, peer over 2,000 pending requests each" >&2
+    for t in postgres sqlite; do
+        $LOAD seed --database-url "${URLS[$t]}" --client-id="${CIDS[$t]}" --user-sub="${SUBS[$t]}" \
+            --pending-from $FAST_FIRST --pending-to $FAST_LAST >&2
+    done
+    $LOAD seed-peer --base $PEER_BASE --client-id=bench --secret=bench-secret --count 2000 --out "$OUT/peer-fast-ids.txt" >&2
+    for t in postgres sqlite peer; do
+        poll_round $t 2 warm-up "seeded:$FAST_FIRST-$FAST_LAST" "$OUT/peer-fast-ids.txt" >/dev/null
+    done
+    for _ in $(seq 1 "$ROUNDS"); do
+        for t in postgres sqlite peer; do
+            poll_round $t "$ROUND_SECS" poll-too-fast "seeded:$FAST_FIRST-$FAST_LAST" "$OUT/peer-fast-ids.txt" >> "$RESULTS"
+        done
+    done
 }
 
 # paced_comparison BACKEND SMALL_URL: poll cost at 1,000 and at $FILLER stored requests. The
@@ -155,15 +183,21 @@ paced_comparison() {
     kill -TERM "$small_pid"; wait "$small_pid" || true
 }
 
-# flows_and_memory BACKEND: full flows, then the API's peak memory over all its phases.
-flows_and_memory() {
-    local backend=$1 pid=${API_PIDS[$1]} code
-    echo "== $backend: full flows" >&2
-    code=$(DATABASE_URL=${URLS[$backend]} $API admin --json enrollment-codes create --nnin $NNIN | json code)
-    $LOAD flows-ours --base "${BASES[$backend]}" --client-id="${CIDS[$backend]}" --secret="${SECRETS[$backend]}" --nnin $NNIN \
-        --enrollment-code="$code" --seconds "$SECS" --target "$backend" >> "$RESULTS"
-    echo "{\"phase\": \"memory\", \"target\": \"$backend\", \"peak_rss_kib\": $(awk '/VmHWM/ {print $2}' "/proc/$pid/status")}" >> "$RESULTS"
-    kill -TERM "$pid"; wait "$pid" || true
+# flow_round TARGET: one round of full flows (ours: with a phone enrolled for the round).
+flow_round() {
+    local t=$1 code
+    if [ "$t" = peer ]; then
+        $LOAD flows-peer --base $PEER_BASE --client-id=bench --secret=bench-secret --seconds "$ROUND_SECS"
+    else
+        code=$(DATABASE_URL=${URLS[$t]} $API admin --json enrollment-codes create --nnin $NNIN | json code)
+        $LOAD flows-ours --base "${BASES[$t]}" --client-id="${CIDS[$t]}" --secret="${SECRETS[$t]}" --nnin $NNIN \
+            --enrollment-code="$code" --seconds "$ROUND_SECS" --target "$t"
+    fi
+}
+
+# peak_memory TARGET PID: the process's peak resident memory over all its phases.
+peak_memory() {
+    echo "{\"phase\": \"memory\", \"target\": \"$1\", \"peak_rss_kib\": $(awk '/VmHWM/ {print $2}' "/proc/$2/status")}" >> "$RESULTS"
 }
 
 # flood_rounds BACKEND PREFIX ROUNDS [SOURCE]: on the API at $FLOOD_PORT, paced polls of the
@@ -247,21 +281,38 @@ $LOAD seed-peer --base $PEER_BASE --client-id=bench --secret=bench-secret --coun
 
 # Throughput in alternated rounds: the host's speed drifts from minute to minute (by a
 # quarter on some hosts), and rounds spread that drift over the three targets alike.
-echo "== throughput over $PENDING pending requests each: $ROUNDS rounds of postgres, sqlite, peer" >&2
+if [ "$ONLY" != flows ]; then
+    echo "== throughput over $PENDING pending requests each: $ROUNDS rounds of postgres, sqlite, peer" >&2
+    for _ in $(seq 1 "$ROUNDS"); do
+        for t in postgres sqlite peer; do poll_round $t "$ROUND_SECS" poll-throughput >> "$RESULTS"; done
+    done
+    too_fast_rounds
+fi
+if [ "$ONLY" = polls ]; then
+    kill $PEER; wait $PEER 2>/dev/null || true
+    rm -rf "$SQLITE_DIR"
+    python3 bench/report.py "$RESULTS" > "$OUT/RESULTS.md"
+    cat "$OUT/RESULTS.md"
+    exit 0
+fi
+
+if [ "$ONLY" != flows ]; then
+    paced_comparison postgres "${PG_ADMIN%/*}/${PG_DB}_small"
+    paced_comparison sqlite "sqlite://$SQLITE_DIR/small.db"
+    flood_phase postgres
+    flood_phase sqlite
+fi
+# Full flows in alternated rounds, as the throughput: the host's drift falls on all three.
+echo "== full flows: $ROUNDS rounds of postgres, sqlite, peer" >&2
+for t in postgres sqlite; do flow_round $t >/dev/null; done  # warm-up
 for _ in $(seq 1 "$ROUNDS"); do
-    for t in postgres sqlite peer; do poll_round $t "$ROUND_SECS" poll-throughput >> "$RESULTS"; done
+    for t in postgres sqlite peer; do flow_round $t >> "$RESULTS"; done
 done
-
-paced_comparison postgres "${PG_ADMIN%/*}/${PG_DB}_small"
-paced_comparison sqlite "sqlite://$SQLITE_DIR/small.db"
-flood_phase postgres
-flood_phase sqlite
-flows_and_memory postgres
-flows_and_memory sqlite
-
-echo "== peer: full flows" >&2
-$LOAD flows-peer --base $PEER_BASE --client-id=bench --secret=bench-secret --seconds "$SECS" >> "$RESULTS"
-echo "{\"phase\": \"memory\", \"target\": \"peer\", \"peak_rss_kib\": $(awk '/VmHWM/ {print $2}' /proc/$PEER/status)}" >> "$RESULTS"
+for t in postgres sqlite; do
+    peak_memory $t "${API_PIDS[$t]}"
+    kill -TERM "${API_PIDS[$t]}"; wait "${API_PIDS[$t]}" || true
+done
+peak_memory peer $PEER
 kill $PEER; wait $PEER 2>/dev/null || true
 rm -rf "$SQLITE_DIR"
 

@@ -12,9 +12,9 @@ use crate::support;
 
 use ciba_store::auth_requests as requests;
 use ciba_store::jobs;
+use ciba_worker::{periodic, queue, Ctx};
 use diesel::RunQueryDsl;
 use serde_json::json;
-use ciba_worker::{periodic, queue, Ctx};
 use std::sync::Arc;
 use std::time::Duration;
 use support::app::{App, Merchant};
@@ -204,7 +204,11 @@ async fn retries_after_500s_and_downtime_but_not_after_4xx_or_redirects(b: Backe
     assert!(moved.last_error.unwrap().contains("302"));
     // The 500 and the receiver that is down are retried, and nothing before its time.
     assert_eq!(queue::run_due(&ctx).await, 0, "not due yet");
-    assert_eq!(next_pass().await, 2, "the 503 and the second failed connection");
+    assert_eq!(
+        next_pass().await,
+        2,
+        "the 503 and the second failed connection"
+    );
     // The receiver that was down comes up; the retry reaches it. 500, 503, then 200:
     // delivered on the third attempt.
     let late = Receiver::start_on(down_port).await;
