@@ -304,7 +304,7 @@ if [ "$ONLY" != flows ]; then
 fi
 # Full flows in alternated rounds, as the throughput: the host's drift falls on all three.
 echo "== full flows: $ROUNDS rounds of postgres, sqlite, peer" >&2
-for t in postgres sqlite; do flow_round $t >/dev/null; done  # warm-up
+for t in postgres sqlite peer; do flow_round $t >/dev/null; done  # warm-up (the peer's JIT too)
 for _ in $(seq 1 "$ROUNDS"); do
     for t in postgres sqlite peer; do flow_round $t >> "$RESULTS"; done
 done
