@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use ciba_api::auth::{authenticate, AuthRequest, Endpoint, Method};
+use ciba_api::auth::{authenticate, Endpoint, Method, OfferedCredentials};
 use ciba_api::crypto::password::hash_secret;
 use ciba_api::state::AppState;
 use ciba_domain::client::SigningAlg;
@@ -113,7 +113,7 @@ async fn bearer(
     token: &str,
 ) -> Result<ciba_api::auth::Authenticated, ciba_api::error::ApiError> {
     let header = format!("Bearer {token}");
-    let req = AuthRequest {
+    let req = OfferedCredentials {
         authorization: Some(&header),
         form: None,
         endpoint: "https://ciba.test/permissions/v1/",
@@ -204,7 +204,7 @@ async fn bearer_access_tokens(b: Backend) {
         );
     }
     // client secrets are not accepted outside the token and backchannel endpoints
-    let req = AuthRequest {
+    let req = OfferedCredentials {
         authorization: Some("Basic bWVyY2hhbnQtMTpzZWNyZXQ="),
         form: None,
         endpoint: "x",

@@ -223,10 +223,10 @@ async fn reference_document_flow(b: Backend) {
         )
         .await;
     assert_eq!(perm["status"], "granted");
-    // the user's access token does not authenticate the merchant
+    // the user's access token (from the redemption above) does not authenticate the merchant
     srv.get_bearer(
         &format!("/permissions/v1/{}", created["id"].as_str().unwrap()),
-        again["access_token"].as_str().unwrap_or("x"),
+        tokens.str("access_token"),
     )
     .await
     .expect(401);

@@ -78,7 +78,7 @@ impl Authenticated {
 }
 
 /// What a request offers to authenticate with.
-pub struct AuthRequest<'a> {
+pub struct OfferedCredentials<'a> {
     pub authorization: Option<&'a str>,
     pub form: Option<&'a Form>,
     /// The full URL of the endpoint, an accepted `aud` of a `private_key_jwt`.
@@ -103,7 +103,7 @@ pub enum Endpoint {
     Api,
 }
 
-impl<'a> AuthRequest<'a> {
+impl<'a> OfferedCredentials<'a> {
     /// What `caller` offers at `endpoint` (of `kind`), with the request's `form` if any.
     pub fn of(
         caller: &'a Caller,
@@ -152,7 +152,7 @@ pub(crate) fn invalid_client(description: &'static str, bearer: bool, basic: boo
         .with_challenge(challenge_for(bearer, basic))
 }
 
-fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
+fn credential<'a>(req: &OfferedCredentials<'a>) -> ApiResult<Credential<'a>> {
     let mut found: Vec<Credential<'a>> = Vec::new();
     if let Some(h) = req.authorization {
         let (scheme, value) = h.split_once(' ').unwrap_or((h, ""));
@@ -206,7 +206,7 @@ fn credential<'a>(req: &AuthRequest<'a>) -> ApiResult<Credential<'a>> {
 /// before any verification; each failure (`invalid_client`) is counted.
 pub async fn authenticate(
     state: &AppState,
-    req: AuthRequest<'_>,
+    req: OfferedCredentials<'_>,
     now: i64,
 ) -> ApiResult<Authenticated> {
     let started = tokio::time::Instant::now();
@@ -248,7 +248,7 @@ pub async fn authenticate(
 
 async fn authenticate_unlimited(
     state: &AppState,
-    req: &AuthRequest<'_>,
+    req: &OfferedCredentials<'_>,
     now: i64,
 ) -> ApiResult<Authenticated> {
     let cred = credential(req)?;
@@ -377,7 +377,7 @@ pub async fn use_claims_jti(
 
 /// The client a request claims to be, unverified (the audit trail names it in a failure):
 /// a `client_id`, Basic's user, or an assertion's `iss`; at most an id's length.
-fn claimed_client(req: &AuthRequest<'_>) -> Option<String> {
+fn claimed_client(req: &OfferedCredentials<'_>) -> Option<String> {
     let form_id = req.form.and_then(|f| f.get("client_id").ok().flatten());
     let basic = req.authorization.and_then(|h| {
         let (scheme, value) = h.split_once(' ')?;

@@ -2,7 +2,7 @@
 //! `POST /oidc/v1/bc-authorize` (CIBA Core §7). Both verify the permission token, check the
 //! scope, resolve the user and store the request together with the token's single use.
 
-use crate::auth::{self, AuthRequest, Authenticated, Endpoint};
+use crate::auth::{self, Authenticated, Endpoint, OfferedCredentials};
 use crate::error::{oauth_error, private_reply, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
@@ -124,7 +124,7 @@ async fn open(
 ) -> ApiResult<(Form, Authenticated)> {
     let form = Form::parse(content_type, body)?;
     let endpoint = state.config.endpoint(at.path);
-    let req = AuthRequest::of(caller, Some(&form), &endpoint, at.kind);
+    let req = OfferedCredentials::of(caller, Some(&form), &endpoint, at.kind);
     let client = auth::authenticate(state, req, now).await?;
     client.require_scope(at.scope)?;
     limits::check(state, Limit::ClientStarts, &client.client.id, at.route, now).await?;

@@ -1,7 +1,7 @@
 //! The token endpoint `POST /oidc/v1/token`: `client_credentials` here; the CIBA grant lives
 //! in its own module.
 
-use crate::auth::{self, AuthRequest, Endpoint, Method};
+use crate::auth::{self, Endpoint, Method, OfferedCredentials};
 use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
@@ -37,7 +37,7 @@ pub async fn token(
         // are read only for an authenticated client.
         let grant = Grant::of(&form)?;
         let endpoint = state.config.endpoint("/oidc/v1/token");
-        let req = AuthRequest::of(&caller, Some(&form), &endpoint, Endpoint::Grant);
+        let req = OfferedCredentials::of(&caller, Some(&form), &endpoint, Endpoint::Grant);
         let client = sender_constrained(auth::authenticate(&state, req, now).await?)?;
         match TokenRequest::of(grant, &form)? {
             TokenRequest::ClientCredentials { scope } => {

@@ -4,7 +4,7 @@
 //! count it under the route.
 
 use crate::auth::device::{authenticate_device, AuthenticatedDevice};
-use crate::auth::{self, AuthRequest, Authenticated, Endpoint};
+use crate::auth::{self, Authenticated, Endpoint, OfferedCredentials};
 use crate::error::{private_reply, ApiError};
 use crate::http::caller::{caller, Caller};
 use crate::state::{now, AppState};
@@ -31,7 +31,7 @@ pub fn merchant(
             let state = state.clone();
             async move {
                 let endpoint = state.config.endpoint(path);
-                let req = AuthRequest::of(&caller, None, &endpoint, Endpoint::Api);
+                let req = OfferedCredentials::of(&caller, None, &endpoint, Endpoint::Api);
                 let client = auth::authenticate(&state, req, now())
                     .await
                     .map_err(refuse)?;
