@@ -22,6 +22,8 @@
 # BENCH_FLOOD_CONNS (64), BENCH_OVERSIZED (requests with oversized ids; 10000),
 # BENCH_ONLY=flood (only the flood and oversized-id phases, no peer), BENCH_ONLY=polls (only
 # the throughput and too-fast phases) or BENCH_ONLY=flows (only the full flows),
+# BENCH_PROFILE=1 (after the flow rounds, one more round per target under `perf record -a`:
+# bench/out/profile-*.txt),
 # CIBA_TEST_PG_URL (admin URL of a PostgreSQL server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -183,16 +185,36 @@ paced_comparison() {
     kill -TERM "$small_pid"; wait "$small_pid" || true
 }
 
-# flow_round TARGET: one round of full flows (ours: with a phone enrolled for the round).
+# flow_round TARGET [PERF_OUT]: one round of full flows (ours: with a phone enrolled for the
+# round); with PERF_OUT, the whole machine is sampled meanwhile (perf record -a -g).
 flow_round() {
-    local t=$1 code
+    local t=$1 perf_out=${2:-} code
+    local profile=()
+    [ -z "$perf_out" ] || profile=(perf record -q -a -g -F 999 -o "$perf_out" --)
     if [ "$t" = peer ]; then
-        $LOAD flows-peer --base $PEER_BASE --client-id=bench --secret=bench-secret --seconds "$ROUND_SECS"
+        "${profile[@]}" $LOAD flows-peer --base $PEER_BASE --client-id=bench --secret=bench-secret --seconds "$ROUND_SECS"
     else
         code=$(DATABASE_URL=${URLS[$t]} $API admin --json enrollment-codes create --nnin $NNIN | json code)
-        $LOAD flows-ours --base "${BASES[$t]}" --client-id="${CIDS[$t]}" --secret="${SECRETS[$t]}" --nnin $NNIN \
+        "${profile[@]}" $LOAD flows-ours --base "${BASES[$t]}" --client-id="${CIDS[$t]}" --secret="${SECRETS[$t]}" --nnin $NNIN \
             --enrollment-code="$code" --seconds "$ROUND_SECS" --target "$t"
     fi
+}
+
+# profile_flows: BENCH_PROFILE=1: one more round of flows per target under perf, and where
+# the machine's samples went, by process and by function ($OUT/profile-TARGET.txt).
+profile_flows() {
+    command -v perf >/dev/null || { echo "BENCH_PROFILE: perf is not installed" >&2; return 1; }
+    for t in postgres sqlite peer; do
+        echo "== $t: one round of flows under perf" >&2
+        flow_round $t "$OUT/perf-$t.data" > "$OUT/profile-$t.jsonl"
+        {
+            cat "$OUT/profile-$t.jsonl"
+            echo "-- samples by process"
+            perf report -q -i "$OUT/perf-$t.data" --no-children --sort comm --stdio 2>/dev/null | head -20
+            echo "-- samples by process and function"
+            perf report -q -i "$OUT/perf-$t.data" --no-children --sort comm,dso,sym --stdio -g none 2>/dev/null | head -60
+        } > "$OUT/profile-$t.txt"
+    done
 }
 
 # peak_memory TARGET PID: the process's peak resident memory over all its phases.
@@ -308,6 +330,7 @@ for t in postgres sqlite peer; do flow_round $t >/dev/null; done  # warm-up (the
 for _ in $(seq 1 "$ROUNDS"); do
     for t in postgres sqlite peer; do flow_round $t >> "$RESULTS"; done
 done
+[ -z "${BENCH_PROFILE:-}" ] || profile_flows
 for t in postgres sqlite; do
     peak_memory $t "${API_PIDS[$t]}"
     kill -TERM "${API_PIDS[$t]}"; wait "${API_PIDS[$t]}" || true

@@ -9,7 +9,7 @@ use crate::http::form::Form;
 use crate::http::reply::json_response;
 use crate::limits::{self, Limit};
 use crate::service::authorize::{
-    claim_token, hinted_user, key_protections, login_permission, start, usable_permission,
+    claim_permission, hinted_user, key_protections, login_permission, start,
     verify_permission_token, Start,
 };
 use crate::service::signed_request;
@@ -146,8 +146,7 @@ pub async fn app_authorize(
         let requested_expiry = parse_requested_expiry(form.get("requested_expiry")?)?;
         let notification_token = notification_token(&form, &client.client)?;
         let permission_id = verify_permission_token(&state, token, &client.client, now)?;
-        let permission = usable_permission(&state, permission_id, &client.client, Intent::App2App, now).await?;
-        claim_token(&state, &permission, now).await?;
+        let permission = claim_permission(&state, permission_id, &client.client, Intent::App2App, now).await?;
         let (user_sub, devices) = hinted_user(&state, &permission).await?;
         // Counted before the device match: guessing a user's phone model spends the user's
         // budget too, not only the client's registrations.
@@ -209,7 +208,7 @@ pub async fn bc_authorize(
         let (permission, new_permission) = match given[0] {
             "login_hint_token" => {
                 let id = verify_permission_token(&state, form.require("login_hint_token")?, &client.client, now)?;
-                (usable_permission(&state, id, &client.client, Intent::Ciba, now).await?, None)
+                (claim_permission(&state, id, &client.client, Intent::Ciba, now).await?, None)
             }
             "login_hint" => {
                 // CIBA §13: nothing else tells the user which request to approve.
@@ -222,9 +221,6 @@ pub async fn bc_authorize(
             }
             _ => return Err(oauth_error(ErrorCode::InvalidRequest, "id_token_hint is not supported")),
         };
-        if new_permission.is_none() {
-            claim_token(&state, &permission, now).await?;
-        }
         let user = hinted_user(&state, &permission).await;
         if new_permission.is_some() && user.as_ref().is_err_and(|e| e.code() == ErrorCode::UnknownUserId) {
             // A plain login_hint answers whether an NNIN is enrolled, like user-exists: it

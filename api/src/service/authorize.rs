@@ -3,7 +3,7 @@
 //! The handlers in `crate::handlers::authorize` parse, check limits and order these steps.
 
 use crate::auth::Authenticated;
-use crate::error::{oauth_error, ApiResult};
+use crate::error::{oauth_error, ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::assurance::KeyProtection;
 use ciba_domain::audit::{action, Actor, Origin, Outcome};
@@ -65,8 +65,13 @@ pub(crate) fn verify_permission_token(
         .ok_or_else(invalid)
 }
 
-/// The permission behind a token: owned, with `intent`, pending, unexpired, unused.
-pub(crate) async fn usable_permission(
+/// Contract §5: the permission behind a token (owned, with `intent`, pending, unexpired,
+/// unused), and its token used up, in one transaction. A request that got past client
+/// authentication and token verification uses the token up whatever its answer: it is
+/// claimed with a conditional update before anything about the user or their phones is
+/// looked at, so parallel calls with one token cannot each learn something (one phone model
+/// per call): exactly one of them gets past this point.
+pub(crate) async fn claim_permission(
     state: &AppState,
     id: String,
     client: &Client,
@@ -74,15 +79,27 @@ pub(crate) async fn usable_permission(
     now: i64,
 ) -> ApiResult<PermissionRow> {
     let client_id = client.id.clone();
-    let p = state
-        .db(move |c| perms::find_owned(c, &id, &client_id))
+    state
+        .db_write(move |c| {
+            let Some(p) = perms::find_owned(c, &id, &client_id)? else {
+                return Ok(Err(oauth_error(
+                    ErrorCode::InvalidRequest,
+                    "login_hint_token names no permission of this client",
+                )));
+            };
+            if let Err(refused) = usable(&p, intent, now) {
+                return Ok(Err(refused));
+            }
+            if !perms::use_token(c, &p.id, now)? {
+                return Ok(Err(already_used()));
+            }
+            Ok(Ok(p))
+        })
         .await?
-        .ok_or_else(|| {
-            oauth_error(
-                ErrorCode::InvalidRequest,
-                "login_hint_token names no permission of this client",
-            )
-        })?;
+}
+
+/// Whether a permission read for a token may start a request with `intent` at `now`.
+fn usable(p: &PermissionRow, intent: Intent, now: i64) -> ApiResult<()> {
     if !p.intents.split(' ').any(|i| i == intent.as_str()) {
         return Err(OAuthError::invalid_request(format!(
             "the permission does not have intent {}",
@@ -97,12 +114,16 @@ pub(crate) async fn usable_permission(
         ));
     }
     if p.status != PermissionStatus::Pending.as_str() || p.token_used_at.is_some() {
-        return Err(oauth_error(
-            ErrorCode::InvalidRequest,
-            "login_hint_token was already used",
-        ));
+        return Err(already_used());
     }
-    Ok(p)
+    Ok(())
+}
+
+fn already_used() -> ApiError {
+    oauth_error(
+        ErrorCode::InvalidRequest,
+        "login_hint_token was already used",
+    )
 }
 
 /// The user behind a permission, who must have at least one active device.
@@ -138,28 +159,6 @@ pub(crate) fn key_protections<'a>(
     devices
         .map(|d| KeyProtection::parse(&d.key_protection).unwrap_or(KeyProtection::Software))
         .collect()
-}
-
-/// Contract §5: a request that got past client authentication and token verification uses
-/// the token up, whatever its answer. Claimed with a conditional update before anything about
-/// the user or their phones is looked at, so parallel calls with one token cannot each learn
-/// something (one phone model per call): exactly one of them gets past this point.
-pub(crate) async fn claim_token(
-    state: &AppState,
-    permission: &PermissionRow,
-    now: i64,
-) -> ApiResult<()> {
-    let id = permission.id.clone();
-    if !state
-        .db_write_one(move |c| perms::use_token(c, &id, now))
-        .await?
-    {
-        return Err(oauth_error(
-            ErrorCode::InvalidRequest,
-            "login_hint_token was already used",
-        ));
-    }
-    Ok(())
 }
 
 pub(crate) struct Start<'a> {
