@@ -210,9 +210,9 @@ profile_flows() {
         {
             cat "$OUT/profile-$t.jsonl"
             echo "-- samples by process"
-            perf report -q -i "$OUT/perf-$t.data" --no-children --sort comm --stdio 2>/dev/null | head -20
+            (perf report -q -i "$OUT/perf-$t.data" --no-children --sort comm --stdio 2>/dev/null | head -20) || true
             echo "-- samples by process and function"
-            perf report -q -i "$OUT/perf-$t.data" --no-children --sort comm,dso,sym --stdio -g none 2>/dev/null | head -60
+            (perf report -q -i "$OUT/perf-$t.data" --no-children --sort comm,dso,sym --stdio -g none 2>/dev/null | head -60) || true
         } > "$OUT/profile-$t.txt"
     done
 }

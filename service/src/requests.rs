@@ -73,7 +73,10 @@ fn follow(
     user_sub: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
-    permissions::follow_request(conn, &row.id, status.permission_status(), user_sub, now)?;
+    if let Some(pid) = &row.permission_id {
+        let ids = (pid.as_str(), row.id.as_str());
+        permissions::follow_request(conn, ids, status.permission_status(), user_sub, now)?;
+    }
     if row.client_notification_token.is_some() {
         jobs::enqueue_ping(conn, &row.id, now)?;
     }

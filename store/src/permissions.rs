@@ -140,16 +140,19 @@ pub fn use_token(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<boo
     Ok(n == 1)
 }
 
-/// The permission a request was started from follows the request's end (`status`), if it
-/// is still pending; `user_sub` records who decided. Returns whether it changed.
+/// The permission `permission_id` that the request `auth_req_id` was started from follows the
+/// request's end (`status`), if it is still pending; `user_sub` records who decided. Returns
+/// whether it changed. Found by its key (the request names it): a search by `auth_req_id`
+/// read the whole table at every decision.
 pub fn follow_request(
     conn: &mut DbConnection,
-    auth_req_id: &str,
+    (permission_id, auth_req_id): (&str, &str),
     status: PermissionStatus,
     user_sub: Option<&str>,
     now: i64,
 ) -> StoreResult<bool> {
     let target = permissions::table
+        .filter(permissions::id.eq(permission_id))
         .filter(permissions::auth_req_id.eq(auth_req_id))
         .filter(permissions::status.eq(PENDING));
     let n = match user_sub {
