@@ -11,11 +11,14 @@ pub fn now() -> i64 {
 
 /// The wall clock in milliseconds (for poll pacing).
 pub fn now_ms() -> i64 {
-    let wall = std::time::SystemTime::now()
+    wall_ms().saturating_add(offset_ms())
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    wall.saturating_add(offset_ms())
+        .unwrap_or(0)
 }
 
 #[cfg(not(feature = "test-clock"))]
@@ -28,8 +31,15 @@ const fn offset_ms() -> i64 {
 fn offset_ms() -> i64 {
     static FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
     FILE.get_or_init(|| std::env::var_os("CIBA_TEST_CLOCK_FILE").map(Into::into))
-        .as_ref()
-        .and_then(|path| std::fs::read_to_string(path).ok())
+        .as_deref()
+        .map_or(0, offset_in)
+}
+
+/// The milliseconds written in a test's offset file (0 when it is missing or unreadable).
+#[cfg(feature = "test-clock")]
+fn offset_in(path: &std::path::Path) -> i64 {
+    std::fs::read_to_string(path)
+        .ok()
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(0)
 }
@@ -53,11 +63,7 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         #[cfg(feature = "test-clock")]
         if let Some(path) = &self.offset_file {
-            let offset = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|text| text.trim().parse::<i64>().ok())
-                .unwrap_or(0);
-            return now_ms().saturating_sub(offset_ms()).saturating_add(offset);
+            return wall_ms().saturating_add(offset_in(path));
         }
         now_ms()
     }
