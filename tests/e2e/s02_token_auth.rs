@@ -7,9 +7,8 @@ use crate::support;
 use serde_json::json;
 use support::app::{jti, now};
 use support::keys::{raw_jwt, EcKey};
-use support::{Backend, TestServer};
+use support::{Backend, TestServer, ASSERTION_TYPE};
 
-const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const MERCHANT_SCOPES: &str = "permissions/client permissions/app2app openid profile";
 
 async fn bad_credentials_and_scopes_are_refused(b: Backend) {

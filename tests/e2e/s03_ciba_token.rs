@@ -11,7 +11,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{json, Value};
 use support::app::*;
-use support::{Backend, Reply, TestServer};
+use support::{with_assertion, Backend, Reply, TestServer};
 
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
 const FAST: &[(&str, &str)] = &[("CIBA_POLL_INTERVAL", "1")];
@@ -158,15 +158,10 @@ async fn reference_document_flow(b: Backend) {
     s.ok();
     let auth_req_id = s.str("auth_req_id");
     // step 10 before the user is done
-    let assertion = [
-        ("client_assertion", access_token.as_str()),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("grant_type", CIBA),
-        ("auth_req_id", auth_req_id),
-    ];
+    let assertion = with_assertion(
+        &access_token,
+        &[("grant_type", CIBA), ("auth_req_id", auth_req_id)],
+    );
     let r = srv.post(&token_path, None, &assertion).await;
     r.expect_error(400, "authorization_pending");
     assert_eq!(r.header("cache-control"), Some("no-store"));

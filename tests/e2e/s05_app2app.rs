@@ -10,7 +10,7 @@ use ciba_store::schema::{auth_requests, permissions};
 use diesel::prelude::*;
 use serde_json::{json, Value};
 use support::app::*;
-use support::{Backend, TestServer};
+use support::{with_assertion, Backend, TestServer};
 
 async fn approve_flow_end_to_end(b: Backend) {
     let srv = TestServer::start(b).await;
@@ -218,12 +218,8 @@ async fn permission_tokens_are_checked(b: Backend) {
         let srv = &srv;
         let who_token = who.token.clone();
         async move {
-            let mut form: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            form.push((
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ));
-            form.push(("client_assertion", &who_token));
+            let fields: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let form = with_assertion(&who_token, &fields);
             srv.post("/oidc/v1/app-authorize", None, &form).await
         }
     };

@@ -3,13 +3,13 @@
 //! a client's published keys (`--jwks-uri`) are fetched; over real HTTP on both backends.
 #![allow(clippy::unwrap_used)]
 
-use crate::s11_fapi::{assertion, jwks_file, register, with_assertion, CC, SCOPES};
+use crate::s11_fapi::{assertion, jwks_file, register, CC, SCOPES};
 use crate::support;
 
 use serde_json::{json, Value};
 use support::app::{nnin, App, IPHONE};
 use support::keys::EcKey;
-use support::{Backend, TestServer};
+use support::{with_assertion, Backend, TestServer};
 
 async fn each_method_accepts_only_its_own_credentials(b: Backend) {
     let srv = TestServer::start(b).await;

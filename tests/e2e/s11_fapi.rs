@@ -11,9 +11,8 @@ use serde_json::{json, Value};
 use support::app::{jti, nnin, now, App, IPHONE};
 use support::keys::{verify_with_jwks, EcKey, RsaKey};
 use support::tls::{ClientIdentity, Pki};
-use support::{Backend, Reply, TestServer};
+use support::{with_assertion, Backend, Reply, TestServer};
 
-pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 pub(crate) const SCOPES: &str = "permissions/client permissions/ciba openid";
 
 pub(crate) fn jwks_file(keys: &[&Value]) -> std::path::PathBuf {
@@ -33,18 +32,6 @@ pub(crate) fn register(srv: &TestServer, extra: &[&str]) -> Value {
 pub(crate) fn assertion(client: &str, aud: &str, sign: impl Fn(&Value) -> String) -> String {
     let t = now();
     sign(&json!({"iss": client, "sub": client, "aud": aud, "iat": t, "exp": t + 60, "jti": jti()}))
-}
-
-pub(crate) fn with_assertion<'a>(
-    assertion: &'a str,
-    fields: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    let mut form = vec![
-        ("client_assertion_type", ASSERTION_TYPE),
-        ("client_assertion", assertion),
-    ];
-    form.extend_from_slice(fields);
-    form
 }
 
 /// Form fields beside the credentials.

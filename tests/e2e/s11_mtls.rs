@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::Value;
 use support::app::{jti, nnin, App, IPHONE};
 use support::tls::{ClientIdentity, Pki};
-use support::{Backend, Reply, TestServer};
+use support::{with_assertion, Backend, Reply, TestServer};
 
 const SCOPES: &str = "permissions/client permissions/ciba openid";
 const BANK_DN: &str = "CN=bank-client, O=Bank ASA";
@@ -171,14 +171,7 @@ async fn self_signed_tls_client_auth(b: Backend) {
     let assertion = robot.sign_es256(&serde_json::json!({
         "iss": id, "sub": id, "aud": token_url, "iat": t, "exp": t + 60, "jti": jti()
     }));
-    let form = [
-        ("grant_type", "client_credentials"),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", assertion.as_str()),
-    ];
+    let form = with_assertion(&assertion, &[("grant_type", "client_credentials")]);
     post(&pki.http(None), &token_url, &form)
         .await
         .expect_error(401, "invalid_client");

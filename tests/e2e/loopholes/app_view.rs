@@ -3,7 +3,7 @@
 
 use crate::support::app::{nnin, now, start, App, Merchant, IPHONE, SCOPES};
 use crate::support::keys::EcKey;
-use crate::support::{Backend, TestServer};
+use crate::support::{with_assertion, Backend, TestServer};
 use serde_json::json;
 
 const PIXEL: (&str, &str, &str) = ("android", "Google", "Pixel 8");
@@ -40,14 +40,7 @@ async fn failures_do_not_tell_what_exists(b: Backend) {
             .post(
                 "/oidc/v1/token",
                 None,
-                &[
-                    ("grant_type", "client_credentials"),
-                    (
-                        "client_assertion_type",
-                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                    ),
-                    ("client_assertion", &assertion),
-                ],
+                &with_assertion(&assertion, &[("grant_type", "client_credentials")]),
             )
             .await;
         answers.push((r.status, r.body));

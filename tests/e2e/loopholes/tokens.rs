@@ -3,12 +3,10 @@
 
 use super::{approved, redeem};
 use crate::support::app::{nnin, nonce_statement, now, App, Merchant, IPHONE, SCOPES};
-use crate::support::{Backend, TestServer};
+use crate::support::{Backend, TestServer, ASSERTION_TYPE};
 use ciba_store::schema::auth_requests;
 use diesel::prelude::*;
 use serde_json::json;
-
-const ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The thief of one user's access token tries to act as the merchant: redeem the merchant's
 /// other approved requests (other users' ID tokens) and register permissions.
@@ -31,7 +29,7 @@ async fn a_users_access_token_does_not_authenticate_the_merchant(b: Backend) {
         &[
             ("grant_type", "urn:openid:params:grant-type:ciba"),
             ("auth_req_id", &bob_req),
-            ("client_assertion_type", ASSERTION),
+            ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", stolen),
         ],
     )

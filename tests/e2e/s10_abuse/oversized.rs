@@ -3,7 +3,7 @@
 
 use crate::support::app::{nnin, App, Merchant, IPHONE, SCOPES};
 use crate::support::keys::EcKey;
-use crate::support::{Backend, TestServer};
+use crate::support::{with_assertion, Backend, TestServer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::json;
@@ -62,14 +62,7 @@ async fn oversized_identifiers_are_refused_without_growing_caches(backend: Backe
         srv.post(
             "/oidc/v1/token",
             None,
-            &[
-                ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
-                ("client_assertion", &assertion),
-            ],
+            &with_assertion(&assertion, &[("grant_type", "client_credentials")]),
         )
         .await
         .expect(401);

@@ -96,15 +96,8 @@ impl Merchant {
         path: &str,
         fields: &[(&str, &str)],
     ) -> Reply {
-        let mut form = vec![
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", self.token.as_str()),
-        ];
-        form.extend_from_slice(fields);
-        srv.post(path, None, &form).await
+        srv.post(path, None, &super::with_assertion(&self.token, fields))
+            .await
     }
 }
 

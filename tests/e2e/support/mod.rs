@@ -53,6 +53,23 @@ pub struct TestServer {
 }
 
 /// SIGTERM `child` and wait up to `limit`; returns whether it exited cleanly (else it is killed).
+/// `client_assertion_type` of a JWT client assertion (RFC 7523), our own access token
+/// presented as one included.
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A form authenticated by the JWT `assertion`, with `fields` after it.
+pub fn with_assertion<'a>(
+    assertion: &'a str,
+    fields: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", assertion),
+    ];
+    form.extend_from_slice(fields);
+    form
+}
+
 pub fn terminate(child: &mut Child, limit: Duration) -> bool {
     let _ = Command::new("kill")
         .arg("-TERM")
