@@ -52,7 +52,6 @@ pub struct TestServer {
     child: Option<Child>,
 }
 
-/// SIGTERM `child` and wait up to `limit`; returns whether it exited cleanly (else it is killed).
 /// `client_assertion_type` of a JWT client assertion (RFC 7523), our own access token
 /// presented as one included.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -70,6 +69,7 @@ pub fn with_assertion<'a>(
     form
 }
 
+/// SIGTERM `child` and wait up to `limit`; returns whether it exited cleanly (else it is killed).
 pub fn terminate(child: &mut Child, limit: Duration) -> bool {
     let _ = Command::new("kill")
         .arg("-TERM")
