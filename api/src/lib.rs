@@ -12,6 +12,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod poll_batch;
+pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -66,6 +66,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Sandbox(cmd) => match ciba_api::sandbox::script::run(config, cmd) {
+            Ok(value) => {
+                println!("{value}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Admin(args) => match ciba_api::admin::run(&config, args.command) {
             Ok(serde_json::Value::String(lines)) => {
                 // `audit export`: JSON lines as they are.

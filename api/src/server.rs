@@ -36,6 +36,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!(%addr, issuer = %state.config.issuer, backend = state.store.backend().as_str(), "listening");
 
     first_start_hint(&state).await;
+    if state.config.sandbox {
+        start_sandbox(&state).await?;
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(refresh_keys(state.clone(), stop_rx.clone()));
@@ -109,6 +112,24 @@ async fn first_start_hint(state: &AppState) {
              {issuer}/.well-known/openid-configuration"
         );
     }
+}
+
+/// Sandbox mode (contract §12): said loudly, test users seeded on the first start, and the
+/// simulated apps' automatic behaviours running.
+async fn start_sandbox(state: &AppState) -> Result<(), String> {
+    let s = state.clone();
+    let seeded = tokio::task::spawn_blocking(move || crate::sandbox::seed(&s, now()))
+        .await
+        .map_err(|e| e.to_string())??;
+    let issuer = &state.config.issuer;
+    tracing::warn!(
+        seeded,
+        page = %format!("{issuer}/sandbox"),
+        "SANDBOX MODE (CIBA_SANDBOX=true): test users with simulated authenticating apps whose \
+         approvals this server signs itself. Never use sandbox mode with real users."
+    );
+    tokio::spawn(crate::sandbox::autopilot::run(state.clone()));
+    Ok(())
 }
 
 /// TLS (when configured) and where client certificates come from (contract §11).

@@ -104,6 +104,13 @@ impl Decision {
         }
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Decline => "decline",
+        }
+    }
+
     /// The request status this decision leads to.
     pub fn status(self) -> RequestStatus {
         match self {

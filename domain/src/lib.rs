@@ -13,6 +13,7 @@ pub mod json;
 pub mod nnin;
 pub mod permission;
 pub mod rate;
+pub mod sandbox;
 pub mod scope;
 pub mod secret;
 pub mod status;

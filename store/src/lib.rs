@@ -14,6 +14,7 @@ pub mod keys;
 pub mod permissions;
 pub mod polling;
 pub mod rate_limits;
+pub mod sandbox;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;

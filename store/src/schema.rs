@@ -183,6 +183,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sandbox_users (user_sub) {
+        user_sub -> Text,
+        device_id -> Text,
+        private_key -> Text,
+        kek_id -> Text,
+        behaviour -> Text,
+        delay_secs -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     clients,
@@ -196,4 +208,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     used_jtis,
     jobs,
     rate_limits,
+    sandbox_users,
 );

@@ -91,6 +91,10 @@ pub fn action_of(command: &AdminCommand) -> &'static str {
         AdminCommand::Audit(AuditCommand::List(_)) => "admin.audit.list",
         AdminCommand::Audit(AuditCommand::Export(_)) => "admin.audit.export",
         AdminCommand::Kek(crate::cli::KekCommand::Rotate) => "admin.kek.rotate",
+        AdminCommand::Sandbox(crate::cli::SandboxAdminCommand::Users(u)) => match u {
+            crate::cli::SandboxUsersCommand::Create(_) => "admin.sandbox.users.create",
+            crate::cli::SandboxUsersCommand::List => "admin.sandbox.users.list",
+        },
     }
 }
 

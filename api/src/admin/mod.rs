@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 mod clients;
 mod people;
+pub mod sandbox;
 
 pub use clients::{validate_client_jwks, validate_https_url};
 
@@ -27,7 +28,7 @@ pub fn open_store(config: &Config) -> Result<Store, String> {
     Ok(store)
 }
 
-pub(crate) fn db_err(e: StoreError) -> String {
+pub fn db_err(e: StoreError) -> String {
     match e {
         StoreError::Conflict(_) => "already exists".into(),
         other => other.to_string(),
@@ -67,6 +68,7 @@ fn execute(
             clients::run(&store, c, &policy, rec, now)
         }
         AdminCommand::Users(c) => people::users(&store, c, rec, now),
+        AdminCommand::Sandbox(c) => sandbox::run(&store, config, c, rec, now),
         AdminCommand::EnrollmentCodes(c) => people::enrollment_codes(&store, config, c, rec, now),
         AdminCommand::Devices(c) => people::devices(&store, c, rec, now),
         AdminCommand::Keys(KeysCommand::Rotate { lead }) => {

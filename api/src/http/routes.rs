@@ -293,8 +293,38 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
     if serve_metrics {
         all = all.or(metrics_route(state.clone())).unify().boxed();
     }
+    // Outside sandbox mode the sandbox's paths are unknown (404), like any other.
+    if state.config.sandbox {
+        all = all.or(sandbox_routes(&state)).unify().boxed();
+    }
     let st = state.clone();
     all.recover(move |r| crate::http::recover::handle(st.clone(), r))
+        .unify()
+        .boxed()
+}
+
+/// `GET /sandbox` and `POST /sandbox/decisions` (contract §12).
+fn sandbox_routes(state: &AppState) -> BoxedFilter<(Response,)> {
+    use crate::sandbox::page;
+    let s = || with_state(state.clone());
+    let csrf = || warp::cookie::optional::<String>(page::CSRF_COOKIE);
+    let show = warp::path!("sandbox")
+        .and(warp::get())
+        .and(s())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(csrf())
+        .then(page::show);
+    let decide = warp::path!("sandbox" / "decisions")
+        .and(warp::post())
+        .and(s())
+        .and(header("content-type"))
+        .and(body())
+        .and(csrf())
+        .and(header("sec-fetch-site"))
+        .and(caller())
+        .then(page::post_decision);
+    instrument(state, "GET /sandbox", show)
+        .or(instrument(state, "POST /sandbox/decisions", decide))
         .unify()
         .boxed()
 }

@@ -73,6 +73,9 @@ pub struct Config {
     pub limits: LimitSettings,
     /// Direct peers whose `X-Forwarded-For` is believed (an ingress, a load balancer).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Sandbox mode (`CIBA_SANDBOX`, contract §12): test users with simulated apps and the
+    /// `/sandbox` page. Never on a production database.
+    pub sandbox: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -196,7 +199,20 @@ impl Config {
                 ))
             }
         };
+        let sandbox = env.flag("CIBA_SANDBOX", false)?;
+        if sandbox
+            && database_url.sqlite_path().is_none()
+            && !env.flag("CIBA_SANDBOX_ALLOW_POSTGRES", false)?
+        {
+            return Err(err(
+                "CIBA_SANDBOX",
+                "sandbox mode makes test users whose approvals the server signs itself: it is \
+                 refused on PostgreSQL (a production database) unless \
+                 CIBA_SANDBOX_ALLOW_POSTGRES=true",
+            ));
+        }
         Ok(Self {
+            sandbox,
             worker: WorkerSettings::from_env(&env)?,
             server: ServerSettings::from_env(&env)?,
             limits: LimitSettings::from_env(&env)?,

@@ -226,3 +226,30 @@ fn a_host_name_is_accepted_where_the_server_listens_and_the_issuer_follows_it() 
         assert_eq!(e.var, "CIBA_LISTEN", "{bad}");
     }
 }
+
+#[test]
+fn sandbox_is_refused_on_postgres_unless_allowed() {
+    let key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let pg = [
+        ("DATABASE_URL", "postgres://u@localhost/db"),
+        ("CIBA_KEY_ENCRYPTION_KEY", key),
+        ("CIBA_SANDBOX", "true"),
+    ];
+    let e = Config::from_map(&map(&pg)).unwrap_err().to_string();
+    assert!(
+        e.contains("CIBA_SANDBOX") && e.contains("CIBA_SANDBOX_ALLOW_POSTGRES"),
+        "{e}"
+    );
+    let mut allowed = pg.to_vec();
+    allowed.push(("CIBA_SANDBOX_ALLOW_POSTGRES", "true"));
+    assert!(Config::from_map(&map(&allowed)).unwrap().sandbox);
+    // SQLite needs no permission; off is the default.
+    let url = temp_db();
+    let on = [("DATABASE_URL", url.as_str()), ("CIBA_SANDBOX", "true")];
+    assert!(Config::from_map(&map(&on)).unwrap().sandbox);
+    assert!(
+        !Config::from_map(&map(&[("DATABASE_URL", &url)]))
+            .unwrap()
+            .sandbox
+    );
+}

@@ -308,6 +308,26 @@ pub fn reencrypt(store: &Store, kek: &Kek, by: &By<'_>) -> Result<usize, Keyring
                 key_store::reseal(c, &row.kid, &kek.seal(&der, &row.kid), kek.id())?;
                 resealed += 1;
             }
+            // Sandbox test users' simulated-app keys are sealed the same way.
+            for (sb, _) in ciba_store::sandbox::list(c)? {
+                if sb.kek_id == kek.id() {
+                    continue;
+                }
+                if sb.kek_id != previous {
+                    return Err(StoreError::Other(format!(
+                        "simulated app key {} is sealed under neither key (kek id {})",
+                        sb.device_id, sb.kek_id
+                    )));
+                }
+                let der = kek
+                    .open(&sb.private_key, &sb.device_id, &sb.kek_id)
+                    .map_err(|e| {
+                        StoreError::Other(format!("simulated app key {}: {e}", sb.device_id))
+                    })?;
+                let sealed = kek.seal(&der, &sb.device_id);
+                ciba_store::sandbox::reseal(c, &sb.user_sub, &sealed, kek.id())?;
+                resealed += 1;
+            }
             audit::record(c, by, action::KEK_ROTATED, Some(kek.id()), Outcome::Ok)?;
             Ok(resealed)
         })

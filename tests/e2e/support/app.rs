@@ -269,3 +269,6 @@ pub async fn start(
     )
     .await
 }
+
+/// The synthetic NNINs of the users sandbox mode seeds (README lists them).
+pub const SANDBOX_NNINS: [&str; 4] = ["01818010083", "02828510188", "03839010140", "04849510083"];

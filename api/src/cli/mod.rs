@@ -1,5 +1,11 @@
 //! Command line: `ciba-api [serve]`, `ciba-api migrate`, `ciba-api admin ...`.
 
+mod sandbox;
+
+pub use sandbox::{
+    Answer, BehaviourArg, CreateTestUser, SandboxAdminCommand, SandboxCommand, SandboxUsersCommand,
+};
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -56,6 +62,9 @@ pub enum Command {
     /// Operator commands.
     #[command(after_help = ADMIN_ENV)]
     Admin(AdminArgs),
+    /// Answer for a sandbox test user's simulated app (CIBA_SANDBOX=true only).
+    #[command(subcommand, after_help = DATABASE_ENV)]
+    Sandbox(SandboxCommand),
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +102,9 @@ pub enum AdminCommand {
     /// The key-encryption key (CIBA_KEY_ENCRYPTION_KEY).
     #[command(subcommand)]
     Kek(KekCommand),
+    /// Sandbox test users (CIBA_SANDBOX=true only).
+    #[command(subcommand)]
+    Sandbox(SandboxAdminCommand),
 }
 
 #[derive(Subcommand, Debug)]
