@@ -1,5 +1,9 @@
 //! Prometheus metrics, owned by a struct (no global statics), labelled by route template.
+//! The chart's dashboard and alert rules (`helm/ciba/dashboards`, `helm/ciba/alerts`) query
+//! them; the e2e suite checks every metric they name is here after a flow.
 
+use ciba_runtime::crypto::keyring::{KeyRing, REQUIRED_KEYS};
+use ciba_store::Store;
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -20,6 +24,17 @@ pub struct Metrics {
     /// Entries and bytes held by the in-memory caches, by cache.
     pub cache_entries: IntGaugeVec,
     pub cache_bytes: IntGaugeVec,
+    /// Authentication requests started and decided, by flow (`ciba`, `app2app`) and event.
+    pub flows: IntCounterVec,
+    /// Answers to the CIBA grant at the token endpoint: `issued` or the error code.
+    pub polls: IntCounterVec,
+    /// The last readiness check's answer: 1 ready, 0 not.
+    pub ready: IntGauge,
+    /// The database pool's connections by state (`idle`, `in_use`), and its maximum.
+    pub db_pool_connections: IntGaugeVec,
+    pub db_pool_max: IntGauge,
+    /// Seconds since the key signing now for each (purpose, alg) was activated.
+    pub signing_key_age: IntGaugeVec,
 }
 
 impl Metrics {
@@ -83,7 +98,46 @@ impl Metrics {
             &["cache"],
         )
         .expect("gauge");
-        let collectors: [Box<dyn Collector>; 8] = [
+        let flows = IntCounterVec::new(
+            Opts::new(
+                "flows_total",
+                "Authentication requests started, approved and declined, by flow and event",
+            ),
+            &["flow", "event"],
+        )
+        .expect("counter");
+        let polls = IntCounterVec::new(
+            Opts::new(
+                "polls_total",
+                "CIBA grant requests at the token endpoint by outcome (issued or the error code)",
+            ),
+            &["outcome"],
+        )
+        .expect("counter");
+        let ready = IntGauge::new(
+            "ready",
+            "The last readiness check's answer (1 ready: database up and migrated)",
+        )
+        .expect("gauge");
+        let db_pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "db_pool_connections",
+                "Database pool connections by state (idle, in_use)",
+            ),
+            &["state"],
+        )
+        .expect("gauge");
+        let db_pool_max =
+            IntGauge::new("db_pool_max_connections", "Database pool size limit").expect("gauge");
+        let signing_key_age = IntGaugeVec::new(
+            Opts::new(
+                "signing_key_age_seconds",
+                "Seconds since the key signing now was activated, by purpose and algorithm",
+            ),
+            &["purpose", "alg"],
+        )
+        .expect("gauge");
+        let collectors: [Box<dyn Collector>; 14] = [
             Box::new(poll_batch_size.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
@@ -92,6 +146,12 @@ impl Metrics {
             Box::new(rate_limited.clone()),
             Box::new(cache_entries.clone()),
             Box::new(cache_bytes.clone()),
+            Box::new(flows.clone()),
+            Box::new(polls.clone()),
+            Box::new(ready.clone()),
+            Box::new(db_pool_connections.clone()),
+            Box::new(db_pool_max.clone()),
+            Box::new(signing_key_age.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("register");
@@ -106,6 +166,12 @@ impl Metrics {
             rate_limited,
             cache_entries,
             cache_bytes,
+            flows,
+            polls,
+            ready,
+            db_pool_connections,
+            db_pool_max,
+            signing_key_age,
         }
     }
 
@@ -120,6 +186,37 @@ impl Metrics {
         self.duration
             .with_label_values(&[route, method])
             .observe(seconds);
+    }
+
+    /// An authentication request of `flow` started, approved or declined.
+    pub fn flow(&self, flow: &str, event: &str) {
+        self.flows.with_label_values(&[flow, event]).inc();
+    }
+
+    /// Publish the database pool's state (at each scrape).
+    pub fn observe_pool(&self, store: &Store) {
+        let pool = store.pool_status();
+        let idle = i64::from(pool.idle);
+        self.db_pool_connections
+            .with_label_values(&["idle"])
+            .set(idle);
+        self.db_pool_connections
+            .with_label_values(&["in_use"])
+            .set(i64::from(pool.connections) - idle);
+        self.db_pool_max.set(i64::from(pool.max));
+    }
+
+    /// Publish the age of the keys signing at `now` (at each scrape); a pair without a
+    /// signing key is left out.
+    pub fn observe_signing_keys(&self, keys: &KeyRing, now: i64) {
+        self.signing_key_age.reset();
+        for (purpose, alg) in REQUIRED_KEYS {
+            if let Some(key) = keys.signer(purpose, alg, now) {
+                self.signing_key_age
+                    .with_label_values(&[purpose.as_str(), alg.as_str()])
+                    .set((now - key.activates_at).max(0));
+            }
+        }
     }
 
     pub fn render(&self) -> String {

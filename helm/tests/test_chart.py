@@ -9,6 +9,7 @@ clear failures for impossible combinations.
 """
 
 import base64
+import json
 import os
 import subprocess
 import unittest
@@ -400,6 +401,32 @@ class Topology(unittest.TestCase):
             if sel.items() <= svc["metadata"]["labels"].items():
                 scraped |= {p["name"] for p in svc["spec"]["ports"]} & ports
         self.assertEqual(scraped, {"metrics", "worker-metrics"})
+
+    def test_alert_rules_are_the_shipped_rule_file(self):
+        docs = render(production())
+        rule = one(docs, "PrometheusRule", "rel-ciba")
+        self.assertEqual(rule["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(rule["metadata"]["labels"]["release"], "prometheus")
+        shipped = yaml.safe_load((CHART / "alerts" / "ciba-rules.yaml").read_text())
+        self.assertEqual(rule["spec"], shipped)
+        alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+        self.assertTrue(all({"alert", "expr", "for", "labels", "annotations"} <= r.keys() for r in alerts))
+        self.assertEqual(find(render(minimal()), "PrometheusRule"), [])
+
+    def test_dashboards_configmap_carries_the_sidecar_label_and_every_dashboard(self):
+        docs = render(production())
+        cm = one(docs, "ConfigMap", "rel-ciba-dashboards")
+        self.assertEqual(cm["metadata"]["labels"]["grafana_dashboard"], "1")
+        self.assertEqual(cm["metadata"]["namespace"], "monitoring")
+        self.assertEqual(cm["metadata"]["annotations"], {"grafana_folder": "ciba"})
+        shipped = {p.name: json.loads(p.read_text()) for p in (CHART / "dashboards").glob("*.json")}
+        self.assertEqual({k: json.loads(v) for k, v in cm["data"].items()}, shipped)
+        self.assertEqual(shipped["ciba.json"]["templating"]["list"][0]["name"], "datasource")
+        relabelled = render(production(), ["metrics.dashboards.label=dash", "metrics.dashboards.labelValue=yes"])
+        labels = one(relabelled, "ConfigMap", "rel-ciba-dashboards")["metadata"]["labels"]
+        self.assertEqual(labels["dash"], "yes")
+        self.assertNotIn("grafana_dashboard", labels)
+        self.assertEqual(find(render(minimal()), "ConfigMap", "rel-ciba-dashboards"), [])
 
     def test_network_policy_opens_only_the_service_ports(self):
         docs = render(production())

@@ -131,6 +131,14 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
 
 pub type PooledConn = PooledConnection<Manager>;
 
+/// A pool's connections at one moment ([`Store::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The shared handle to the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -190,6 +198,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The main pool's connections now (open, of which idle) and its size limit, for the
+    /// metrics.
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
     }
 
     pub fn conn(&self) -> StoreResult<PooledConn> {

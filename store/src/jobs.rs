@@ -298,6 +298,14 @@ pub fn depth(conn: &mut DbConnection, now: i64) -> StoreResult<(i64, i64)> {
     Ok((count, oldest.map_or(0, |t| (now - t).max(0))))
 }
 
+/// Dead letters: jobs that used up their attempts, waiting for `admin jobs retry`.
+pub fn dead_count(conn: &mut DbConnection) -> StoreResult<i64> {
+    Ok(jobs::table
+        .filter(jobs::status.eq(DEAD))
+        .count()
+        .get_result(conn)?)
+}
+
 /// Delete up to `limit` finished (done) jobs last touched before `before`.
 pub fn purge_done(conn: &mut DbConnection, before: i64, limit: i64) -> StoreResult<usize> {
     let batch: Vec<String> = jobs::table

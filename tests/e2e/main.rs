@@ -3,7 +3,8 @@
 //! the contract (s01 discovery and the server's foundation, s02 client authentication, s03
 //! the token endpoint, s04 permissions, s05 App2App, s07 the authenticating app, s09 the
 //! worker, s10 abuse limits, s11 the FAPI-CIBA profile and a standard relying party, openid-client
-//! from `tests/rp`) and one for the loopholes closed across them. The harness is in
+//! from `tests/rp`, s12 the chart's dashboard and alert rules against the metrics) and one for
+//! the loopholes closed across them. The harness is in
 //! `support`. Run it with `cargo nextest run -p ciba-api --test e2e`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,4 +28,5 @@ mod s11_client_methods;
 mod s11_fapi;
 mod s11_mtls;
 mod s11_openid_client;
+mod s12_observability;
 mod s12_sandbox;

@@ -1,4 +1,5 @@
-//! The worker's Prometheus metrics (served on `CIBA_WORKER_LISTEN` at `/metrics`).
+//! The worker's Prometheus metrics (served on `CIBA_WORKER_LISTEN` at `/metrics`). The
+//! chart's dashboard and alert rules query them (see the API's `metrics` module).
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -12,6 +13,8 @@ pub struct WorkerMetrics {
     pub deferred: IntCounter,
     pub queue_depth: IntGauge,
     pub oldest_job_age: IntGauge,
+    /// Dead letters: jobs that used up their attempts.
+    pub dead_jobs: IntGauge,
     pub notification_latency: Histogram,
     pub expired: IntCounter,
     pub deleted: IntCounterVec,
@@ -50,6 +53,17 @@ impl WorkerMetrics {
             "oldest_job_age_seconds",
             "Age of the oldest queued or running job",
         );
+        let dead_jobs = gauge(
+            "jobs_dead",
+            "Dead-lettered jobs (attempts used up), waiting for `admin jobs retry`",
+        );
+        // Every kind and outcome from the start, at 0: rates and alerts see the first one.
+        for kind in [ciba_store::jobs::KIND_PING] {
+            processed.with_label_values(&[kind]);
+            for outcome in ["retry", "dead"] {
+                failed.with_label_values(&[kind, outcome]);
+            }
+        }
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("counter");
             registry.register(Box::new(c.clone())).expect("register");
@@ -84,6 +98,7 @@ impl WorkerMetrics {
             deferred,
             queue_depth,
             oldest_job_age,
+            dead_jobs,
             notification_latency,
             expired,
             deleted,

@@ -169,10 +169,15 @@ pub fn rotate_keys(ctx: &Ctx) {
     }
 }
 
-fn update_gauges(ctx: &Ctx) {
+/// The queue gauges: jobs waiting, the oldest one's age and the dead letters.
+pub fn update_gauges(ctx: &Ctx) {
     let now = ctx.clock.now();
-    if let Ok((depth, oldest)) = ctx.store.read(|c| jobs::depth(c, now)) {
+    let read = ctx
+        .store
+        .read(|c| Ok((jobs::depth(c, now)?, jobs::dead_count(c)?)));
+    if let Ok(((depth, oldest), dead)) = read {
         ctx.metrics.queue_depth.set(depth);
         ctx.metrics.oldest_job_age.set(oldest);
+        ctx.metrics.dead_jobs.set(dead);
     }
 }

@@ -12,7 +12,9 @@ pub fn healthz() -> Response {
 }
 
 pub async fn readyz(state: AppState) -> Response {
-    if state.ready().await {
+    let ready = state.ready().await;
+    state.metrics.ready.set(i64::from(ready));
+    if ready {
         json_response(200, &json!({"status": "ready"}))
     } else {
         ApiError::new(OAuthError::unavailable()).into_response()
@@ -21,5 +23,9 @@ pub async fn readyz(state: AppState) -> Response {
 
 pub fn metrics(state: AppState) -> Response {
     state.observe_caches();
+    state.metrics.observe_pool(&state.store);
+    state
+        .metrics
+        .observe_signing_keys(&state.keys, crate::state::now());
     text_response(200, "text/plain; version=0.0.4", state.metrics.render())
 }

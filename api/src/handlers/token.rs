@@ -58,7 +58,10 @@ pub async fn token(
             }
             TokenRequest::Ciba { auth_req_id } => {
                 let id = auth_req_id.to_owned();
-                let t = crate::service::ciba::grant(&state, &client, id, caller.origin(), now_ms).await?;
+                let granted = crate::service::ciba::grant(&state, &client, id, caller.origin(), now_ms).await;
+                let outcome = granted.as_ref().map_or_else(|e| e.code().as_str(), |_| "issued");
+                state.metrics.polls.with_label_values(&[outcome]).inc();
+                let t = granted?;
                 Ok(json_response(
                     200,
                     &json!({"access_token": t.access_token, "token_type": "Bearer", "expires_in": t.expires_in, "id_token": t.id_token}),

@@ -246,6 +246,7 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
             "login_hint_token was already used",
         ));
     }
+    state.metrics.flow(&row.flow, "started");
     Ok(row)
 }
 

@@ -155,7 +155,13 @@ pub async fn decide(
         })
         .await?;
     match outcome {
-        Recorded::Decided => {}
+        Recorded::Decided => {
+            let event = match decision {
+                Decision::Approve => "approved",
+                Decision::Decline => "declined",
+            };
+            state.metrics.flow(&r.flow, event);
+        }
         Recorded::NotPending => return Err(not_pending()),
         Recorded::JtiUsed => {
             return Err(OAuthError::invalid_request("signed_decision: jti was already used").into())
