@@ -187,7 +187,11 @@ pub fn seed(state: &AppState, now: i64) -> Result<usize, String> {
             }
             Ok(users.len())
         })
-        .map_err(|e| e.to_string())
+        .or_else(|e| match e {
+            // Another replica seeded the same users first (PostgreSQL).
+            ciba_store::StoreError::Conflict(_) => Ok(0),
+            other => Err(other.to_string()),
+        })
 }
 
 /// Decide `link_ref` as `user_sub`'s simulated app would: sign the decision with the
