@@ -62,7 +62,7 @@ pub async fn gather(workers: impl IntoIterator<Item = tokio::task::JoinHandle<St
     total
 }
 
-fn worker_client() -> reqwest::Client {
+pub fn worker_client() -> reqwest::Client {
     ciba_runtime::outbound::install_crypto_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -184,6 +184,8 @@ pub async fn seed_peer(base: &str, client_id: &str, secret: &str, n: usize) -> V
 #[derive(Clone)]
 pub struct Ours {
     pub base: String,
+    /// The issuer (the device JWT's audience): the same for every replica of one service.
+    pub issuer: String,
     pub client_id: String,
     pub secret: String,
     pub access_token: String,
@@ -200,6 +202,17 @@ fn sign(key: &jsonwebtoken::EncodingKey, kid: &str, claims: &Value) -> String {
 
 /// One full flow: permission → app-authorize → signed approval → token. Returns the outcome.
 async fn flow_ours(http: &reqwest::Client, o: &Ours) -> Result<(), String> {
+    let auth_req_id = start_and_approve(http, o, &[]).await?;
+    redeem(http, o, &auth_req_id).await
+}
+
+/// Register a permission, start App2App (with `extra` fields) and approve it as the phone;
+/// returns the auth_req_id.
+pub async fn start_and_approve(
+    http: &reqwest::Client,
+    o: &Ours,
+    extra: &[(&str, &str)],
+) -> Result<String, String> {
     let now = ciba_runtime::clock::now();
     let payment = json!({"paymentId": "p1", "amount": "123.45", "currency": "NOK", "creditorName": "Scrooge McDuck"});
     let statement = URL_SAFE_NO_PAD.encode(
@@ -218,7 +231,7 @@ async fn flow_ours(http: &reqwest::Client, o: &Ours) -> Result<(), String> {
         .as_str()
         .ok_or(format!("register: {r}"))?;
     let di = URL_SAFE_NO_PAD.encode(r#"{"p":"ios","ma":"Apple","mo":"iPhone11,2"}"#);
-    let form = [
+    let mut form = vec![
         (
             "client_assertion_type",
             "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -228,6 +241,7 @@ async fn flow_ours(http: &reqwest::Client, o: &Ours) -> Result<(), String> {
         ("scope", "openid"),
         ("device_info", di.as_str()),
     ];
+    form.extend_from_slice(extra);
     let r: Value = send_json(
         http.post(format!("{}/oidc/v1/app-authorize", o.base))
             .form(&form),
@@ -244,7 +258,7 @@ async fn flow_ours(http: &reqwest::Client, o: &Ours) -> Result<(), String> {
     let device_jwt = sign(
         &o.device_key,
         &o.device_id,
-        &json!({"sub": o.device_id, "aud": o.base, "iat": now, "exp": now + 60, "jti": jti()}),
+        &json!({"sub": o.device_id, "aud": o.issuer, "iat": now, "exp": now + 60, "jti": jti()}),
     );
     let decision = sign(
         &o.device_key,
@@ -264,10 +278,15 @@ async fn flow_ours(http: &reqwest::Client, o: &Ours) -> Result<(), String> {
     if resp.status() != 200 {
         return Err(format!("decision: {}", resp.status()));
     }
+    Ok(auth_req_id)
+}
+
+/// Redeem an approved request at the token endpoint.
+pub async fn redeem(http: &reqwest::Client, o: &Ours, auth_req_id: &str) -> Result<(), String> {
     let resp = http
         .post(format!("{}/oidc/v1/token", o.base))
         .basic_auth(&o.client_id, Some(&o.secret))
-        .form(&[("grant_type", CIBA), ("auth_req_id", auth_req_id.as_str())])
+        .form(&[("grant_type", CIBA), ("auth_req_id", auth_req_id)])
         .send()
         .await
         .map_err(|e| e.to_string())?;

@@ -392,6 +392,7 @@ async fn prepare_ours(
         .to_owned();
     let der = sk.to_pkcs8_der().map_err(|e| e.to_string())?;
     Ok(Ours {
+        issuer: base.clone(),
         base,
         client_id,
         secret,
