@@ -11,6 +11,7 @@
 mod support;
 
 mod loopholes;
+mod s01_docs;
 mod s01_foundation;
 mod s01_start;
 mod s02_client_auth;
