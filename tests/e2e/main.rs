@@ -28,3 +28,4 @@ mod s11_client_methods;
 mod s11_fapi;
 mod s11_mtls;
 mod s11_openid_client;
+mod s12_merchant;
