@@ -16,22 +16,17 @@
 //!    computes, `ciba_domain::permission`, and what the app signs), so the approval is for
 //!    exactly those bytes; and `auth_req_id` / `permission_id` when given.
 //!
-//! Prints the verified claims as JSON; exits non-zero, saying why, on any failure.
+//! Prints the verified claims as JSON; exits non-zero, saying why, on any failure. The checks
+//! are `merchant/verify.rs`, which the `merchant` example runs on the tokens it gets.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+#[path = "merchant/verify.rs"]
+mod verify;
+
 use clap::Parser;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::process::ExitCode;
 use std::time::Duration;
-
-type Result<T> = std::result::Result<T, String>;
-
-/// Seconds of clock difference tolerated on `exp` and `iat`.
-const LEEWAY: u64 = 30;
+use verify::{Expected, Result};
 
 #[derive(Parser)]
 #[command(about = "Verify an ID token and its permission_digest as a merchant backend does")]
@@ -59,7 +54,7 @@ struct Cli {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match verify(&cli).await {
+    match run(&cli).await {
         Ok(claims) => {
             println!(
                 "{}",
@@ -74,7 +69,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn verify(cli: &Cli) -> Result<Value> {
+async fn run(cli: &Cli) -> Result<Value> {
     // reqwest is built with rustls and no crypto provider of its own: name one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
@@ -82,197 +77,18 @@ async fn verify(cli: &Cli) -> Result<Value> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
-
-    let issuer = cli.issuer.trim_end_matches('/');
-    let discovery_url = format!("{issuer}/.well-known/openid-configuration");
-    let discovery = get_json(&http, &discovery_url).await?;
-    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    if text(&discovery, "issuer").as_deref() != Some(cli.issuer.as_str()) {
-        return Err(format!(
-            "discovery at {discovery_url} names issuer {}, not {}",
-            discovery["issuer"], cli.issuer
-        ));
-    }
-    let jwks_uri = text(&discovery, "jwks_uri").ok_or("discovery has no jwks_uri")?;
-
-    let (alg, kid) = header(&cli.id_token)?;
-    let listed = discovery
-        .get("id_token_signing_alg_values_supported")
-        .and_then(Value::as_array)
-        .is_some_and(|algs| algs.iter().any(|a| a.as_str() == Some(alg_name(alg))));
-    if !listed {
-        return Err(format!(
-            "alg {} is not in the issuer's id_token_signing_alg_values_supported",
-            alg_name(alg)
-        ));
-    }
-
-    let jwks = get_json(&http, &jwks_uri).await?;
-    let raw = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| format!("{jwks_uri} is not a JWK set"))?
-        .iter()
-        .find(|k| k.get("kid").and_then(Value::as_str) == Some(kid.as_str()))
-        .ok_or_else(|| format!("kid {kid} is not in {jwks_uri}"))?;
-    let kty_ok = match alg {
-        Algorithm::ES256 => text(raw, "kty").as_deref() == Some("EC"),
-        _ => text(raw, "kty").as_deref() == Some("RSA"),
+    let want = Expected {
+        issuer: &cli.issuer,
+        client_id: &cli.client_id,
+        acr: None,
+        auth_req_id: cli.auth_req_id.as_deref(),
+        permission_id: cli.permission_id.as_deref(),
+        statement: Some(&cli.statement),
     };
-    if !kty_ok
-        || text(raw, "use").is_some_and(|u| u != "sig")
-        || text(raw, "alg").is_some_and(|a| a != alg_name(alg))
-    {
-        return Err(format!(
-            "key {kid} is not a signing key for {}",
-            alg_name(alg)
-        ));
-    }
-    let jwk: Jwk = serde_json::from_value(raw.clone()).map_err(|e| format!("key {kid}: {e}"))?;
-    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid}: {e}"))?;
-
-    let mut validation = Validation::new(alg);
-    validation.set_issuer(&[cli.issuer.as_str()]);
-    validation.set_audience(&[cli.client_id.as_str()]);
-    validation.set_required_spec_claims(&["iss", "aud", "sub", "exp"]);
-    validation.leeway = LEEWAY;
-    let claims = jsonwebtoken::decode::<Value>(&cli.id_token, &key, &validation)
-        .map_err(|e| format!("the ID token does not verify: {}", why(&e, &kid)))?
-        .claims;
+    let claims = verify::id_token(&http, &want, &cli.id_token).await?;
     eprintln!(
-        "merchant_verify: signature ({}, key {kid} of {jwks_uri}), iss, aud and exp verified",
-        alg_name(alg)
+        "merchant_verify: signature (a key of the issuer's jwks_uri), iss, aud, exp and iat verified; \
+         permission_digest is the SHA-256 of the registered statement"
     );
-
-    check_claims(cli, &claims)?;
-    eprintln!("merchant_verify: permission_digest is the SHA-256 of the registered statement");
     Ok(claims)
-}
-
-/// The claims jsonwebtoken does not check: `iat`, `azp`, the request and the permission.
-fn check_claims(cli: &Cli, claims: &Value) -> Result<()> {
-    let text = |k: &str| claims.get(k).and_then(Value::as_str);
-    let iat = claims
-        .get("iat")
-        .and_then(Value::as_i64)
-        .ok_or("the ID token has no iat")?;
-    if iat > now() + LEEWAY as i64 {
-        return Err(format!("iat {iat} is in the future"));
-    }
-    if text("azp").is_some_and(|azp| azp != cli.client_id) {
-        return Err(format!("azp {} is not the client id", claims["azp"]));
-    }
-    if let Some(id) = &cli.auth_req_id {
-        let claim = text("urn:openid:params:jwt:claim:auth_req_id");
-        if claim != Some(id.as_str()) {
-            return Err(format!(
-                "auth_req_id is {}, not {id}",
-                claims["urn:openid:params:jwt:claim:auth_req_id"]
-            ));
-        }
-    }
-    if let Some(id) = &cli.permission_id {
-        if text("permission_id") != Some(id.as_str()) {
-            return Err(format!(
-                "permission_id is {}, not {id}",
-                claims["permission_id"]
-            ));
-        }
-    }
-    let expected = statement_digest(&cli.statement)?;
-    match text("permission_digest") {
-        Some(digest) if digest == expected => Ok(()),
-        Some(digest) => Err(format!(
-            "permission_digest {digest} is not the SHA-256 of the registered statement ({expected})"
-        )),
-        None => Err("the ID token has no permission_digest".into()),
-    }
-}
-
-/// What a failed verification means, in the token's terms.
-fn why(e: &jsonwebtoken::errors::Error, kid: &str) -> String {
-    use jsonwebtoken::errors::ErrorKind;
-    match e.kind() {
-        ErrorKind::InvalidSignature => format!("the signature is not by key {kid}"),
-        ErrorKind::ExpiredSignature => "exp has passed".into(),
-        ErrorKind::InvalidIssuer => "iss is not the issuer".into(),
-        ErrorKind::InvalidAudience => "aud is not the client id".into(),
-        ErrorKind::MissingRequiredClaim(claim) => format!("it has no {claim}"),
-        _ => e.to_string(),
-    }
-}
-
-/// Unpadded base64url SHA-256 of the statement's decoded bytes.
-fn statement_digest(statement: &str) -> Result<String> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(statement.trim())
-        .map_err(|e| format!("--statement is not unpadded base64url: {e}"))?;
-    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(bytes)))
-}
-
-/// The header's algorithm (asymmetric only) and key id, read before any key is chosen.
-fn header(token: &str) -> Result<(Algorithm, String)> {
-    let bad = |what: &str| format!("the ID token is not a JWS: {what}");
-    let first = token.split('.').next().unwrap_or_default();
-    if token.split('.').count() != 3 {
-        return Err(bad("it does not have three parts"));
-    }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(first)
-        .map_err(|_| bad("its header is not base64url"))?;
-    let header: Value =
-        serde_json::from_slice(&bytes).map_err(|_| bad("its header is not JSON"))?;
-    let alg = match header.get("alg").and_then(Value::as_str) {
-        Some("ES256") => Algorithm::ES256,
-        Some("PS256") => Algorithm::PS256,
-        Some("RS256") => Algorithm::RS256,
-        Some(other) => {
-            return Err(format!(
-                "alg {other} is refused (only ES256, PS256, RS256: never none or HMAC)"
-            ))
-        }
-        None => return Err(bad("its header has no alg")),
-    };
-    if let Some(typ) = header.get("typ") {
-        if typ.as_str() != Some("JWT") {
-            return Err(format!("typ {typ} is not an ID token's (JWT)"));
-        }
-    }
-    let kid = header
-        .get("kid")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("its header has no kid"))?;
-    Ok((alg, kid.to_owned()))
-}
-
-fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::ES256 => "ES256",
-        Algorithm::PS256 => "PS256",
-        _ => "RS256",
-    }
-}
-
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
-    let resp = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: no answer: {e}"))?;
-    let status = resp.status();
-    let body = resp
-        .text()
-        .await
-        .map_err(|e| format!("GET {url}: HTTP {status}, unreadable body: {e}"))?;
-    if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}: {}", body.trim()));
-    }
-    serde_json::from_str(&body).map_err(|e| format!("GET {url}: not JSON ({e})"))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

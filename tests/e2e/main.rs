@@ -12,6 +12,7 @@
 mod support;
 
 mod loopholes;
+mod s01_docs;
 mod s01_foundation;
 mod s01_start;
 mod s02_client_auth;
@@ -28,5 +29,6 @@ mod s11_client_methods;
 mod s11_fapi;
 mod s11_mtls;
 mod s11_openid_client;
+mod s12_merchant;
 mod s12_observability;
 mod s12_sandbox;

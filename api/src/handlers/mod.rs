@@ -3,6 +3,7 @@
 pub mod app;
 pub mod authorize;
 pub mod discovery;
+pub mod docs;
 pub mod health;
 pub mod links;
 pub mod permissions;

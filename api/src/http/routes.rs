@@ -1,6 +1,6 @@
 //! The route table. Every route is instrumented with its template (never the raw path).
 
-use crate::handlers::{app, authorize, discovery, health, links, permissions, token};
+use crate::handlers::{app, authorize, discovery, docs, health, links, permissions, token};
 use crate::http::caller::{caller, Caller};
 use crate::http::guard;
 use crate::http::recover::{BodyTooLarge, BodyUnreadable};
@@ -208,6 +208,20 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
     let openapi = warp::path!("openapi.yaml")
         .and(warp::get())
         .map(discovery::openapi);
+    // Exactly `/docs` (warp would take `/docs/` too): the page's URLs are relative to it.
+    let docs_page = warp::path::full()
+        .and_then(|p: warp::path::FullPath| async move {
+            match p.as_str() {
+                "/docs" => Ok(()),
+                _ => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(warp::get())
+        .map(docs::docs);
+    let docs_js = warp::path!("docs" / "redoc.standalone.js")
+        .and(warp::get())
+        .map(docs::redoc_js);
     let healthz = warp::path!("healthz").and(warp::get()).map(health::healthz);
     let readyz = warp::path!("readyz")
         .and(warp::get())
@@ -284,6 +298,10 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
     ))
     .unify()
     .or(instrument(&state, "GET /openapi.yaml", openapi))
+    .unify()
+    .or(instrument(&state, "GET /docs", docs_page))
+    .unify()
+    .or(instrument(&state, "GET /docs/redoc.standalone.js", docs_js))
     .unify()
     .or(instrument(&state, "GET /healthz", healthz))
     .unify()
