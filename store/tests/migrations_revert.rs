@@ -69,7 +69,7 @@ fn postgres_migrations_revert_and_reapply() {
     assert_eq!(batch_function_config(&mut conn), ALL_SETTINGS);
     assert_eq!(auth_requests_fillfactor(&mut conn), "fillfactor=50");
     let tables = pg_tables(&mut conn);
-    assert_eq!(tables, 12);
+    assert_eq!(tables, 13);
     for _ in 0..applied {
         conn.revert_last_migration(PG_MIGRATIONS).unwrap();
     }
@@ -108,7 +108,7 @@ fn sqlite_migrations_revert_and_reapply() {
         .unwrap()
         .len();
     assert!(applied >= 1);
-    assert_eq!(tables(&mut conn), 12);
+    assert_eq!(tables(&mut conn), 13);
     for _ in 0..applied {
         conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
     }
@@ -119,5 +119,5 @@ fn sqlite_migrations_revert_and_reapply() {
             .len(),
         applied
     );
-    assert_eq!(tables(&mut conn), 12);
+    assert_eq!(tables(&mut conn), 13);
 }

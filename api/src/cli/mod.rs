@@ -1,11 +1,5 @@
 //! Command line: `ciba-api [serve]`, `ciba-api migrate`, `ciba-api admin ...`.
 
-mod sandbox;
-
-pub use sandbox::{
-    Answer, BehaviourArg, CreateTestUser, SandboxAdminCommand, SandboxCommand, SandboxUsersCommand,
-};
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -17,6 +11,12 @@ macro_rules! database_env {
                            PostgreSQL; with SQLite, a key file beside the database is made)"
     };
 }
+
+mod sandbox;
+
+pub use sandbox::{
+    Answer, BehaviourArg, CreateTestUser, SandboxAdminCommand, SandboxCommand, SandboxUsersCommand,
+};
 
 const DATABASE_ENV: &str = concat!("Environment:\n", database_env!());
 
@@ -63,7 +63,7 @@ pub enum Command {
     #[command(after_help = ADMIN_ENV)]
     Admin(AdminArgs),
     /// Answer for a sandbox test user's simulated app (CIBA_SANDBOX=true only).
-    #[command(subcommand, after_help = DATABASE_ENV)]
+    #[command(subcommand, after_help = sandbox::SANDBOX_ENV)]
     Sandbox(SandboxCommand),
 }
 

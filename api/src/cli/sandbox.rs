@@ -67,11 +67,21 @@ pub struct CreateTestUser {
     pub model: String,
 }
 
+/// What `ciba-api sandbox` reads.
+pub(super) const SANDBOX_ENV: &str = concat!(
+    "Environment:\n",
+    database_env!(),
+    "
+  CIBA_SANDBOX             must be true: test users exist only in sandbox mode"
+);
+
 #[derive(Subcommand, Debug)]
 pub enum SandboxCommand {
     /// Approve a test user's pending request as the simulated app.
+    #[command(after_help = SANDBOX_ENV)]
     Approve(Answer),
     /// Decline a test user's pending request as the simulated app.
+    #[command(after_help = SANDBOX_ENV)]
     Decline(Answer),
 }
 
