@@ -1,9 +1,11 @@
 //! `ciba-bench`: the load generator behind `bench/run.sh`. Each phase prints one JSON line.
 
+mod chart;
 mod hostile;
 mod http1;
 mod load;
 mod seed;
+mod soak;
 
 use clap::{Parser, Subcommand};
 use load::{send_json, FlowTarget, Ours};
@@ -135,6 +137,28 @@ enum Command {
         #[arg(long)]
         target: String,
     },
+    /// Minutes of mixed load (paced polls, flows, ping flows) on several replicas of one
+    /// database, sampled per window; draws the samples (`--svg`).
+    Soak {
+        #[command(flatten)]
+        args: soak::SoakArgs,
+        /// The issuer every replica serves (the device JWT's audience).
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        secret: String,
+        /// The ping client (delivery mode ping, notification endpoint at --ping-listen).
+        #[arg(long)]
+        ping_client_id: String,
+        #[arg(long)]
+        ping_secret: String,
+        #[arg(long)]
+        nnin: String,
+        #[arg(long)]
+        enrollment_code: String,
+    },
     /// Full flows against the peer.
     FlowsPeer {
         #[arg(long)]
@@ -205,21 +229,7 @@ async fn main() -> Result<(), String> {
             target,
             phase,
         } => {
-            let ids: Vec<String> = match ids.strip_prefix("seeded:") {
-                Some(range) => {
-                    let number = |n: &str| n.parse::<u64>().map_err(|e| format!("{ids}: {e}"));
-                    let (from, to) = match range.split_once('-') {
-                        Some((from, to)) => (number(from)?, number(to)?),
-                        None => (1, number(range)?),
-                    };
-                    (from..=to).map(|i| format!("bench{i}")).collect()
-                }
-                None => std::fs::read_to_string(&ids)
-                    .map_err(|e| e.to_string())?
-                    .lines()
-                    .map(str::to_owned)
-                    .collect(),
-            };
+            let ids = poll_ids(&ids)?;
             if ids.is_empty() || connections == 0 {
                 return Err("nothing to poll: no ids or no connections".into());
             }
@@ -332,6 +342,33 @@ async fn main() -> Result<(), String> {
             .await;
             println!("{}", stats.report("flows", &target, secs));
         }
+        Command::Soak {
+            args,
+            issuer,
+            client_id,
+            secret,
+            ping_client_id,
+            ping_secret,
+            nnin,
+            enrollment_code,
+        } => {
+            // One phone; the flows of both clients, at every replica in turn.
+            let first = args.bases.first().ok_or("--bases: none")?.clone();
+            let mut o = prepare_ours(first, client_id.clone(), secret.clone(), nnin, &enrollment_code).await?;
+            o.issuer = issuer;
+            let mut p = o.clone();
+            p.client_id = ping_client_id;
+            p.secret = ping_secret;
+            p.access_token = access_token(&p.base, &p.client_id, &p.secret).await?;
+            let each = |o: &Ours| {
+                args.bases
+                    .iter()
+                    .map(|b| Ours { base: b.clone(), ..o.clone() })
+                    .collect::<Vec<_>>()
+            };
+            let (flows, pings) = (each(&o), each(&p));
+            soak::run(args, (client_id, secret), flows, pings).await?;
+        }
         Command::FlowsPeer {
             base,
             client_id,
@@ -368,19 +405,7 @@ async fn prepare_ours(
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     use p256::pkcs8::EncodePrivateKey;
     let http = ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))?;
-    let tok: Value = send_json(
-        http.post(format!("{base}/oidc/v1/token"))
-            .basic_auth(&client_id, Some(&secret))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", "permissions/client permissions/app2app"),
-            ]),
-    )
-    .await?;
-    let access_token = tok["access_token"]
-        .as_str()
-        .ok_or(format!("token: {tok}"))?
-        .to_owned();
+    let access_token = access_token(&base, &client_id, &secret).await?;
     let sk = p256::SecretKey::random(&mut rand_core::OsRng);
     let point = sk.public_key().to_encoded_point(false);
     let jwk = json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(point.x().ok_or("x")?), "y": URL_SAFE_NO_PAD.encode(point.y().ok_or("y")?)});
@@ -400,5 +425,42 @@ async fn prepare_ours(
         nnin,
         device_id,
         device_key: jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes()),
+    })
+}
+
+/// A `client_credentials` access token for the permissions API and app-authorize.
+async fn access_token(base: &str, client_id: &str, secret: &str) -> Result<String, String> {
+    let http = ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))?;
+    let tok: Value = send_json(
+        http.post(format!("{base}/oidc/v1/token"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "permissions/client permissions/app2app"),
+            ]),
+    )
+    .await?;
+    Ok(tok["access_token"]
+        .as_str()
+        .ok_or(format!("token: {tok}"))?
+        .to_owned())
+}
+
+/// `seeded:N` (bench1..=N), `seeded:A-B` (benchA..=benchB), or a file of ids, one per line.
+fn poll_ids(ids: &str) -> Result<Vec<String>, String> {
+    Ok(match ids.strip_prefix("seeded:") {
+        Some(range) => {
+            let number = |n: &str| n.parse::<u64>().map_err(|e| format!("{ids}: {e}"));
+            let (from, to) = match range.split_once('-') {
+                Some((from, to)) => (number(from)?, number(to)?),
+                None => (1, number(range)?),
+            };
+            (from..=to).map(|i| format!("bench{i}")).collect()
+        }
+        None => std::fs::read_to_string(ids)
+            .map_err(|e| e.to_string())?
+            .lines()
+            .map(str::to_owned)
+            .collect(),
     })
 }
