@@ -52,6 +52,8 @@ async fn outage(c: &Cluster, ctx: &Ctx, lasting: Duration) -> Duration {
             let t = Instant::now();
             let ready = c.http.get(format!("{base}/readyz")).send().await.unwrap();
             assert_eq!(ready.status(), 503, "{base}/readyz during the outage");
+            slowest = slowest.max(t.elapsed());
+            let t = Instant::now();
             let m = &ctx.poller;
             let sent = send(&c.http, std::slice::from_ref(&base), |h, b| {
                 h.post(format!("{b}/oidc/v1/token"))
@@ -108,7 +110,9 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(7);
 async fn s13_database_restart() {
     let mut c = Cluster::start(true).await;
     let ctx = Ctx::new(&c).await;
-    let code = c.srv.admin(&["enrollment-codes", "create", "--nnin", &ctx.app.nnin])["code"]
+    let code = c
+        .srv
+        .admin(&["enrollment-codes", "create", "--nnin", &ctx.app.nnin])["code"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -132,7 +136,9 @@ async fn s13_database_restart() {
 async fn s13_database_blackhole() {
     let c = Cluster::start(false).await;
     let ctx = Ctx::new(&c).await;
-    let code = c.srv.admin(&["enrollment-codes", "create", "--nnin", &ctx.app.nnin])["code"]
+    let code = c
+        .srv
+        .admin(&["enrollment-codes", "create", "--nnin", &ctx.app.nnin])["code"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -210,7 +216,9 @@ async fn s13_slow_down_cluster_wide() {
     // first slow_down (interval 6 s); 1.2 s is not.
     let offsets = [0, 200, 1_400, 2_600];
     let (spread, single) = tokio::join!(
-        futures_util::future::join_all((0..64).map(|_| poll_pattern(&c, &ctx, &offsets, |k| k % 2))),
+        futures_util::future::join_all(
+            (0..64).map(|_| poll_pattern(&c, &ctx, &offsets, |k| k % 2))
+        ),
         futures_util::future::join_all((0..64).map(|_| poll_pattern(&c, &ctx, &offsets, |_| 0))),
     );
     let reference = &single[0];
@@ -277,7 +285,10 @@ async fn s13_sigterm_under_polling() {
         t.await.unwrap();
     }
     assert!(c.api.wait_exit(Duration::from_secs(15)), "no clean exit");
-    let (a, f) = (answered.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (a, f) = (
+        answered.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
     eprintln!("sigterm: {a} polls answered, {f} not");
     assert!(a >= 64, "{a}");
     assert_eq!(f, 0, "requests in flight at SIGTERM went unanswered");

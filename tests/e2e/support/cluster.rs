@@ -191,7 +191,11 @@ async fn start_api(srv: &TestServer, http: &reqwest::Client, port: u16) -> Api {
                 return api;
             }
         }
-        assert!(Instant::now() < deadline, "replica not ready: {}", api.logs());
+        assert!(
+            Instant::now() < deadline,
+            "replica not ready: {}",
+            api.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -248,7 +252,9 @@ pub fn check_5xx(r: &Reply) -> Result<(), String> {
     if r.status < 500 {
         return Ok(());
     }
-    if r.status == 503 && r.error() == "temporarily_unavailable" && r.header("retry-after").is_some()
+    if r.status == 503
+        && r.error() == "temporarily_unavailable"
+        && r.header("retry-after").is_some()
     {
         return Ok(());
     }

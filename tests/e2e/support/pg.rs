@@ -58,7 +58,17 @@ impl PrivatePg {
         let data = pg.data();
         pg.run(
             "initdb",
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         );
         pg.start_again();
         pg
@@ -96,7 +106,16 @@ impl PrivatePg {
         let log = self.dir.join("log").display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
         );
     }
 

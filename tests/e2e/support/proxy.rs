@@ -86,7 +86,12 @@ impl Drop for Proxy {
     }
 }
 
-async fn serve(client: TcpStream, target: SocketAddr, mode: watch::Receiver<Mode>, gen: Arc<AtomicU64>) {
+async fn serve(
+    client: TcpStream,
+    target: SocketAddr,
+    mode: watch::Receiver<Mode>,
+    gen: Arc<AtomicU64>,
+) {
     let born = gen.load(Ordering::Acquire);
     // A black-holed connection is accepted and held: connect upstream only once it ends.
     if !wait_usable(&mut mode.clone(), &gen, born).await {
