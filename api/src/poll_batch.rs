@@ -101,11 +101,14 @@ impl PollBatcher {
         if self.tx.send((poll, reply)).await.is_err() {
             return Err(OAuthError::server_error().into());
         }
-        match answer.await {
-            Ok(Ok(touched)) => Ok(touched),
-            Ok(Err(e)) => Err(ApiError::from(e)),
-            Err(_) => Err(OAuthError::server_error().into()),
-        }
+        crate::state::bounded(async {
+            match answer.await {
+                Ok(Ok(touched)) => Ok(touched),
+                Ok(Err(e)) => Err(ApiError::from(e)),
+                Err(_) => Err(OAuthError::server_error().into()),
+            }
+        })
+        .await
     }
 }
 

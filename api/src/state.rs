@@ -14,12 +14,21 @@ use ciba_runtime::config::Config;
 use ciba_runtime::crypto::kek::Kek;
 use ciba_runtime::crypto::keyring::KeyRing;
 use ciba_store::clients::{self, ClientRow};
-use ciba_store::{DbConnection, Store, StoreResult};
+use ciba_store::{DbConnection, Store, StoreError, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use ciba_runtime::clock::{now, now_ms};
+
+/// The longest a request waits for the database (a connection, its statements, the poll
+/// batch): past it, the answer is 503 `temporarily_unavailable` with `Retry-After`, never a
+/// hang while the database is unreachable or its network black-holes packets. A transaction
+/// whose caller has given up rolls back instead of committing (see [`AppState::db_write`]).
+pub const DB_DEADLINE: Duration = Duration::from_secs(3);
+
+/// What a write transaction fails with when its request has given up on it.
+const ABANDONED: &str = "the request gave up waiting for the database";
 
 const CLIENT_CACHE_ENTRIES: usize = 10_000;
 const CLIENT_CACHE_BYTES: usize = 16 << 20;
@@ -98,7 +107,7 @@ impl AppState {
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
         let store = self.store.clone();
-        blocking(move || store.read(f).map_err(ApiError::from)).await
+        bounded(blocking(move || store.read(f).map_err(ApiError::from))).await
     }
 
     /// A single-statement write (queued behind other writers on SQLite).
@@ -108,7 +117,7 @@ impl AppState {
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
         let store = self.store.clone();
-        blocking(move || store.write_one(f).map_err(ApiError::from)).await
+        bounded(blocking(move || store.write_one(f).map_err(ApiError::from))).await
     }
 
     /// A write of soft state (poll pacing): no durable commit wait on PostgreSQL.
@@ -118,7 +127,7 @@ impl AppState {
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
         let store = self.store.clone();
-        blocking(move || store.write_soft(f).map_err(ApiError::from)).await
+        bounded(blocking(move || store.write_soft(f).map_err(ApiError::from))).await
     }
 
     /// The polling hot path's group commit, its thread started on first use.
@@ -205,26 +214,69 @@ impl AppState {
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
         let store = self.store.clone();
-        blocking(move || store.write(f).map_err(ApiError::from)).await
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let given_up = abandoned.clone();
+        // Set when this future is dropped: by the deadline, or a client that went away.
+        let _abandon = AbandonOnDrop(abandoned);
+        let work = blocking(move || {
+            let result = store.write(|conn| {
+                let r = f(conn)?;
+                if given_up.load(Ordering::Acquire) {
+                    return Err(StoreError::Other(ABANDONED.into()));
+                }
+                Ok(r)
+            });
+            match result {
+                Err(StoreError::Other(m)) if m == ABANDONED => {
+                    tracing::warn!("{ABANDONED}: rolled back");
+                    Err(OAuthError::unavailable().into())
+                }
+                other => other.map_err(ApiError::from),
+            }
+        });
+        bounded(work).await
     }
 
     /// Ready when the database answers and every migration is applied (checked once).
     pub async fn ready(&self) -> bool {
         let store = self.store.clone();
         let known = self.schema_ready.load(Ordering::Relaxed);
-        let ok = blocking(move || {
+        let ok = bounded(blocking(move || {
             store.ping()?;
             if !known && store.pending_migrations()? != 0 {
                 return Ok(false);
             }
             Ok(true)
-        })
+        }))
         .await
         .unwrap_or(false);
         if ok {
             self.schema_ready.store(true, Ordering::Relaxed);
         }
         ok
+    }
+}
+
+/// Sets its flag when dropped.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// `work` on the database, or 503 `temporarily_unavailable` after [`DB_DEADLINE`].
+pub async fn bounded<R>(work: impl std::future::Future<Output = ApiResult<R>>) -> ApiResult<R> {
+    match tokio::time::timeout(DB_DEADLINE, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                deadline_ms = DB_DEADLINE.as_millis() as u64,
+                "database unavailable: no answer within the deadline"
+            );
+            Err(OAuthError::unavailable().into())
+        }
     }
 }
 

@@ -12,37 +12,121 @@ use diesel::r2d2::{Error, HandleError, ManageConnection, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel::ConnectionError;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What the pools know of the database's health, shared by a store's pools.
+///
+/// diesel's `is_broken` looks only at its transaction manager: a PostgreSQL connection the
+/// server closed (a restart, a failover, a cut network) goes back to the pool as if healthy
+/// and fails every later checkout with `no connection to the server`. So a use that fails as
+/// unavailable marks its connection broken (the pool drops it) and starts a new epoch: every
+/// connection idle from before is checked with a round trip at its next checkout, and only
+/// then, so there is no ping per checkout while all is well.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The last attempt to connect failed (cleared by the next that succeeds).
+    down: AtomicBool,
+    epoch: AtomicU64,
+}
+
+impl Health {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// A connection failed in use: suspect every other connection made before now.
+    pub fn suspect_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A pooled connection and what the pool needs to know about it.
+pub struct Conn {
+    pub inner: DbConnection,
+    /// It failed in a way that says the session is gone: the pool drops it.
+    pub broken: bool,
+    /// The [`Health::epoch`] in which it was last known good.
+    pub epoch: u64,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = DbConnection;
+
+    fn deref(&self) -> &DbConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.inner
+    }
+}
 
 /// The pool's connection manager.
 #[derive(Debug, Clone)]
 pub struct Manager {
     url: DatabaseUrl,
+    health: Arc<Health>,
 }
 
 impl Manager {
-    pub fn new(url: DatabaseUrl) -> Self {
-        Self { url }
+    pub fn new(url: DatabaseUrl, health: Arc<Health>) -> Self {
+        Self { url, health }
     }
 }
 
 impl ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = Conn;
     type Error = Error;
 
-    fn connect(&self) -> Result<DbConnection, Error> {
-        establish(&self.url).map_err(|e| {
-            Error::ConnectionError(ConnectionError::BadConnection(describe(&self.url, &e)))
-        })
+    fn connect(&self) -> Result<Conn, Error> {
+        let epoch = self.health.epoch();
+        match establish(&self.url) {
+            Ok(inner) => {
+                self.health.down.store(false, Ordering::Release);
+                Ok(Conn {
+                    inner,
+                    broken: false,
+                    epoch,
+                })
+            }
+            Err(e) => {
+                self.health.down.store(true, Ordering::Release);
+                Err(Error::ConnectionError(ConnectionError::BadConnection(
+                    describe(&self.url, &e),
+                )))
+            }
+        }
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Error> {
-        conn.ping().map_err(Error::QueryError)
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Error> {
+        conn.inner.ping().map_err(Error::QueryError)
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        conn.is_broken()
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken || conn.inner.is_broken()
     }
 }
+
+/// libpq waits for an unanswered connection attempt forever unless told otherwise: a URL
+/// without `connect_timeout` gets one, so a black-holed network fails attempts instead of
+/// holding the pool's connecting threads.
+pub(crate) fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={CONNECT_TIMEOUT_SECS}")
+}
+
+/// Seconds libpq waits for a connection to be made (its minimum is 2).
+pub const CONNECT_TIMEOUT_SECS: u32 = 2;
 
 /// Why a connection could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +154,8 @@ pub fn probe(url: &DatabaseUrl) -> Result<(), ConnectFailure> {
 
 fn establish(url: &DatabaseUrl) -> Result<DbConnection, ConnectionError> {
     match url.backend {
-        Backend::Postgres => PgConnection::establish(url.connect_str()).map(DbConnection::Pg),
+        Backend::Postgres => PgConnection::establish(&with_connect_timeout(url.connect_str()))
+            .map(DbConnection::Pg),
         Backend::Sqlite => {
             let path = Path::new(url.connect_str());
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -155,6 +240,22 @@ mod tests {
         assert!(!f.permanent, "{f}");
         assert!(f.message.to_ascii_lowercase().contains("refused"), "{f}");
         assert!(!f.message.contains("s3cret-pw"));
+    }
+
+    #[test]
+    fn a_url_gets_a_connect_timeout_unless_it_has_one() {
+        assert_eq!(
+            with_connect_timeout("postgres://h/db"),
+            "postgres://h/db?connect_timeout=2"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?sslmode=disable"),
+            "postgres://h/db?sslmode=disable&connect_timeout=2"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?connect_timeout=9"),
+            "postgres://h/db?connect_timeout=9"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! mutex ([`Store::write`]) instead of failing with `SQLITE_BUSY`; readers run in parallel (WAL).
 
 use crate::checkpoint::Checkpointer;
-use crate::connect::{LogConnectErrors, Manager};
+use crate::connect::{Conn, Health, LogConnectErrors, Manager};
 use crate::error::{StoreError, StoreResult};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -14,7 +14,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -102,9 +102,9 @@ impl DatabaseUrl {
 #[derive(Debug)]
 struct AsyncCommit;
 
-impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for AsyncCommit {
-    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        if let DbConnection::Pg(c) = conn {
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for AsyncCommit {
+    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Pg(c) = &mut conn.inner {
             c.batch_execute("SET synchronous_commit = off")
                 .map_err(diesel::r2d2::Error::QueryError)?;
         }
@@ -115,9 +115,9 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for AsyncCommit {
 #[derive(Debug)]
 struct SqlitePragmas;
 
-impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        if let DbConnection::Sqlite(c) = conn {
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = &mut conn.inner {
             c.batch_execute(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                  PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
@@ -130,6 +130,13 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
 }
 
 pub type PooledConn = PooledConnection<Manager>;
+
+/// How long a checkout waits for a connection while the database answers (all connections
+/// busy). r2d2 retries a failed connection attempt after at most half of this.
+pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+/// While the last attempt to connect failed, a checkout waits no longer than this: the
+/// caller answers "unavailable" at once instead of after [`CHECKOUT_TIMEOUT`].
+const CHECKOUT_SLICE: Duration = Duration::from_millis(100);
 
 /// A pool's connections at one moment ([`Store::pool_status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +152,8 @@ pub struct Store {
     pool: Pool<Manager>,
     /// PostgreSQL only: connections with asynchronous commit, for soft state.
     soft_pool: Option<Pool<Manager>>,
+    /// Shared by both pools: is the database reachable, which connections to re-check.
+    health: Arc<Health>,
     backend: Backend,
     sqlite_writer: Arc<Mutex<()>>,
     /// SQLite only: WAL checkpoints on their own thread ([`crate::checkpoint`]).
@@ -155,7 +164,8 @@ impl Store {
     /// Open a pool. Does not fail when the database is down: connections are made lazily,
     /// so the process can start and report not-ready instead of crashing.
     pub fn open(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Self> {
-        let manager = Manager::new(url.clone());
+        let health = Arc::new(Health::default());
+        let manager = Manager::new(url.clone(), health.clone());
         let max = match url.backend {
             Backend::Postgres => max_connections.max(1),
             Backend::Sqlite => max_connections.clamp(1, 8),
@@ -163,7 +173,7 @@ impl Store {
         let pool = Pool::builder()
             .max_size(max)
             .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(5))
+            .connection_timeout(CHECKOUT_TIMEOUT)
             // no ping round trip per checkout; a connection that broke in use is discarded
             .test_on_check_out(false)
             .connection_customizer(Box::new(SqlitePragmas))
@@ -173,11 +183,11 @@ impl Store {
             Pool::builder()
                 .max_size(max)
                 .min_idle(Some(0))
-                .connection_timeout(Duration::from_secs(5))
+                .connection_timeout(CHECKOUT_TIMEOUT)
                 .test_on_check_out(false)
                 .connection_customizer(Box::new(AsyncCommit))
                 .error_handler(Box::new(LogConnectErrors))
-                .build_unchecked(Manager::new(url.clone()))
+                .build_unchecked(Manager::new(url.clone(), health.clone()))
         });
         let sqlite_writer = Arc::new(Mutex::new(()));
         let checkpointer = match url.backend {
@@ -190,6 +200,7 @@ impl Store {
         Ok(Self {
             pool,
             soft_pool,
+            health,
             backend: url.backend,
             sqlite_writer,
             _checkpointer: checkpointer,
@@ -212,13 +223,54 @@ impl Store {
     }
 
     pub fn conn(&self) -> StoreResult<PooledConn> {
-        Ok(self.pool.get()?)
+        self.checkout(&self.pool)
+    }
+
+    /// A connection of `pool`: at once "unavailable" while the database cannot be reached;
+    /// one made before the last failure in use is checked first (see [`Health`]).
+    fn checkout(&self, pool: &Pool<Manager>) -> StoreResult<PooledConn> {
+        let deadline = Instant::now() + CHECKOUT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut conn = match pool.get_timeout(CHECKOUT_SLICE.min(left)) {
+                Ok(c) => c,
+                Err(e) if self.health.is_down() || left <= CHECKOUT_SLICE => return Err(e.into()),
+                Err(_) => continue,
+            };
+            let epoch = self.health.epoch();
+            if conn.epoch == epoch || self.backend != Backend::Postgres {
+                return Ok(conn);
+            }
+            match conn.inner.batch_execute("SELECT 1") {
+                Ok(()) => {
+                    conn.epoch = epoch;
+                    return Ok(conn);
+                }
+                // dropped by the pool; the next one is checked in turn
+                Err(_) => conn.broken = true,
+            }
+        }
+    }
+
+    /// Run `f` on `conn`; when it fails as unavailable, the connection is not trusted again.
+    fn run<R>(
+        &self,
+        mut conn: PooledConn,
+        f: impl FnOnce(&mut Conn) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let result = f(&mut conn);
+        if let Err(StoreError::Unavailable(_)) = &result {
+            if self.backend == Backend::Postgres {
+                conn.broken = true;
+                self.health.suspect_all();
+            }
+        }
+        result
     }
 
     /// Run `f` on a pooled connection (reads, or single-statement conditional writes).
     pub fn read<R>(&self, f: impl FnOnce(&mut DbConnection) -> StoreResult<R>) -> StoreResult<R> {
-        let mut conn = self.conn()?;
-        f(&mut conn)
+        self.run(self.conn()?, |c| f(c))
     }
 
     fn sqlite_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
@@ -235,8 +287,7 @@ impl Store {
         f: impl FnOnce(&mut DbConnection) -> StoreResult<R>,
     ) -> StoreResult<R> {
         let _guard = self.sqlite_guard();
-        let mut conn = self.conn()?;
-        f(&mut conn)
+        self.run(self.conn()?, |c| f(c))
     }
 
     /// A write of soft state that may be lost in a crash (poll pacing): asynchronous commit
@@ -246,10 +297,7 @@ impl Store {
         f: impl FnOnce(&mut DbConnection) -> StoreResult<R>,
     ) -> StoreResult<R> {
         match &self.soft_pool {
-            Some(pool) => {
-                let mut conn = pool.get()?;
-                f(&mut conn)
-            }
+            Some(pool) => self.run(self.checkout(pool)?, |c| f(c)),
             None => self.write_one(f),
         }
     }
@@ -257,16 +305,14 @@ impl Store {
     /// Run `f` in a transaction. On SQLite, writers are serialised in-process first.
     pub fn write<R>(&self, f: impl FnOnce(&mut DbConnection) -> StoreResult<R>) -> StoreResult<R> {
         let _guard = self.sqlite_guard();
-        let mut conn = self.conn()?;
-        let conn: &mut DbConnection = &mut conn;
-        conn.transaction(f)
+        self.run(self.conn()?, |c| c.inner.transaction(f))
     }
 
     /// Apply pending migrations; returns the versions applied.
     pub fn migrate(&self) -> StoreResult<Vec<String>> {
         let _guard = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut conn = self.conn()?;
-        let applied = match &mut *conn {
+        let applied = match &mut conn.inner {
             DbConnection::Pg(c) => run_pending(c, PG_MIGRATIONS)?,
             DbConnection::Sqlite(c) => run_pending(c, SQLITE_MIGRATIONS)?,
         };
@@ -276,7 +322,7 @@ impl Store {
     /// How many embedded migrations are not applied yet.
     pub fn pending_migrations(&self) -> StoreResult<usize> {
         let mut conn = self.conn()?;
-        let n = match &mut *conn {
+        let n = match &mut conn.inner {
             DbConnection::Pg(c) => c.pending_migrations(PG_MIGRATIONS).map(|v| v.len()),
             DbConnection::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
         };
@@ -285,9 +331,7 @@ impl Store {
 
     /// A cheap round trip, for readiness.
     pub fn ping(&self) -> StoreResult<()> {
-        let mut conn = self.conn()?;
-        conn.batch_execute("SELECT 1")?;
-        Ok(())
+        self.run(self.conn()?, |c| Ok(c.inner.batch_execute("SELECT 1")?))
     }
 }
 

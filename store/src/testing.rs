@@ -18,6 +18,8 @@ pub struct TestDatabase {
     pub backend: Backend,
     pub url: String,
     pg_name: Option<String>,
+    /// The server the PostgreSQL database was made on (`CIBA_TEST_PG_URL`, or another).
+    pg_admin: String,
     sqlite_dir: Option<PathBuf>,
 }
 
@@ -26,6 +28,16 @@ impl TestDatabase {
     /// When the database cannot be created: a test cannot run without one.
     #[allow(clippy::expect_used)]
     pub fn create(backend: Backend) -> Self {
+        Self::create_on(backend, &pg_admin_url())
+    }
+
+    /// [`TestDatabase::create`], a PostgreSQL one on the server `admin` names (a
+    /// maintenance-database URL).
+    ///
+    /// # Panics
+    /// As [`TestDatabase::create`].
+    #[allow(clippy::expect_used)]
+    pub fn create_on(backend: Backend, admin: &str) -> Self {
         let tag = ciba_domain::ids::random_id()
             .to_ascii_lowercase()
             .replace(['-', '_'], "");
@@ -38,11 +50,12 @@ impl TestDatabase {
                     backend,
                     url,
                     pg_name: None,
+                    pg_admin: admin.to_owned(),
                     sqlite_dir: Some(dir),
                 }
             }
             Backend::Postgres => {
-                let admin = pg_admin_url();
+                let admin = admin.to_owned();
                 let name = format!("ciba_test_{}", &tag[..20]);
                 let mut conn = PgConnection::establish(&admin)
                     .expect("PostgreSQL for tests (set CIBA_TEST_PG_URL)");
@@ -54,6 +67,7 @@ impl TestDatabase {
                     backend,
                     url,
                     pg_name: Some(name),
+                    pg_admin: admin,
                     sqlite_dir: None,
                 }
             }
@@ -64,7 +78,7 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(name) = &self.pg_name {
-            if let Ok(mut conn) = PgConnection::establish(&pg_admin_url()) {
+            if let Ok(mut conn) = PgConnection::establish(&self.pg_admin) {
                 let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }

@@ -32,3 +32,4 @@ mod s11_openid_client;
 mod s12_merchant;
 mod s12_observability;
 mod s12_sandbox;
+mod s13_faults;

@@ -2,7 +2,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
+pub mod cluster;
 pub mod keys;
+pub mod pg;
+pub mod proxy;
 mod reply;
 pub mod tls;
 pub mod worker;
@@ -106,7 +109,18 @@ impl TestServer {
             .collect();
         let http = ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
             .unwrap();
-        Self::start_full(backend, env, "http", http).await
+        Self::start_full(TestDatabase::create(backend), env, "http", http).await
+    }
+
+    /// [`TestServer::start_with`] on a database made by the caller (another server's).
+    pub async fn start_on(db: TestDatabase, env: &[(&str, &str)]) -> Self {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let http = ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
+            .unwrap();
+        Self::start_full(db, env, "http", http).await
     }
 
     /// A server that terminates TLS with `pki`'s certificates and asks for client
@@ -114,16 +128,15 @@ impl TestServer {
     pub async fn start_tls(backend: Backend, pki: &tls::Pki, env: &[(&str, &str)]) -> Self {
         let mut all = pki.server_env();
         all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        Self::start_full(backend, all, "https", pki.http(None)).await
+        Self::start_full(TestDatabase::create(backend), all, "https", pki.http(None)).await
     }
 
     async fn start_full(
-        backend: Backend,
+        db: TestDatabase,
         extra_env: Vec<(String, String)>,
         scheme: &'static str,
         http: reqwest::Client,
     ) -> Self {
-        let db = TestDatabase::create(backend);
         let port = free_port();
         let log_path =
             std::env::temp_dir().join(format!("ciba-test-log-{port}-{}.log", std::process::id()));
