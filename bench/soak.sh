@@ -6,8 +6,10 @@
 # each replica's resident memory, the database's and the replicas' open connections, and the
 # p99 of each kind of load. Writes bench/out/soak.jsonl and the chart bench/soak.svg, and prints
 # the second and last minutes side by side (target: RSS and p99 within 1.2x).
-# Knobs: SOAK_MINUTES (10), SOAK_WINDOW (seconds per sample, 60), SOAK_POLL_RATE (300/s),
-# SOAK_FLOW_WORKERS (4), SOAK_PING_WORKERS (2), CIBA_TEST_PG_URL (admin URL of a PostgreSQL).
+# The load is paced (a steady mixed load, as production sees, not as much as the machine takes):
+# SOAK_POLL_RATE (300 polls/s), SOAK_FLOW_RATE (20 flows/s), SOAK_PING_RATE (4 ping flows/s).
+# Other knobs: SOAK_MINUTES (10), SOAK_WINDOW (seconds per sample, 60), CIBA_TEST_PG_URL (admin
+# URL of a PostgreSQL server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,11 +76,15 @@ done
 echo "== soak: $MINUTES minutes on ${bases[*]}" >&2
 $LOAD soak --bases "$(IFS=,; echo "${bases[*]}")" --pids "$(IFS=,; echo "${api_pids[*]}")" \
     --database-url "$URL" --poll-ids seeded:1-2000 --poll-rate "${SOAK_POLL_RATE:-300}" \
-    --flow-workers "${SOAK_FLOW_WORKERS:-4}" --ping-workers "${SOAK_PING_WORKERS:-2}" \
+    --flow-rate "${SOAK_FLOW_RATE:-20}" --ping-rate "${SOAK_PING_RATE:-4}" \
     --ping-listen 127.0.0.1:$PING_PORT --minutes "$MINUTES" --window-secs "$WINDOW" \
     --svg bench/soak.svg --issuer "$CIBA_ISSUER" --client-id="$CID" --secret="$SECRET" \
     --ping-client-id="$PING_CID" --ping-secret="$PING_SECRET" --nnin $NNIN --enrollment-code="$CODE" \
     | tee "$OUT/soak.jsonl"
+
+# Where the database's time went: sequential scans and dead rows per table, after the load.
+psql "$URL" -qc "SELECT relname, seq_scan, seq_tup_read, idx_scan, n_live_tup, n_dead_tup, autovacuum_count
+                 FROM pg_stat_user_tables ORDER BY seq_tup_read DESC" > "$OUT/soak-tables.txt"
 
 python3 - "$OUT/soak.jsonl" <<'EOF'
 import json, sys

@@ -35,8 +35,14 @@ pub struct SoakArgs {
     pub poll_rate: u64,
     #[arg(long, default_value_t = 4)]
     pub flow_workers: usize,
-    #[arg(long, default_value_t = 2)]
+    /// Full flows per second, in all (paced: a steady load, not as many as the machine takes).
+    #[arg(long, default_value_t = 20)]
+    pub flow_rate: u64,
+    #[arg(long, default_value_t = 4)]
     pub ping_workers: usize,
+    /// Ping flows per second, in all.
+    #[arg(long, default_value_t = 4)]
+    pub ping_rate: u64,
     /// Where the ping client's notification endpoint listens (this program receives there).
     #[arg(long)]
     pub ping_listen: SocketAddr,
@@ -112,12 +118,19 @@ pub async fn run(
             }
         }));
     }
+    let paced = |workers: usize, rate: u64| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(workers as f64 / rate.max(1) as f64));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    };
     for w in 0..args.flow_workers {
         let (flows, shared) = (flows.clone(), shared.clone());
+        let mut tick = paced(args.flow_workers, args.flow_rate);
         tasks.push(tokio::spawn(async move {
             let http = worker_client();
             let mut n = w;
             while Instant::now() < deadline {
+                tick.tick().await;
                 let o = &flows[n % flows.len()];
                 n += 1;
                 let t = Instant::now();
@@ -132,10 +145,12 @@ pub async fn run(
     }
     for w in 0..args.ping_workers {
         let (pings, shared, waiting) = (pings.clone(), shared.clone(), waiting.clone());
+        let mut tick = paced(args.ping_workers, args.ping_rate);
         tasks.push(tokio::spawn(async move {
             let http = worker_client();
             let mut n = w;
             while Instant::now() < deadline {
+                tick.tick().await;
                 let o = &pings[n % pings.len()];
                 n += 1;
                 let t = Instant::now();
@@ -157,7 +172,7 @@ pub async fn run(
             .collect::<Result<_, _>>()?;
         let mut open = Vec::new();
         for base in &args.bases {
-            open.push(gauge(&format!("{base}/metrics"), "connections_open").await);
+            open.push(gauge(&format!("{base}/metrics"), "ciba_connections_open").await);
         }
         let line = json!({
             "window": minute, "seconds": secs, "rss_mib": rss, "db_connections": db.count()?,
