@@ -90,8 +90,11 @@ fn leaf() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        prop::sample::select(vec![i64::MIN, i64::MAX, NOW, NOW - 3600, NOW + 3600]).prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        prop::sample::select(vec![i64::MIN, i64::MAX, NOW, NOW - 3600, NOW + 3600])
+            .prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "[ -~]{0,12}".prop_map(Value::String),
         Just(json!("https://issuer")),
         Just(json!("c1")),
@@ -102,8 +105,18 @@ fn leaf() -> impl Strategy<Value = Value> {
 
 fn claims() -> impl Strategy<Value = Value> {
     let names = prop::sample::select(vec![
-        "iss", "aud", "iat", "nbf", "exp", "jti", "request", "scope", "login_hint",
-        "binding_message", "requested_expiry", "x",
+        "iss",
+        "aud",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "request",
+        "scope",
+        "login_hint",
+        "binding_message",
+        "requested_expiry",
+        "x",
     ]);
     prop::collection::btree_map(names, leaf(), 0..10)
         .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
