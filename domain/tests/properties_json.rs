@@ -2,6 +2,7 @@
 //! document a client sends: it agrees with serde_json on valid documents without repeated
 //! keys, refuses repeated keys and deep nesting with its own errors, and never panics or
 //! overflows the stack on arbitrary input.
+#![allow(clippy::unwrap_used)]
 
 use ciba_domain::json::{parse, JsonError, MAX_DEPTH};
 use proptest::prelude::*;

@@ -3,6 +3,7 @@
 //! validate, as does a registration around them, whose digest covers the decoded bytes; an
 //! unknown member, a wrong type, a missing member or a hidden character is refused with a
 //! 4xx naming the field; arbitrary JSON never panics.
+#![allow(clippy::unwrap_used)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -127,8 +128,15 @@ fn any_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop::sample::select(vec![
-                    "nonce", "id", "text", "payments", "paymentId", "amount", "currency",
-                    "creditorName", "x",
+                    "nonce",
+                    "id",
+                    "text",
+                    "payments",
+                    "paymentId",
+                    "amount",
+                    "currency",
+                    "creditorName",
+                    "x",
                 ]),
                 inner,
                 0..5,

@@ -2,6 +2,7 @@
 //! payment amounts and currencies, text shown to the user, `requested_expiry`. Each answers
 //! arbitrary input with a result (an error a client can be told: 4xx), never a panic, and
 //! gives back what was encoded where there is a round trip.
+#![allow(clippy::unwrap_used)]
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -17,20 +18,21 @@ const CASES: u32 = 256;
 
 /// Characters that change how text looks without being seen.
 const HIDDEN: [char; 12] = [
-    '\u{0}', '\u{7}', '\u{1b}', '\u{7f}', '\u{85}', '\u{200b}', '\u{200d}', '\u{202e}',
-    '\u{2066}', '\u{2028}', '\u{feff}', '\u{e000}',
+    '\u{0}', '\u{7}', '\u{1b}', '\u{7f}', '\u{85}', '\u{200b}', '\u{200d}', '\u{202e}', '\u{2066}',
+    '\u{2028}', '\u{feff}', '\u{e000}',
 ];
 
 /// Printable text in several scripts, none of it hidden.
 fn printable(max: usize) -> impl Strategy<Value = String> {
-    proptest::string::string_regex(&format!(
-        "[a-zA-Z0-9 ,._:/()æøåÆØÅ東京€🙂-]{{1,{max}}}"
-    ))
-    .unwrap()
+    proptest::string::string_regex(&format!("[a-zA-Z0-9 ,._:/()æøåÆØÅ東京€🙂-]{{1,{max}}}"))
+        .unwrap()
 }
 
 fn insert_at(s: &str, at: usize, c: char) -> String {
-    let at = s.char_indices().nth(at % (s.chars().count() + 1)).map_or(s.len(), |(i, _)| i);
+    let at = s
+        .char_indices()
+        .nth(at % (s.chars().count() + 1))
+        .map_or(s.len(), |(i, _)| i);
     let mut out = s.to_owned();
     out.insert(at, c);
     out

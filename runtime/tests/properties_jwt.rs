@@ -5,6 +5,7 @@
 //! Arbitrary text, three-part strings of arbitrary JSON, any corrupted character, `alg`
 //! `none` and HS256 (keyed with public key material) are refused, never a panic; the claim
 //! checks never panic and accept only what they promise.
+#![allow(clippy::unwrap_used)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -73,8 +74,9 @@ fn claims() -> Value {
 /// A token signed over `header` and `payload` exactly as given (by our key, with ES256).
 fn signed_raw(header: &str, payload: &str) -> String {
     let input = format!("{}.{}", b64(header), b64(payload));
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &fixture().key.encoding, Algorithm::ES256)
-        .unwrap();
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &fixture().key.encoding, Algorithm::ES256)
+            .unwrap();
     format!("{input}.{sig}")
 }
 
@@ -82,7 +84,11 @@ fn signed_raw(header: &str, payload: &str) -> String {
 fn all_refuse(token: &str) -> Result<(), TestCaseError> {
     let f = fixture();
     for typ in [TYP_CLIENT_TOKEN, TYP_PERMISSION_TOKEN] {
-        prop_assert!(f.ring.verify(token, Purpose::Oidc, typ, NOW).is_err(), "{}", token);
+        prop_assert!(
+            f.ring.verify(token, Purpose::Oidc, typ, NOW).is_err(),
+            "{}",
+            token
+        );
     }
     prop_assert!(jwt::verify_signature(token, &f.key.decoding, Algorithm::ES256).is_err());
     prop_assert!(verify_with_set_using(token, &f.set, &ACCEPTED_ALGS).is_err());
@@ -94,8 +100,11 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        prop::sample::select(vec![i64::MIN, i64::MAX, NOW, NOW + 60, NOW - 60, 0]).prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        prop::sample::select(vec![i64::MIN, i64::MAX, NOW, NOW + 60, NOW - 60, 0])
+            .prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "[ -~]{0,12}".prop_map(Value::String),
         Just(json!(ISSUER)),
         Just(json!([ISSUER, "x"])),
@@ -106,8 +115,21 @@ fn json_leaf() -> impl Strategy<Value = Value> {
 /// JSON objects with the members JWT headers and claims have, of any type.
 fn json_object() -> impl Strategy<Value = Value> {
     let names = prop::sample::select(vec![
-        "alg", "typ", "kid", "jku", "x5u", "crit", "iss", "aud", "sub", "exp", "nbf", "iat", "jti",
-        "client_id", "x",
+        "alg",
+        "typ",
+        "kid",
+        "jku",
+        "x5u",
+        "crit",
+        "iss",
+        "aud",
+        "sub",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "x",
     ]);
     prop::collection::btree_map(names, json_leaf(), 0..8)
         .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))

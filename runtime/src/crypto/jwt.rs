@@ -48,7 +48,9 @@ pub fn verify_signature(
         let signed = matches!(e.kind(), jsonwebtoken::errors::ErrorKind::Json(_))
             && jsonwebtoken::decode_header(token).is_ok();
         if signed {
-            strict_payload(token).err().unwrap_or("claims are not a JSON object")
+            strict_payload(token)
+                .err()
+                .unwrap_or("claims are not a JSON object")
         } else {
             "signature or algorithm is invalid"
         }
