@@ -16,3 +16,6 @@ pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod state;
+
+#[cfg(test)]
+mod properties;

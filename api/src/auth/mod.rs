@@ -432,7 +432,7 @@ pub async fn verify_with_client_keys(
 }
 
 /// The unverified `iss` of a JWT, used only to choose which verifier to run.
-fn peek_issuer(token: &str) -> Option<String> {
+pub(crate) fn peek_issuer(token: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;

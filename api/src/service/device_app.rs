@@ -203,7 +203,7 @@ pub(crate) fn not_pending() -> ApiError {
 }
 
 /// The decision JWS must be signed by the authenticated device's own key.
-fn verify_decision(signed: &str, dev: &AuthenticatedDevice) -> ApiResult<Value> {
+pub(crate) fn verify_decision(signed: &str, dev: &AuthenticatedDevice) -> ApiResult<Value> {
     let bad = || {
         ApiError::from(OAuthError::invalid_request(
             "signed_decision: not signed by this device",

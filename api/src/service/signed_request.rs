@@ -108,7 +108,7 @@ pub fn check_envelope(
 
 /// The authentication parameters the claims carry, as form values: strings as they are,
 /// numbers (`requested_expiry`) in decimal; anything else is refused.
-fn request_parameters(claims: &Value) -> ApiResult<Vec<(String, String)>> {
+pub(crate) fn request_parameters(claims: &Value) -> ApiResult<Vec<(String, String)>> {
     let Some(map) = claims.as_object() else {
         return Err(invalid("request: claims are not an object"));
     };

@@ -41,8 +41,20 @@ pub fn verify_signature(
     v.validate_exp = false;
     v.validate_aud = false;
     v.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<Value>(token, key, &v)
-        .map_err(|_| "signature or algorithm is invalid")?;
+    let data = jsonwebtoken::decode::<Value>(token, key, &v).map_err(|e| {
+        // jsonwebtoken reads the claims only once the header and the signature hold, and its
+        // own reading refuses a repeated registered claim (`exp`, `sub`, ...): a JSON error
+        // after a good header is a signed payload that cannot be read, so say why.
+        let signed = matches!(e.kind(), jsonwebtoken::errors::ErrorKind::Json(_))
+            && jsonwebtoken::decode_header(token).is_ok();
+        if signed {
+            strict_payload(token)
+                .err()
+                .unwrap_or("claims are not a JSON object")
+        } else {
+            "signature or algorithm is invalid"
+        }
+    })?;
     if !data.claims.is_object() {
         return Err("claims are not a JSON object");
     }

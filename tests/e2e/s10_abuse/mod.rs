@@ -4,6 +4,7 @@
 
 mod connections;
 mod flood;
+mod generated;
 mod key_file;
 mod limits;
 mod oversized;
