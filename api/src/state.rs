@@ -127,7 +127,10 @@ impl AppState {
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
         let store = self.store.clone();
-        bounded(blocking(move || store.write_soft(f).map_err(ApiError::from))).await
+        bounded(blocking(move || {
+            store.write_soft(f).map_err(ApiError::from)
+        }))
+        .await
     }
 
     /// The polling hot path's group commit, its thread started on first use.

@@ -26,7 +26,11 @@ fn per_replica(lines: &[Value], field: &str, label: &str) -> Vec<Series> {
         .and_then(|l| l[field].as_array())
         .map_or(0, Vec::len);
     (0..replicas)
-        .map(|i| series(lines, &format!("{label} api-{}", i + 1), |l| l[field][i].as_f64()))
+        .map(|i| {
+            series(lines, &format!("{label} api-{}", i + 1), |l| {
+                l[field][i].as_f64()
+            })
+        })
         .collect()
 }
 
@@ -39,7 +43,10 @@ pub fn draw(path: &Path, lines: &[Value]) -> Result<(), String> {
     connections.extend(per_replica(lines, "http_connections_open", "http"));
     let p99 = |kind: &'static str| move |l: &Value| l[kind]["p99_ms"].as_f64();
     let charts = [
-        ("resident memory (MiB)", per_replica(lines, "rss_mib", "RSS")),
+        (
+            "resident memory (MiB)",
+            per_replica(lines, "rss_mib", "RSS"),
+        ),
         ("open connections", connections),
         (
             "p99 (ms)",

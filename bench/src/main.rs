@@ -141,7 +141,7 @@ enum Command {
     /// database, sampled per window; draws the samples (`--svg`).
     Soak {
         #[command(flatten)]
-        args: soak::SoakArgs,
+        args: Box<soak::SoakArgs>,
         /// The issuer every replica serves (the device JWT's audience).
         #[arg(long)]
         issuer: String,
@@ -354,7 +354,14 @@ async fn main() -> Result<(), String> {
         } => {
             // One phone; the flows of both clients, at every replica in turn.
             let first = args.bases.first().ok_or("--bases: none")?.clone();
-            let mut o = prepare_ours(first, client_id.clone(), secret.clone(), nnin, &enrollment_code).await?;
+            let mut o = prepare_ours(
+                first,
+                client_id.clone(),
+                secret.clone(),
+                nnin,
+                &enrollment_code,
+            )
+            .await?;
             o.issuer = issuer;
             let mut p = o.clone();
             p.client_id = ping_client_id;
@@ -363,11 +370,14 @@ async fn main() -> Result<(), String> {
             let each = |o: &Ours| {
                 args.bases
                     .iter()
-                    .map(|b| Ours { base: b.clone(), ..o.clone() })
+                    .map(|b| Ours {
+                        base: b.clone(),
+                        ..o.clone()
+                    })
                     .collect::<Vec<_>>()
             };
             let (flows, pings) = (each(&o), each(&p));
-            soak::run(args, (client_id, secret), flows, pings).await?;
+            soak::run(*args, (client_id, secret), flows, pings).await?;
         }
         Command::FlowsPeer {
             base,

@@ -99,7 +99,12 @@ pub async fn run(
     for w in 0..args.poll_connections {
         let base = &args.bases[w % args.bases.len()];
         let target = Target::parse(&format!("{base}/oidc/v1/token"))?;
-        let mine: Vec<String> = ids.iter().skip(w).step_by(args.poll_connections).cloned().collect();
+        let mine: Vec<String> = ids
+            .iter()
+            .skip(w)
+            .step_by(args.poll_connections)
+            .cloned()
+            .collect();
         let (shared, (id, secret)) = (shared.clone(), poll.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = FormPoster::new(target, &id, &secret);
@@ -108,10 +113,15 @@ pub async fn run(
             while Instant::now() < deadline && !mine.is_empty() {
                 tick.tick().await;
                 let t = Instant::now();
-                let fields = [("grant_type", CIBA), ("auth_req_id", mine[i % mine.len()].as_str())];
+                let fields = [
+                    ("grant_type", CIBA),
+                    ("auth_req_id", mine[i % mine.len()].as_str()),
+                ];
                 i += 1;
                 let key = match conn.post(&fields).await {
-                    Ok(a) => a.error.map_or(a.status.to_string(), |e| format!("{} {e}", a.status)),
+                    Ok(a) => a
+                        .error
+                        .map_or(a.status.to_string(), |e| format!("{} {e}", a.status)),
                     Err(_) => "transport error".into(),
                 };
                 record(&shared, |w| &mut w.polls, t, key);
@@ -119,7 +129,8 @@ pub async fn run(
         }));
     }
     let paced = |workers: usize, rate: u64| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(workers as f64 / rate.max(1) as f64));
+        let mut t =
+            tokio::time::interval(Duration::from_secs_f64(workers as f64 / rate.max(1) as f64));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     };
@@ -206,17 +217,29 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>;
 async fn ping_flow(http: &reqwest::Client, o: &Ours, waiting: &Waiters) -> Result<(), String> {
     let token = ciba_domain::ids::random_id();
     let (tx, rx) = oneshot::channel();
-    waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), tx);
+    waiting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(token.clone(), tx);
     let started = start_and_approve(http, o, &[("client_notification_token", &token)]).await;
     let id = match started {
         Ok(id) => id,
         Err(e) => {
-            waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
+            waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&token);
             return Err(e);
         }
     };
-    if tokio::time::timeout(Duration::from_secs(30), rx).await.is_err() {
-        waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
+    if tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .is_err()
+    {
+        waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token);
         return Err("no ping within 30 s".into());
     }
     redeem(http, o, &id).await
@@ -243,7 +266,9 @@ async fn receive_pings(listener: tokio::net::TcpListener, waiting: Waiters, shar
                     head.lines()
                         .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
                 };
-                let len: usize = header("content-length:").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let len: usize = header("content-length:")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 while buf.len() < end + 4 + len {
                     match sock.read(&mut chunk).await {
                         Ok(0) | Err(_) => return,
@@ -263,7 +288,10 @@ async fn receive_pings(listener: tokio::net::TcpListener, waiting: Waiters, shar
                     .and_then(|t| waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&t))
                     .map(|tx| tx.send(()));
                 if woke.is_none() {
-                    shared.lock().unwrap_or_else(|p| p.into_inner()).duplicate_pings += 1;
+                    shared
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .duplicate_pings += 1;
                 }
                 let reply = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
                 if sock.write_all(reply).await.is_err() {

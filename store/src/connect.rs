@@ -154,8 +154,9 @@ pub fn probe(url: &DatabaseUrl) -> Result<(), ConnectFailure> {
 
 fn establish(url: &DatabaseUrl) -> Result<DbConnection, ConnectionError> {
     match url.backend {
-        Backend::Postgres => PgConnection::establish(&with_connect_timeout(url.connect_str()))
-            .map(DbConnection::Pg),
+        Backend::Postgres => {
+            PgConnection::establish(&with_connect_timeout(url.connect_str())).map(DbConnection::Pg)
+        }
         Backend::Sqlite => {
             let path = Path::new(url.connect_str());
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
