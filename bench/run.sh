@@ -24,7 +24,8 @@
 # the throughput and too-fast phases) or BENCH_ONLY=flows (only the full flows),
 # BENCH_PROFILE=1 (after the flow rounds, one more round per target under `perf record -a`:
 # bench/out/profile-*.txt),
-# CIBA_TEST_PG_URL (admin URL of a PostgreSQL server).
+# BENCH_PG_URL (admin URL of a running PostgreSQL server; default: a private one made for the
+# run with production's settings, bench/private-pg.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,7 +43,7 @@ OVERSIZED=${BENCH_OVERSIZED:-10000}
 ONLY=${BENCH_ONLY:-}
 case "$ONLY" in ""|flood|polls|flows) ;; *) echo "BENCH_ONLY: empty, flood, polls or flows, not $ONLY" >&2; exit 1 ;; esac
 OUT=bench/out
-PG_ADMIN=${CIBA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+source bench/private-pg.sh
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
@@ -74,6 +75,7 @@ cleanup() {
             psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
         done
     fi
+    private_pg_stop
 }
 trap cleanup EXIT
 
@@ -277,6 +279,7 @@ flood_phase() {
 }
 
 # Every server is up at once (idle while another is measured), each with its own pending set.
+private_pg_start 18499
 PG_DB=ciba_bench_$$
 psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
 psql "$PG_ADMIN" -qc "CREATE DATABASE ${PG_DB}_small" >/dev/null

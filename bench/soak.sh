@@ -8,29 +8,32 @@
 # the second and last minutes side by side (target: RSS and p99 within 1.2x).
 # The load is paced (a steady mixed load, as production sees, not as much as the machine takes):
 # SOAK_POLL_RATE (300 polls/s), SOAK_FLOW_RATE (20 flows/s), SOAK_PING_RATE (4 ping flows/s).
-# Other knobs: SOAK_MINUTES (10), SOAK_WINDOW (seconds per sample, 60), CIBA_TEST_PG_URL (admin
-# URL of a PostgreSQL server).
+# Other knobs: SOAK_MINUTES (10), SOAK_WINDOW (seconds per sample, 60), BENCH_PG_URL (a running
+# PostgreSQL server's admin URL; default: a private one with production's settings, autovacuum
+# on, made for the run by bench/private-pg.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MINUTES=${SOAK_MINUTES:-10}
 WINDOW=${SOAK_WINDOW:-60}
-PG_ADMIN=${CIBA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 OUT=bench/out
 mkdir -p "$OUT"
 cargo build --release --quiet -p ciba-api -p ciba-worker -p ciba-bench
 API=target/release/ciba-api WORKER=target/release/ciba-worker LOAD=target/release/ciba-bench
 
 DB=ciba_soak_$$
-PORTS=(18580 18581) WORKER_PORTS=(18591 18592) PING_PORT=18590
-URL="${PG_ADMIN%/*}/$DB"
+PORTS=(18580 18581) WORKER_PORTS=(18591 18592) PING_PORT=18590 PG_PORT=18599
 PIDS=()
+source bench/private-pg.sh
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    private_pg_stop
 }
 trap cleanup EXIT
+private_pg_start $PG_PORT
+URL="${PG_ADMIN%/*}/$DB"
 psql "$PG_ADMIN" -qc "CREATE DATABASE $DB" >/dev/null
 
 export DATABASE_URL=$URL RUST_LOG=warn
