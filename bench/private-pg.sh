@@ -3,7 +3,8 @@
 # default settings: autovacuum on, fsync on, as in production). A long run on a server with
 # autovacuum off (this project's CI machines turn it off) measures dead rows piling up, not
 # the service: every later round slower than the first. BENCH_PG_URL=URL (an admin URL) uses a
-# running server instead.
+# running server instead; BENCH_PG_OPTIONS adds server settings to the private one (diagnosis
+# only, e.g. "-c synchronous_commit=off" to see what durable commits cost; never a result).
 #   private_pg_start PORT   sets PG_ADMIN; private_pg_stop (call it from the EXIT trap)
 PG_DIR=
 
@@ -23,10 +24,10 @@ private_pg_start() {
         [ "$(id -u)" != 0 ] || chown postgres "$PG_DIR"
         pg_tool initdb -D "$PG_DIR/data" -A trust -U postgres -E UTF8 >/dev/null
         pg_tool pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/log" -w start \
-            -o "-p $1 -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300" >/dev/null
+            -o "-p $1 -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 ${BENCH_PG_OPTIONS:-}" >/dev/null
         PG_ADMIN=postgres://postgres@127.0.0.1:$1/postgres
     fi
-    echo "== PostgreSQL $(psql "$PG_ADMIN" -Atc 'SHOW server_version'): autovacuum $(psql "$PG_ADMIN" -Atc 'SHOW autovacuum'), fsync $(psql "$PG_ADMIN" -Atc 'SHOW fsync')" >&2
+    echo "== PostgreSQL $(psql "$PG_ADMIN" -Atc 'SHOW server_version'): autovacuum $(psql "$PG_ADMIN" -Atc 'SHOW autovacuum'), fsync $(psql "$PG_ADMIN" -Atc 'SHOW fsync'), synchronous_commit $(psql "$PG_ADMIN" -Atc 'SHOW synchronous_commit')" >&2
 }
 
 private_pg_stop() {
