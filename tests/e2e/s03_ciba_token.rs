@@ -16,15 +16,6 @@ use support::{with_assertion, Backend, Reply, TestServer};
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
 const FAST: &[(&str, &str)] = &[("CIBA_POLL_INTERVAL", "1")];
 
-async fn poll(srv: &TestServer, m: &Merchant, auth_req_id: &str) -> Reply {
-    srv.post(
-        "/oidc/v1/token",
-        Some((&m.id, &m.secret)),
-        &[("grant_type", CIBA), ("auth_req_id", auth_req_id)],
-    )
-    .await
-}
-
 /// Start an App2App request and return (auth_req_id, ref, permission id).
 async fn started(
     srv: &TestServer,
@@ -233,29 +224,29 @@ async fn every_error_row(b: Backend) {
     let other = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
 
-    poll(&srv, &m, "no-such-request")
+    m.poll(&srv, "no-such-request")
         .await
         .expect_error(400, "invalid_grant");
     let (id, link_ref, pid) = started(&srv, &m, &app, "openid", &[]).await;
-    let r = poll(&srv, &other, &id).await;
+    let r = other.poll(&srv, &id).await;
     assert_eq!(
         (r.status, r.error()),
         (400, "invalid_grant"),
         "another client's request: {r}"
     );
-    poll(&srv, &m, &id)
+    m.poll(&srv, &id)
         .await
         .expect_error(400, "authorization_pending");
 
     // too fast: slow_down, and the interval grows by 5 s each time, in the database
-    poll(&srv, &m, &id).await.expect_error(400, "slow_down");
+    m.poll(&srv, &id).await.expect_error(400, "slow_down");
     assert_eq!(interval_of(&srv, id.clone()), 6);
-    assert_eq!(poll(&srv, &m, &id).await.error(), "slow_down");
+    assert_eq!(m.poll(&srv, &id).await.error(), "slow_down");
     assert_eq!(interval_of(&srv, id.clone()), 11);
 
     // declined
     app.decline(&srv, &link_ref).await;
-    poll(&srv, &m, &id).await.expect_error(400, "access_denied");
+    m.poll(&srv, &id).await.expect_error(400, "access_denied");
     assert_eq!(
         srv.get_bearer(&format!("/permissions/v1/{pid}"), &m.token)
             .await["status"],
@@ -265,7 +256,7 @@ async fn every_error_row(b: Backend) {
     // a well-paced client is never told to slow down
     let (id2, _, _) = started(&srv, &m, &app, "openid", &[]).await;
     for _ in 0..3 {
-        let r = poll(&srv, &m, &id2).await;
+        let r = m.poll(&srv, &id2).await;
         assert_eq!(r.error(), "authorization_pending", "{r}");
         srv.advance(std::time::Duration::from_millis(1050));
     }
@@ -276,10 +267,10 @@ async fn expiry_while_polling(b: Backend) {
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
     let (id, link_ref, pid) = started(&srv, &m, &app, "openid", &[("requested_expiry", "2")]).await;
-    assert_eq!(poll(&srv, &m, &id).await.error(), "authorization_pending");
+    assert_eq!(m.poll(&srv, &id).await.error(), "authorization_pending");
     srv.advance(std::time::Duration::from_millis(2100));
-    poll(&srv, &m, &id).await.expect_error(400, "expired_token");
-    assert_eq!(poll(&srv, &m, &id).await.error(), "expired_token");
+    m.poll(&srv, &id).await.expect_error(400, "expired_token");
+    assert_eq!(m.poll(&srv, &id).await.error(), "expired_token");
     assert_eq!(
         srv.get_bearer(&format!("/permissions/v1/{pid}"), &m.token)
             .await["status"],
@@ -294,7 +285,7 @@ async fn concurrent_polls_redeem_once(b: Backend) {
     let app = App::enroll(&srv, &nnin(100), IPHONE).await;
     let (id, link_ref, _) = started(&srv, &m, &app, "openid", &[]).await;
     app.approve(&srv, &link_ref).await;
-    let polls = (0..32).map(|_| poll(&srv, &m, &id));
+    let polls = (0..32).map(|_| m.poll(&srv, &id));
     let results = futures_util::future::join_all(polls).await;
     let ok = results.iter().filter(|r| r.status == 200).count();
     let refused = results
@@ -320,7 +311,7 @@ async fn simultaneous_polls_of_many_pending_requests(b: Backend) {
     for _ in 0..8 {
         ids.push(started(&srv, &m, &app, "openid", &[]).await.0);
     }
-    let polls = ids.iter().flat_map(|id| (0..4).map(|_| poll(&srv, &m, id)));
+    let polls = ids.iter().flat_map(|id| (0..4).map(|_| m.poll(&srv, id)));
     let results = futures_util::future::join_all(polls).await;
     for (id, answers) in ids.iter().zip(results.chunks(4)) {
         let mut errors: Vec<&str> = answers
@@ -343,7 +334,7 @@ async fn simultaneous_polls_of_many_pending_requests(b: Backend) {
         );
     }
     // Every request now waits longer: all eight at once are too early again.
-    let again = futures_util::future::join_all(ids.iter().map(|id| poll(&srv, &m, id))).await;
+    let again = futures_util::future::join_all(ids.iter().map(|id| m.poll(&srv, id))).await;
     assert!(again.iter().all(|r| r.error() == "slow_down"));
     // Every one of the 40 polls went through exactly one batch.
     let metrics = srv.metrics().await;
@@ -379,7 +370,7 @@ async fn claims_follow_scope_entitlement_and_alg(b: Backend) {
     let (id, link_ref, _) =
         started(&srv, &m, &app, "openid profile sub_nnin sub_bankid", &[]).await;
     app.approve(&srv, &link_ref).await;
-    let tokens = poll(&srv, &m, &id).await;
+    let tokens = m.poll(&srv, &id).await;
     tokens.ok();
     let discovery = srv.get("/.well-known/openid-configuration").await.body;
     let jwks = srv.get("/oidc/v1/jwks").await.body;
@@ -424,7 +415,7 @@ async fn poll_while_held(srv: &TestServer, m: &Merchant, id: &str, then: &'stati
         .unwrap();
     });
     locked_rx.await.unwrap();
-    let r = poll(srv, m, id).await;
+    let r = m.poll(srv, id).await;
     holder.join().unwrap();
     r
 }
@@ -450,7 +441,7 @@ async fn a_held_row_does_not_make_a_well_paced_poll_too_fast() {
         "the interval must not grow"
     );
     // The poll was recorded: polling again at once is too fast.
-    assert_eq!(poll(&srv, &m, &id).await.error(), "slow_down");
+    assert_eq!(m.poll(&srv, &id).await.error(), "slow_down");
 
     // The holder approves before it lets go: the waiting poll redeems the approval.
     let (id, _, _) = started(&srv, &m, &app, "openid", &[]).await;

@@ -18,8 +18,6 @@ use support::app::{App, Merchant};
 use support::worker::{ping_client, Receiver};
 use support::{Backend, TestServer};
 
-const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
-
 fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../helm/ciba")
 }
@@ -229,12 +227,6 @@ async fn started(srv: &TestServer, m: &Merchant, app: &App) -> (String, String) 
     (id, row.link_ref)
 }
 
-async fn poll(srv: &TestServer, m: &Merchant, id: &str) -> support::Reply {
-    let form = [("grant_type", CIBA_GRANT), ("auth_req_id", id)];
-    srv.post("/oidc/v1/token", Some((&m.id, &m.secret)), &form)
-        .await
-}
-
 async fn dashboard_and_alerts_query_only_exported_metrics(b: Backend) {
     let srv = TestServer::start_with(b, &[("CIBA_LIMIT_USER_STARTS", "3/3600")]).await;
     let rx = Receiver::start().await;
@@ -247,11 +239,11 @@ async fn dashboard_and_alerts_query_only_exported_metrics(b: Backend) {
         .expect_error(429, "too_many_requests");
     app.approve(&srv, &a).await.ok();
     app.decline(&srv, &d).await.ok();
-    poll(&srv, &m, &approved).await.ok();
-    poll(&srv, &m, &declined)
+    m.poll(&srv, &approved).await.ok();
+    m.poll(&srv, &declined)
         .await
         .expect_error(400, "access_denied");
-    poll(&srv, &m, &expiring)
+    m.poll(&srv, &expiring)
         .await
         .expect_error(400, "authorization_pending");
     srv.advance(Duration::from_secs(3_600));
@@ -264,7 +256,7 @@ async fn dashboard_and_alerts_query_only_exported_metrics(b: Backend) {
     .await
     .unwrap();
     assert_eq!(queue::run_due(&ctx).await, 3, "three pings");
-    poll(&srv, &m, &expiring)
+    m.poll(&srv, &expiring)
         .await
         .expect_error(400, "expired_token");
 

@@ -132,18 +132,6 @@ async fn start_for(srv: &TestServer, m: &Merchant, nnin: &str) -> (String, Strin
     )
 }
 
-async fn poll(srv: &TestServer, m: &Merchant, auth_req_id: &str) -> support::Reply {
-    srv.post(
-        "/oidc/v1/token",
-        Some((&m.id, &m.secret)),
-        &[
-            ("grant_type", "urn:openid:params:grant-type:ciba"),
-            ("auth_req_id", auth_req_id),
-        ],
-    )
-    .await
-}
-
 fn claims_of(id_token: &str) -> Value {
     let payload = id_token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
@@ -198,7 +186,7 @@ async fn page_approves_and_declines_through_the_decision_path(b: Backend) {
         assert_eq!(status, 403, "{body}");
         assert!(body.contains("access_denied"), "{body}");
     }
-    poll(&srv, &m, &auth_req_id)
+    m.poll(&srv, &auth_req_id)
         .await
         .expect_error(400, "authorization_pending");
     // Another user's request cannot be answered with this user's app.
@@ -236,7 +224,7 @@ async fn page_approves_and_declines_through_the_decision_path(b: Backend) {
     let (status, _, body) = post_decision(&srv, Some(&cookie), &approve, None).await;
     assert_eq!(status, 409, "{body}");
 
-    let tokens = poll(&srv, &m, &auth_req_id).await;
+    let tokens = m.poll(&srv, &auth_req_id).await;
     let claims = claims_of(tokens.ok()["id_token"].as_str().unwrap());
     assert_eq!(claims["amr"], json!(["swk"]));
     assert_eq!(claims["aud"], m.id.as_str());
@@ -256,7 +244,7 @@ async fn page_approves_and_declines_through_the_decision_path(b: Backend) {
         (status, location.as_str()),
         (303, "/sandbox?decided=decline")
     );
-    poll(&srv, &m, &auth_req_id)
+    m.poll(&srv, &auth_req_id)
         .await
         .expect_error(400, "access_denied");
 }
@@ -321,12 +309,12 @@ async fn behaviours_answer_on_their_own(b: Backend) {
     }
     assert_eq!(settled(&srv, &m, &flows[0].0).await, "granted");
     assert_eq!(settled(&srv, &m, &flows[1].0).await, "declined");
-    let tokens = poll(&srv, &m, &flows[0].1).await;
+    let tokens = m.poll(&srv, &flows[0].1).await;
     assert_eq!(
         claims_of(tokens.ok()["id_token"].as_str().unwrap())["amr"],
         json!(["swk"])
     );
-    poll(&srv, &m, &flows[1].1)
+    m.poll(&srv, &flows[1].1)
         .await
         .expect_error(400, "access_denied");
     // The ignoring user's app has had as long as the others, and two ticks more.
@@ -337,7 +325,7 @@ async fn behaviours_answer_on_their_own(b: Backend) {
     assert_eq!(p["status"], "pending");
     // Its request expires as any other would.
     srv.advance(Duration::from_secs(901));
-    poll(&srv, &m, &flows[2].1)
+    m.poll(&srv, &flows[2].1)
         .await
         .expect_error(400, "expired_token");
 }
@@ -358,7 +346,7 @@ async fn scripts_answer_and_keys_are_sealed(b: Backend) {
     );
     let said: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(said, json!({"ref": link_ref, "status": "approved"}));
-    poll(&srv, &m, &auth_req_id).await.ok();
+    m.poll(&srv, &auth_req_id).await.ok();
     // Nothing pending is an error; so is a user who is not a test user, or a bad number.
     let out = sandbox_cli(&srv, &["decline", "--nnin", KARI]);
     assert!(!out.status.success());
@@ -388,7 +376,7 @@ async fn scripts_answer_and_keys_are_sealed(b: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    poll(&srv, &m, &auth_req_id)
+    m.poll(&srv, &auth_req_id)
         .await
         .expect_error(400, "access_denied");
 }

@@ -2,7 +2,6 @@
 //! enrolled with, eIDAS high needs a hardware-bound key and user verification, `acr_values`
 //! are honoured up front, and the operator can require a hardware-bound key at enrollment.
 
-use super::redeem;
 use crate::support::app::{
     create_user, device_info, nnin, now, payment_statement, App, Merchant, CALLBACK, IPHONE, SCOPES,
 };
@@ -83,7 +82,7 @@ async fn amr_cannot_claim_more_than_the_device(b: Backend) {
     decide_with(&srv, &app, &link_ref, json!(["swk", "face"]))
         .await
         .ok();
-    let tokens = redeem(&srv, &m, s.str("auth_req_id")).await;
+    let tokens = m.poll(&srv, s.str("auth_req_id")).await;
     let claims = id_token_claims(tokens.ok());
     assert_eq!(claims["amr"], json!(["swk", "face"]));
     assert_eq!(claims["acr"], "http://eidas.europa.eu/LoA/substantial");
@@ -113,7 +112,7 @@ async fn loa_high_needs_a_hardware_key_and_verification(b: Backend) {
     decide_with(&srv, &hard, &link_ref, json!(["hwk", "pin"]))
         .await
         .ok();
-    let tokens = redeem(&srv, &m, s.str("auth_req_id")).await;
+    let tokens = m.poll(&srv, s.str("auth_req_id")).await;
     assert_eq!(id_token_claims(tokens.ok())["acr"], HIGH);
 }
 

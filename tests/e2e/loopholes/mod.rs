@@ -11,7 +11,7 @@ mod statements;
 mod tokens;
 
 use support::app::{start, App, Merchant, IPHONE};
-use support::{Reply, TestServer};
+use support::TestServer;
 
 /// Start an App2App request for `app` and approve it; returns (auth_req_id, ref).
 pub async fn approved(srv: &TestServer, m: &Merchant, app: &App) -> (String, String) {
@@ -20,17 +20,4 @@ pub async fn approved(srv: &TestServer, m: &Merchant, app: &App) -> (String, Str
     let link_ref = support::app::ref_of(s.str("authorize_uri"));
     app.approve(srv, &link_ref).await.ok();
     (s.str("auth_req_id").to_owned(), link_ref)
-}
-
-/// Poll the token endpoint with the merchant's secret.
-pub async fn redeem(srv: &TestServer, m: &Merchant, auth_req_id: &str) -> Reply {
-    srv.post(
-        "/oidc/v1/token",
-        Some((&m.id, &m.secret)),
-        &[
-            ("grant_type", "urn:openid:params:grant-type:ciba"),
-            ("auth_req_id", auth_req_id),
-        ],
-    )
-    .await
 }

@@ -1,6 +1,5 @@
 //! Scopes of an authentication (contract §5) and plain `login_hint` requests (CIBA §13).
 
-use super::redeem;
 use crate::support::app::{device_info, nnin, payment_statement, App, Merchant, IPHONE};
 use crate::support::{Backend, TestServer};
 
@@ -43,7 +42,7 @@ async fn profile_is_open_and_sub_nnin_needs_entitlement(b: Backend) {
     s.ok();
     let link_ref = crate::support::app::ref_of(s.str("authorize_uri"));
     app.approve(&srv, &link_ref).await;
-    let tokens = redeem(&srv, &m, s.str("auth_req_id")).await;
+    let tokens = m.poll(&srv, s.str("auth_req_id")).await;
     tokens.ok();
     let id_token = tokens.str("id_token");
     let payload = id_token.split('.').nth(1).unwrap();

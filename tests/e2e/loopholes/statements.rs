@@ -1,7 +1,6 @@
 //! What the user sees is exactly what is signed: JSON with a repeated key is refused at any
 //! depth, and text shown to the user holds no invisible or reordering characters.
 
-use super::redeem;
 use crate::support::app::{nnin, now, App, Merchant, IPHONE, SCOPES};
 use crate::support::keys::EcKey;
 use crate::support::{Backend, Reply, TestServer};
@@ -98,7 +97,7 @@ async fn repeated_keys_are_refused(b: Backend) {
     app.send_decision(&srv, &link_ref, &sign_raw(&app.key, &payload))
         .await
         .expect_error(400, "invalid_request");
-    let r = redeem(&srv, &m, s.str("auth_req_id")).await;
+    let r = m.poll(&srv, s.str("auth_req_id")).await;
     assert_eq!(r.error(), "authorization_pending", "{r}");
 }
 

@@ -1,7 +1,7 @@
 //! Tokens: a user's access token is not the merchant's; approvals expire; a failure while
 //! making the tokens does not lose the approval; token-bearing answers are never cached.
 
-use super::{approved, redeem};
+use super::approved;
 use crate::support::app::{nnin, nonce_statement, now, App, Merchant, IPHONE, SCOPES};
 use crate::support::{Backend, TestServer, ASSERTION_TYPE};
 use ciba_store::schema::auth_requests;
@@ -18,7 +18,7 @@ async fn a_users_access_token_does_not_authenticate_the_merchant(b: Backend) {
         App::enroll(&srv, &nnin(200), IPHONE).await,
     );
     let (alice_req, _) = approved(&srv, &m, &alice).await;
-    let tokens = redeem(&srv, &m, &alice_req).await;
+    let tokens = m.poll(&srv, &alice_req).await;
     tokens.ok();
     let stolen = tokens.str("access_token");
 
@@ -42,7 +42,7 @@ async fn a_users_access_token_does_not_authenticate_the_merchant(b: Backend) {
         .await
         .expect_error(401, "invalid_client");
     // The merchant itself still redeems Bob's request.
-    assert_eq!(redeem(&srv, &m, &bob_req).await.status, 200);
+    assert_eq!(m.poll(&srv, &bob_req).await.status, 200);
 }
 
 /// An approved request left unredeemed past its expiry is expired, not a token forever.
@@ -61,9 +61,7 @@ async fn an_approved_request_expires(b: Backend) {
             Ok(())
         })
         .unwrap();
-    redeem(&srv, &m, &id)
-        .await
-        .expect_error(400, "expired_token");
+    m.poll(&srv, &id).await.expect_error(400, "expired_token");
 }
 
 /// Making the tokens fails after approval (here: the user's row cannot be found): the
@@ -85,14 +83,12 @@ async fn a_failure_while_making_tokens_keeps_the_approval(b: Backend) {
             .unwrap();
     };
     set_sub("no-such-user".into());
-    redeem(&srv, &m, &id).await.expect(500);
+    m.poll(&srv, &id).await.expect(500);
     set_sub(app.sub.clone());
-    let r = redeem(&srv, &m, &id).await;
+    let r = m.poll(&srv, &id).await;
     assert_eq!(r.status, 200, "the approval was lost: {r}");
     assert!(r["id_token"].is_string());
-    redeem(&srv, &m, &id)
-        .await
-        .expect_error(400, "invalid_grant");
+    m.poll(&srv, &id).await.expect_error(400, "invalid_grant");
 }
 
 /// The permission registration answer holds a permission token: no cache may keep it.

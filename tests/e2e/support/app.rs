@@ -78,6 +78,19 @@ impl Merchant {
             .clone()
     }
 
+    /// Poll the token endpoint for `auth_req_id` (the CIBA grant, `client_secret_basic`).
+    pub async fn poll(&self, srv: &TestServer, auth_req_id: &str) -> Reply {
+        srv.post(
+            "/oidc/v1/token",
+            Some((&self.id, &self.secret)),
+            &[
+                ("grant_type", "urn:openid:params:grant-type:ciba"),
+                ("auth_req_id", auth_req_id),
+            ],
+        )
+        .await
+    }
+
     /// app-authorize in the reference document's style (the access token as client_assertion).
     pub async fn app_authorize(&self, srv: &TestServer, fields: &[(&str, &str)]) -> Reply {
         self.post_with_token(srv, "/oidc/v1/app-authorize", fields)

@@ -184,20 +184,8 @@ async fn start_api(srv: &TestServer, http: &reqwest::Client, port: u16) -> Api {
         child: Some(child),
         log_path,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{}/readyz", api.base())).send().await {
-            if r.status() == 200 {
-                return api;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replica not ready: {}",
-            api.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::await_ready(http, &format!("{}/readyz", api.base()), || api.logs()).await;
+    api
 }
 
 fn upstream_of(url: &str) -> SocketAddr {

@@ -103,13 +103,7 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
-        let env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let http = ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
-            .unwrap();
-        Self::start_full(TestDatabase::create(backend), env, "http", http).await
+        Self::start_on(TestDatabase::create(backend), env).await
     }
 
     /// [`TestServer::start_with`] on a database made by the caller (another server's).
@@ -465,20 +459,8 @@ impl TestServer {
             child,
             log_path,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = self.http.get(replica.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return replica;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica not ready: {}",
-                replica.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        await_ready(&self.http, &replica.url("/readyz"), || replica.logs()).await;
+        replica
     }
 }
 
@@ -490,5 +472,19 @@ impl Drop for TestServer {
         }
         let _ = std::fs::remove_file(&self.log_path);
         let _ = std::fs::remove_file(&self.clock_file);
+    }
+}
+
+/// Wait (at most 30 s) until `readyz` answers 200; panics with `logs()` otherwise.
+pub async fn await_ready(http: &reqwest::Client, readyz: &str, logs: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(readyz).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "replica not ready: {}", logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
