@@ -2,7 +2,7 @@
 //! nothing from another host) in every mode. The bundle is vendored in `api/assets/redoc`
 //! (version, hashes and licences in its README).
 
-use crate::http::reply::cache_public;
+use crate::http::reply::{cache_public, html_page};
 use warp::http::header::{HeaderValue, CONTENT_TYPE};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -56,15 +56,7 @@ fn with_headers(mut resp: Response, content_type: &'static str) -> Response {
 
 /// `GET /docs`.
 pub fn docs() -> Response {
-    let mut resp = with_headers(Response::new(page().into()), "text/html; charset=utf-8");
-    let h = resp.headers_mut();
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(PAGE_CSP),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    cache_public(resp, 300)
+    cache_public(html_page(200, PAGE_CSP, page()), 300)
 }
 
 /// `GET /docs/redoc.standalone.js`: cached for a year (its URL in the page names the version).

@@ -1,12 +1,11 @@
 //! The universal link's web fallback and the apps' association files (contract §6).
 
-use crate::http::reply::{json_response, text_response};
+use crate::http::reply::{html_page, json_response, no_store};
 use crate::state::{now, AppState};
 use ciba_domain::status::RequestStatus;
 use ciba_store::auth_requests as requests;
 use serde_json::json;
 use std::collections::HashMap;
-use warp::http::header::{HeaderValue, CACHE_CONTROL};
 use warp::reply::Response;
 
 fn page(status: u16, title: &str, message: &str) -> Response {
@@ -15,16 +14,11 @@ fn page(status: u16, title: &str, message: &str) -> Response {
          <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}</style>\
          </head><body><h1>{title}</h1><p>{message}</p></body></html>"
     );
-    let mut resp = text_response(status, "text/html; charset=utf-8", html);
-    let h = resp.headers_mut();
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    resp
+    no_store(html_page(
+        status,
+        "default-src 'none'; style-src 'unsafe-inline'",
+        html,
+    ))
 }
 
 /// What a browser shows when the authenticating app did not take the link. No personal data.

@@ -37,3 +37,19 @@ pub fn cache_public(mut resp: Response, seconds: u32) -> Response {
     }
     resp
 }
+
+/// An HTML page of this server: its Content-Security-Policy, never framed (its buttons and
+/// links cannot be clickjacked), no Referer sent from it (a URL may carry a `ref`), its type
+/// not sniffed.
+pub fn html_page(status: u16, csp: &'static str, body: String) -> Response {
+    let mut resp = text_response(status, "text/html; charset=utf-8", body);
+    let h = resp.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(csp));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}

@@ -11,6 +11,7 @@ use super::decide;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::Form;
+use crate::http::reply::{html_page, no_store};
 use crate::state::{now, AppState};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -26,7 +27,7 @@ use ciba_store::users::{self, DeviceRow, UserRow};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::Write;
-use warp::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use warp::http::header::{HeaderValue, LOCATION, SET_COOKIE};
 use warp::http::StatusCode;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
@@ -166,28 +167,12 @@ fn error_page(e: &ApiError) -> Response {
 }
 
 fn html(status: u16, body: String) -> Response {
-    let mut resp = Response::new(body.into());
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+    no_store(html_page(
+        status,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+        body,
+    ))
 }
 
 fn with_cookie(mut resp: Response, token: &str, fresh: bool) -> Response {
