@@ -293,45 +293,65 @@ pub fn reencrypt(store: &Store, kek: &Kek, by: &By<'_>) -> Result<usize, Keyring
             }
             let mut resealed = 0;
             for row in key_store::all(c)? {
-                if row.kek_id == kek.id() {
-                    continue;
+                let what = format!("signing key {}", row.kid);
+                let sealed = resealed_under(
+                    kek,
+                    &previous,
+                    &what,
+                    &row.private_key,
+                    &row.kid,
+                    &row.kek_id,
+                )?;
+                if let Some(sealed) = sealed {
+                    key_store::reseal(c, &row.kid, &sealed, kek.id())?;
+                    resealed += 1;
                 }
-                if row.kek_id != previous {
-                    return Err(StoreError::Other(format!(
-                        "signing key {} is sealed under neither key (kek id {})",
-                        row.kid, row.kek_id
-                    )));
-                }
-                let der = kek
-                    .open(&row.private_key, &row.kid, &row.kek_id)
-                    .map_err(|e| StoreError::Other(format!("signing key {}: {e}", row.kid)))?;
-                key_store::reseal(c, &row.kid, &kek.seal(&der, &row.kid), kek.id())?;
-                resealed += 1;
             }
             // Sandbox test users' simulated-app keys are sealed the same way.
             for (sb, _) in ciba_store::sandbox::list(c)? {
-                if sb.kek_id == kek.id() {
-                    continue;
+                let what = format!("simulated app key {}", sb.device_id);
+                let sealed = resealed_under(
+                    kek,
+                    &previous,
+                    &what,
+                    &sb.private_key,
+                    &sb.device_id,
+                    &sb.kek_id,
+                )?;
+                if let Some(sealed) = sealed {
+                    ciba_store::sandbox::reseal(c, &sb.user_sub, &sealed, kek.id())?;
+                    resealed += 1;
                 }
-                if sb.kek_id != previous {
-                    return Err(StoreError::Other(format!(
-                        "simulated app key {} is sealed under neither key (kek id {})",
-                        sb.device_id, sb.kek_id
-                    )));
-                }
-                let der = kek
-                    .open(&sb.private_key, &sb.device_id, &sb.kek_id)
-                    .map_err(|e| {
-                        StoreError::Other(format!("simulated app key {}: {e}", sb.device_id))
-                    })?;
-                let sealed = kek.seal(&der, &sb.device_id);
-                ciba_store::sandbox::reseal(c, &sb.user_sub, &sealed, kek.id())?;
-                resealed += 1;
             }
             audit::record(c, by, action::KEK_ROTATED, Some(kek.id()), Outcome::Ok)?;
             Ok(resealed)
         })
         .map_err(KeyringError::from)
+}
+
+/// A private key (`what`, for errors) sealed with associated data `aad` under `kek_id`, sealed
+/// anew under the current key; `None` when it already is; refused when sealed under neither
+/// the current nor the `previous` key.
+fn resealed_under(
+    kek: &Kek,
+    previous: &str,
+    what: &str,
+    sealed: &str,
+    aad: &str,
+    kek_id: &str,
+) -> Result<Option<String>, StoreError> {
+    if kek_id == kek.id() {
+        return Ok(None);
+    }
+    if kek_id != previous {
+        return Err(StoreError::Other(format!(
+            "{what} is sealed under neither key (kek id {kek_id})"
+        )));
+    }
+    let der = kek
+        .open(sealed, aad, kek_id)
+        .map_err(|e| StoreError::Other(format!("{what}: {e}")))?;
+    Ok(Some(kek.seal(&der, aad)))
 }
 
 /// Rotate every required key: each successor is published now and signs after `lead`
