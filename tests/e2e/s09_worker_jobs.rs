@@ -228,13 +228,19 @@ async fn key_rotation_end_to_end(b: Backend) {
     let successor = row(new_kid.clone());
     assert_eq!(successor.activates_at - successor.created_at, 8);
     // The rest of the lead is set from here (as if the worker had just published it), so a
-    // slow machine cannot turn the waits below into a race.
+    // slow machine cannot turn the waits below into a race; the predecessor retires when the
+    // successor activates, as the rotation set them (a fast machine used to reach the
+    // retirement check below before the worker's own retirement time).
     let activates_at = now() + 4;
-    let k = new_kid.clone();
+    let (k, old_k) = (new_kid.clone(), old_kid.clone());
     srv.store()
         .write(move |c| {
             diesel::sql_query(format!(
                 "UPDATE signing_keys SET activates_at = {activates_at} WHERE kid = '{k}'"
+            ))
+            .execute(c)?;
+            diesel::sql_query(format!(
+                "UPDATE signing_keys SET retires_at = {activates_at} WHERE kid = '{old_k}'"
             ))
             .execute(c)?;
             Ok(())
