@@ -112,18 +112,15 @@ pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<PermissionR
         .optional()?)
 }
 
-/// The permission if `client_id` owns it; another client's reads as absent.
+/// The permission if `client_id` owns it; another client's reads as absent. Read by its key
+/// alone: with the owner in the statement too, PostgreSQL could cache a plan (made while the
+/// table was empty) that searched the client's index, reading every permission of the client.
 pub fn find_owned(
     conn: &mut DbConnection,
     id: &str,
     client_id: &str,
 ) -> StoreResult<Option<PermissionRow>> {
-    Ok(permissions::table
-        .filter(permissions::id.eq(id))
-        .filter(permissions::client_id.eq(client_id))
-        .select(PermissionRow::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(find(conn, id)?.filter(|p| p.client_id == client_id))
 }
 
 /// Use up the permission's token without starting a request (an attempt that ended in
