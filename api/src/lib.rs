@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cli;
 pub mod crypto;
 pub mod error;
+pub mod group_commit;
 pub mod handlers;
 pub mod http;
 pub mod limits;

@@ -16,6 +16,7 @@ pub struct Metrics {
     duration: HistogramVec,
     /// Polls recorded per statement by the polling hot path's group commit.
     pub poll_batch_size: Histogram,
+    pub limit_batch_size: Histogram,
     /// Connections closed at once because the process had `CIBA_MAX_CONNECTIONS` open.
     pub connections_refused: IntCounter,
     pub connections_open: IntGauge,
@@ -68,6 +69,14 @@ impl Metrics {
                 "Polls recorded by one database statement (group commit of the polling hot path)",
             )
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        )
+        .expect("histogram");
+        let limit_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "limit_batch_size",
+                "Events counted by one database statement (group commit of the abuse limits)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .expect("histogram");
         let connections_refused = IntCounter::new(
@@ -137,8 +146,9 @@ impl Metrics {
             &["purpose", "alg"],
         )
         .expect("gauge");
-        let collectors: [Box<dyn Collector>; 14] = [
+        let collectors: [Box<dyn Collector>; 15] = [
             Box::new(poll_batch_size.clone()),
+            Box::new(limit_batch_size.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(connections_refused.clone()),
@@ -161,6 +171,7 @@ impl Metrics {
             requests,
             duration,
             poll_batch_size,
+            limit_batch_size,
             connections_refused,
             connections_open,
             rate_limited,

@@ -82,14 +82,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     if tokio::time::timeout(grace, server).await.is_err() {
         tracing::warn!("in-flight requests did not finish within CIBA_SHUTDOWN_TIMEOUT; exiting");
     }
-    // The poll batching thread holds the store until the last state handle is gone; a
-    // process that exits before it ends leaves its database connections to be reset
-    // (PostgreSQL logs one "connection reset" per pooled connection).
-    let batch_ended = state.poll_batch_ended();
+    // The batching threads hold the store until the last state handle is gone; a process
+    // that exits before they end leaves its database connections to be reset (PostgreSQL
+    // logs one "connection reset" per pooled connection).
+    let batches_ended = state.batch_threads_ended();
     drop(state);
-    if let Some(ended) = batch_ended {
+    for ended in batches_ended {
         if !ended.wait(Duration::from_secs(2)).await {
-            tracing::warn!("the poll batching thread did not end in time; exiting");
+            tracing::warn!("a batching thread did not end in time; exiting");
         }
     }
     Ok(())

@@ -5,7 +5,9 @@ use crate::cache::TtlCache;
 use crate::crypto::hash_pool::HashPool;
 use crate::crypto::password::SecretVerifier;
 use crate::error::{ApiError, ApiResult};
+use crate::group_commit::{GroupCommit, ThreadEnded};
 use crate::limits::BlockedAddresses;
+use crate::limits::Counts;
 use crate::metrics::Metrics;
 use crate::poll_batch::PollBatcher;
 use ciba_domain::error::OAuthError;
@@ -51,6 +53,7 @@ pub struct Inner {
     unknown_clients: TtlCache<()>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
+    counters: OnceLock<Result<GroupCommit<Counts>, String>>,
 }
 
 #[derive(Clone)]
@@ -97,6 +100,7 @@ impl AppState {
             config,
             schema_ready: AtomicBool::new(false),
             poll_batcher: OnceLock::new(),
+            counters: OnceLock::new(),
         })))
     }
 
@@ -135,23 +139,30 @@ impl AppState {
 
     /// The polling hot path's group commit, its thread started on first use.
     pub fn poll_batcher(&self) -> ApiResult<&PollBatcher> {
-        let started = self.poll_batcher.get_or_init(|| {
+        started(&self.poll_batcher, || {
             let sizes = self.metrics.poll_batch_size.clone();
-            PollBatcher::start(self.store.clone(), sizes).map_err(|e| e.to_string())
-        });
-        started.as_ref().map_err(|e| {
-            tracing::error!(error = %e, "cannot start the poll batching thread");
-            ApiError::new(OAuthError::server_error())
+            PollBatcher::start("ciba-poll-batch", self.store.clone(), sizes)
         })
     }
 
-    /// The batching thread's end, if it was started: wait for it at shutdown, after the
+    /// The abuse limits' counters (group commit), the thread started on first use.
+    pub fn counters(&self) -> ApiResult<&GroupCommit<Counts>> {
+        started(&self.counters, || {
+            let sizes = self.metrics.limit_batch_size.clone();
+            GroupCommit::start("ciba-limit-batch", self.store.clone(), sizes)
+        })
+    }
+
+    /// The batching threads that were started: wait for them to end at shutdown, after the
     /// last handle on the state is gone, so the connection pools close cleanly.
-    pub fn poll_batch_ended(&self) -> Option<crate::poll_batch::ThreadEnded> {
-        match self.poll_batcher.get() {
-            Some(Ok(b)) => Some(b.ended()),
-            _ => None,
-        }
+    pub fn batch_threads_ended(&self) -> Vec<ThreadEnded> {
+        let polls = self.poll_batcher.get().and_then(|b| b.as_ref().ok());
+        let counts = self.counters.get().and_then(|b| b.as_ref().ok());
+        polls
+            .map(GroupCommit::ended)
+            .into_iter()
+            .chain(counts.map(GroupCommit::ended))
+            .collect()
     }
 
     /// The cached answer for client `id`, if memory has one (no database read).
@@ -258,6 +269,18 @@ impl AppState {
         }
         ok
     }
+}
+
+/// The batching thread in `cell`, started by `start` on first use.
+fn started<B: crate::group_commit::Batch>(
+    cell: &OnceLock<Result<GroupCommit<B>, String>>,
+    start: impl FnOnce() -> std::io::Result<GroupCommit<B>>,
+) -> ApiResult<&GroupCommit<B>> {
+    let started = cell.get_or_init(|| start().map_err(|e| e.to_string()));
+    started.as_ref().map_err(|e| {
+        tracing::error!(error = %e, "cannot start a batching thread");
+        ApiError::new(OAuthError::server_error())
+    })
 }
 
 /// Sets its flag when dropped.

@@ -5,51 +5,58 @@ use crate::schema::rate_limits;
 use crate::DbConnection;
 use diesel::prelude::*;
 
-/// Count one event in `bucket` (a limit, a subject and a window) and return the window's
-/// count including it. Concurrent callers each get a distinct count: the upsert locks the
-/// row (PostgreSQL) or runs under the single writer (SQLite). Call inside a transaction.
-pub fn hit(conn: &mut DbConnection, bucket: &str, expires_at: i64) -> StoreResult<i64> {
-    macro_rules! upsert {
-        ($c:expr) => {
-            diesel::insert_into(rate_limits::table)
-                .values((
-                    rate_limits::bucket.eq(bucket),
-                    rate_limits::hits.eq(1i64),
-                    rate_limits::expires_at.eq(expires_at),
-                ))
-                .on_conflict(rate_limits::bucket)
-                .do_update()
-                .set(rate_limits::hits.eq(rate_limits::hits + 1i64))
-                .execute($c)
-        };
-    }
-    match conn {
-        DbConnection::Pg(c) => upsert!(c)?,
-        DbConnection::Sqlite(c) => upsert!(c)?,
+/// Count events in several buckets at once (the group commit of the abuse limits): each
+/// `(bucket, events, expires_at)` adds `events` to its window, and the answer is each
+/// window's count including them, in the order given. Buckets must be distinct; give them in
+/// a fixed order (sorted) so that batches of every replica lock their rows alike. One
+/// statement on PostgreSQL; on SQLite, under the single writer, one transaction.
+pub fn hit_many(conn: &mut DbConnection, counts: &[(String, i64, i64)]) -> StoreResult<Vec<i64>> {
+    use diesel::upsert::excluded;
+    let rows: Vec<_> = counts
+        .iter()
+        .map(|(bucket, events, expires_at)| {
+            (
+                rate_limits::bucket.eq(bucket),
+                rate_limits::hits.eq(*events),
+                rate_limits::expires_at.eq(*expires_at),
+            )
+        })
+        .collect();
+    let totals: Vec<(String, i64)> = match conn {
+        DbConnection::Pg(c) => diesel::insert_into(rate_limits::table)
+            .values(&rows)
+            .on_conflict(rate_limits::bucket)
+            .do_update()
+            .set(rate_limits::hits.eq(rate_limits::hits + excluded(rate_limits::hits)))
+            .returning((rate_limits::bucket, rate_limits::hits))
+            .get_results(c)?,
+        DbConnection::Sqlite(c) => c.transaction(|c| {
+            for row in &rows {
+                diesel::insert_into(rate_limits::table)
+                    .values(*row)
+                    .on_conflict(rate_limits::bucket)
+                    .do_update()
+                    .set(rate_limits::hits.eq(rate_limits::hits + excluded(rate_limits::hits)))
+                    .execute(c)?;
+            }
+            rate_limits::table
+                .filter(rate_limits::bucket.eq_any(counts.iter().map(|(b, _, _)| b)))
+                .select((rate_limits::bucket, rate_limits::hits))
+                .load(c)
+        })?,
     };
-    Ok(rate_limits::table
-        .find(bucket)
-        .select(rate_limits::hits)
-        .first(conn)?)
-}
-
-/// [`hit`] in a transaction of its own.
-pub fn hit_in_transaction(
-    conn: &mut DbConnection,
-    bucket: &str,
-    expires_at: i64,
-) -> StoreResult<i64> {
-    conn.transaction(|c| hit(c, bucket, expires_at))
-}
-
-/// The count of `bucket` so far (0 when nothing was counted).
-pub fn count(conn: &mut DbConnection, bucket: &str) -> StoreResult<i64> {
-    Ok(rate_limits::table
-        .find(bucket)
-        .select(rate_limits::hits)
-        .first(conn)
-        .optional()?
-        .unwrap_or(0))
+    let totals: std::collections::HashMap<String, i64> = totals.into_iter().collect();
+    counts
+        .iter()
+        .map(|(bucket, _, _)| {
+            totals.get(bucket).copied().ok_or_else(|| {
+                crate::StoreError::Other(format!(
+                    "no count returned for a bucket of {}",
+                    counts.len()
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Delete up to `limit` windows that ended before `now`; returns how many went.
