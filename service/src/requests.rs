@@ -30,18 +30,17 @@ pub fn decide(
         decision.status,
         RequestStatus::Approved | RequestStatus::Declined
     ));
-    if !auth_requests::record_decision(
+    let recorded = auth_requests::record_decision(
         conn,
         id,
         decision.status,
         decision.device_id,
         decision.amr,
         now,
-    )? {
+    )?;
+    let Some(row) = recorded else {
         return Ok(false);
-    }
-    let row = auth_requests::find(conn, id)?
-        .ok_or_else(|| StoreError::Other(format!("request {id} vanished after its decision")))?;
+    };
     follow(conn, &row, decision.status, Some(&row.user_sub), now)?;
     let what = match decision.status {
         RequestStatus::Approved => action::REQUEST_APPROVED,

@@ -2,12 +2,33 @@
 //! Every state change is a conditional update: exactly one of racing callers wins.
 
 use crate::error::StoreResult;
-use crate::schema::{auth_requests, permissions};
+use crate::permissions::PermissionRow;
+use crate::schema::{auth_requests, permissions, users};
+use crate::users::UserRow;
 use crate::DbConnection;
 use ciba_domain::status::{PermissionStatus, RequestStatus};
 use diesel::prelude::*;
 
 const PENDING: &str = RequestStatus::Pending.as_str();
+
+/// One request found by `$filter`, with its permission and user (left joins).
+macro_rules! with_context {
+    ($conn:expr, $filter:expr) => {
+        Ok(auth_requests::table
+            .left_join(
+                permissions::table.on(permissions::id.nullable().eq(auth_requests::permission_id)),
+            )
+            .left_join(users::table.on(users::sub.eq(auth_requests::user_sub)))
+            .filter($filter)
+            .select((
+                AuthRequestRow::as_select(),
+                Option::<PermissionRow>::as_select(),
+                Option::<UserRow>::as_select(),
+            ))
+            .first($conn)
+            .optional()?)
+    };
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = auth_requests)]
@@ -92,6 +113,23 @@ pub fn find_by_ref(conn: &mut DbConnection, link_ref: &str) -> StoreResult<Optio
         .optional()?)
 }
 
+/// A request with the permission it was started from and its user.
+pub type WithContext = (AuthRequestRow, Option<PermissionRow>, Option<UserRow>);
+
+/// The request `id`, its permission and its user, in one statement (left joins): what the
+/// token endpoint needs to answer a poll or to redeem an approval.
+pub fn find_with_context(conn: &mut DbConnection, id: &str) -> StoreResult<Option<WithContext>> {
+    with_context!(conn, auth_requests::id.eq(id))
+}
+
+/// [`find_with_context`] by the request's link reference (the authenticating app's view).
+pub fn find_by_ref_with_context(
+    conn: &mut DbConnection,
+    link_ref: &str,
+) -> StoreResult<Option<WithContext>> {
+    with_context!(conn, auth_requests::link_ref.eq(link_ref))
+}
+
 /// Pending, unexpired requests of a user, newest first.
 pub fn pending_for_user(
     conn: &mut DbConnection,
@@ -109,9 +147,10 @@ pub fn pending_for_user(
 }
 
 /// Record a user's decision (`Approved` or `Declined`, the device that made it and the
-/// methods it reports, a JSON array) if the request is still pending and unexpired at `now`.
-/// False when someone else decided first or it expired. What follows from a decision (the
-/// permission, the ping) is the caller's: see `ciba_service::requests`.
+/// methods it reports, a JSON array) if the request is still pending and unexpired at `now`,
+/// and return the request as recorded (one statement: `UPDATE ... RETURNING`). `None` when
+/// someone else decided first or it expired. What follows from a decision (the permission,
+/// the ping) is the caller's: see `ciba_service::requests`.
 pub fn record_decision(
     conn: &mut DbConnection,
     id: &str,
@@ -119,21 +158,30 @@ pub fn record_decision(
     device_id: &str,
     amr: &str,
     now: i64,
-) -> StoreResult<bool> {
-    let n = diesel::update(
-        auth_requests::table
-            .filter(auth_requests::id.eq(id))
-            .filter(auth_requests::status.eq(PENDING))
-            .filter(auth_requests::expires_at.gt(now)),
-    )
-    .set((
+) -> StoreResult<Option<AuthRequestRow>> {
+    let target = auth_requests::table
+        .filter(auth_requests::id.eq(id))
+        .filter(auth_requests::status.eq(PENDING))
+        .filter(auth_requests::expires_at.gt(now));
+    let changes = (
         auth_requests::status.eq(status.as_str()),
         auth_requests::decided_at.eq(now),
         auth_requests::device_id.eq(device_id),
         auth_requests::amr.eq(amr),
-    ))
-    .execute(conn)?;
-    Ok(n == 1)
+    );
+    macro_rules! run {
+        ($c:expr) => {
+            diesel::update(target)
+                .set(changes)
+                .returning(AuthRequestRow::as_returning())
+                .get_result($c)
+                .optional()?
+        };
+    }
+    Ok(match conn {
+        DbConnection::Pg(c) => run!(c),
+        DbConnection::Sqlite(c) => run!(c),
+    })
 }
 
 /// The authentication methods recorded when the request was decided (a JSON array).

@@ -210,6 +210,44 @@ pub fn active_devices_of(conn: &mut DbConnection, user_sub: &str) -> StoreResult
         .load(conn)?)
 }
 
+/// Who a user is looked up by.
+pub enum UserKey<'a> {
+    Sub(&'a str),
+    Nnin(&'a str),
+}
+
+/// A user's `sub` and active devices, in one statement (a left join); `None` when no such
+/// user exists.
+pub fn with_active_devices(
+    conn: &mut DbConnection,
+    who: UserKey<'_>,
+) -> StoreResult<Option<(String, Vec<DeviceRow>)>> {
+    macro_rules! load {
+        ($filter:expr) => {
+            users::table
+                .left_join(
+                    devices::table.on(devices::user_sub
+                        .eq(users::sub)
+                        .and(devices::status.eq(DEVICE_ACTIVE))),
+                )
+                .filter($filter)
+                .select((users::sub, Option::<DeviceRow>::as_select()))
+                .load::<(String, Option<DeviceRow>)>(conn)?
+        };
+    }
+    let rows = match who {
+        UserKey::Sub(sub) => load!(users::sub.eq(sub)),
+        UserKey::Nnin(nnin) => load!(users::nnin.eq(nnin)),
+    };
+    let Some(sub) = rows.first().map(|(sub, _)| sub.clone()) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        sub,
+        rows.into_iter().filter_map(|(_, d)| d).collect(),
+    )))
+}
+
 pub fn list_devices(
     conn: &mut DbConnection,
     user_sub: Option<&str>,

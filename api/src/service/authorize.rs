@@ -134,14 +134,11 @@ pub(crate) async fn hinted_user(
     let (known, nnin) = (p.user_sub.clone(), p.login_hint.clone());
     let found = state
         .db(move |c| {
-            let sub = match known {
-                Some(s) => Some(s),
-                None => users::find_by_nnin(c, &nnin)?.map(|u| u.sub),
+            let who = match &known {
+                Some(sub) => users::UserKey::Sub(sub),
+                None => users::UserKey::Nnin(&nnin),
             };
-            match sub {
-                Some(s) => Ok(Some((s.clone(), users::active_devices_of(c, &s)?))),
-                None => Ok(None),
-            }
+            users::with_active_devices(c, who)
         })
         .await?;
     match found {

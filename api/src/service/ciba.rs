@@ -18,9 +18,9 @@ use ciba_runtime::crypto::keyring::Purpose;
 use ciba_service::requests as lifecycle;
 use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
-use ciba_store::permissions::{self as perms, PermissionRow};
+use ciba_store::permissions::PermissionRow;
 use ciba_store::polling::{self, Paced, Poll};
-use ciba_store::users::{self, UserRow};
+use ciba_store::users::UserRow;
 use ciba_store::{DbConnection, StoreResult};
 use serde_json::{json, Value};
 
@@ -53,7 +53,7 @@ pub async fn grant(
         client_id: client_id.clone(),
         now_ms,
     };
-    match state.poll_batcher()?.record(poll).await? {
+    match state.poll_batcher()?.submit(poll).await? {
         Paced::Recorded => return Err(pending()),
         Paced::SlowedDown => return Err(slow_down()),
         Paced::LookCloser => {}
@@ -187,24 +187,16 @@ fn pending() -> ApiError {
 type Redeemable = (Option<UserRow>, Option<PermissionRow>);
 
 /// The request a poll names, and for an approved, unredeemed one what redeeming it needs,
-/// in one trip to the database.
+/// in one statement.
 fn read_for_poll(
     conn: &mut DbConnection,
     id: &str,
 ) -> StoreResult<Option<(AuthRequestRow, Option<Redeemable>)>> {
-    let Some(row) = requests::find(conn, id)? else {
+    let Some((row, permission, user)) = requests::find_with_context(conn, id)? else {
         return Ok(None);
     };
-    let redeemable = if row.status == RequestStatus::Approved.as_str() && row.redeemed_at.is_none()
-    {
-        let permission = match &row.permission_id {
-            Some(pid) => perms::find(conn, pid)?,
-            None => None,
-        };
-        Some((users::find_by_sub(conn, &row.user_sub)?, permission))
-    } else {
-        None
-    };
+    let redeemable = (row.status == RequestStatus::Approved.as_str() && row.redeemed_at.is_none())
+        .then_some((user, permission));
     Ok(Some((row, redeemable)))
 }
 

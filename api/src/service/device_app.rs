@@ -20,7 +20,7 @@ use ciba_domain::status::RequestStatus;
 use ciba_runtime::crypto::jwt::{self, LEEWAY};
 use ciba_service::requests as lifecycle;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
-use ciba_store::permissions::{self as perms, PermissionRow};
+use ciba_store::permissions::PermissionRow;
 use ciba_store::users::{self, DeviceRow};
 use ciba_store::{audit, jtis};
 use jsonwebtoken::Algorithm;
@@ -40,17 +40,9 @@ pub async fn request_for(
         return Err(not_found());
     }
     let found = state
-        .db(move |c| {
-            let Some(r) = requests::find_by_ref(c, &link_ref)? else {
-                return Ok(None);
-            };
-            let p = match &r.permission_id {
-                Some(pid) => perms::find(c, pid)?,
-                None => None,
-            };
-            Ok(p.map(|p| (r, p)))
-        })
+        .db(move |c| requests::find_by_ref_with_context(c, &link_ref))
         .await?
+        .and_then(|(r, p, _)| Some((r, p?)))
         .ok_or_else(not_found)?;
     // Contract §7: a device of another user may not see or decide it (403, like a phone of
     // the same user that did not match at app-authorize).
