@@ -4,8 +4,8 @@
 
 use ciba_domain::audit::{action, Outcome};
 use ciba_domain::status::RequestStatus;
-use ciba_store::audit::{self, By};
-use ciba_store::{auth_requests, jobs, permissions, DbConnection, StoreError, StoreResult};
+use ciba_store::audit::{self, AuditRow, By};
+use ciba_store::{auth_requests, jobs, jtis, permissions, DbConnection, StoreError, StoreResult};
 
 /// What a user decided, as the app signed it.
 pub struct Decision<'a> {
@@ -17,13 +17,13 @@ pub struct Decision<'a> {
 }
 
 /// Record the decision if the request is still pending and unexpired at `now`, with its
-/// audit event `by` the device. False when someone else decided first or it expired; then
-/// nothing else changes.
+/// audit `event`. False when someone else decided first or it expired; then nothing else
+/// changes.
 pub fn decide(
     conn: &mut DbConnection,
     id: &str,
     decision: &Decision<'_>,
-    by: &By<'_>,
+    event: &AuditRow,
     now: i64,
 ) -> StoreResult<bool> {
     debug_assert!(matches!(
@@ -42,12 +42,58 @@ pub fn decide(
         return Ok(false);
     };
     follow(conn, &row, decision.status, Some(&row.user_sub), now)?;
-    let what = match decision.status {
-        RequestStatus::Approved => action::REQUEST_APPROVED,
-        _ => action::REQUEST_DECLINED,
-    };
-    audit::record(conn, by, what, Some(id), Outcome::Ok)?;
+    audit::insert(conn, event)?;
     Ok(true)
+}
+
+/// What became of a signed decision.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Decided,
+    /// Another decision came first, or the request expired.
+    NotPending,
+    /// This signed decision (its jti) was sent before.
+    JtiUsed,
+}
+
+/// A signed decision recorded once: its jti (`jti_key`, kept until `jti_expires`) spent and
+/// the decision recorded as [`decide`] does, with `event` in the audit trail, atomically. On
+/// PostgreSQL one statement when no ping follows (one round trip, where a transaction costs
+/// two more); otherwise one transaction. Call outside a transaction.
+pub fn decide_signed(
+    conn: &mut DbConnection,
+    (jti_key, jti_expires): (&str, i64),
+    id: &str,
+    decision: &Decision<'_>,
+    (event, ping): (&AuditRow, bool),
+    now: i64,
+) -> StoreResult<Recorded> {
+    if !ping {
+        if let DbConnection::Pg(c) = conn {
+            let one = auth_requests::OneStatementDecision {
+                jti: (jti_key, jti_expires),
+                id,
+                status: decision.status,
+                device_id: decision.device_id,
+                amr: decision.amr,
+            };
+            return Ok(match one.run(c, event, now)? {
+                (false, _) => Recorded::JtiUsed,
+                (true, false) => Recorded::NotPending,
+                (true, true) => Recorded::Decided,
+            });
+        }
+    }
+    ciba_store::transaction(conn, |c| {
+        if !jtis::record(c, jti_key, jti_expires)? {
+            return Ok(Recorded::JtiUsed);
+        }
+        Ok(if decide(c, id, decision, event, now)? {
+            Recorded::Decided
+        } else {
+            Recorded::NotPending
+        })
+    })
 }
 
 /// Mark a pending request past its expiry as expired (its audit event `by` whoever noticed:

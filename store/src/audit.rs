@@ -36,13 +36,19 @@ pub fn record(
     object: Option<&str>,
     outcome: Outcome,
 ) -> StoreResult<()> {
+    insert(conn, &row(by, action, object, outcome))
+}
+
+/// The event `by` did `action` to `object` with `outcome`, as stored (its id a UUIDv7 of
+/// its time): for a statement that writes it together with the change it records.
+pub fn row(by: &By<'_>, action: &'static str, object: Option<&str>, outcome: Outcome) -> AuditRow {
     let at_ms = by.at_ms;
     let ts = uuid::Timestamp::from_unix(
         uuid::NoContext,
         at_ms.max(0) as u64 / 1000,
         (at_ms.max(0) as u64 % 1000) as u32 * 1_000_000,
     );
-    let row = AuditRow {
+    AuditRow {
         id: uuid::Uuid::new_v7(ts).to_string(),
         at_ms,
         actor_kind: by.actor.kind().into(),
@@ -52,11 +58,33 @@ pub fn record(
         outcome: outcome.as_str().into(),
         source: by.origin.source.clone(),
         request_id: by.origin.request_id.clone(),
-    };
+    }
+}
+
+/// Store an event made by [`row`].
+pub fn insert(conn: &mut DbConnection, row: &AuditRow) -> StoreResult<()> {
     diesel::insert_into(audit_events::table)
-        .values(&row)
+        .values(row)
         .execute(conn)?;
     Ok(())
+}
+
+/// Bind an event's nine columns to a PostgreSQL statement, in the order of the table (`id,
+/// at_ms, actor_kind, actor_id, action, object_id, outcome, source, request_id`).
+pub(crate) fn bind_pg<'a>(
+    q: diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>,
+    e: &'a AuditRow,
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    q.bind::<Text, _>(&e.id)
+        .bind::<BigInt, _>(e.at_ms)
+        .bind::<Text, _>(&e.actor_kind)
+        .bind::<Nullable<Text>, _>(&e.actor_id)
+        .bind::<Text, _>(&e.action)
+        .bind::<Nullable<Text>, _>(&e.object_id)
+        .bind::<Text, _>(&e.outcome)
+        .bind::<Nullable<Text>, _>(&e.source)
+        .bind::<Nullable<Text>, _>(&e.request_id)
 }
 
 /// Which events to list.

@@ -1,6 +1,7 @@
 //! Authentication requests (App2App and CIBA) started from a permission.
 //! Every state change is a conditional update: exactly one of racing callers wins.
 
+use crate::audit::{self, AuditRow};
 use crate::error::StoreResult;
 use crate::permissions::PermissionRow;
 use crate::schema::{auth_requests, permissions, users};
@@ -95,6 +96,50 @@ pub fn start(
         .values(row)
         .execute(conn)?;
     Ok(true)
+}
+
+/// [`start`] with its audit event `event`, atomically: on PostgreSQL one statement (one round
+/// trip, where a transaction costs two more), on SQLite one transaction. Call outside a
+/// transaction.
+pub fn start_recorded(
+    conn: &mut DbConnection,
+    row: &AuthRequestRow,
+    permission_id: &str,
+    now: i64,
+    event: &AuditRow,
+) -> StoreResult<bool> {
+    if let DbConnection::Pg(c) = conn {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        let q = diesel::sql_query(include_str!("sql/start.pg.sql"))
+            .into_boxed::<diesel::pg::Pg>()
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(permission_id)
+            .bind::<Text, _>(&row.id)
+            .bind::<Text, _>(&row.link_ref)
+            .bind::<Text, _>(&row.client_id)
+            .bind::<Nullable<Text>, _>(&row.permission_id)
+            .bind::<Text, _>(&row.user_sub)
+            .bind::<Text, _>(&row.flow)
+            .bind::<Text, _>(&row.scope)
+            .bind::<Text, _>(&row.acr)
+            .bind::<Nullable<Text>, _>(&row.binding_message)
+            .bind::<Nullable<Text>, _>(&row.client_notification_token)
+            .bind::<Nullable<Text>, _>(&row.allowed_devices)
+            .bind::<Text, _>(&row.status)
+            .bind::<BigInt, _>(row.interval_secs)
+            .bind::<BigInt, _>(row.created_at)
+            .bind::<BigInt, _>(row.expires_at)
+            .bind::<Text, _>(PermissionStatus::Pending.as_str());
+        let n: Rows = audit::bind_pg(q, event).get_result(c)?;
+        return Ok(n.n == 1);
+    }
+    conn.transaction(|c| {
+        if !start(c, row, permission_id, now)? {
+            return Ok(false);
+        }
+        audit::insert(c, event)?;
+        Ok(true)
+    })
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<AuthRequestRow>> {
@@ -208,6 +253,90 @@ pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> S
     .set(auth_requests::redeemed_at.eq(now))
     .execute(conn)?;
     Ok(n == 1)
+}
+
+/// [`redeem`] with its audit event `event`, atomically: on PostgreSQL one statement (one
+/// round trip, where a transaction costs two more), on SQLite one transaction. Call outside a
+/// transaction.
+pub fn redeem_recorded(
+    conn: &mut DbConnection,
+    (id, client_id): (&str, &str),
+    now: i64,
+    event: &AuditRow,
+) -> StoreResult<bool> {
+    if let DbConnection::Pg(c) = conn {
+        use diesel::sql_types::{BigInt, Text};
+        let q = diesel::sql_query(include_str!("sql/redeem.pg.sql"))
+            .into_boxed::<diesel::pg::Pg>()
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(id)
+            .bind::<Text, _>(client_id)
+            .bind::<Text, _>(RequestStatus::Approved.as_str());
+        let n: Rows = audit::bind_pg(q, event).get_result(c)?;
+        return Ok(n.n == 1);
+    }
+    conn.transaction(|c| {
+        if !redeem(c, id, client_id, now)? {
+            return Ok(false);
+        }
+        audit::insert(c, event)?;
+        Ok(true)
+    })
+}
+
+/// A signed decision on a request whose end queues no ping, for one PostgreSQL statement
+/// (see `ciba_service::requests::decide_signed`).
+pub struct OneStatementDecision<'a> {
+    /// The decision's jti key and how long it is kept.
+    pub jti: (&'a str, i64),
+    pub id: &'a str,
+    /// `Approved` or `Declined`.
+    pub status: RequestStatus,
+    pub device_id: &'a str,
+    /// RFC 8176 methods, a JSON array.
+    pub amr: &'a str,
+}
+
+impl OneStatementDecision<'_> {
+    /// Spend the jti, decide the request (if pending and unexpired at `now`), move its
+    /// permission and record `event`, in one statement. Returns (jti was fresh, decided).
+    pub fn run(
+        &self,
+        c: &mut diesel::pg::PgConnection,
+        event: &AuditRow,
+        now: i64,
+    ) -> StoreResult<(bool, bool)> {
+        use diesel::sql_types::{BigInt, Text};
+        let q = diesel::sql_query(include_str!("sql/decide.pg.sql"))
+            .into_boxed::<diesel::pg::Pg>()
+            .bind::<Text, _>(self.jti.0)
+            .bind::<BigInt, _>(self.jti.1)
+            .bind::<Text, _>(self.status.as_str())
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(self.device_id)
+            .bind::<Text, _>(self.amr)
+            .bind::<Text, _>(self.id)
+            .bind::<Text, _>(PENDING)
+            .bind::<Text, _>(self.status.permission_status().as_str())
+            .bind::<Text, _>(PermissionStatus::Pending.as_str());
+        let r: Decided = audit::bind_pg(q, event).get_result(c)?;
+        Ok((r.spent == 1, r.n == 1))
+    }
+}
+
+#[derive(QueryableByName)]
+struct Decided {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    spent: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// How many rows a one-statement step wrote.
+#[derive(QueryableByName)]
+pub(crate) struct Rows {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) n: i64,
 }
 
 /// Mark a pending request past its expiry as expired. Returns true when this call made the

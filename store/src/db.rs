@@ -351,6 +351,15 @@ pub const LOCK_RETENTION: i64 = 0x6369_6261_0003;
 
 /// Take a transaction-scoped advisory lock without waiting (PostgreSQL); false when another
 /// session holds it. On SQLite writers are serialized already: always true.
+/// Run `f` in a transaction on `conn` (a savepoint inside one already open), for callers
+/// outside this crate that have a connection and no diesel of their own.
+pub fn transaction<R>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> StoreResult<R>,
+) -> StoreResult<R> {
+    conn.transaction(f)
+}
+
 pub fn try_advisory_xact_lock(conn: &mut DbConnection, key: i64) -> StoreResult<bool> {
     diesel::define_sql_function! {
         fn pg_try_advisory_xact_lock(key: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;

@@ -20,5 +20,5 @@ pub mod schema;
 pub mod testing;
 pub mod users;
 
-pub use db::{Backend, DatabaseUrl, DbConnection, Store};
+pub use db::{transaction, Backend, DatabaseUrl, DbConnection, Store};
 pub use error::{StoreError, StoreResult};

@@ -1,5 +1,7 @@
 //! Registered permissions and their forever-unique nonces.
 
+use crate::audit::{self, AuditRow};
+use crate::auth_requests::Rows;
 use crate::error::{StoreError, StoreResult};
 use crate::schema::{permission_nonces, permissions};
 use crate::DbConnection;
@@ -102,6 +104,53 @@ pub fn insert_with_nonce(
         .values(row)
         .execute(conn)?;
     Ok(Insert::Created)
+}
+
+/// Register a new permission (`row`, its user not yet known): its nonce claimed, its user
+/// looked up by the NNIN, the row stored and its audit event `event` recorded, atomically. On
+/// PostgreSQL one statement (one round trip, where a transaction costs two more), on SQLite
+/// one transaction. Call outside a transaction.
+pub fn register(
+    conn: &mut DbConnection,
+    row: &PermissionRow,
+    nonce_hash: &str,
+    event: &AuditRow,
+) -> StoreResult<Insert> {
+    if let DbConnection::Pg(c) = conn {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        let q = diesel::sql_query(include_str!("sql/register_permission.pg.sql"))
+            .into_boxed::<diesel::pg::Pg>()
+            .bind::<Text, _>(&row.id)
+            .bind::<Text, _>(&row.client_id)
+            .bind::<Text, _>(&row.kind)
+            .bind::<Text, _>(&row.loa)
+            .bind::<BigInt, _>(row.iat)
+            .bind::<BigInt, _>(row.exp)
+            .bind::<Text, _>(&row.statement)
+            .bind::<Text, _>(&row.digest)
+            .bind::<Text, _>(&row.intents)
+            .bind::<Text, _>(&row.login_hint)
+            .bind::<Nullable<Text>, _>(&row.app_callback_uri)
+            .bind::<Nullable<Text>, _>(&row.acr_values)
+            .bind::<Text, _>(&row.status)
+            .bind::<BigInt, _>(row.created_at)
+            .bind::<Text, _>(nonce_hash);
+        let n: Rows = audit::bind_pg(q, event).get_result(c)?;
+        return Ok(if n.n == 1 {
+            Insert::Created
+        } else {
+            Insert::NonceReused
+        });
+    }
+    conn.transaction(|c| {
+        let mut row = row.clone();
+        row.user_sub = crate::users::find_by_nnin(c, &row.login_hint)?.map(|u| u.sub);
+        let outcome = insert_with_nonce(c, &row, nonce_hash)?;
+        if outcome == Insert::Created {
+            audit::insert(c, event)?;
+        }
+        Ok(outcome)
+    })
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<PermissionRow>> {

@@ -66,7 +66,9 @@ pub(crate) fn verify_permission_token(
 }
 
 /// Contract §5: the permission behind a token (owned, with `intent`, pending, unexpired,
-/// unused), and its token used up, in one transaction. A request that got past client
+/// unused), and its token used up. No transaction is needed: what is checked before the use
+/// (owner, intents, `exp`) never changes, and the use is a conditional update that fails if
+/// the token was used or the permission moved meanwhile. A request that got past client
 /// authentication and token verification uses the token up whatever its answer: it is
 /// claimed with a conditional update before anything about the user or their phones is
 /// looked at, so parallel calls with one token cannot each learn something (one phone model
@@ -80,7 +82,7 @@ pub(crate) async fn claim_permission(
 ) -> ApiResult<PermissionRow> {
     let client_id = client.id.clone();
     state
-        .db_write(move |c| {
+        .db_write_one(move |c| {
             let Some(p) = perms::find_owned(c, &id, &client_id)? else {
                 return Ok(Err(oauth_error(
                     ErrorCode::InvalidRequest,
@@ -215,28 +217,44 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
     };
     let (stored, permission) = (row.clone(), s.permission);
     let (nonce, origin, at_ms) = (s.new_permission, s.origin, crate::state::now_ms());
-    let started = state
-        .db_write(move |c| {
-            let by = audit::By {
-                actor: Actor::Client(&stored.client_id),
-                origin: &origin,
-                at_ms,
-            };
-            if let Some(nonce_hash) = nonce {
-                if perms::insert_with_nonce(c, &permission, &nonce_hash)? == Insert::NonceReused {
+    let started = if nonce.is_none() {
+        // From a registered permission (the common case): one statement on PostgreSQL.
+        let by = audit::By {
+            actor: Actor::Client(&stored.client_id),
+            origin: &origin,
+            at_ms,
+        };
+        let event = audit::row(&by, action::REQUEST_STARTED, Some(&stored.id), Outcome::Ok);
+        state
+            .db_write_one(move |c| {
+                requests::start_recorded(c, &stored, &permission.id, now, &event)
+            })
+            .await?
+    } else {
+        state
+            .db_write(move |c| {
+                let by = audit::By {
+                    actor: Actor::Client(&stored.client_id),
+                    origin: &origin,
+                    at_ms,
+                };
+                if let Some(nonce_hash) = nonce {
+                    if perms::insert_with_nonce(c, &permission, &nonce_hash)? == Insert::NonceReused
+                    {
+                        return Ok(false);
+                    }
+                    let id = Some(permission.id.as_str());
+                    audit::record(c, &by, action::PERMISSION_REGISTERED, id, Outcome::Ok)?;
+                }
+                if !requests::start(c, &stored, &permission.id, now)? {
                     return Ok(false);
                 }
-                let id = Some(permission.id.as_str());
-                audit::record(c, &by, action::PERMISSION_REGISTERED, id, Outcome::Ok)?;
-            }
-            if !requests::start(c, &stored, &permission.id, now)? {
-                return Ok(false);
-            }
-            let id = Some(stored.id.as_str());
-            audit::record(c, &by, action::REQUEST_STARTED, id, Outcome::Ok)?;
-            Ok(true)
-        })
-        .await?;
+                let id = Some(stored.id.as_str());
+                audit::record(c, &by, action::REQUEST_STARTED, id, Outcome::Ok)?;
+                Ok(true)
+            })
+            .await?
+    };
     if !started {
         return Err(oauth_error(
             ErrorCode::InvalidRequest,

@@ -93,20 +93,16 @@ pub async fn grant(
                     (user, permission),
                     now,
                 )?;
-                let (i, c, o) = (id.clone(), client_id.clone(), origin.clone());
-                let at_ms = crate::state::now_ms();
+                let by = audit::By {
+                    actor: Actor::Client(&client_id),
+                    origin: &origin,
+                    at_ms: crate::state::now_ms(),
+                };
+                let event = audit::row(&by, action::REQUEST_REDEEMED, Some(&id), Outcome::Ok);
+                let (i, c) = (id.clone(), client_id.clone());
                 let redeemed = state
-                    .db_write(move |conn| {
-                        if !requests::redeem(conn, &i, &c, now)? {
-                            return Ok(false);
-                        }
-                        let by = audit::By {
-                            actor: Actor::Client(&c),
-                            origin: &o,
-                            at_ms,
-                        };
-                        audit::record(conn, &by, action::REQUEST_REDEEMED, Some(&i), Outcome::Ok)?;
-                        Ok(true)
+                    .db_write_one(move |conn| {
+                        requests::redeem_recorded(conn, (&i, &c), now, &event)
                     })
                     .await?;
                 if !redeemed {

@@ -18,11 +18,11 @@ use ciba_domain::secret::sha256_b64url;
 use ciba_domain::status::DeviceStatus;
 use ciba_domain::status::RequestStatus;
 use ciba_runtime::crypto::jwt::{self, LEEWAY};
-use ciba_service::requests as lifecycle;
+use ciba_service::requests::{self as lifecycle, Recorded};
+use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::PermissionRow;
 use ciba_store::users::{self, DeviceRow};
-use ciba_store::{audit, jtis};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
@@ -123,27 +123,26 @@ pub async fn decide(
         dev.device.id.clone(),
         serde_json::to_string(&amr).unwrap_or_default(),
     );
-    let at_ms = crate::state::now_ms();
+    let by = audit::By {
+        actor: Actor::Device(&device_id),
+        origin: &origin,
+        at_ms: crate::state::now_ms(),
+    };
+    let what = match decision {
+        Decision::Approve => action::REQUEST_APPROVED,
+        Decision::Decline => action::REQUEST_DECLINED,
+    };
+    let event = audit::row(&by, what, Some(&id), Outcome::Ok);
+    let ping = r.client_notification_token.is_some();
     let outcome = state
-        .db_write(move |c| {
-            if !jtis::record(c, &jti_key, jti_expires)? {
-                return Ok(Recorded::JtiUsed);
-            }
+        .db_write_one(move |c| {
             let decided = lifecycle::Decision {
                 status: decision.status(),
                 device_id: &device_id,
                 amr: &amr_json,
             };
-            let by = audit::By {
-                actor: Actor::Device(&device_id),
-                origin: &origin,
-                at_ms,
-            };
-            Ok(if lifecycle::decide(c, &id, &decided, &by, now)? {
-                Recorded::Decided
-            } else {
-                Recorded::NotPending
-            })
+            let jti = (jti_key.as_str(), jti_expires);
+            lifecycle::decide_signed(c, jti, &id, &decided, (&event, ping), now)
         })
         .await?;
     match outcome {
@@ -160,15 +159,6 @@ pub async fn decide(
         }
     }
     Ok((decision, p))
-}
-
-/// What became of a signed decision in its transaction.
-enum Recorded {
-    Decided,
-    /// Another decision came first, or the request expired.
-    NotPending,
-    /// This signed decision was sent before.
-    JtiUsed,
 }
 
 /// App2App: only the devices that matched at app-authorize may see or decide the request.

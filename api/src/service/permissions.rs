@@ -50,23 +50,15 @@ pub async fn register(
     let token =
         jwt::sign(&key, TYP_PERMISSION_TOKEN, &token_claims).map_err(|e| internal("signing", e))?;
     let nonce_hash = sha256_b64url(p.nonce.as_bytes());
-    let mut row = PermissionRow::pending(id.clone(), client_id, p, now);
-    let (client, at_ms) = (client_id.to_owned(), crate::state::now_ms());
+    let row = PermissionRow::pending(id.clone(), client_id, p, now);
+    let by = audit::By {
+        actor: Actor::Client(client_id),
+        origin: &origin,
+        at_ms: crate::state::now_ms(),
+    };
+    let event = audit::row(&by, action::PERMISSION_REGISTERED, Some(&id), Outcome::Ok);
     let outcome = state
-        .db_write(move |c| {
-            row.user_sub = users::find_by_nnin(c, &row.login_hint)?.map(|u| u.sub);
-            let outcome = perms::insert_with_nonce(c, &row, &nonce_hash)?;
-            if outcome != Insert::NonceReused {
-                let by = audit::By {
-                    actor: Actor::Client(&client),
-                    origin: &origin,
-                    at_ms,
-                };
-                let (what, id) = (action::PERMISSION_REGISTERED, Some(row.id.as_str()));
-                audit::record(c, &by, what, id, Outcome::Ok)?;
-            }
-            Ok(outcome)
-        })
+        .db_write_one(move |c| perms::register(c, &row, &nonce_hash, &event))
         .await?;
     if outcome == Insert::NonceReused {
         return Err(OAuthError::invalid_request(

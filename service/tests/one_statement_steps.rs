@@ -1,0 +1,278 @@
+#![allow(clippy::unwrap_used)]
+//! The flow's write steps that PostgreSQL runs as one statement (registration, start,
+//! decision, redemption) do on both backends what the transactions they replaced did: all of
+//! a step or none of it, its audit event exactly when its change happens, a used nonce, jti
+//! or token changing nothing, and the permission following its request.
+
+use ciba_domain::audit::{action, Actor, Origin, Outcome};
+use ciba_domain::status::RequestStatus;
+use ciba_service::requests::{decide_signed, Decision, Recorded};
+use ciba_store::audit::{self, AuditRow, By, Filter};
+use ciba_store::auth_requests::{self, AuthRequestRow};
+use ciba_store::permissions::{self, Insert, PermissionRow};
+use ciba_store::testing::TestDatabase;
+use ciba_store::{Backend, DatabaseUrl, Store};
+use diesel::connection::SimpleConnection;
+
+const NOW: i64 = 1_900_000_000;
+const NNIN: &str = "01019010046";
+
+fn store(db: &TestDatabase) -> Store {
+    let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
+    store.migrate().unwrap();
+    let sql = "INSERT INTO clients (id, name, secret_hash, scopes, callback_uris, sub_nnin, \
+               id_token_alg, delivery_mode, disabled, created_at, updated_at) VALUES \
+               ('c1','one','x','openid','[]',false,'ES256','poll',false,1,1); \
+               INSERT INTO users (sub, nnin, given_name, family_name, birthdate, created_at, \
+               updated_at) VALUES ('u1','01019010046','Kari','Nordmann','1990-01-01',1,1);";
+    store.write(|c| Ok(c.batch_execute(sql)?)).unwrap();
+    store
+}
+
+fn event(what: &'static str, object: &str, at_ms: i64) -> AuditRow {
+    let origin = Origin::default();
+    let by = By {
+        actor: Actor::Client("c1"),
+        origin: &origin,
+        at_ms,
+    };
+    audit::row(&by, what, Some(object), Outcome::Ok)
+}
+
+fn trail(store: &Store) -> Vec<(String, Option<String>)> {
+    let f = Filter {
+        limit: 100,
+        ..Filter::default()
+    };
+    let rows = store.read(|c| audit::list(c, &f)).unwrap();
+    rows.into_iter().map(|e| (e.action, e.object_id)).collect()
+}
+
+fn permission(id: &str) -> PermissionRow {
+    PermissionRow {
+        id: id.into(),
+        client_id: "c1".into(),
+        kind: "text.v1".into(),
+        loa: "substantial".into(),
+        iat: NOW,
+        exp: NOW + 600,
+        statement: "s".into(),
+        digest: "d".into(),
+        intents: "app2app".into(),
+        user_sub: None,
+        login_hint: NNIN.into(),
+        app_callback_uri: Some("https://merchant.example/cb".into()),
+        acr_values: None,
+        status: "pending".into(),
+        token_used_at: None,
+        auth_req_id: None,
+        grant_jws: None,
+        decided_at: None,
+        created_at: NOW,
+    }
+}
+
+fn request(id: &str, permission_id: &str) -> AuthRequestRow {
+    AuthRequestRow {
+        id: id.into(),
+        link_ref: format!("ref-{id}"),
+        client_id: "c1".into(),
+        permission_id: Some(permission_id.into()),
+        user_sub: "u1".into(),
+        flow: "app2app".into(),
+        scope: "openid".into(),
+        acr: "urn:bankid:substantial".into(),
+        binding_message: Some("ABC".into()),
+        client_notification_token: None,
+        allowed_devices: Some(r#"["d1"]"#.into()),
+        status: "pending".into(),
+        interval_secs: 2,
+        last_poll_ms: None,
+        created_at: NOW,
+        expires_at: NOW + 300,
+        decided_at: None,
+        device_id: None,
+        amr: None,
+        redeemed_at: None,
+        slowed_down_ms: None,
+    }
+}
+
+fn whole_flow(backend: Backend) {
+    let db = TestDatabase::create(backend);
+    let store = store(&db);
+    let reg = |id: &str, nonce: &str| {
+        let e = event(action::PERMISSION_REGISTERED, id, 1);
+        let p = permission(id);
+        store
+            .write_one(|c| permissions::register(c, &p, nonce, &e))
+            .unwrap()
+    };
+    // Registration: stored with its user found by the NNIN; a used nonce stores nothing.
+    assert_eq!(reg("p1", "n1"), Insert::Created);
+    assert_eq!(reg("p2", "n1"), Insert::NonceReused);
+    let p1 = store.read(|c| permissions::find(c, "p1")).unwrap().unwrap();
+    assert_eq!(p1.user_sub.as_deref(), Some("u1"));
+    assert_eq!(p1.intents, "app2app");
+    assert!(store
+        .read(|c| permissions::find(c, "p2"))
+        .unwrap()
+        .is_none());
+
+    // Start: the request stored and the permission used by it; a second start from the same
+    // permission stores nothing.
+    let start = |id: &str| {
+        let e = event(action::REQUEST_STARTED, id, 2);
+        let r = request(id, "p1");
+        store
+            .write_one(|c| auth_requests::start_recorded(c, &r, "p1", NOW, &e))
+            .unwrap()
+    };
+    assert!(start("r1"));
+    assert!(!start("r2"));
+    let r1 = store
+        .read(|c| auth_requests::find(c, "r1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            r1.link_ref.as_str(),
+            r1.binding_message.as_deref(),
+            r1.expires_at
+        ),
+        ("ref-r1", Some("ABC"), NOW + 300)
+    );
+    assert!(store
+        .read(|c| auth_requests::find(c, "r2"))
+        .unwrap()
+        .is_none());
+    let p1 = store.read(|c| permissions::find(c, "p1")).unwrap().unwrap();
+    assert_eq!(
+        (p1.auth_req_id.as_deref(), p1.token_used_at),
+        (Some("r1"), Some(NOW))
+    );
+
+    // Decision: a used jti changes nothing; a fresh jti on a decided request is spent and
+    // changes nothing else.
+    let decide = |jti: &str, status: RequestStatus| {
+        let e = event(action::REQUEST_APPROVED, "r1", 3);
+        let d = Decision {
+            status,
+            device_id: "d1",
+            amr: r#"["swk"]"#,
+        };
+        store
+            .write_one(|c| decide_signed(c, (jti, NOW + 180), "r1", &d, (&e, false), NOW + 1))
+            .unwrap()
+    };
+    assert_eq!(decide("j1", RequestStatus::Approved), Recorded::Decided);
+    assert_eq!(decide("j1", RequestStatus::Declined), Recorded::JtiUsed);
+    assert_eq!(decide("j2", RequestStatus::Declined), Recorded::NotPending);
+    assert_eq!(decide("j2", RequestStatus::Declined), Recorded::JtiUsed);
+    let r1 = store
+        .read(|c| auth_requests::find(c, "r1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            r1.status.as_str(),
+            r1.device_id.as_deref(),
+            r1.amr.as_deref()
+        ),
+        ("approved", Some("d1"), Some(r#"["swk"]"#))
+    );
+    let p1 = store.read(|c| permissions::find(c, "p1")).unwrap().unwrap();
+    assert_eq!(
+        (p1.status.as_str(), p1.decided_at, p1.user_sub.as_deref()),
+        ("granted", Some(NOW + 1), Some("u1"))
+    );
+
+    // Redemption: once, by its client.
+    let redeem = |client: &str| {
+        let e = event(action::REQUEST_REDEEMED, "r1", 4);
+        store
+            .write_one(|c| auth_requests::redeem_recorded(c, ("r1", client), NOW + 2, &e))
+            .unwrap()
+    };
+    assert!(!redeem("c2"), "another client's poll redeems nothing");
+    assert!(redeem("c1"));
+    assert!(!redeem("c1"));
+
+    // Each step's event exactly once, in order.
+    let expected = [
+        (action::PERMISSION_REGISTERED, "p1"),
+        (action::REQUEST_STARTED, "r1"),
+        (action::REQUEST_APPROVED, "r1"),
+        (action::REQUEST_REDEEMED, "r1"),
+    ]
+    .map(|(a, o)| (a.to_owned(), Some(o.to_owned())));
+    assert_eq!(trail(&store), expected);
+}
+
+#[test]
+fn whole_flow_sqlite() {
+    whole_flow(Backend::Sqlite);
+}
+
+#[test]
+fn whole_flow_postgres() {
+    whole_flow(Backend::Postgres);
+}
+
+/// Concurrent decisions with fresh jtis on one request: exactly one decides, the others
+/// are told it is no longer pending, and the trail has one decision.
+fn racing_decisions(backend: Backend) {
+    let db = TestDatabase::create(backend);
+    let store = store(&db);
+    let p = permission("p1");
+    let e = event(action::PERMISSION_REGISTERED, "p1", 1);
+    store
+        .write_one(|c| permissions::register(c, &p, "n1", &e))
+        .unwrap();
+    let (r, e) = (request("r1", "p1"), event(action::REQUEST_STARTED, "r1", 2));
+    assert!(store
+        .write_one(|c| auth_requests::start_recorded(c, &r, "p1", NOW, &e))
+        .unwrap());
+    let outcomes: Vec<Recorded> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                s.spawn(move || {
+                    let e = event(action::REQUEST_APPROVED, "r1", 3);
+                    let d = Decision {
+                        status: RequestStatus::Approved,
+                        device_id: "d1",
+                        amr: r#"["swk"]"#,
+                    };
+                    let jti = format!("j{i}");
+                    store
+                        .write_one(|c| {
+                            decide_signed(c, (&jti, NOW + 180), "r1", &d, (&e, false), NOW + 1)
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let decided = outcomes.iter().filter(|o| **o == Recorded::Decided).count();
+    assert_eq!(decided, 1, "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Recorded::Decided | Recorded::NotPending)));
+    let approvals = trail(&store)
+        .into_iter()
+        .filter(|(a, _)| a == action::REQUEST_APPROVED)
+        .count();
+    assert_eq!(approvals, 1);
+}
+
+#[test]
+fn racing_decisions_sqlite() {
+    racing_decisions(Backend::Sqlite);
+}
+
+#[test]
+fn racing_decisions_postgres() {
+    racing_decisions(Backend::Postgres);
+}
