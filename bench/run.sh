@@ -330,6 +330,12 @@ fi
 # Full flows in alternated rounds, as the throughput: the host's drift falls on all three.
 echo "== full flows: $ROUNDS rounds of postgres, sqlite, peer" >&2
 for t in postgres sqlite peer; do flow_round $t >/dev/null; done  # warm-up (the peer's JIT too)
+# The seeding's ANALYZE saw no permissions (flows make them): a server in service has
+# statistics of the tables its traffic writes, which autovacuum keeps within a minute or so;
+# a 3-second round is shorter than its naptime. Without this, plans cached on the pooled
+# connections keep treating those tables as empty (a sequential scan of a table that grows
+# with every flow). ANALYZE also invalidates those plans, as autovacuum's would.
+psql "${URLS[postgres]}" -qc ANALYZE
 for _ in $(seq 1 "$ROUNDS"); do
     for t in postgres sqlite peer; do flow_round $t >> "$RESULTS"; done
 done
