@@ -349,8 +349,6 @@ pub const LOCK_KEY_ROTATION: i64 = 0x6369_6261_0001;
 pub const LOCK_EXPIRY: i64 = 0x6369_6261_0002;
 pub const LOCK_RETENTION: i64 = 0x6369_6261_0003;
 
-/// Take a transaction-scoped advisory lock without waiting (PostgreSQL); false when another
-/// session holds it. On SQLite writers are serialized already: always true.
 /// Run `f` in a transaction on `conn` (a savepoint inside one already open), for callers
 /// outside this crate that have a connection and no diesel of their own.
 pub fn transaction<R>(
@@ -360,6 +358,8 @@ pub fn transaction<R>(
     conn.transaction(f)
 }
 
+/// Take a transaction-scoped advisory lock without waiting (PostgreSQL); false when another
+/// session holds it. On SQLite writers are serialized already: always true.
 pub fn try_advisory_xact_lock(conn: &mut DbConnection, key: i64) -> StoreResult<bool> {
     diesel::define_sql_function! {
         fn pg_try_advisory_xact_lock(key: diesel::sql_types::BigInt) -> diesel::sql_types::Bool;
