@@ -276,3 +276,53 @@ fn racing_decisions_sqlite() {
 fn racing_decisions_postgres() {
     racing_decisions(Backend::Postgres);
 }
+
+#[derive(diesel::QueryableByName)]
+struct Plans {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    statements: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    executions: i64,
+}
+
+/// Each one-statement step is prepared once per connection and executed from then on: parsing
+/// and planning the CTEs on every call was the PostgreSQL server's largest cost per flow.
+#[test]
+fn steps_are_prepared_once_per_connection_postgres() {
+    let db = TestDatabase::create(Backend::Postgres);
+    drop(store(&db)); // the schema, the client and the user
+                      // One connection, so every call below runs on the session that is inspected.
+    let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 1).unwrap();
+    for (n, id) in ["p1", "p2", "p3"].iter().enumerate() {
+        let e = event(action::PERMISSION_REGISTERED, id, 1);
+        let nonce = format!("n{n}");
+        let p = permission(id);
+        let done = store.write_one(|c| permissions::register(c, &p, &nonce, &e));
+        assert_eq!(done.unwrap(), Insert::Created);
+    }
+    for (r, p) in [("r1", "p1"), ("r2", "p2"), ("r3", "p3")] {
+        let e = event(action::REQUEST_STARTED, r, 2);
+        let row = request(r, p);
+        assert!(store
+            .write_one(|c| auth_requests::start_recorded(c, &row, p, NOW, &e))
+            .unwrap());
+    }
+    let plans = |marker: &'static str| {
+        store
+            .read(move |c| {
+                let sql = "SELECT count(*) AS statements, \
+                           coalesce(sum(generic_plans + custom_plans), 0)::bigint AS executions \
+                           FROM pg_prepared_statements WHERE statement LIKE $1";
+                let q = diesel::sql_query(sql).bind::<diesel::sql_types::Text, _>(marker);
+                Ok(diesel::RunQueryDsl::get_result::<Plans>(q, c)?)
+            })
+            .unwrap()
+    };
+    for marker in [
+        "%INSERT INTO permission_nonces%",
+        "%UPDATE permissions SET token_used_at%",
+    ] {
+        let p = plans(marker);
+        assert_eq!((p.statements, p.executions), (1, 3), "{marker}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The audit trail (append-only): one row per event, written in the caller's transaction.
 
 use crate::error::StoreResult;
+use crate::prepared::Statement;
 use crate::schema::audit_events;
 use crate::DbConnection;
 use ciba_domain::audit::{Actor, Origin, Outcome};
@@ -71,20 +72,39 @@ pub fn insert(conn: &mut DbConnection, row: &AuditRow) -> StoreResult<()> {
 
 /// Bind an event's nine columns to a PostgreSQL statement, in the order of the table (`id,
 /// at_ms, actor_kind, actor_id, action, object_id, outcome, source, request_id`).
-pub(crate) fn bind_pg<'a>(
-    q: diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery>,
-    e: &'a AuditRow,
-) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
-    use diesel::sql_types::{BigInt, Nullable, Text};
-    q.bind::<Text, _>(&e.id)
-        .bind::<BigInt, _>(e.at_ms)
-        .bind::<Text, _>(&e.actor_kind)
-        .bind::<Nullable<Text>, _>(&e.actor_id)
-        .bind::<Text, _>(&e.action)
-        .bind::<Nullable<Text>, _>(&e.object_id)
-        .bind::<Text, _>(&e.outcome)
-        .bind::<Nullable<Text>, _>(&e.source)
-        .bind::<Nullable<Text>, _>(&e.request_id)
+pub(crate) fn bind_pg<'a>(s: Statement<'a>, e: &'a AuditRow) -> Statement<'a> {
+    s.text(&e.id)
+        .int(e.at_ms)
+        .text(&e.actor_kind)
+        .opt_text(e.actor_id.as_deref())
+        .text(&e.action)
+        .opt_text(e.object_id.as_deref())
+        .text(&e.outcome)
+        .opt_text(e.source.as_deref())
+        .opt_text(e.request_id.as_deref())
+}
+
+/// A write step and its audit event `event`, atomically: on PostgreSQL the one statement
+/// `pg` runs (one round trip, where a transaction costs two more), elsewhere `step` and then
+/// the event in one transaction, the event only if `wrote` says the step wrote. Call outside
+/// a transaction.
+pub(crate) fn with_event<R>(
+    conn: &mut DbConnection,
+    event: &AuditRow,
+    wrote: fn(&R) -> bool,
+    pg: impl FnOnce(&mut diesel::pg::PgConnection) -> StoreResult<R>,
+    step: impl FnOnce(&mut DbConnection) -> StoreResult<R>,
+) -> StoreResult<R> {
+    if let DbConnection::Pg(c) = conn {
+        return pg(c);
+    }
+    conn.transaction(|c| {
+        let r = step(c)?;
+        if wrote(&r) {
+            insert(c, event)?;
+        }
+        Ok(r)
+    })
 }
 
 /// Which events to list.

@@ -4,6 +4,7 @@
 use crate::audit::{self, AuditRow};
 use crate::error::StoreResult;
 use crate::permissions::PermissionRow;
+use crate::prepared::{template, Statement};
 use crate::schema::{auth_requests, permissions, users};
 use crate::users::UserRow;
 use crate::DbConnection;
@@ -108,38 +109,36 @@ pub fn start_recorded(
     now: i64,
     event: &AuditRow,
 ) -> StoreResult<bool> {
-    if let DbConnection::Pg(c) = conn {
-        use diesel::sql_types::{BigInt, Nullable, Text};
-        let q = diesel::sql_query(include_str!("sql/start.pg.sql"))
-            .into_boxed::<diesel::pg::Pg>()
-            .bind::<BigInt, _>(now)
-            .bind::<Text, _>(permission_id)
-            .bind::<Text, _>(&row.id)
-            .bind::<Text, _>(&row.link_ref)
-            .bind::<Text, _>(&row.client_id)
-            .bind::<Nullable<Text>, _>(&row.permission_id)
-            .bind::<Text, _>(&row.user_sub)
-            .bind::<Text, _>(&row.flow)
-            .bind::<Text, _>(&row.scope)
-            .bind::<Text, _>(&row.acr)
-            .bind::<Nullable<Text>, _>(&row.binding_message)
-            .bind::<Nullable<Text>, _>(&row.client_notification_token)
-            .bind::<Nullable<Text>, _>(&row.allowed_devices)
-            .bind::<Text, _>(&row.status)
-            .bind::<BigInt, _>(row.interval_secs)
-            .bind::<BigInt, _>(row.created_at)
-            .bind::<BigInt, _>(row.expires_at)
-            .bind::<Text, _>(PermissionStatus::Pending.as_str());
+    let pg = |c: &mut diesel::pg::PgConnection| {
+        let q = Statement::new(template!("sql/start.pg.sql"))
+            .int(now)
+            .text(permission_id)
+            .text(&row.id)
+            .text(&row.link_ref)
+            .text(&row.client_id)
+            .opt_text(row.permission_id.as_deref())
+            .text(&row.user_sub)
+            .text(&row.flow)
+            .text(&row.scope)
+            .text(&row.acr)
+            .opt_text(row.binding_message.as_deref())
+            .opt_text(row.client_notification_token.as_deref())
+            .opt_text(row.allowed_devices.as_deref())
+            .text(&row.status)
+            .int(row.interval_secs)
+            .int(row.created_at)
+            .int(row.expires_at)
+            .text(PermissionStatus::Pending.as_str());
         let n: Rows = audit::bind_pg(q, event).get_result(c)?;
-        return Ok(n.n == 1);
-    }
-    conn.transaction(|c| {
-        if !start(c, row, permission_id, now)? {
-            return Ok(false);
-        }
-        audit::insert(c, event)?;
-        Ok(true)
-    })
+        Ok(n.n == 1)
+    };
+    audit::with_event(
+        conn,
+        event,
+        |&w| w,
+        pg,
+        |c| start(c, row, permission_id, now),
+    )
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<AuthRequestRow>> {
@@ -264,24 +263,16 @@ pub fn redeem_recorded(
     now: i64,
     event: &AuditRow,
 ) -> StoreResult<bool> {
-    if let DbConnection::Pg(c) = conn {
-        use diesel::sql_types::{BigInt, Text};
-        let q = diesel::sql_query(include_str!("sql/redeem.pg.sql"))
-            .into_boxed::<diesel::pg::Pg>()
-            .bind::<BigInt, _>(now)
-            .bind::<Text, _>(id)
-            .bind::<Text, _>(client_id)
-            .bind::<Text, _>(RequestStatus::Approved.as_str());
+    let pg = |c: &mut diesel::pg::PgConnection| {
+        let q = Statement::new(template!("sql/redeem.pg.sql"))
+            .int(now)
+            .text(id)
+            .text(client_id)
+            .text(RequestStatus::Approved.as_str());
         let n: Rows = audit::bind_pg(q, event).get_result(c)?;
-        return Ok(n.n == 1);
-    }
-    conn.transaction(|c| {
-        if !redeem(c, id, client_id, now)? {
-            return Ok(false);
-        }
-        audit::insert(c, event)?;
-        Ok(true)
-    })
+        Ok(n.n == 1)
+    };
+    audit::with_event(conn, event, |&w| w, pg, |c| redeem(c, id, client_id, now))
 }
 
 /// A signed decision on a request whose end queues no ping, for one PostgreSQL statement
@@ -306,19 +297,17 @@ impl OneStatementDecision<'_> {
         event: &AuditRow,
         now: i64,
     ) -> StoreResult<(bool, bool)> {
-        use diesel::sql_types::{BigInt, Text};
-        let q = diesel::sql_query(include_str!("sql/decide.pg.sql"))
-            .into_boxed::<diesel::pg::Pg>()
-            .bind::<Text, _>(self.jti.0)
-            .bind::<BigInt, _>(self.jti.1)
-            .bind::<Text, _>(self.status.as_str())
-            .bind::<BigInt, _>(now)
-            .bind::<Text, _>(self.device_id)
-            .bind::<Text, _>(self.amr)
-            .bind::<Text, _>(self.id)
-            .bind::<Text, _>(PENDING)
-            .bind::<Text, _>(self.status.permission_status().as_str())
-            .bind::<Text, _>(PermissionStatus::Pending.as_str());
+        let q = Statement::new(template!("sql/decide.pg.sql"))
+            .text(self.jti.0)
+            .int(self.jti.1)
+            .text(self.status.as_str())
+            .int(now)
+            .text(self.device_id)
+            .text(self.amr)
+            .text(self.id)
+            .text(PENDING)
+            .text(self.status.permission_status().as_str())
+            .text(PermissionStatus::Pending.as_str());
         let r: Decided = audit::bind_pg(q, event).get_result(c)?;
         Ok((r.spent == 1, r.n == 1))
     }

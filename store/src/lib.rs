@@ -13,6 +13,7 @@ pub mod jtis;
 pub mod keys;
 pub mod permissions;
 pub mod polling;
+mod prepared;
 pub mod rate_limits;
 pub mod sandbox;
 pub mod schema;

@@ -3,6 +3,7 @@
 use crate::audit::{self, AuditRow};
 use crate::auth_requests::Rows;
 use crate::error::{StoreError, StoreResult};
+use crate::prepared::{template, Statement};
 use crate::schema::{permission_nonces, permissions};
 use crate::DbConnection;
 use ciba_domain::permission::NewPermission;
@@ -116,41 +117,41 @@ pub fn register(
     nonce_hash: &str,
     event: &AuditRow,
 ) -> StoreResult<Insert> {
-    if let DbConnection::Pg(c) = conn {
-        use diesel::sql_types::{BigInt, Nullable, Text};
-        let q = diesel::sql_query(include_str!("sql/register_permission.pg.sql"))
-            .into_boxed::<diesel::pg::Pg>()
-            .bind::<Text, _>(&row.id)
-            .bind::<Text, _>(&row.client_id)
-            .bind::<Text, _>(&row.kind)
-            .bind::<Text, _>(&row.loa)
-            .bind::<BigInt, _>(row.iat)
-            .bind::<BigInt, _>(row.exp)
-            .bind::<Text, _>(&row.statement)
-            .bind::<Text, _>(&row.digest)
-            .bind::<Text, _>(&row.intents)
-            .bind::<Text, _>(&row.login_hint)
-            .bind::<Nullable<Text>, _>(&row.app_callback_uri)
-            .bind::<Nullable<Text>, _>(&row.acr_values)
-            .bind::<Text, _>(&row.status)
-            .bind::<BigInt, _>(row.created_at)
-            .bind::<Text, _>(nonce_hash);
+    let pg = |c: &mut diesel::pg::PgConnection| {
+        let q = Statement::new(template!("sql/register_permission.pg.sql"))
+            .text(&row.id)
+            .text(&row.client_id)
+            .text(&row.kind)
+            .text(&row.loa)
+            .int(row.iat)
+            .int(row.exp)
+            .text(&row.statement)
+            .text(&row.digest)
+            .text(&row.intents)
+            .text(&row.login_hint)
+            .opt_text(row.app_callback_uri.as_deref())
+            .opt_text(row.acr_values.as_deref())
+            .text(&row.status)
+            .int(row.created_at)
+            .text(nonce_hash);
         let n: Rows = audit::bind_pg(q, event).get_result(c)?;
-        return Ok(if n.n == 1 {
+        Ok(if n.n == 1 {
             Insert::Created
         } else {
             Insert::NonceReused
-        });
-    }
-    conn.transaction(|c| {
-        let mut row = row.clone();
-        row.user_sub = crate::users::find_by_nnin(c, &row.login_hint)?.map(|u| u.sub);
-        let outcome = insert_with_nonce(c, &row, nonce_hash)?;
-        if outcome == Insert::Created {
-            audit::insert(c, event)?;
-        }
-        Ok(outcome)
-    })
+        })
+    };
+    audit::with_event(
+        conn,
+        event,
+        |o| *o == Insert::Created,
+        pg,
+        |c| {
+            let mut row = row.clone();
+            row.user_sub = crate::users::find_by_nnin(c, &row.login_hint)?.map(|u| u.sub);
+            insert_with_nonce(c, &row, nonce_hash)
+        },
+    )
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<PermissionRow>> {

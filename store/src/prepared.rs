@@ -1,0 +1,177 @@
+//! Hand-written PostgreSQL statements (`sql/*.pg.sql`) that each connection prepares once.
+//!
+//! diesel's `sql_query` is never kept as a prepared statement, so PostgreSQL would parse,
+//! analyse and plan a multi-table CTE on every call (the parser was the server's top
+//! function in the flow profile). A [`Statement`] is the same SQL with its binds, but diesel
+//! may cache it: its placeholders are emitted through `push_bind_param`, so diesel keys its
+//! statement cache by the SQL text and prepares it once per connection.
+//!
+//! A cached statement may get a generic plan after five executions: every non-key condition
+//! in these files is written so that no plan can choose another index than the key's (see
+//! `(...) IS TRUE` in the decision and the redemption).
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::RunQueryDsl;
+use diesel::result::{Error, QueryResult};
+use diesel::sql_types::{BigInt, Nullable, Text, Untyped};
+
+/// A statement's text split at its `$n` placeholders: `pieces[0] $params[0] pieces[1] ...`.
+#[derive(Debug)]
+pub(crate) struct Template {
+    pieces: Vec<String>,
+    /// The 1-based bind each placeholder names, in order of appearance.
+    params: Vec<usize>,
+    /// How many binds the statement takes (its highest `$n`).
+    arity: usize,
+}
+
+impl Template {
+    /// Parse `sql`: `--` comment lines dropped, placeholders `$1`..`$n` found. A `$` not
+    /// followed by digits stays text.
+    pub(crate) fn parse(sql: &str) -> Self {
+        let text: Vec<&str> = sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect();
+        let text = text.join("\n");
+        let (mut pieces, mut params) = (Vec::new(), Vec::new());
+        let mut piece = String::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find('$') {
+            piece.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            match after[..digits].parse::<usize>() {
+                Ok(n) if n > 0 => {
+                    pieces.push(std::mem::take(&mut piece));
+                    params.push(n);
+                }
+                _ => piece.push('$'),
+            }
+            rest = &after[digits..];
+        }
+        piece.push_str(rest);
+        pieces.push(piece);
+        let arity = params.iter().copied().max().unwrap_or(0);
+        Self {
+            pieces,
+            params,
+            arity,
+        }
+    }
+}
+
+/// One bound value.
+#[derive(Debug)]
+enum Bind<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+}
+
+/// A [`Template`] with its binds, run like any diesel query (`get_result`, `execute`).
+#[derive(Debug)]
+#[must_use = "a statement runs only when executed"]
+pub(crate) struct Statement<'a> {
+    template: &'static Template,
+    binds: Vec<Bind<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    pub(crate) fn new(template: &'static Template) -> Self {
+        Self {
+            template,
+            binds: Vec::with_capacity(template.arity),
+        }
+    }
+
+    /// The next bind, as `text`.
+    pub(crate) fn text(mut self, v: &'a str) -> Self {
+        self.binds.push(Bind::Text(v));
+        self
+    }
+
+    /// The next bind, as nullable `text`.
+    pub(crate) fn opt_text(mut self, v: Option<&'a str>) -> Self {
+        self.binds.push(Bind::OptText(v));
+        self
+    }
+
+    /// The next bind, as `bigint`.
+    pub(crate) fn int(mut self, v: i64) -> Self {
+        self.binds.push(Bind::Int(v));
+        self
+    }
+}
+
+impl QueryFragment<Pg> for Statement<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let t = self.template;
+        if self.binds.len() != t.arity {
+            return Err(Error::QueryBuilderError(
+                format!(
+                    "the statement takes {} binds, {} were given",
+                    t.arity,
+                    self.binds.len()
+                )
+                .into(),
+            ));
+        }
+        for (piece, &n) in t.pieces.iter().zip(&t.params) {
+            out.push_sql(piece);
+            match &self.binds[n - 1] {
+                Bind::Text(v) => out.push_bind_param::<Text, _>(*v)?,
+                Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Bind::Int(v) => out.push_bind_param::<BigInt, _>(v)?,
+            }
+        }
+        out.push_sql(t.pieces.last().map_or("", String::as_str));
+        Ok(())
+    }
+}
+
+impl QueryId for Statement<'_> {
+    type QueryId = ();
+    // Keyed by its SQL text in diesel's statement cache.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Statement<'_> {
+    type SqlType = Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for Statement<'_> {}
+
+/// A `static` [`Template`] parsed on first use from a file under `sql/`.
+macro_rules! template {
+    ($file:literal) => {{
+        static T: std::sync::LazyLock<$crate::prepared::Template> =
+            std::sync::LazyLock::new(|| $crate::prepared::Template::parse(include_str!($file)));
+        &*T
+    }};
+}
+pub(crate) use template;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_at_placeholders_and_drops_comments() {
+        let t = Template::parse("-- $9 in a comment\nSELECT $2, $1 || '$x', $2$");
+        assert_eq!(t.params, vec![2, 1, 2]);
+        assert_eq!(t.arity, 2);
+        assert_eq!(t.pieces, vec!["SELECT ", ", ", " || '$x', ", "$"]);
+    }
+
+    #[test]
+    fn renders_binds_in_placeholder_order() {
+        static T: std::sync::LazyLock<Template> =
+            std::sync::LazyLock::new(|| Template::parse("SELECT $2, $1, $2"));
+        let s = Statement::new(&T).int(1).text("a");
+        let sql = diesel::debug_query::<Pg, _>(&s).to_string();
+        assert!(sql.starts_with("SELECT $1, $2, $3"), "{sql}");
+        assert!(sql.contains(r#"["a", 1, "a"]"#), "{sql}");
+    }
+}
