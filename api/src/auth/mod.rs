@@ -22,9 +22,11 @@ use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::client::{AuthMethod, Client};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::scope::ScopeSet;
+use ciba_domain::secret::sha256_b64url;
 use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use serde_json::Value;
+use std::sync::Arc;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -513,12 +515,26 @@ fn check_binding(claims: &Value, cert: Option<&ClientCert>) -> ApiResult<()> {
     .with_challenge("Bearer realm=\"ciba\", error=\"invalid_token\"".to_owned()))
 }
 
-/// Verify an access token issued by this server.
-pub fn verify_access_token(state: &AppState, token: &str, now: i64) -> Result<Value, &'static str> {
+/// Verify an access token issued by this server: its signature once per
+/// `CIBA_CLIENT_CACHE_TTL` (see [`AppState::verified_tokens`]), its claims (`iss`, `exp`, ...)
+/// at every use.
+pub fn verify_access_token(
+    state: &AppState,
+    token: &str,
+    now: i64,
+) -> Result<Arc<Value>, &'static str> {
+    let key = sha256_b64url(token.as_bytes());
+    if let Some((claims, _)) = state.verified_tokens.get(&key) {
+        jwt::check_own_claims(&claims, &state.config.issuer, now)?;
+        return Ok(claims);
+    }
     let claims = state
         .keys
         .verify(token, Purpose::Oidc, TYP_CLIENT_TOKEN, now)?;
     jwt::check_own_claims(&claims, &state.config.issuer, now)?;
+    let claims = Arc::new(claims);
+    let size = token.len() * 2;
+    state.verified_tokens.put(&key, (claims.clone(), size));
     Ok(claims)
 }
 
@@ -530,3 +546,6 @@ pub async fn load_client(state: &AppState, id: &str) -> ApiResult<Option<Client>
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod token_cache_tests;
