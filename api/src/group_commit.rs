@@ -29,7 +29,7 @@ pub trait Batch: 'static {
         waiting: &mut VecDeque<(Self::Item, Reply<Self::Out>)>,
     ) -> Vec<(Self::Item, Reply<Self::Out>)>;
     /// Write the batch; one answer per item, in order.
-    fn write(store: &Store, items: &[Self::Item]) -> Result<Vec<Self::Out>, StoreError>;
+    fn write(store: &Store, items: Vec<Self::Item>) -> Result<Vec<Self::Out>, StoreError>;
 }
 
 /// Hands items to the batching thread; cheap to clone.
@@ -147,7 +147,7 @@ fn run<B: Batch>(
         let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         // A panic must not end the thread (every later item would fail): it fails this batch.
         let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| B::write(store, &items)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| B::write(store, items)))
                 .unwrap_or_else(|_| Err(StoreError::Other("a batch panicked".into())));
         match result {
             Ok(outs) if outs.len() == replies.len() => {

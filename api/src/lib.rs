@@ -16,6 +16,7 @@ pub mod poll_batch;
 pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod sqlite_writer;
 pub mod state;
 
 #[cfg(test)]

@@ -193,9 +193,9 @@ impl Batch for Counts {
         waiting.drain(..n).collect()
     }
 
-    fn write(store: &Store, events: &[Count]) -> Result<Vec<i64>, StoreError> {
+    fn write(store: &Store, events: Vec<Count>) -> Result<Vec<i64>, StoreError> {
         let mut windows: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-        for (bucket, expires_at) in events {
+        for (bucket, expires_at) in &events {
             windows.entry(bucket).or_insert((0, *expires_at)).0 += 1;
         }
         let counts: Vec<(String, i64, i64)> = windows
@@ -355,9 +355,9 @@ mod tests {
     fn a_batch_counts_each_event_on_its_own(backend: ciba_store::Backend) {
         let (_db, store) = counters(backend);
         let e = |b: &str| (b.to_owned(), 4_000_000_000);
-        let first = Counts::write(&store, &[e("a"), e("b"), e("a"), e("a")]).expect("batch");
+        let first = Counts::write(&store, vec![e("a"), e("b"), e("a"), e("a")]).expect("batch");
         assert_eq!(first, [1, 1, 2, 3]);
-        let second = Counts::write(&store, &[e("b"), e("c"), e("a")]).expect("batch");
+        let second = Counts::write(&store, vec![e("b"), e("c"), e("a")]).expect("batch");
         assert_eq!(second, [2, 1, 4]);
     }
 

@@ -17,6 +17,7 @@ pub struct Metrics {
     /// Polls recorded per statement by the polling hot path's group commit.
     pub poll_batch_size: Histogram,
     pub limit_batch_size: Histogram,
+    pub write_batch_size: Histogram,
     /// Connections closed at once because the process had `CIBA_MAX_CONNECTIONS` open.
     pub connections_refused: IntCounter,
     pub connections_open: IntGauge,
@@ -77,6 +78,14 @@ impl Metrics {
                 "Events counted by one database statement (group commit of the abuse limits)",
             )
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("histogram");
+        let write_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "sqlite_write_batch_size",
+                "Write steps committed by one SQLite transaction (group commit of the writer thread)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         )
         .expect("histogram");
         let connections_refused = IntCounter::new(
@@ -146,8 +155,9 @@ impl Metrics {
             &["purpose", "alg"],
         )
         .expect("gauge");
-        let collectors: [Box<dyn Collector>; 15] = [
+        let collectors: [Box<dyn Collector>; 16] = [
             Box::new(poll_batch_size.clone()),
+            Box::new(write_batch_size.clone()),
             Box::new(limit_batch_size.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
@@ -172,6 +182,7 @@ impl Metrics {
             duration,
             poll_batch_size,
             limit_batch_size,
+            write_batch_size,
             connections_refused,
             connections_open,
             rate_limited,

@@ -32,8 +32,8 @@ impl Batch for Polls {
         take_batch(waiting)
     }
 
-    fn write(store: &Store, polls: &[Poll]) -> Result<Vec<Paced>, StoreError> {
-        store.write_soft(|conn| polling::record_polls(conn, polls, POLL_GRACE_MS))
+    fn write(store: &Store, polls: Vec<Poll>) -> Result<Vec<Paced>, StoreError> {
+        store.write_soft(|conn| polling::record_polls(conn, &polls, POLL_GRACE_MS))
     }
 }
 

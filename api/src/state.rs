@@ -10,13 +10,14 @@ use crate::limits::BlockedAddresses;
 use crate::limits::Counts;
 use crate::metrics::Metrics;
 use crate::poll_batch::PollBatcher;
+use crate::sqlite_writer::{self, SqliteWriter};
 use ciba_domain::error::OAuthError;
 pub use ciba_domain::ids::MAX_ID_LEN;
 use ciba_runtime::config::Config;
 use ciba_runtime::crypto::kek::Kek;
 use ciba_runtime::crypto::keyring::KeyRing;
 use ciba_store::clients::{self, ClientRow};
-use ciba_store::{DbConnection, Store, StoreError, StoreResult};
+use ciba_store::{Backend, DbConnection, Store, StoreError, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -55,14 +56,25 @@ pub struct Inner {
     /// claims and size: a merchant presents one token for many calls (twice per flow), and
     /// an ES256 verification was a tenth of a flow's API time. Kept as long as client rows
     /// (`CIBA_CLIENT_CACHE_TTL`); the claims' time checks run on every use.
-    pub(crate) verified_tokens: TtlCache<(Arc<serde_json::Value>, usize)>,
+    pub(crate) verified_tokens: TtlCache<VerifiedToken>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
     counters: OnceLock<Result<GroupCommit<Counts>, String>>,
+    /// SQLite only: the write steps' group commit ([`crate::sqlite_writer`]).
+    writer: OnceLock<Result<SqliteWriter, String>>,
 }
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
+
+/// An access token whose signature was verified: its claims, the key that signed it, and
+/// about how much memory it holds.
+#[derive(Clone)]
+pub(crate) struct VerifiedToken {
+    pub(crate) claims: Arc<serde_json::Value>,
+    pub(crate) kid: String,
+    pub(crate) size: usize,
+}
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
@@ -106,13 +118,14 @@ impl AppState {
                 CLIENT_CACHE_ENTRIES,
                 CLIENT_CACHE_BYTES / 4,
                 64,
-                |(_, size)| *size,
+                |t| t.size,
             ),
             store,
             config,
             schema_ready: AtomicBool::new(false),
             poll_batcher: OnceLock::new(),
             counters: OnceLock::new(),
+            writer: OnceLock::new(),
         })))
     }
 
@@ -126,12 +139,17 @@ impl AppState {
         bounded(blocking(move || store.read(f).map_err(ApiError::from))).await
     }
 
-    /// A single-statement write (queued behind other writers on SQLite).
+    /// A single-statement write (on SQLite, a job of the writer thread).
     pub async fn db_write_one<R, F>(&self, f: F) -> ApiResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
+        if let Some(writer) = self.sqlite_writer()? {
+            return sqlite_writer::submit(writer, f)
+                .await?
+                .map_err(ApiError::from);
+        }
         let store = self.store.clone();
         bounded(blocking(move || store.write_one(f).map_err(ApiError::from))).await
     }
@@ -142,11 +160,28 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
+        if let Some(writer) = self.sqlite_writer()? {
+            return sqlite_writer::submit(writer, f)
+                .await?
+                .map_err(ApiError::from);
+        }
         let store = self.store.clone();
         bounded(blocking(move || {
             store.write_soft(f).map_err(ApiError::from)
         }))
         .await
+    }
+
+    /// SQLite's writer thread, started on first use; `None` on PostgreSQL.
+    fn sqlite_writer(&self) -> ApiResult<Option<&SqliteWriter>> {
+        if self.store.backend() != Backend::Sqlite {
+            return Ok(None);
+        }
+        started(&self.writer, || {
+            let sizes = self.metrics.write_batch_size.clone();
+            SqliteWriter::start("ciba-sqlite-write", self.store.clone(), sizes)
+        })
+        .map(Some)
     }
 
     /// The polling hot path's group commit, its thread started on first use.
@@ -170,10 +205,12 @@ impl AppState {
     pub fn batch_threads_ended(&self) -> Vec<ThreadEnded> {
         let polls = self.poll_batcher.get().and_then(|b| b.as_ref().ok());
         let counts = self.counters.get().and_then(|b| b.as_ref().ok());
+        let writes = self.writer.get().and_then(|b| b.as_ref().ok());
         polls
             .map(GroupCommit::ended)
             .into_iter()
             .chain(counts.map(GroupCommit::ended))
+            .chain(writes.map(GroupCommit::ended))
             .collect()
     }
 
@@ -234,34 +271,32 @@ impl AppState {
         }
     }
 
-    /// Run `f` in a write transaction in the blocking pool.
+    /// Run `f` in a write transaction (on SQLite, a job of the writer thread). A transaction
+    /// whose request has given up on it by the time `f` is done rolls back.
     pub async fn db_write<R, F>(&self, f: F) -> ApiResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
-        let store = self.store.clone();
         let abandoned = Arc::new(AtomicBool::new(false));
         let given_up = abandoned.clone();
         // Set when this future is dropped: by the deadline, or a client that went away.
         let _abandon = AbandonOnDrop(abandoned);
-        let work = blocking(move || {
-            let result = store.write(|conn| {
-                let r = f(conn)?;
-                if given_up.load(Ordering::Acquire) {
-                    return Err(StoreError::Other(ABANDONED.into()));
-                }
-                Ok(r)
-            });
-            match result {
-                Err(StoreError::Other(m)) if m == ABANDONED => {
-                    tracing::warn!("{ABANDONED}: rolled back");
-                    Err(OAuthError::unavailable().into())
-                }
-                other => other.map_err(ApiError::from),
+        let checked = move |conn: &mut DbConnection| {
+            let r = f(conn)?;
+            if given_up.load(Ordering::Acquire) {
+                return Err(StoreError::Other(ABANDONED.into()));
             }
-        });
-        bounded(work).await
+            Ok(r)
+        };
+        if let Some(writer) = self.sqlite_writer()? {
+            return unless_abandoned(sqlite_writer::submit(writer, checked).await?);
+        }
+        let store = self.store.clone();
+        bounded(blocking(move || {
+            unless_abandoned(store.write(checked))
+        }))
+        .await
     }
 
     /// Ready when the database answers and every migration is applied (checked once).
@@ -294,6 +329,17 @@ fn started<B: crate::group_commit::Batch>(
         tracing::error!(error = %e, "cannot start a batching thread");
         ApiError::new(OAuthError::server_error())
     })
+}
+
+/// A write's result, its rollback for a request that gave up answered as unavailable.
+fn unless_abandoned<R>(result: StoreResult<R>) -> ApiResult<R> {
+    match result {
+        Err(StoreError::Other(m)) if m == ABANDONED => {
+            tracing::warn!("{ABANDONED}: rolled back");
+            Err(OAuthError::unavailable().into())
+        }
+        other => other.map_err(ApiError::from),
+    }
 }
 
 /// Sets its flag when dropped.

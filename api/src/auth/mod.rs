@@ -516,25 +516,36 @@ fn check_binding(claims: &Value, cert: Option<&ClientCert>) -> ApiResult<()> {
 }
 
 /// Verify an access token issued by this server: its signature once per
-/// `CIBA_CLIENT_CACHE_TTL` (see [`AppState::verified_tokens`]), its claims (`iss`, `exp`, ...)
-/// at every use.
+/// `CIBA_CLIENT_CACHE_TTL` (see [`AppState::verified_tokens`]) and while its key is still in
+/// the key ring (a revoked key's tokens stop at once), its claims (`iss`, `exp`, ...) at every
+/// use.
 pub fn verify_access_token(
     state: &AppState,
     token: &str,
     now: i64,
 ) -> Result<Arc<Value>, &'static str> {
-    let key = sha256_b64url(token.as_bytes());
-    if let Some((claims, _)) = state.verified_tokens.get(&key) {
-        jwt::check_own_claims(&claims, &state.config.issuer, now)?;
-        return Ok(claims);
+    let remembered = sha256_b64url(token.as_bytes());
+    if let Some(hit) = state.verified_tokens.get(&remembered) {
+        if state.keys.find(Purpose::Oidc, &hit.kid, now).is_some() {
+            jwt::check_own_claims(&hit.claims, &state.config.issuer, now)?;
+            return Ok(hit.claims);
+        }
     }
     let claims = state
         .keys
         .verify(token, Purpose::Oidc, TYP_CLIENT_TOKEN, now)?;
     jwt::check_own_claims(&claims, &state.config.issuer, now)?;
+    let kid = jsonwebtoken::decode_header(token)
+        .ok()
+        .and_then(|h| h.kid)
+        .unwrap_or_default();
     let claims = Arc::new(claims);
-    let size = token.len() * 2;
-    state.verified_tokens.put(&key, (claims.clone(), size));
+    let entry = crate::state::VerifiedToken {
+        claims: claims.clone(),
+        kid,
+        size: token.len() * 2,
+    };
+    state.verified_tokens.put(&remembered, entry);
     Ok(claims)
 }
 

@@ -1,0 +1,151 @@
+//! SQLite's writes through one thread, committed together. SQLite has one writer at a time;
+//! before, each write step took a blocking-pool thread that queued on the writer lock (a
+//! futex hand-off per step) and committed on its own (a WAL append per step, and every
+//! reader's page cache invalidated by each). Now the API's write steps are jobs sent to the
+//! `ciba-sqlite-write` thread ([`crate::group_commit`]): the jobs that arrive while one batch
+//! is in the database make the next, and a batch is one transaction in which each job runs
+//! in a savepoint of its own.
+//!
+//! Semantics per job are those of its own transaction: a job that fails is rolled back to its
+//! savepoint alone, the others go on; a job's answer is sent only after the batch has
+//! committed (a failed commit fails every job of the batch). Jobs run in the order they
+//! arrived, so each sees the writes of those before it, as it would one after another.
+//! PostgreSQL does not use this: its steps run on pooled connections in parallel.
+
+use crate::error::ApiResult;
+use crate::group_commit::{Batch, GroupCommit, Reply};
+use ciba_domain::error::OAuthError;
+use ciba_store::{DbConnection, Store, StoreError, StoreResult};
+use std::any::Any;
+use std::collections::VecDeque;
+
+/// The most jobs one transaction commits.
+pub const MAX_BATCH: usize = 64;
+
+/// A write step: run on the writer's connection, its answer boxed.
+pub type Job = Box<dyn FnOnce(&mut DbConnection) -> StoreResult<Box<dyn Any + Send>> + Send>;
+
+/// Batches of write steps, oldest first.
+pub struct Writes;
+
+impl Batch for Writes {
+    type Item = Job;
+    type Out = StoreResult<Box<dyn Any + Send>>;
+
+    fn take(waiting: &mut VecDeque<(Job, Reply<Self::Out>)>) -> Vec<(Job, Reply<Self::Out>)> {
+        let n = waiting.len().min(MAX_BATCH);
+        waiting.drain(..n).collect()
+    }
+
+    fn write(store: &Store, jobs: Vec<Job>) -> Result<Vec<Self::Out>, StoreError> {
+        store.write(|conn| {
+            Ok(jobs
+                .into_iter()
+                .map(|job| ciba_store::transaction(conn, job))
+                .collect())
+        })
+    }
+}
+
+/// Hands write steps to the writer thread; cheap to clone.
+pub type SqliteWriter = GroupCommit<Writes>;
+
+/// Run `f` as a job of `writer`: its own answer, or the batch's failure (outer).
+pub async fn submit<R, F>(writer: &SqliteWriter, f: F) -> ApiResult<StoreResult<R>>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
+{
+    let job: Job = Box::new(move |c| f(c).map(|r| Box::new(r) as Box<dyn Any + Send>));
+    match writer.submit(job).await? {
+        Ok(answer) => match answer.downcast::<R>() {
+            Ok(r) => Ok(Ok(*r)),
+            Err(_) => {
+                tracing::error!("a write job answered with another type");
+                Err(OAuthError::server_error().into())
+            }
+        },
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ciba_store::testing::TestDatabase;
+    use ciba_store::{Backend, DatabaseUrl};
+    use diesel::RunQueryDsl;
+
+    fn insert(c: &mut DbConnection, key: &str) -> StoreResult<usize> {
+        let q = diesel::sql_query("INSERT INTO used_jtis (jti_key, expires_at) VALUES (?, 1)")
+            .bind::<diesel::sql_types::Text, _>(key.to_owned());
+        Ok(q.execute(c)?)
+    }
+
+    fn count(store: &Store) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let q = diesel::sql_query("SELECT count(*) AS n FROM used_jtis");
+        store.read(|c| Ok(q.get_result::<N>(c)?.n)).unwrap()
+    }
+
+    /// Jobs committed together keep their own outcomes: a failing job's writes are rolled
+    /// back alone, a conflicting one fails alone, every other job's write is there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_of_one_batch_succeed_and_fail_alone() {
+        let db = TestDatabase::create(Backend::Sqlite);
+        let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
+        store.migrate().unwrap();
+        let sizes =
+            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).unwrap();
+        let writer = SqliteWriter::start("test-writer", store.clone(), sizes.clone()).unwrap();
+        let jobs = (0..200).map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let key = format!("k{}", i % 150); // 50 keys written twice: conflicts
+                submit(&writer, move |c| {
+                    let n = insert(c, &key)?;
+                    if i % 7 == 0 {
+                        // written, then the job fails: its insert must not stay
+                        insert(c, &format!("gone{i}"))?;
+                        return Err(StoreError::Other("refused".into()));
+                    }
+                    Ok(n)
+                })
+                .await
+                .unwrap()
+            })
+        });
+        let answers: Vec<StoreResult<usize>> = futures_util::future::join_all(jobs)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let ok = answers.iter().filter(|a| matches!(a, Ok(1))).count();
+        let failed = answers.iter().filter(|a| a.is_err()).count();
+        assert_eq!(ok + failed, 200);
+        // Each of the 150 keys is stored by exactly one job that did not fail.
+        assert_eq!(count(&store) as usize, ok);
+        let kept_after_failure = store
+            .read(|c| {
+                let q = diesel::sql_query(
+                    "SELECT count(*) AS n FROM used_jtis WHERE jti_key LIKE 'gone%'",
+                );
+                #[derive(diesel::QueryableByName)]
+                struct N {
+                    #[diesel(sql_type = diesel::sql_types::BigInt)]
+                    n: i64,
+                }
+                Ok(q.get_result::<N>(c)?.n)
+            })
+            .unwrap();
+        assert_eq!(kept_after_failure, 0);
+        // Keys 0..50 have a second job (i + 150), which conflicts if the first stored the key
+        // and stores it if the first failed; of keys 50..150, the 14 multiples of 7 are lost.
+        assert_eq!(ok, 136);
+        assert!(sizes.get_sample_count() >= 1);
+    }
+}
