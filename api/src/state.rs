@@ -293,10 +293,7 @@ impl AppState {
             return unless_abandoned(sqlite_writer::submit(writer, checked).await?);
         }
         let store = self.store.clone();
-        bounded(blocking(move || {
-            unless_abandoned(store.write(checked))
-        }))
-        .await
+        bounded(blocking(move || unless_abandoned(store.write(checked)))).await
     }
 
     /// Ready when the database answers and every migration is applied (checked once).

@@ -326,3 +326,60 @@ fn steps_are_prepared_once_per_connection_postgres() {
         assert_eq!((p.statements, p.executions), (1, 3), "{marker}");
     }
 }
+
+/// The statements diesel would prepare afresh on every call (an `UPDATE`, an insert of
+/// optional values) are prepared once per connection on both backends: diesel reports a
+/// statement as cached once, however often it runs.
+fn written_statements_are_cached(backend: Backend) {
+    use std::sync::{Arc, Mutex};
+    let db = TestDatabase::create(backend);
+    drop(store(&db));
+    let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 1).unwrap();
+    let cached: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = cached.clone();
+    store
+        .read(move |c| {
+            let log = move |e: diesel::connection::InstrumentationEvent<'_>| {
+                if let diesel::connection::InstrumentationEvent::CacheQuery { sql, .. } = e {
+                    seen.lock().unwrap().push(sql.to_owned());
+                }
+            };
+            match c {
+                ciba_store::DbConnection::Pg(c) => diesel::Connection::set_instrumentation(c, log),
+                ciba_store::DbConnection::Sqlite(c) => {
+                    diesel::Connection::set_instrumentation(c, log)
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    for i in 0..3 {
+        let id = format!("e{i}");
+        let e = event(action::REQUEST_REDEEMED, &id, i);
+        store.write_one(|c| audit::insert(c, &e)).unwrap();
+        let redeemed = store.write_one(|c| auth_requests::redeem(c, &id, "c1", NOW));
+        assert!(!redeemed.unwrap(), "no such request");
+        let used = store.write_one(|c| permissions::use_token(c, &id, NOW));
+        assert!(!used.unwrap(), "no such permission");
+    }
+    let cached = cached.lock().unwrap().clone();
+    for marker in [
+        "INSERT INTO audit_events",
+        "UPDATE auth_requests SET redeemed_at",
+        "UPDATE permissions SET token_used_at",
+    ] {
+        let n = cached.iter().filter(|s| s.contains(marker)).count();
+        assert_eq!(n, 1, "{marker} cached once: {cached:?}");
+    }
+    assert_eq!(trail(&store).len(), 3);
+}
+
+#[test]
+fn written_statements_are_cached_sqlite() {
+    written_statements_are_cached(Backend::Sqlite);
+}
+
+#[test]
+fn written_statements_are_cached_postgres() {
+    written_statements_are_cached(Backend::Postgres);
+}

@@ -1,7 +1,7 @@
 //! The audit trail (append-only): one row per event, written in the caller's transaction.
 
 use crate::error::StoreResult;
-use crate::prepared::Statement;
+use crate::prepared::{template, Statement};
 use crate::schema::audit_events;
 use crate::DbConnection;
 use ciba_domain::audit::{Actor, Origin, Outcome};
@@ -64,15 +64,14 @@ pub fn row(by: &By<'_>, action: &'static str, object: Option<&str>, outcome: Out
 
 /// Store an event made by [`row`].
 pub fn insert(conn: &mut DbConnection, row: &AuditRow) -> StoreResult<()> {
-    diesel::insert_into(audit_events::table)
-        .values(row)
-        .execute(conn)?;
+    let q = bind_event(Statement::new(template!("sql/audit_insert.sql")), row);
+    crate::prepared::execute(conn, q)?;
     Ok(())
 }
 
-/// Bind an event's nine columns to a PostgreSQL statement, in the order of the table (`id,
+/// Bind an event's nine columns to a statement, in the order of the table (`id,
 /// at_ms, actor_kind, actor_id, action, object_id, outcome, source, request_id`).
-pub(crate) fn bind_pg<'a>(s: Statement<'a>, e: &'a AuditRow) -> Statement<'a> {
+pub(crate) fn bind_event<'a>(s: Statement<'a>, e: &'a AuditRow) -> Statement<'a> {
     s.text(&e.id)
         .int(e.at_ms)
         .text(&e.actor_kind)

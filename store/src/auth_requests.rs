@@ -78,19 +78,12 @@ pub fn start(
     permission_id: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    let n = diesel::update(
-        permissions::table
-            .filter(permissions::id.eq(permission_id))
-            .filter(permissions::auth_req_id.is_null())
-            .filter(permissions::status.eq(PermissionStatus::Pending.as_str()))
-            .filter(permissions::exp.gt(now)),
-    )
-    .set((
-        permissions::token_used_at.eq(now),
-        permissions::auth_req_id.eq(&row.id),
-    ))
-    .execute(conn)?;
-    if n != 1 {
+    let q = Statement::new(template!("sql/start_permission.sql"))
+        .int(now)
+        .text(&row.id)
+        .text(permission_id)
+        .text(PermissionStatus::Pending.as_str());
+    if crate::prepared::execute(conn, q)? != 1 {
         return Ok(false);
     }
     diesel::insert_into(auth_requests::table)
@@ -129,7 +122,7 @@ pub fn start_recorded(
             .int(row.created_at)
             .int(row.expires_at)
             .text(PermissionStatus::Pending.as_str());
-        let n: Rows = audit::bind_pg(q, event).get_result(c)?;
+        let n: Rows = audit::bind_event(q, event).get_result(c)?;
         Ok(n.n == 1)
     };
     audit::with_event(
@@ -241,17 +234,12 @@ pub fn amr_of(conn: &mut DbConnection, auth_req_id: &str) -> StoreResult<Option<
 /// Redeem an approved request exactly once, before its expiry. Only the caller that flips
 /// `redeemed_at` wins.
 pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> StoreResult<bool> {
-    let n = diesel::update(
-        auth_requests::table
-            .filter(auth_requests::id.eq(id))
-            .filter(auth_requests::client_id.eq(client_id))
-            .filter(auth_requests::status.eq(RequestStatus::Approved.as_str()))
-            .filter(auth_requests::redeemed_at.is_null())
-            .filter(auth_requests::expires_at.gt(now)),
-    )
-    .set(auth_requests::redeemed_at.eq(now))
-    .execute(conn)?;
-    Ok(n == 1)
+    let q = Statement::new(template!("sql/redeem.sql"))
+        .int(now)
+        .text(id)
+        .text(client_id)
+        .text(RequestStatus::Approved.as_str());
+    Ok(crate::prepared::execute(conn, q)? == 1)
 }
 
 /// [`redeem`] with its audit event `event`, atomically: on PostgreSQL one statement (one
@@ -269,7 +257,7 @@ pub fn redeem_recorded(
             .text(id)
             .text(client_id)
             .text(RequestStatus::Approved.as_str());
-        let n: Rows = audit::bind_pg(q, event).get_result(c)?;
+        let n: Rows = audit::bind_event(q, event).get_result(c)?;
         Ok(n.n == 1)
     };
     audit::with_event(conn, event, |&w| w, pg, |c| redeem(c, id, client_id, now))
@@ -308,7 +296,7 @@ impl OneStatementDecision<'_> {
             .text(PENDING)
             .text(self.status.permission_status().as_str())
             .text(PermissionStatus::Pending.as_str());
-        let r: Decided = audit::bind_pg(q, event).get_result(c)?;
+        let r: Decided = audit::bind_event(q, event).get_result(c)?;
         Ok((r.spent == 1, r.n == 1))
     }
 }

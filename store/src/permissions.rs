@@ -134,7 +134,7 @@ pub fn register(
             .text(&row.status)
             .int(row.created_at)
             .text(nonce_hash);
-        let n: Rows = audit::bind_pg(q, event).get_result(c)?;
+        let n: Rows = audit::bind_event(q, event).get_result(c)?;
         Ok(if n.n == 1 {
             Insert::Created
         } else {
@@ -176,15 +176,11 @@ pub fn find_owned(
 /// Use up the permission's token without starting a request (an attempt that ended in
 /// `unknown_user_id` or `device_mismatch`). Returns whether this call used it.
 pub fn use_token(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
-    let n = diesel::update(
-        permissions::table
-            .filter(permissions::id.eq(id))
-            .filter(permissions::token_used_at.is_null())
-            .filter(permissions::status.eq(PENDING)),
-    )
-    .set(permissions::token_used_at.eq(now))
-    .execute(conn)?;
-    Ok(n == 1)
+    let q = Statement::new(template!("sql/use_token.sql"))
+        .int(now)
+        .text(id)
+        .text(PENDING);
+    Ok(crate::prepared::execute(conn, q)? == 1)
 }
 
 /// The permission `permission_id` that the request `auth_req_id` was started from follows the

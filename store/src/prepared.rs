@@ -1,20 +1,25 @@
-//! Hand-written PostgreSQL statements (`sql/*.pg.sql`) that each connection prepares once.
+//! Hand-written statements (`sql/*.sql`) that each connection prepares once.
 //!
-//! diesel's `sql_query` is never kept as a prepared statement, so PostgreSQL would parse,
-//! analyse and plan a multi-table CTE on every call (the parser was the server's top
-//! function in the flow profile). A [`Statement`] is the same SQL with its binds, but diesel
-//! may cache it: its placeholders are emitted through `push_bind_param`, so diesel keys its
-//! statement cache by the SQL text and prepares it once per connection.
+//! diesel never keeps `sql_query`, an `UPDATE` or an upsert as a prepared statement, so the
+//! database parsed (and PostgreSQL planned) them on every call: the PostgreSQL parser was the
+//! server's top function in the flow profile, and SQLite's parser the writer thread's. A
+//! [`Statement`] is the same SQL with its binds, but diesel may cache it: its placeholders
+//! (`$n` in the file) are emitted through `push_bind_param` (`$n` on PostgreSQL, `?` on
+//! SQLite), so diesel keys its statement cache by the SQL text and prepares it once per
+//! connection. A `*.pg.sql` file is PostgreSQL's only; a plain `*.sql` runs on both.
 //!
 //! A cached statement may get a generic plan after five executions: every non-key condition
 //! in these files is written so that no plan can choose another index than the key's (see
 //! `(...) IS TRUE` in the decision and the redemption).
 
+use crate::error::StoreResult;
+use crate::DbConnection;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::result::{Error, QueryResult};
 use diesel::sql_types::{BigInt, Nullable, Text, Untyped};
+use diesel::sqlite::Sqlite;
 
 /// A statement's text split at its `$n` placeholders: `pieces[0] $params[0] pieces[1] ...`.
 #[derive(Debug)]
@@ -105,30 +110,45 @@ impl<'a> Statement<'a> {
     }
 }
 
-impl QueryFragment<Pg> for Statement<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let t = self.template;
-        if self.binds.len() != t.arity {
-            return Err(Error::QueryBuilderError(
-                format!(
-                    "the statement takes {} binds, {} were given",
-                    t.arity,
-                    self.binds.len()
-                )
-                .into(),
-            ));
-        }
-        for (piece, &n) in t.pieces.iter().zip(&t.params) {
-            out.push_sql(piece);
-            match &self.binds[n - 1] {
-                Bind::Text(v) => out.push_bind_param::<Text, _>(*v)?,
-                Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
-                Bind::Int(v) => out.push_bind_param::<BigInt, _>(v)?,
+/// The statement's SQL and binds, for backend `$db`.
+macro_rules! walk {
+    ($db:ty) => {
+        impl QueryFragment<$db> for Statement<'_> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, $db>) -> QueryResult<()> {
+                let t = self.template;
+                if self.binds.len() != t.arity {
+                    return Err(Error::QueryBuilderError(
+                        format!(
+                            "the statement takes {} binds, {} were given",
+                            t.arity,
+                            self.binds.len()
+                        )
+                        .into(),
+                    ));
+                }
+                for (piece, &n) in t.pieces.iter().zip(&t.params) {
+                    out.push_sql(piece);
+                    match &self.binds[n - 1] {
+                        Bind::Text(v) => out.push_bind_param::<Text, _>(*v)?,
+                        Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                        Bind::Int(v) => out.push_bind_param::<BigInt, _>(v)?,
+                    }
+                }
+                out.push_sql(t.pieces.last().map_or("", String::as_str));
+                Ok(())
             }
         }
-        out.push_sql(t.pieces.last().map_or("", String::as_str));
-        Ok(())
-    }
+    };
+}
+walk!(Pg);
+walk!(Sqlite);
+
+/// Run a statement that returns no rows on either backend; how many rows it changed.
+pub(crate) fn execute(conn: &mut DbConnection, s: Statement<'_>) -> StoreResult<usize> {
+    Ok(match conn {
+        DbConnection::Pg(c) => s.execute(c)?,
+        DbConnection::Sqlite(c) => s.execute(c)?,
+    })
 }
 
 impl QueryId for Statement<'_> {
@@ -173,5 +193,7 @@ mod tests {
         let sql = diesel::debug_query::<Pg, _>(&s).to_string();
         assert!(sql.starts_with("SELECT $1, $2, $3"), "{sql}");
         assert!(sql.contains(r#"["a", 1, "a"]"#), "{sql}");
+        let sql = diesel::debug_query::<Sqlite, _>(&s).to_string();
+        assert!(sql.starts_with("SELECT ?, ?, ?"), "{sql}");
     }
 }
