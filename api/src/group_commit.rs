@@ -29,39 +29,7 @@ pub trait Batch: 'static {
         waiting: &mut VecDeque<(Self::Item, Reply<Self::Out>)>,
     ) -> Vec<(Self::Item, Reply<Self::Out>)>;
     /// Write the batch; one answer per item, in order.
-    fn write(db: &Db, items: Vec<Self::Item>) -> Result<Vec<Self::Out>, StoreError>;
-}
-
-/// Where a batching thread writes: the store, and on SQLite the writer thread that holds
-/// its one write lock ([`crate::sqlite_writer`]), so that a batch is committed with the
-/// other writes waiting instead of queueing on the lock beside them.
-#[derive(Clone)]
-pub struct Db {
-    pub store: Store,
-    pub writer: Option<crate::sqlite_writer::SqliteWriter>,
-}
-
-impl Db {
-    /// The store alone: batches take its write lock themselves.
-    pub fn direct(store: Store) -> Self {
-        Self {
-            store,
-            writer: None,
-        }
-    }
-
-    /// A batch's write of soft state: a job of the writer thread when there is one (this
-    /// thread waits for its answer), else [`Store::write_soft`].
-    pub fn write_soft<R, F>(&self, f: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut ciba_store::DbConnection) -> Result<R, StoreError> + Send + 'static,
-    {
-        match &self.writer {
-            Some(writer) => crate::sqlite_writer::submit_blocking(writer, f),
-            None => self.store.write_soft(f),
-        }
-    }
+    fn write(store: &Store, items: Vec<Self::Item>) -> Result<Vec<Self::Out>, StoreError>;
 }
 
 /// Hands items to the batching thread; cheap to clone.
@@ -116,7 +84,7 @@ impl<B: Batch> GroupCommit<B> {
     ///
     /// # Errors
     /// When the operating system refuses a new thread.
-    pub fn start(name: &str, db: Db, batch_size: Histogram) -> std::io::Result<Self> {
+    pub fn start(name: &str, store: Store, batch_size: Histogram) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let ended = ThreadEnded::default();
         let guard = EndGuard(ended.clone());
@@ -125,7 +93,7 @@ impl<B: Batch> GroupCommit<B> {
             .spawn(move || {
                 // Declared first, dropped last: after the store and the queue.
                 let _guard = guard;
-                run::<B>(rx, &db, &batch_size);
+                run::<B>(rx, &store, &batch_size);
             })?;
         Ok(Self { tx, ended })
     }
@@ -133,15 +101,6 @@ impl<B: Batch> GroupCommit<B> {
     /// Set once the thread has ended (every handle dropped, the last batch answered).
     pub fn ended(&self) -> ThreadEnded {
         self.ended.clone()
-    }
-
-    /// Write `item` with the next batch and wait for its answer, from a thread outside the
-    /// async runtime (another batching thread).
-    pub fn submit_blocking(&self, item: B::Item) -> Result<B::Out, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Other("the batching thread has ended".into());
-        self.tx.blocking_send((item, reply)).map_err(|_| gone())?;
-        answer.blocking_recv().map_err(|_| gone())?
     }
 
     /// Write `item` with the next batch and return its answer, or 503 after the database
@@ -166,7 +125,7 @@ impl<B: Batch> GroupCommit<B> {
 /// one returns from the database, so no thread is woken between batches.
 fn run<B: Batch>(
     mut rx: mpsc::Receiver<(B::Item, Reply<B::Out>)>,
-    db: &Db,
+    store: &Store,
     batch_size: &Histogram,
 ) {
     let mut waiting = VecDeque::new();
@@ -187,8 +146,9 @@ fn run<B: Batch>(
         batch_size.observe(batch.len() as f64);
         let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         // A panic must not end the thread (every later item would fail): it fails this batch.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| B::write(db, items)))
-            .unwrap_or_else(|_| Err(StoreError::Other("a batch panicked".into())));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| B::write(store, items)))
+                .unwrap_or_else(|_| Err(StoreError::Other("a batch panicked".into())));
         match result {
             Ok(outs) if outs.len() == replies.len() => {
                 for (reply, out) in replies.into_iter().zip(outs) {

@@ -9,7 +9,7 @@
 //! replica.
 
 use crate::error::{ApiError, ApiResult};
-use crate::group_commit::{Batch, Db, Reply};
+use crate::group_commit::{Batch, Reply};
 use crate::state::AppState;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -17,8 +17,8 @@ use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::rate::Rate;
 use ciba_domain::secret::sha256;
-use ciba_store::StoreError;
 use ciba_store::{audit, rate_limits};
+use ciba_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -193,7 +193,7 @@ impl Batch for Counts {
         waiting.drain(..n).collect()
     }
 
-    fn write(db: &Db, events: Vec<Count>) -> Result<Vec<i64>, StoreError> {
+    fn write(store: &Store, events: Vec<Count>) -> Result<Vec<i64>, StoreError> {
         let mut windows: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         for (bucket, expires_at) in &events {
             windows.entry(bucket).or_insert((0, *expires_at)).0 += 1;
@@ -202,8 +202,7 @@ impl Batch for Counts {
             .iter()
             .map(|(bucket, (n, expires_at))| ((*bucket).to_owned(), *n, *expires_at))
             .collect();
-        let batch = counts.clone();
-        let totals = db.write_soft(move |c| rate_limits::hit_many(c, &batch))?;
+        let totals = store.write_soft(|c| rate_limits::hit_many(c, &counts))?;
         // The first of a window's events in this batch gets its lowest count.
         let mut next: HashMap<&str, i64> = counts
             .iter()
@@ -321,7 +320,6 @@ pub async fn auth_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ciba_store::Store;
 
     #[test]
     fn buckets_hide_the_subject_and_part_by_window() {
@@ -357,14 +355,9 @@ mod tests {
     fn a_batch_counts_each_event_on_its_own(backend: ciba_store::Backend) {
         let (_db, store) = counters(backend);
         let e = |b: &str| (b.to_owned(), 4_000_000_000);
-        let first = Counts::write(
-            &Db::direct(store.clone()),
-            vec![e("a"), e("b"), e("a"), e("a")],
-        )
-        .expect("batch");
+        let first = Counts::write(&store, vec![e("a"), e("b"), e("a"), e("a")]).expect("batch");
         assert_eq!(first, [1, 1, 2, 3]);
-        let second =
-            Counts::write(&Db::direct(store.clone()), vec![e("b"), e("c"), e("a")]).expect("batch");
+        let second = Counts::write(&store, vec![e("b"), e("c"), e("a")]).expect("batch");
         assert_eq!(second, [2, 1, 4]);
     }
 
@@ -387,27 +380,11 @@ mod tests {
             prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t"))
                 .expect("histogram")
         };
-        // On SQLite the first batcher writes through a writer thread (as the API does), the
-        // second takes the write lock itself (as another process would).
-        let written = sizes();
-        let writer = (backend == ciba_store::Backend::Sqlite).then(|| {
-            let direct = Db::direct(store.clone());
-            crate::sqlite_writer::SqliteWriter::start("tw", direct, written.clone())
-                .expect("thread")
-        });
-        let through = Db {
-            store: store.clone(),
-            writer: writer.clone(),
-        };
         let replicas = [
-            crate::group_commit::GroupCommit::<Counts>::start("t1", through, sizes())
+            crate::group_commit::GroupCommit::<Counts>::start("t1", store.clone(), sizes())
                 .expect("thread"),
-            crate::group_commit::GroupCommit::<Counts>::start(
-                "t2",
-                Db::direct(store.clone()),
-                sizes(),
-            )
-            .expect("thread"),
+            crate::group_commit::GroupCommit::<Counts>::start("t2", store.clone(), sizes())
+                .expect("thread"),
         ];
         let events = (0..300).map(|i| {
             let batcher = replicas[i % 2].clone();
@@ -420,12 +397,6 @@ mod tests {
             .collect();
         counts.sort_unstable();
         assert_eq!(counts, (1..=300).collect::<Vec<i64>>());
-        if writer.is_some() {
-            assert!(
-                written.get_sample_count() > 0,
-                "t1 wrote through the writer"
-            );
-        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,9 +10,9 @@
 //! once (a second poll of the same request waits for the next batch, where it is too early),
 //! and the database applies each poll's own conditions and time.
 
-use crate::group_commit::{Batch, Db, GroupCommit, Reply};
+use crate::group_commit::{Batch, GroupCommit, Reply};
 use ciba_store::polling::{self, Paced, Poll};
-use ciba_store::StoreError;
+use ciba_store::{Store, StoreError};
 use std::collections::{HashSet, VecDeque};
 
 /// Polls up to this much earlier than the interval are tolerated (clock and network jitter),
@@ -32,8 +32,8 @@ impl Batch for Polls {
         take_batch(waiting)
     }
 
-    fn write(db: &Db, polls: Vec<Poll>) -> Result<Vec<Paced>, StoreError> {
-        db.write_soft(move |conn| polling::record_polls(conn, &polls, POLL_GRACE_MS))
+    fn write(store: &Store, polls: Vec<Poll>) -> Result<Vec<Paced>, StoreError> {
+        store.write_soft(|conn| polling::record_polls(conn, &polls, POLL_GRACE_MS))
     }
 }
 
@@ -63,7 +63,6 @@ fn take_batch(waiting: &mut VecDeque<(Poll, Reply<Paced>)>) -> Vec<(Poll, Reply<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ciba_store::Store;
     use prometheus::Histogram;
     use std::time::Duration;
     use tokio::sync::oneshot;
@@ -103,7 +102,7 @@ mod tests {
         store.migrate().expect("migrate");
         let sizes =
             Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).expect("histogram");
-        let batcher = PollBatcher::start("t", Db::direct(store.clone()), sizes).expect("thread");
+        let batcher = PollBatcher::start("t", store.clone(), sizes).expect("thread");
         let p = Poll {
             id: "unknown".into(),
             client_id: "c".into(),

@@ -13,9 +13,9 @@
 //! PostgreSQL does not use this: its steps run on pooled connections in parallel.
 
 use crate::error::ApiResult;
-use crate::group_commit::{Batch, Db, GroupCommit, Reply};
+use crate::group_commit::{Batch, GroupCommit, Reply};
 use ciba_domain::error::OAuthError;
-use ciba_store::{DbConnection, StoreError, StoreResult};
+use ciba_store::{DbConnection, Store, StoreError, StoreResult};
 use std::any::Any;
 use std::collections::VecDeque;
 
@@ -37,8 +37,8 @@ impl Batch for Writes {
         waiting.drain(..n).collect()
     }
 
-    fn write(db: &Db, jobs: Vec<Job>) -> Result<Vec<Self::Out>, StoreError> {
-        db.store.write(|conn| {
+    fn write(store: &Store, jobs: Vec<Job>) -> Result<Vec<Self::Out>, StoreError> {
+        store.write(|conn| {
             Ok(jobs
                 .into_iter()
                 .map(|job| ciba_store::transaction(conn, job))
@@ -50,38 +50,17 @@ impl Batch for Writes {
 /// Hands write steps to the writer thread; cheap to clone.
 pub type SqliteWriter = GroupCommit<Writes>;
 
-fn job<R, F>(f: F) -> Job
-where
-    R: Send + 'static,
-    F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
-{
-    Box::new(move |c| f(c).map(|r| Box::new(r) as Box<dyn Any + Send>))
-}
-
-fn unbox<R: 'static>(answer: Box<dyn Any + Send>) -> Option<R> {
-    answer.downcast::<R>().ok().map(|r| *r)
-}
-
-/// [`submit`] from a thread outside the async runtime (the poll and limit batchers).
-pub fn submit_blocking<R, F>(writer: &SqliteWriter, f: F) -> StoreResult<R>
-where
-    R: Send + 'static,
-    F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
-{
-    let answer = writer.submit_blocking(job(f))??;
-    unbox(answer).ok_or_else(|| StoreError::Other("a write job answered with another type".into()))
-}
-
 /// Run `f` as a job of `writer`: its own answer, or the batch's failure (outer).
 pub async fn submit<R, F>(writer: &SqliteWriter, f: F) -> ApiResult<StoreResult<R>>
 where
     R: Send + 'static,
     F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
 {
-    match writer.submit(job(f)).await? {
-        Ok(answer) => match unbox(answer) {
-            Some(r) => Ok(Ok(r)),
-            None => {
+    let job: Job = Box::new(move |c| f(c).map(|r| Box::new(r) as Box<dyn Any + Send>));
+    match writer.submit(job).await? {
+        Ok(answer) => match answer.downcast::<R>() {
+            Ok(r) => Ok(Ok(*r)),
+            Err(_) => {
                 tracing::error!("a write job answered with another type");
                 Err(OAuthError::server_error().into())
             }
@@ -94,7 +73,7 @@ where
 mod tests {
     use super::*;
     use ciba_store::testing::TestDatabase;
-    use ciba_store::{Backend, DatabaseUrl, Store};
+    use ciba_store::{Backend, DatabaseUrl};
     use diesel::RunQueryDsl;
 
     fn insert(c: &mut DbConnection, key: &str) -> StoreResult<usize> {
@@ -122,8 +101,7 @@ mod tests {
         store.migrate().unwrap();
         let sizes =
             prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).unwrap();
-        let writer =
-            SqliteWriter::start("test-writer", Db::direct(store.clone()), sizes.clone()).unwrap();
+        let writer = SqliteWriter::start("test-writer", store.clone(), sizes.clone()).unwrap();
         let jobs = (0..200).map(|i| {
             let writer = writer.clone();
             tokio::spawn(async move {

@@ -5,7 +5,7 @@ use crate::cache::TtlCache;
 use crate::crypto::hash_pool::HashPool;
 use crate::crypto::password::SecretVerifier;
 use crate::error::{ApiError, ApiResult};
-use crate::group_commit::{Db, GroupCommit, ThreadEnded};
+use crate::group_commit::{GroupCommit, ThreadEnded};
 use crate::limits::BlockedAddresses;
 use crate::limits::Counts;
 use crate::metrics::Metrics;
@@ -172,17 +172,6 @@ impl AppState {
         .await
     }
 
-    /// Where the poll and limit batchers write: through SQLite's writer thread, if any.
-    fn batch_db(&self) -> std::io::Result<Db> {
-        let writer = self
-            .sqlite_writer()
-            .map_err(|_| std::io::Error::other("the SQLite writer thread did not start"))?;
-        Ok(Db {
-            store: self.store.clone(),
-            writer: writer.cloned(),
-        })
-    }
-
     /// SQLite's writer thread, started on first use; `None` on PostgreSQL.
     fn sqlite_writer(&self) -> ApiResult<Option<&SqliteWriter>> {
         if self.store.backend() != Backend::Sqlite {
@@ -190,7 +179,7 @@ impl AppState {
         }
         started(&self.writer, || {
             let sizes = self.metrics.write_batch_size.clone();
-            SqliteWriter::start("ciba-sqlite-write", Db::direct(self.store.clone()), sizes)
+            SqliteWriter::start("ciba-sqlite-write", self.store.clone(), sizes)
         })
         .map(Some)
     }
@@ -199,7 +188,7 @@ impl AppState {
     pub fn poll_batcher(&self) -> ApiResult<&PollBatcher> {
         started(&self.poll_batcher, || {
             let sizes = self.metrics.poll_batch_size.clone();
-            PollBatcher::start("ciba-poll-batch", self.batch_db()?, sizes)
+            PollBatcher::start("ciba-poll-batch", self.store.clone(), sizes)
         })
     }
 
@@ -207,7 +196,7 @@ impl AppState {
     pub fn counters(&self) -> ApiResult<&GroupCommit<Counts>> {
         started(&self.counters, || {
             let sizes = self.metrics.limit_batch_size.clone();
-            GroupCommit::start("ciba-limit-batch", self.batch_db()?, sizes)
+            GroupCommit::start("ciba-limit-batch", self.store.clone(), sizes)
         })
     }
 
