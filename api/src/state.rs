@@ -376,3 +376,26 @@ where
         }
     }
 }
+
+/// A state on the test database `db`, with the settings in `vars` besides its URL and a
+/// key-encryption key; migrated.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_state(
+    db: &ciba_store::testing::TestDatabase,
+    vars: &[(&str, &str)],
+) -> AppState {
+    let kek = (
+        "CIBA_KEY_ENCRYPTION_KEY",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    let all: std::collections::HashMap<String, String> = [("DATABASE_URL", db.url.as_str()), kek]
+        .into_iter()
+        .chain(vars.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let config = Config::from_map(&all).unwrap();
+    let store = Store::open(&ciba_store::DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
+    store.migrate().unwrap();
+    AppState::new(config, store).unwrap()
+}

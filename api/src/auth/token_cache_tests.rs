@@ -7,31 +7,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ciba_domain::claims;
 use ciba_domain::client::SigningAlg;
-use ciba_runtime::config::Config;
 use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
 use ciba_runtime::crypto::keyring::{self, Purpose};
 use ciba_store::testing::TestDatabase;
-use ciba_store::{Backend, DatabaseUrl, Store};
-use std::collections::HashMap;
+use ciba_store::Backend;
 
 const NOW: i64 = 1_900_000_000;
 
 fn state(db: &TestDatabase) -> AppState {
-    let vars: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.as_str()),
-        (
-            "CIBA_KEY_ENCRYPTION_KEY",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-        ),
-        ("CIBA_CLIENT_CACHE_TTL", "300"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let config = Config::from_map(&vars).unwrap();
-    let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
-    store.migrate().unwrap();
-    let state = AppState::new(config, store).unwrap();
+    let state = crate::state::test_state(db, &[("CIBA_CLIENT_CACHE_TTL", "300")]);
     keyring::ensure_keys(&state.store, &state.kek, NOW).unwrap();
     state.keys.reload(&state.store, NOW).unwrap();
     state

@@ -71,26 +71,11 @@ pub async fn render_refused(r: Rejection) -> Result<(Response,), Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ciba_runtime::config::Config;
     use ciba_store::testing::TestDatabase;
-    use ciba_store::{Backend, DatabaseUrl, Store};
-    use std::collections::HashMap;
+    use ciba_store::Backend;
 
     fn state(db: &TestDatabase) -> AppState {
-        let vars: HashMap<String, String> = [
-            ("DATABASE_URL", db.url.as_str()),
-            (
-                "CIBA_KEY_ENCRYPTION_KEY",
-                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let config = Config::from_map(&vars).unwrap();
-        let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
-        store.migrate().unwrap();
-        AppState::new(config, store).unwrap()
+        crate::state::test_state(db, &[])
     }
 
     fn refusal(r: Rejection) -> ApiError {
