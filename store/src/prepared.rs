@@ -21,6 +21,14 @@ use diesel::result::{Error, QueryResult};
 use diesel::sql_types::{BigInt, Nullable, Text, Untyped};
 use diesel::sqlite::Sqlite;
 
+/// `sql` without its `--` comment lines (they may name placeholders).
+pub(crate) fn without_comments(sql: &str) -> String {
+    sql.lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A statement's text split at its `$n` placeholders: `pieces[0] $params[0] pieces[1] ...`.
 #[derive(Debug)]
 pub(crate) struct Template {
@@ -35,11 +43,7 @@ impl Template {
     /// Parse `sql`: `--` comment lines dropped, placeholders `$1`..`$n` found. A `$` not
     /// followed by digits stays text.
     pub(crate) fn parse(sql: &str) -> Self {
-        let text: Vec<&str> = sql
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect();
-        let text = text.join("\n");
+        let text = without_comments(sql);
         let (mut pieces, mut params) = (Vec::new(), Vec::new());
         let mut piece = String::new();
         let mut rest = text.as_str();

@@ -531,18 +531,14 @@ pub fn verify_access_token(
             return Ok(hit.claims);
         }
     }
-    let claims = state
+    let (key, claims) = state
         .keys
-        .verify(token, Purpose::Oidc, TYP_CLIENT_TOKEN, now)?;
+        .verify_signed(token, Purpose::Oidc, TYP_CLIENT_TOKEN, now)?;
     jwt::check_own_claims(&claims, &state.config.issuer, now)?;
-    let kid = jsonwebtoken::decode_header(token)
-        .ok()
-        .and_then(|h| h.kid)
-        .unwrap_or_default();
     let claims = Arc::new(claims);
     let entry = crate::state::VerifiedToken {
         claims: claims.clone(),
-        kid,
+        kid: key.kid.clone(),
         size: token.len() * 2,
     };
     state.verified_tokens.put(&remembered, entry);

@@ -143,6 +143,18 @@ impl KeyRing {
         typ: &str,
         now: i64,
     ) -> Result<Value, &'static str> {
+        self.verify_signed(token, purpose, typ, now)
+            .map(|(_, claims)| claims)
+    }
+
+    /// [`KeyRing::verify`], with the key that signed the token.
+    pub fn verify_signed(
+        &self,
+        token: &str,
+        purpose: Purpose,
+        typ: &str,
+        now: i64,
+    ) -> Result<(Arc<LoadedKey>, Value), &'static str> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token header")?;
         if header.typ.as_deref() != Some(typ) {
             return Err("not a token of the expected type");
@@ -151,7 +163,7 @@ impl KeyRing {
         let key = self.find(purpose, kid, now).ok_or("unknown signing key")?;
         let (_, claims) =
             super::jwt::verify_signature(token, &key.decoding, super::jwt::alg_of(&key))?;
-        Ok(claims)
+        Ok((key, claims))
     }
 
     /// The public JWK set of `purpose` at `now`.

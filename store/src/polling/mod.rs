@@ -26,17 +26,11 @@ diesel::define_sql_function! {
     ) -> diesel::pg::sql_types::Record<(diesel::sql_types::Text, diesel::sql_types::Bool)>;
 }
 
-/// An SQLite statement without its comment lines, which SQLite would otherwise parse again
+/// The SQLite statement without its comment lines, which SQLite would otherwise parse again
 /// with every batch (the statement is prepared afresh each time).
-fn without_comments(sql: &str) -> String {
-    sql.lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-static SQLITE_RECORD_POLLS: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| without_comments(include_str!("record_polls.sqlite.sql")));
+static SQLITE_RECORD_POLLS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    crate::prepared::without_comments(include_str!("record_polls.sqlite.sql"))
+});
 
 /// One poll: the request, the polling client, when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
