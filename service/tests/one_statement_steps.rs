@@ -285,6 +285,58 @@ struct Plans {
     executions: i64,
 }
 
+/// A permission token is claimed in one conditional statement: only by the client that owns
+/// the permission, for an intent it has (a whole word of `intents`), while it is pending and
+/// unexpired, and once.
+fn token_claims(backend: Backend) {
+    let db = TestDatabase::create(backend);
+    let store = store(&db);
+    let sql = "INSERT INTO clients (id, name, secret_hash, scopes, callback_uris, sub_nnin, \
+               id_token_alg, delivery_mode, disabled, created_at, updated_at) VALUES \
+               ('c2','two','x','openid','[]',false,'ES256','poll',false,1,1);";
+    store.write(|c| Ok(c.batch_execute(sql)?)).unwrap();
+    let e = event(action::PERMISSION_REGISTERED, "p1", 1);
+    let p = PermissionRow {
+        intents: "login app2app".into(),
+        ..permission("p1")
+    };
+    let done = store.write_one(|c| permissions::register(c, &p, "n1", &e));
+    assert_eq!(done.unwrap(), Insert::Created);
+    let claim = |client: &str, intent: &str, now: i64| {
+        store
+            .write_one(|c| permissions::claim_token(c, ("p1", client), intent, now))
+            .unwrap()
+    };
+    assert!(claim("c2", "app2app", NOW).is_none(), "another client's");
+    assert!(claim("c1", "ciba", NOW).is_none(), "an intent it lacks");
+    assert!(claim("c1", "app", NOW).is_none(), "part of a word");
+    assert!(claim("c1", "%", NOW).is_none(), "a pattern");
+    assert!(claim("c1", "app2app", NOW + 600).is_none(), "expired");
+    let unused = store.read(|c| permissions::find(c, "p1")).unwrap().unwrap();
+    assert_eq!(unused.token_used_at, None, "refusals use nothing");
+    let claimed = claim("c1", "app2app", NOW + 599).expect("claimed");
+    assert_eq!(
+        (
+            claimed.id.as_str(),
+            claimed.token_used_at,
+            claimed.user_sub.as_deref()
+        ),
+        ("p1", Some(NOW + 599), Some("u1"))
+    );
+    assert!(claim("c1", "app2app", NOW + 599).is_none(), "claimed once");
+    assert!(claim("c1", "login", NOW).is_none(), "once for any intent");
+}
+
+#[test]
+fn token_claims_sqlite() {
+    token_claims(Backend::Sqlite);
+}
+
+#[test]
+fn token_claims_postgres() {
+    token_claims(Backend::Postgres);
+}
+
 /// Each one-statement step is prepared once per connection and executed from then on: parsing
 /// and planning the CTEs on every call was the PostgreSQL server's largest cost per flow.
 #[test]
@@ -359,8 +411,8 @@ fn written_statements_are_cached(backend: Backend) {
         store.write_one(|c| audit::insert(c, &e)).unwrap();
         let redeemed = store.write_one(|c| auth_requests::redeem(c, &id, "c1", NOW));
         assert!(!redeemed.unwrap(), "no such request");
-        let used = store.write_one(|c| permissions::use_token(c, &id, NOW));
-        assert!(!used.unwrap(), "no such permission");
+        let claimed = store.write_one(|c| permissions::claim_token(c, (&id, "c1"), "ciba", NOW));
+        assert!(claimed.unwrap().is_none(), "no such permission");
     }
     let cached = cached.lock().unwrap().clone();
     for marker in [

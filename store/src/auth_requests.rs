@@ -71,7 +71,7 @@ impl AuthRequestRow {
 
 /// Mark the permission as used by `auth_req_id`, if no request was started from it yet and
 /// it is still pending and valid at `now`, and store the request: both or neither. Returns
-/// false otherwise. (The merchant's token is claimed before, by `permissions::use_token`.)
+/// false otherwise. (The merchant's token is claimed before, by `permissions::claim_token`.)
 pub fn start(
     conn: &mut DbConnection,
     row: &AuthRequestRow,

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 
 const PENDING: &str = PermissionStatus::Pending.as_str();
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = permissions)]
 pub struct PermissionRow {
     pub id: String,
@@ -173,14 +173,26 @@ pub fn find_owned(
     Ok(find(conn, id)?.filter(|p| p.client_id == client_id))
 }
 
-/// Use up the permission's token without starting a request (an attempt that ended in
-/// `unknown_user_id` or `device_mismatch`). Returns whether this call used it.
-pub fn use_token(conn: &mut DbConnection, id: &str, now: i64) -> StoreResult<bool> {
-    let q = Statement::new(template!("sql/use_token.sql"))
+/// Use up the token of permission `id` for its owner `client_id` and a request with
+/// `intent`, if it is pending, unused and unexpired at `now`; the permission as it is now.
+/// `None` when any of that does not hold (the caller reads the permission to say why).
+pub fn claim_token(
+    conn: &mut DbConnection,
+    (id, client_id): (&str, &str),
+    intent: &str,
+    now: i64,
+) -> StoreResult<Option<PermissionRow>> {
+    let q = Statement::new(template!("sql/claim_token.sql"))
         .int(now)
         .text(id)
+        .text(client_id)
+        .text(intent)
         .text(PENDING);
-    Ok(crate::prepared::execute(conn, q)? == 1)
+    let mut rows: Vec<PermissionRow> = match conn {
+        DbConnection::Pg(c) => q.load(c)?,
+        DbConnection::Sqlite(c) => q.load(c)?,
+    };
+    Ok(rows.pop())
 }
 
 /// The permission `permission_id` that the request `auth_req_id` was started from follows the

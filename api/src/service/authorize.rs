@@ -66,13 +66,13 @@ pub(crate) fn verify_permission_token(
 }
 
 /// Contract §5: the permission behind a token (owned, with `intent`, pending, unexpired,
-/// unused), and its token used up. No transaction is needed: what is checked before the use
-/// (owner, intents, `exp`) never changes, and the use is a conditional update that fails if
-/// the token was used or the permission moved meanwhile. A request that got past client
-/// authentication and token verification uses the token up whatever its answer: it is
-/// claimed with a conditional update before anything about the user or their phones is
-/// looked at, so parallel calls with one token cannot each learn something (one phone model
-/// per call): exactly one of them gets past this point.
+/// unused), and its token used up, in one conditional statement: it fails if the token was
+/// used or the permission moved meanwhile, and what else it checks (owner, intents, `exp`)
+/// never changes. A request that got past client authentication and token verification
+/// uses the token up whatever its answer: it is claimed before anything about the user or
+/// their phones is looked at, so parallel calls with one token cannot each learn something
+/// (one phone model per call): exactly one of them gets past this point. Only a refused
+/// claim reads the permission, to say why.
 pub(crate) async fn claim_permission(
     state: &AppState,
     id: String,
@@ -83,19 +83,18 @@ pub(crate) async fn claim_permission(
     let client_id = client.id.clone();
     state
         .db_write_one(move |c| {
+            if let Some(p) = perms::claim_token(c, (&id, &client_id), intent.as_str(), now)? {
+                return Ok(Ok(p));
+            }
             let Some(p) = perms::find_owned(c, &id, &client_id)? else {
                 return Ok(Err(oauth_error(
                     ErrorCode::InvalidRequest,
                     "login_hint_token names no permission of this client",
                 )));
             };
-            if let Err(refused) = usable(&p, intent, now) {
-                return Ok(Err(refused));
-            }
-            if !perms::use_token(c, &p.id, now)? {
-                return Ok(Err(already_used()));
-            }
-            Ok(Ok(p))
+            Ok(Err(usable(&p, intent, now)
+                .err()
+                .unwrap_or_else(already_used)))
         })
         .await?
 }
