@@ -62,6 +62,14 @@ impl<V: Clone> TtlCache<V> {
             .map(|(_, v, _)| v.clone())
     }
 
+    /// The entry for `key`, removed (a value meant to be used once).
+    pub fn take(&self, key: &str) -> Option<V> {
+        let mut inner = self.lock();
+        let (at, v, size) = inner.entries.remove(key)?;
+        inner.bytes -= size;
+        (at.elapsed() < self.ttl).then_some(v)
+    }
+
     pub fn put(&self, key: &str, value: V) {
         if key.len() > self.max_key {
             return;

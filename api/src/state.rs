@@ -57,6 +57,12 @@ pub struct Inner {
     /// an ES256 verification was a tenth of a flow's API time. Kept as long as client rows
     /// (`CIBA_CLIENT_CACHE_TTL`); the claims' time checks run on every use.
     pub(crate) verified_tokens: TtlCache<VerifiedToken>,
+    /// Permission tokens this process signed and has not seen back yet, by their SHA-256,
+    /// with their claims: app-authorize (or bc-authorize) takes the entry out instead of
+    /// verifying the signature it knows it made. A token presented to another replica, or
+    /// after the entry left (`CIBA_CLIENT_CACHE_TTL`, or the cache full), is verified. Never
+    /// consulted for any other kind of token.
+    pub(crate) issued_permission_tokens: TtlCache<VerifiedToken>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
     counters: OnceLock<Result<GroupCommit<Counts>, String>>,
@@ -67,8 +73,8 @@ pub struct Inner {
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
-/// An access token whose signature was verified: its claims, the key that signed it, and
-/// about how much memory it holds.
+/// A token whose signature was verified (an access token) or made here (a permission
+/// token): its claims, the key that signed it, and about how much memory it holds.
 #[derive(Clone)]
 pub(crate) struct VerifiedToken {
     pub(crate) claims: Arc<serde_json::Value>,
@@ -114,6 +120,13 @@ impl AppState {
                 |_| 0,
             ),
             verified_tokens: TtlCache::new(
+                Duration::from_secs(config.client_cache_ttl as u64),
+                CLIENT_CACHE_ENTRIES,
+                CLIENT_CACHE_BYTES / 4,
+                64,
+                |t| t.size,
+            ),
+            issued_permission_tokens: TtlCache::new(
                 Duration::from_secs(config.client_cache_ttl as u64),
                 CLIENT_CACHE_ENTRIES,
                 CLIENT_CACHE_BYTES / 4,
@@ -261,6 +274,10 @@ impl AppState {
             ("clients", self.client_cache.size()),
             ("unknown_clients", self.unknown_clients.size()),
             ("verified_tokens", self.verified_tokens.size()),
+            (
+                "issued_permission_tokens",
+                self.issued_permission_tokens.size(),
+            ),
         ] {
             m.cache_entries
                 .with_label_values(&[name])

@@ -23,6 +23,7 @@ use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::{self as perms, Insert, PermissionRow};
 use ciba_store::users::{self, DeviceRow};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Verify a permission token of ours and return its permission id.
 pub(crate) fn verify_permission_token(
@@ -37,10 +38,19 @@ pub(crate) fn verify_permission_token(
             "login_hint_token is not a valid permission token",
         )
     };
-    let claims = state
-        .keys
-        .verify(token, Purpose::Oidc, TYP_PERMISSION_TOKEN, now)
-        .map_err(|_| invalid())?;
+    // A token signed here and not seen back yet needs no signature check; a revoked key's
+    // tokens stop at once all the same.
+    let issued = state
+        .issued_permission_tokens
+        .take(&sha256_b64url(token.as_bytes()))
+        .filter(|t| state.keys.find(Purpose::Oidc, &t.kid, now).is_some());
+    let claims = match issued {
+        Some(t) => Arc::unwrap_or_clone(t.claims),
+        None => state
+            .keys
+            .verify(token, Purpose::Oidc, TYP_PERMISSION_TOKEN, now)
+            .map_err(|_| invalid())?,
+    };
     if claims
         .get("exp")
         .and_then(Value::as_i64)

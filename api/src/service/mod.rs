@@ -9,6 +9,9 @@ pub mod device_app;
 pub mod permissions;
 pub mod signed_request;
 
+#[cfg(test)]
+mod issued_token_tests;
+
 use crate::error::ApiError;
 use ciba_domain::error::OAuthError;
 
