@@ -5,7 +5,7 @@
 //! or token changing nothing, and the permission following its request.
 
 use ciba_domain::audit::{action, Actor, Origin, Outcome};
-use ciba_domain::status::RequestStatus;
+use ciba_domain::status::{PermissionStatus, RequestStatus};
 use ciba_service::requests::{decide_signed, Decision, Recorded};
 use ciba_store::audit::{self, AuditRow, By, Filter};
 use ciba_store::auth_requests::{self, AuthRequestRow};
@@ -413,16 +413,43 @@ fn written_statements_are_cached(backend: Backend) {
         assert!(!redeemed.unwrap(), "no such request");
         let claimed = store.write_one(|c| permissions::claim_token(c, (&id, "c1"), "ciba", NOW));
         assert!(claimed.unwrap().is_none(), "no such permission");
+        let decided = store.write_one(|c| {
+            auth_requests::record_decision(c, &id, RequestStatus::Approved, "d1", "[]", NOW)
+        });
+        assert!(decided.unwrap().is_none(), "no such request");
+        let followed = store.write_one(|c| {
+            permissions::follow_request(c, (&id, &id), PermissionStatus::Granted, Some("u1"), NOW)
+        });
+        assert!(!followed.unwrap(), "no such permission");
+        // Batches of 1, 2 and 3 polls.
+        let polls: Vec<_> = (0..=i)
+            .map(|k| ciba_store::polling::Poll {
+                id: format!("{id}-{k}"),
+                client_id: "c1".into(),
+                now_ms: NOW * 1000,
+            })
+            .collect();
+        let polled = store.write_one(|c| ciba_store::polling::record_polls(c, &polls, 500));
+        assert_eq!(polled.unwrap().len() as i64, i + 1);
     }
     let cached = cached.lock().unwrap().clone();
     for marker in [
         "INSERT INTO audit_events",
         "UPDATE auth_requests SET redeemed_at",
         "UPDATE permissions SET token_used_at",
+        "UPDATE auth_requests SET status",
+        "UPDATE permissions SET status",
     ] {
         let n = cached.iter().filter(|s| s.contains(marker)).count();
         assert_eq!(n, 1, "{marker} cached once: {cached:?}");
     }
+    // SQLite's poll batch: one statement for every batch size (PostgreSQL's is a function).
+    let batches = cached.iter().filter(|s| s.contains("json_each")).count();
+    assert_eq!(
+        batches,
+        usize::from(backend == Backend::Sqlite),
+        "{cached:?}"
+    );
     assert_eq!(trail(&store).len(), 3);
 }
 

@@ -32,7 +32,7 @@ macro_rules! with_context {
     };
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = auth_requests)]
 pub struct AuthRequestRow {
     pub id: String,
@@ -196,29 +196,18 @@ pub fn record_decision(
     amr: &str,
     now: i64,
 ) -> StoreResult<Option<AuthRequestRow>> {
-    let target = auth_requests::table
-        .filter(auth_requests::id.eq(id))
-        .filter(auth_requests::status.eq(PENDING))
-        .filter(auth_requests::expires_at.gt(now));
-    let changes = (
-        auth_requests::status.eq(status.as_str()),
-        auth_requests::decided_at.eq(now),
-        auth_requests::device_id.eq(device_id),
-        auth_requests::amr.eq(amr),
-    );
-    macro_rules! run {
-        ($c:expr) => {
-            diesel::update(target)
-                .set(changes)
-                .returning(AuthRequestRow::as_returning())
-                .get_result($c)
-                .optional()?
-        };
-    }
-    Ok(match conn {
-        DbConnection::Pg(c) => run!(c),
-        DbConnection::Sqlite(c) => run!(c),
-    })
+    let q = Statement::new(template!("sql/record_decision.sql"))
+        .text(status.as_str())
+        .int(now)
+        .text(device_id)
+        .text(amr)
+        .text(id)
+        .text(PENDING);
+    let mut rows: Vec<AuthRequestRow> = match conn {
+        DbConnection::Pg(c) => q.load(c)?,
+        DbConnection::Sqlite(c) => q.load(c)?,
+    };
+    Ok(rows.pop())
 }
 
 /// The authentication methods recorded when the request was decided (a JSON array).

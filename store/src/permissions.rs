@@ -206,26 +206,14 @@ pub fn follow_request(
     user_sub: Option<&str>,
     now: i64,
 ) -> StoreResult<bool> {
-    let target = permissions::table
-        .filter(permissions::id.eq(permission_id))
-        .filter(permissions::auth_req_id.eq(auth_req_id))
-        .filter(permissions::status.eq(PENDING));
-    let n = match user_sub {
-        Some(user) => diesel::update(target)
-            .set((
-                permissions::status.eq(status.as_str()),
-                permissions::decided_at.eq(now),
-                permissions::user_sub.eq(user),
-            ))
-            .execute(conn)?,
-        None => diesel::update(target)
-            .set((
-                permissions::status.eq(status.as_str()),
-                permissions::decided_at.eq(now),
-            ))
-            .execute(conn)?,
-    };
-    Ok(n == 1)
+    let q = Statement::new(template!("sql/follow_request.sql"))
+        .text(status.as_str())
+        .int(now)
+        .opt_text(user_sub)
+        .text(permission_id)
+        .text(auth_req_id)
+        .text(PENDING);
+    Ok(crate::prepared::execute(conn, q)? == 1)
 }
 
 /// Store the signed grant once (the first writer wins; later callers read it back).

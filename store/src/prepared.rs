@@ -22,7 +22,7 @@ use diesel::sql_types::{BigInt, Nullable, Text, Untyped};
 use diesel::sqlite::Sqlite;
 
 /// `sql` without its `--` comment lines (they may name placeholders).
-pub(crate) fn without_comments(sql: &str) -> String {
+fn without_comments(sql: &str) -> String {
     sql.lines()
         .filter(|l| !l.trim_start().starts_with("--"))
         .collect::<Vec<_>>()
@@ -77,6 +77,7 @@ enum Bind<'a> {
     Text(&'a str),
     OptText(Option<&'a str>),
     Int(i64),
+    OptInt(Option<i64>),
 }
 
 /// A [`Template`] with its binds, run like any diesel query (`get_result`, `execute`).
@@ -112,6 +113,12 @@ impl<'a> Statement<'a> {
         self.binds.push(Bind::Int(v));
         self
     }
+
+    /// The next bind, as nullable `bigint`.
+    pub(crate) fn opt_int(mut self, v: Option<i64>) -> Self {
+        self.binds.push(Bind::OptInt(v));
+        self
+    }
 }
 
 /// The statement's SQL and binds, for backend `$db`.
@@ -136,6 +143,7 @@ macro_rules! walk {
                         Bind::Text(v) => out.push_bind_param::<Text, _>(*v)?,
                         Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
                         Bind::Int(v) => out.push_bind_param::<BigInt, _>(v)?,
+                        Bind::OptInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
                     }
                 }
                 out.push_sql(t.pieces.last().map_or("", String::as_str));

@@ -1,51 +1,41 @@
 //! Counters of the abuse limits (contract §10), shared by every API replica.
 
 use crate::error::StoreResult;
+use crate::prepared::{template, Statement};
 use crate::schema::rate_limits;
 use crate::DbConnection;
 use diesel::prelude::*;
+
+/// A window's count after a batch.
+#[derive(QueryableByName)]
+struct Total {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    bucket: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    hits: i64,
+}
 
 /// Count events in several buckets at once (the group commit of the abuse limits): each
 /// `(bucket, events, expires_at)` adds `events` to its window, and the answer is each
 /// window's count including them, in the order given. Buckets must be distinct; give them in
 /// a fixed order (sorted) so that batches of every replica lock their rows alike. One
-/// statement on PostgreSQL; on SQLite, under the single writer, one transaction.
+/// prepared statement on both backends, the batch its one (JSON) parameter.
 pub fn hit_many(conn: &mut DbConnection, counts: &[(String, i64, i64)]) -> StoreResult<Vec<i64>> {
-    use diesel::upsert::excluded;
-    let rows: Vec<_> = counts
+    let batch: Vec<serde_json::Value> = counts
         .iter()
-        .map(|(bucket, events, expires_at)| {
-            (
-                rate_limits::bucket.eq(bucket),
-                rate_limits::hits.eq(*events),
-                rate_limits::expires_at.eq(*expires_at),
-            )
-        })
+        .map(|(bucket, events, expires_at)| serde_json::json!({"b": bucket, "h": events, "e": expires_at}))
         .collect();
-    let totals: Vec<(String, i64)> = match conn {
-        DbConnection::Pg(c) => diesel::insert_into(rate_limits::table)
-            .values(&rows)
-            .on_conflict(rate_limits::bucket)
-            .do_update()
-            .set(rate_limits::hits.eq(rate_limits::hits + excluded(rate_limits::hits)))
-            .returning((rate_limits::bucket, rate_limits::hits))
-            .get_results(c)?,
-        DbConnection::Sqlite(c) => c.transaction(|c| {
-            for row in &rows {
-                diesel::insert_into(rate_limits::table)
-                    .values(*row)
-                    .on_conflict(rate_limits::bucket)
-                    .do_update()
-                    .set(rate_limits::hits.eq(rate_limits::hits + excluded(rate_limits::hits)))
-                    .execute(c)?;
-            }
-            rate_limits::table
-                .filter(rate_limits::bucket.eq_any(counts.iter().map(|(b, _, _)| b)))
-                .select((rate_limits::bucket, rate_limits::hits))
-                .load(c)
-        })?,
+    let batch = serde_json::Value::from(batch).to_string();
+    let totals: Vec<Total> = match conn {
+        DbConnection::Pg(c) => Statement::new(template!("sql/count_limits.pg.sql"))
+            .text(&batch)
+            .load(c)?,
+        DbConnection::Sqlite(c) => Statement::new(template!("sql/count_limits.sqlite.sql"))
+            .text(&batch)
+            .load(c)?,
     };
-    let totals: std::collections::HashMap<String, i64> = totals.into_iter().collect();
+    let totals: std::collections::HashMap<String, i64> =
+        totals.into_iter().map(|t| (t.bucket, t.hits)).collect();
     counts
         .iter()
         .map(|(bucket, _, _)| {

@@ -394,3 +394,71 @@ fn polls_update_their_rows_in_place_postgres() {
         "every update in place: {before:?} → {after:?}"
     );
 }
+
+#[derive(diesel::QueryableByName, Debug)]
+struct PlanStep {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    detail: String,
+}
+
+/// SQLite: the batch (one JSON parameter for all its polls) looks each poll's row up by key,
+/// whatever the table holds: the planner must not search the pending rows through the
+/// status index and scan the polls for each, which it preferred before the statement kept
+/// it off that index.
+#[test]
+fn a_batch_looks_its_rows_up_by_key_sqlite() {
+    let db = TestDatabase::create(Backend::Sqlite);
+    let store = store(&db);
+    let now = NOW_MS / 1000;
+    let sql = format!(
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000) \
+         INSERT INTO auth_requests (id, link_ref, client_id, user_sub, flow, scope, acr, \
+         status, interval_secs, created_at, expires_at) \
+         SELECT 'many' || n, 'manyref' || n, 'c1', 'sub', 'ciba', 'openid', 'urn:acr:high', \
+         'pending', 2, {now}, {} FROM g;",
+        now + 60
+    );
+    store.write(|c| Ok(c.batch_execute(&sql)?)).unwrap();
+    let statement = include_str!("../src/polling/record_polls.sqlite.sql")
+        .replace("$1", "?1")
+        .replace("$2", "?2")
+        .replace("$3", "?3");
+    let plan = || {
+        let steps = store
+            .read(|c| {
+                let ciba_store::DbConnection::Sqlite(c) = c else {
+                    unreachable!("a SQLite store")
+                };
+                let q = diesel::sql_query(format!("EXPLAIN QUERY PLAN {statement}"))
+                    .bind::<diesel::sql_types::BigInt, _>(GRACE_MS)
+                    .bind::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>, _>(Some(60))
+                    .bind::<diesel::sql_types::Text, _>(r#"[["many7","c1",1900000000000]]"#);
+                Ok(diesel::RunQueryDsl::load::<PlanStep>(q, c)?)
+            })
+            .unwrap();
+        steps.into_iter().map(|s| s.detail).collect::<Vec<_>>()
+    };
+    // As a server's database is (SQLite's statistics are never gathered), then analysed.
+    for analysed in [false, true] {
+        if analysed {
+            store.write(|c| Ok(c.batch_execute("ANALYZE")?)).unwrap();
+        }
+        let plan = plan();
+        let by_key = "SEARCH auth_requests USING INDEX sqlite_autoindex_auth_requests_1 (id=?)";
+        assert!(
+            plan.iter().any(|d| d.starts_with(by_key)),
+            "{analysed}: {plan:?}"
+        );
+        assert!(
+            !plan
+                .iter()
+                .any(|d| d.contains("SCAN auth_requests") || d.contains("status=")),
+            "{analysed}: {plan:?}"
+        );
+    }
+    let polls = [poll("many7"), poll("many1999")];
+    let got = store
+        .write(|c| polling::record_polls(c, &polls, GRACE_MS))
+        .unwrap();
+    assert_eq!(got, [Paced::Recorded, Paced::Recorded]);
+}

@@ -6,6 +6,7 @@
 //! store's `poll_batch` tests hold both to the domain's table.
 
 use crate::error::StoreResult;
+use crate::prepared::{template, Statement};
 use crate::schema::auth_requests;
 use crate::DbConnection;
 use ciba_domain::auth_request::{slowed_interval, MAX_INTERVAL_SECS};
@@ -25,12 +26,6 @@ diesel::define_sql_function! {
         max_interval: diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
     ) -> diesel::pg::sql_types::Record<(diesel::sql_types::Text, diesel::sql_types::Bool)>;
 }
-
-/// The SQLite statement without its comment lines, which SQLite would otherwise parse again
-/// with every batch (the statement is prepared afresh each time).
-static SQLITE_RECORD_POLLS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    crate::prepared::without_comments(include_str!("record_polls.sqlite.sql"))
-});
 
 /// One poll: the request, the polling client, when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,26 +118,24 @@ fn paced(slowed: bool) -> Paced {
     }
 }
 
-/// record_polls.sqlite.sql over a batch: its two numbered parameters, then one
-/// `(?, ?, ?)` per poll (SQLite numbers those after the two).
+/// record_polls.sqlite.sql over a batch: the polls go as one JSON parameter, so one
+/// prepared statement serves every batch size.
 fn sqlite_record(
     lite: &mut diesel::SqliteConnection,
     polls: &[Poll],
     grace_ms: i64,
     max_interval: Option<i64>,
 ) -> StoreResult<Vec<RecordedPoll>> {
-    let values = vec!["(?, ?, ?)"; polls.len()].join(", ");
-    let mut query = diesel::sql_query(SQLITE_RECORD_POLLS.replace("/*POLLS*/", &values))
-        .into_boxed::<diesel::sqlite::Sqlite>()
-        .bind::<diesel::sql_types::BigInt, _>(grace_ms)
-        .bind::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>, _>(max_interval);
-    for p in polls {
-        query = query
-            .bind::<diesel::sql_types::Text, _>(p.id.clone())
-            .bind::<diesel::sql_types::Text, _>(p.client_id.clone())
-            .bind::<diesel::sql_types::BigInt, _>(p.now_ms);
-    }
-    Ok(query.load::<RecordedPoll>(lite)?)
+    let rows: Vec<(&str, &str, i64)> = polls
+        .iter()
+        .map(|p| (p.id.as_str(), p.client_id.as_str(), p.now_ms))
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| crate::StoreError::Other(e.to_string()))?;
+    let q = Statement::new(template!("record_polls.sqlite.sql"))
+        .int(grace_ms)
+        .opt_int(max_interval)
+        .text(&json);
+    Ok(q.load::<RecordedPoll>(lite)?)
 }
 
 #[derive(QueryableByName)]
