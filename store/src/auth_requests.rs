@@ -203,11 +203,7 @@ pub fn record_decision(
         .text(amr)
         .text(id)
         .text(PENDING);
-    let mut rows: Vec<AuthRequestRow> = match conn {
-        DbConnection::Pg(c) => q.load(c)?,
-        DbConnection::Sqlite(c) => q.load(c)?,
-    };
-    Ok(rows.pop())
+    Ok(crate::prepared::load::<AuthRequestRow>(conn, q)?.pop())
 }
 
 /// The authentication methods recorded when the request was decided (a JSON array).

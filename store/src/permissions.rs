@@ -188,11 +188,7 @@ pub fn claim_token(
         .text(client_id)
         .text(intent)
         .text(PENDING);
-    let mut rows: Vec<PermissionRow> = match conn {
-        DbConnection::Pg(c) => q.load(c)?,
-        DbConnection::Sqlite(c) => q.load(c)?,
-    };
-    Ok(rows.pop())
+    Ok(crate::prepared::load::<PermissionRow>(conn, q)?.pop())
 }
 
 /// The permission `permission_id` that the request `auth_req_id` was started from follows the

@@ -20,6 +20,7 @@ use diesel::query_dsl::RunQueryDsl;
 use diesel::result::{Error, QueryResult};
 use diesel::sql_types::{BigInt, Nullable, Text, Untyped};
 use diesel::sqlite::Sqlite;
+use diesel::QueryableByName;
 
 /// `sql` without its `--` comment lines (they may name placeholders).
 fn without_comments(sql: &str) -> String {
@@ -160,6 +161,17 @@ pub(crate) fn execute(conn: &mut DbConnection, s: Statement<'_>) -> StoreResult<
     Ok(match conn {
         DbConnection::Pg(c) => s.execute(c)?,
         DbConnection::Sqlite(c) => s.execute(c)?,
+    })
+}
+
+/// Run a statement that returns rows (`RETURNING`) on either backend.
+pub(crate) fn load<T>(conn: &mut DbConnection, s: Statement<'_>) -> StoreResult<Vec<T>>
+where
+    T: QueryableByName<Pg> + QueryableByName<Sqlite> + 'static,
+{
+    Ok(match conn {
+        DbConnection::Pg(c) => s.load(c)?,
+        DbConnection::Sqlite(c) => s.load(c)?,
     })
 }
 

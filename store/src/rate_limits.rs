@@ -26,14 +26,11 @@ pub fn hit_many(conn: &mut DbConnection, counts: &[(String, i64, i64)]) -> Store
         .map(|(bucket, events, expires_at)| serde_json::json!({"b": bucket, "h": events, "e": expires_at}))
         .collect();
     let batch = serde_json::Value::from(batch).to_string();
-    let totals: Vec<Total> = match conn {
-        DbConnection::Pg(c) => Statement::new(template!("sql/count_limits.pg.sql"))
-            .text(&batch)
-            .load(c)?,
-        DbConnection::Sqlite(c) => Statement::new(template!("sql/count_limits.sqlite.sql"))
-            .text(&batch)
-            .load(c)?,
+    let template = match conn {
+        DbConnection::Pg(_) => template!("sql/count_limits.pg.sql"),
+        DbConnection::Sqlite(_) => template!("sql/count_limits.sqlite.sql"),
     };
+    let totals: Vec<Total> = crate::prepared::load(conn, Statement::new(template).text(&batch))?;
     let totals: std::collections::HashMap<String, i64> =
         totals.into_iter().map(|t| (t.bucket, t.hits)).collect();
     counts
