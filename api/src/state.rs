@@ -1,6 +1,7 @@
 //! Shared state, injected into handlers by `with_state()`.
 
 use crate::auth::external::ExternalIssuers;
+use crate::auth::remembered::Remembered;
 use crate::cache::TtlCache;
 use crate::crypto::hash_pool::HashPool;
 use crate::crypto::password::SecretVerifier;
@@ -56,13 +57,13 @@ pub struct Inner {
     /// claims and size: a merchant presents one token for many calls (twice per flow), and
     /// an ES256 verification was a tenth of a flow's API time. Kept as long as client rows
     /// (`CIBA_CLIENT_CACHE_TTL`); the claims' time checks run on every use.
-    pub(crate) verified_tokens: TtlCache<VerifiedToken>,
+    pub(crate) verified_tokens: Remembered,
     /// Permission tokens this process signed and has not seen back yet, by their SHA-256,
     /// with their claims: app-authorize (or bc-authorize) takes the entry out instead of
     /// verifying the signature it knows it made. A token presented to another replica, or
     /// after the entry left (`CIBA_CLIENT_CACHE_TTL`, or the cache full), is verified. Never
     /// consulted for any other kind of token.
-    pub(crate) issued_permission_tokens: TtlCache<VerifiedToken>,
+    pub(crate) issued_permission_tokens: Remembered,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
     counters: OnceLock<Result<GroupCommit<Counts>, String>>,
@@ -72,15 +73,6 @@ pub struct Inner {
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
-
-/// A token whose signature was verified (an access token) or made here (a permission
-/// token): its claims, the key that signed it, and about how much memory it holds.
-#[derive(Clone)]
-pub(crate) struct VerifiedToken {
-    pub(crate) claims: Arc<serde_json::Value>,
-    pub(crate) kid: String,
-    pub(crate) size: usize,
-}
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
@@ -119,19 +111,15 @@ impl AppState {
                 MAX_ID_LEN,
                 |_| 0,
             ),
-            verified_tokens: TtlCache::new(
+            verified_tokens: Remembered::new(
                 Duration::from_secs(config.client_cache_ttl as u64),
                 CLIENT_CACHE_ENTRIES,
                 CLIENT_CACHE_BYTES / 4,
-                64,
-                |t| t.size,
             ),
-            issued_permission_tokens: TtlCache::new(
+            issued_permission_tokens: Remembered::new(
                 Duration::from_secs(config.client_cache_ttl as u64),
                 CLIENT_CACHE_ENTRIES,
                 CLIENT_CACHE_BYTES / 4,
-                64,
-                |t| t.size,
             ),
             store,
             config,

@@ -8,6 +8,7 @@ pub mod assertion;
 pub mod certificate;
 pub mod device;
 pub mod external;
+pub mod remembered;
 pub mod remote_jwks;
 pub mod secret;
 
@@ -22,7 +23,6 @@ use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::client::{AuthMethod, Client};
 use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::scope::ScopeSet;
-use ciba_domain::secret::sha256_b64url;
 use ciba_runtime::crypto::jwt::{self, TYP_CLIENT_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use serde_json::Value;
@@ -516,7 +516,7 @@ fn check_binding(claims: &Value, cert: Option<&ClientCert>) -> ApiResult<()> {
 }
 
 /// Verify an access token issued by this server: its signature once per
-/// `CIBA_CLIENT_CACHE_TTL` (see [`AppState::verified_tokens`]) and while its key is still in
+/// `CIBA_CLIENT_CACHE_TTL` (see [`crate::auth::remembered`]) and while its key is still in
 /// the key ring (a revoked key's tokens stop at once), its claims (`iss`, `exp`, ...) at every
 /// use.
 pub fn verify_access_token(
@@ -524,24 +524,16 @@ pub fn verify_access_token(
     token: &str,
     now: i64,
 ) -> Result<Arc<Value>, &'static str> {
-    let remembered = sha256_b64url(token.as_bytes());
-    if let Some(hit) = state.verified_tokens.get(&remembered) {
-        if state.keys.find(Purpose::Oidc, &hit.kid, now).is_some() {
-            jwt::check_own_claims(&hit.claims, &state.config.issuer, now)?;
-            return Ok(hit.claims);
-        }
+    if let Some(claims) = state.verified_tokens.get(token, &state.keys, now) {
+        jwt::check_own_claims(&claims, &state.config.issuer, now)?;
+        return Ok(claims);
     }
     let (key, claims) = state
         .keys
         .verify_signed(token, Purpose::Oidc, TYP_CLIENT_TOKEN, now)?;
     jwt::check_own_claims(&claims, &state.config.issuer, now)?;
     let claims = Arc::new(claims);
-    let entry = crate::state::VerifiedToken {
-        claims: claims.clone(),
-        kid: key.kid.clone(),
-        size: token.len() * 2,
-    };
-    state.verified_tokens.put(&remembered, entry);
+    state.verified_tokens.put(token, claims.clone(), &key.kid);
     Ok(claims)
 }
 

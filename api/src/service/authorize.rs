@@ -40,12 +40,9 @@ pub(crate) fn verify_permission_token(
     };
     // A token signed here and not seen back yet needs no signature check; a revoked key's
     // tokens stop at once all the same.
-    let issued = state
-        .issued_permission_tokens
-        .take(&sha256_b64url(token.as_bytes()))
-        .filter(|t| state.keys.find(Purpose::Oidc, &t.kid, now).is_some());
+    let issued = state.issued_permission_tokens.take(token, &state.keys, now);
     let claims = match issued {
-        Some(t) => Arc::unwrap_or_clone(t.claims),
+        Some(claims) => Arc::unwrap_or_clone(claims),
         None => state
             .keys
             .verify(token, Purpose::Oidc, TYP_PERMISSION_TOKEN, now)

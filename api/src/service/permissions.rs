@@ -66,13 +66,9 @@ pub async fn register(
         )
         .into());
     }
-    let issued = crate::state::VerifiedToken {
-        claims: std::sync::Arc::new(token_claims),
-        kid: key.kid.clone(),
-        size: token.len() * 2,
-    };
-    let remembered = sha256_b64url(token.as_bytes());
-    state.issued_permission_tokens.put(&remembered, issued);
+    state
+        .issued_permission_tokens
+        .put(&token, std::sync::Arc::new(token_claims), &key.kid);
     Ok(Registered { id, token })
 }
 
