@@ -64,6 +64,11 @@ pub struct Inner {
     /// after the entry left (`CIBA_CLIENT_CACHE_TTL`, or the cache full), is verified. Never
     /// consulted for any other kind of token.
     pub(crate) issued_permission_tokens: Remembered,
+    /// Requests decided through this process and not polled since, by id: their next poll
+    /// reads the request straight away instead of first going through the poll batch, which
+    /// only records polls of pending requests. A hint that picks the path, never the answer
+    /// (the read decides; a request decided through another replica takes the batch first).
+    pub(crate) decided_here: TtlCache<()>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
     counters: OnceLock<Result<GroupCommit<Counts>, String>>,
@@ -120,6 +125,13 @@ impl AppState {
                 Duration::from_secs(config.client_cache_ttl as u64),
                 CLIENT_CACHE_ENTRIES,
                 CLIENT_CACHE_BYTES / 4,
+            ),
+            decided_here: TtlCache::new(
+                Duration::from_secs(config.auth_request_max_ttl.max(1) as u64),
+                CLIENT_CACHE_ENTRIES,
+                CLIENT_CACHE_BYTES / 16,
+                MAX_ID_LEN,
+                |_| 0,
             ),
             store,
             config,
@@ -266,6 +278,7 @@ impl AppState {
                 "issued_permission_tokens",
                 self.issued_permission_tokens.size(),
             ),
+            ("decided_here", self.decided_here.size()),
         ] {
             m.cache_entries
                 .with_label_values(&[name])

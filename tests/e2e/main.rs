@@ -18,6 +18,7 @@ mod s01_start;
 mod s02_client_auth;
 mod s02_token_auth;
 mod s03_ciba_token;
+mod s03_redeem_path;
 mod s04_permissions;
 mod s05_app2app;
 mod s07_app_api;

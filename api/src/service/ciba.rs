@@ -47,16 +47,20 @@ pub async fn grant(
     }
     let client_id = client.client.id.clone();
     // Hot path: a poll of a pending request, well paced or too early, is one conditional
-    // update, batched with the polls that arrive at the same time (crate::poll_batch).
-    let poll = Poll {
-        id: id.clone(),
-        client_id: client_id.clone(),
-        now_ms,
-    };
-    match state.poll_batcher()?.submit(poll).await? {
-        Paced::Recorded => return Err(pending()),
-        Paced::SlowedDown => return Err(slow_down()),
-        Paced::LookCloser => {}
+    // update, batched with the polls that arrive at the same time (crate::poll_batch). A
+    // request decided through this process since its last poll is no longer pending: its
+    // poll goes straight to the careful path, which decides from the stored row.
+    if state.decided_here.take(&id).is_none() {
+        let poll = Poll {
+            id: id.clone(),
+            client_id: client_id.clone(),
+            now_ms,
+        };
+        match state.poll_batcher()?.submit(poll).await? {
+            Paced::Recorded => return Err(pending()),
+            Paced::SlowedDown => return Err(slow_down()),
+            Paced::LookCloser => {}
+        }
     }
     // The careful path: read the request and answer from what it holds. At most once, a
     // pending request whose last poll is an interval ago is polled again with a wait: the

@@ -152,6 +152,7 @@ pub async fn decide(
                 Decision::Decline => "declined",
             };
             state.metrics.flow(&r.flow, event);
+            state.decided_here.put(&r.id, ());
         }
         Recorded::NotPending => return Err(not_pending()),
         Recorded::JtiUsed => {
