@@ -54,15 +54,24 @@ pub enum Recorded {
     NotPending,
     /// This signed decision (its jti) was sent before.
     JtiUsed,
+    /// The device JWT that carried it (its jti) was used before.
+    DeviceJtiUsed,
 }
 
-/// A signed decision recorded once: its jti (`jti_key`, kept until `jti_expires`) spent and
-/// the decision recorded as [`decide`] does, with `event` in the audit trail, atomically. On
+/// The jtis a signed decision spends, as keys with how long each is kept: the decision's
+/// own and that of the device JWT that carried it.
+pub struct DecisionJtis<'a> {
+    pub decision: (&'a str, i64),
+    pub device: (&'a str, i64),
+}
+
+/// A signed decision recorded once: its jti and its device JWT's (`spent`) spent and the
+/// decision recorded as [`decide`] does, with `event` in the audit trail, atomically. On
 /// PostgreSQL one statement when no ping follows (one round trip, where a transaction costs
 /// two more); otherwise one transaction. Call outside a transaction.
 pub fn decide_signed(
     conn: &mut DbConnection,
-    (jti_key, jti_expires): (&str, i64),
+    spent: &DecisionJtis<'_>,
     id: &str,
     decision: &Decision<'_>,
     (event, ping): (&AuditRow, bool),
@@ -71,22 +80,23 @@ pub fn decide_signed(
     if !ping {
         if let DbConnection::Pg(c) = conn {
             let one = auth_requests::OneStatementDecision {
-                jti: (jti_key, jti_expires),
+                jti: spent.decision,
+                device_jti: spent.device,
                 id,
                 status: decision.status,
                 device_id: decision.device_id,
                 amr: decision.amr,
             };
-            return Ok(match one.run(c, event, now)? {
-                (false, _) => Recorded::JtiUsed,
-                (true, false) => Recorded::NotPending,
-                (true, true) => Recorded::Decided,
-            });
+            let w = one.run(c, event, now)?;
+            return Ok(recorded(w.device_jti_fresh, w.jti_fresh, w.decided));
         }
     }
     ciba_store::transaction(conn, |c| {
-        if !jtis::record(c, jti_key, jti_expires)? {
-            return Ok(Recorded::JtiUsed);
+        // Both spent whatever the other was, as the one statement does.
+        let device_fresh = jtis::record(c, spent.device.0, spent.device.1)?;
+        let fresh = jtis::record(c, spent.decision.0, spent.decision.1)?;
+        if !(device_fresh && fresh) {
+            return Ok(recorded(device_fresh, fresh, false));
         }
         Ok(if decide(c, id, decision, event, now)? {
             Recorded::Decided
@@ -94,6 +104,16 @@ pub fn decide_signed(
             Recorded::NotPending
         })
     })
+}
+
+/// The outcome of a decision's write: a replayed device JWT first, then a replayed decision.
+fn recorded(device_jti_fresh: bool, jti_fresh: bool, decided: bool) -> Recorded {
+    match (device_jti_fresh, jti_fresh, decided) {
+        (false, _, _) => Recorded::DeviceJtiUsed,
+        (true, false, _) => Recorded::JtiUsed,
+        (true, true, false) => Recorded::NotPending,
+        (true, true, true) => Recorded::Decided,
+    }
 }
 
 /// Mark a pending request past its expiry as expired (its audit event `by` whoever noticed:

@@ -6,7 +6,7 @@
 
 use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::status::{PermissionStatus, RequestStatus};
-use ciba_service::requests::{decide_signed, Decision, Recorded};
+use ciba_service::requests::{decide_signed, Decision, DecisionJtis, Recorded};
 use ciba_store::audit::{self, AuditRow, By, Filter};
 use ciba_store::auth_requests::{self, AuthRequestRow};
 use ciba_store::permissions::{self, Insert, PermissionRow};
@@ -152,23 +152,57 @@ fn whole_flow(backend: Backend) {
         (Some("r1"), Some(NOW))
     );
 
-    // Decision: a used jti changes nothing; a fresh jti on a decided request is spent and
-    // changes nothing else.
-    let decide = |jti: &str, status: RequestStatus| {
+    // Decision: a used jti (the decision's or its device JWT's) changes nothing; a fresh
+    // jti on a decided request is spent and changes nothing else.
+    let decide = |jti: &str, device_jti: &str, status: RequestStatus| {
         let e = event(action::REQUEST_APPROVED, "r1", 3);
         let d = Decision {
             status,
             device_id: "d1",
             amr: r#"["swk"]"#,
         };
+        let spent = DecisionJtis {
+            decision: (jti, NOW + 180),
+            device: (device_jti, NOW + 180),
+        };
         store
-            .write_one(|c| decide_signed(c, (jti, NOW + 180), "r1", &d, (&e, false), NOW + 1))
+            .write_one(|c| decide_signed(c, &spent, "r1", &d, (&e, false), NOW + 1))
             .unwrap()
     };
-    assert_eq!(decide("j1", RequestStatus::Approved), Recorded::Decided);
-    assert_eq!(decide("j1", RequestStatus::Declined), Recorded::JtiUsed);
-    assert_eq!(decide("j2", RequestStatus::Declined), Recorded::NotPending);
-    assert_eq!(decide("j2", RequestStatus::Declined), Recorded::JtiUsed);
+    let spent_device_jti = store
+        .write_one(|c| ciba_store::jtis::record(c, "dj0", NOW + 180))
+        .unwrap();
+    assert!(spent_device_jti);
+    assert_eq!(
+        decide("j0", "dj0", RequestStatus::Approved),
+        Recorded::DeviceJtiUsed,
+        "a replayed device JWT decides nothing"
+    );
+    assert_eq!(
+        decide("j0", "dj00", RequestStatus::Approved),
+        Recorded::JtiUsed,
+        "its decision's jti was spent with it"
+    );
+    assert_eq!(
+        decide("j1", "dj1", RequestStatus::Approved),
+        Recorded::Decided
+    );
+    assert_eq!(
+        decide("j1", "dj2", RequestStatus::Declined),
+        Recorded::JtiUsed
+    );
+    assert_eq!(
+        decide("j3", "dj1", RequestStatus::Declined),
+        Recorded::DeviceJtiUsed
+    );
+    assert_eq!(
+        decide("j2", "dj3", RequestStatus::Declined),
+        Recorded::NotPending
+    );
+    assert_eq!(
+        decide("j2", "dj4", RequestStatus::Declined),
+        Recorded::JtiUsed
+    );
     let r1 = store
         .read(|c| auth_requests::find(c, "r1"))
         .unwrap()
@@ -244,11 +278,13 @@ fn racing_decisions(backend: Backend) {
                         device_id: "d1",
                         amr: r#"["swk"]"#,
                     };
-                    let jti = format!("j{i}");
+                    let (jti, device_jti) = (format!("j{i}"), format!("dj{i}"));
+                    let spent = DecisionJtis {
+                        decision: (&jti, NOW + 180),
+                        device: (&device_jti, NOW + 180),
+                    };
                     store
-                        .write_one(|c| {
-                            decide_signed(c, (&jti, NOW + 180), "r1", &d, (&e, false), NOW + 1)
-                        })
+                        .write_one(|c| decide_signed(c, &spent, "r1", &d, (&e, false), NOW + 1))
                         .unwrap()
                 })
             })

@@ -253,6 +253,8 @@ pub fn redeem_recorded(
 pub struct OneStatementDecision<'a> {
     /// The decision's jti key and how long it is kept.
     pub jti: (&'a str, i64),
+    /// The same for the device JWT that carried the decision.
+    pub device_jti: (&'a str, i64),
     pub id: &'a str,
     /// `Approved` or `Declined`.
     pub status: RequestStatus,
@@ -262,14 +264,14 @@ pub struct OneStatementDecision<'a> {
 }
 
 impl OneStatementDecision<'_> {
-    /// Spend the jti, decide the request (if pending and unexpired at `now`), move its
-    /// permission and record `event`, in one statement. Returns (jti was fresh, decided).
+    /// Spend both jtis, decide the request (if both were fresh and it is pending and
+    /// unexpired at `now`), move its permission and record `event`, in one statement.
     pub fn run(
         &self,
         c: &mut diesel::pg::PgConnection,
         event: &AuditRow,
         now: i64,
-    ) -> StoreResult<(bool, bool)> {
+    ) -> StoreResult<DecisionWrite> {
         let q = Statement::new(template!("sql/decide.pg.sql"))
             .text(self.jti.0)
             .int(self.jti.1)
@@ -280,16 +282,31 @@ impl OneStatementDecision<'_> {
             .text(self.id)
             .text(PENDING)
             .text(self.status.permission_status().as_str())
-            .text(PermissionStatus::Pending.as_str());
+            .text(PermissionStatus::Pending.as_str())
+            .text(self.device_jti.0)
+            .int(self.device_jti.1);
         let r: Decided = audit::bind_event(q, event).get_result(c)?;
-        Ok((r.spent == 1, r.n == 1))
+        Ok(DecisionWrite {
+            jti_fresh: r.spent == 1,
+            device_jti_fresh: r.device_spent == 1,
+            decided: r.n == 1,
+        })
     }
+}
+
+/// What [`OneStatementDecision::run`] did.
+pub struct DecisionWrite {
+    pub jti_fresh: bool,
+    pub device_jti_fresh: bool,
+    pub decided: bool,
 }
 
 #[derive(QueryableByName)]
 struct Decided {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     spent: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    device_spent: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }

@@ -1,8 +1,9 @@
 //! Authenticating-app requests: `Authorization: Bearer <device JWT>`, ES256, signed by the
 //! key of an active enrolled device (`kid` = `sub` = device id), `aud` = issuer, at most
-//! 120 s between `iat` and `exp`, `jti` used once.
+//! 120 s between `iat` and `exp`, `jti` used once: spent as the JWT is accepted, or, on a
+//! route that writes anyway (the decision), with that route's write ([`UnspentJti`]).
 
-use super::use_jti;
+use super::jti_key;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ciba_domain::error::{ErrorCode, OAuthError};
@@ -33,11 +34,61 @@ pub fn device_key(device: &DeviceRow) -> Option<DecodingKey> {
     DecodingKey::from_jwk(&jwk).ok()
 }
 
+/// A verified device JWT's jti, not spent yet: the route spends it with its own write, or
+/// with [`UnspentJti::spend`] when it answers without writing. Either way it is spent
+/// before the route answers, and a JWT used before is refused as [`replayed`].
+pub struct UnspentJti {
+    /// As kept in `used_jtis` ([`jti_key`]).
+    pub key: String,
+    pub expires_at: i64,
+}
+
+impl UnspentJti {
+    /// A new jti for `device_id`, as if a device JWT had come with one: the sandbox's
+    /// simulated app, which the server drives without a JWT, takes the decision route too.
+    pub fn fresh(device_id: &str, now: i64) -> Self {
+        Self {
+            key: jti_key(DEVICE_JWT, device_id, &ciba_domain::ids::random_id()),
+            expires_at: now + MAX_DEVICE_JWT_LIFETIME + LEEWAY,
+        }
+    }
+
+    /// Spend it now: `Err(replayed())` if it was used before.
+    pub async fn spend(&self, state: &AppState) -> ApiResult<()> {
+        let (key, expires_at) = (self.key.clone(), self.expires_at);
+        let fresh = state
+            .db_write_one(move |c| ciba_store::jtis::record(c, &key, expires_at))
+            .await?;
+        if fresh {
+            Ok(())
+        } else {
+            Err(replayed())
+        }
+    }
+}
+
+/// The answer to a device JWT presented again.
+pub fn replayed() -> ApiError {
+    unauthorized("the device JWT was already used")
+}
+
+/// Authenticate the app, its device JWT's jti spent here.
 pub async fn authenticate_device(
     state: &AppState,
     authorization: Option<&str>,
     now: i64,
 ) -> ApiResult<AuthenticatedDevice> {
+    let (dev, jti) = authenticate_device_unspent(state, authorization, now).await?;
+    jti.spend(state).await?;
+    Ok(dev)
+}
+
+/// Authenticate the app; its device JWT's jti is left for the route to spend.
+pub async fn authenticate_device_unspent(
+    state: &AppState,
+    authorization: Option<&str>,
+    now: i64,
+) -> ApiResult<(AuthenticatedDevice, UnspentJti)> {
     let token = authorization
         .and_then(|h| {
             h.split_once(' ')
@@ -99,8 +150,12 @@ pub async fn authenticate_device(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
-    if !use_jti(state, "device-jwt", &device.id, jti, exp + LEEWAY).await? {
-        return Err(unauthorized("the device JWT was already used"));
-    }
-    Ok(AuthenticatedDevice { device, key })
+    let jti = UnspentJti {
+        key: jti_key(DEVICE_JWT, &device.id, jti),
+        expires_at: exp + LEEWAY,
+    };
+    Ok((AuthenticatedDevice { device, key }, jti))
 }
+
+/// The scope of device JWTs' jtis ([`jti_key`]).
+const DEVICE_JWT: &str = "device-jwt";

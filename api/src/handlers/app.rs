@@ -1,7 +1,7 @@
 //! The authenticating app's API (contract §7): enrollment, pending requests, one request,
 //! and the signed decision.
 
-use crate::auth::device::AuthenticatedDevice;
+use crate::auth::device::{AuthenticatedDevice, UnspentJti};
 use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
@@ -169,14 +169,20 @@ pub async fn decide(
     body: Bytes,
     caller: Caller,
     dev: AuthenticatedDevice,
+    jti: UnspentJti,
 ) -> Response {
     let now = now();
     private_reply(
         async {
-            let body = json_body(content_type.as_deref(), &body)?;
-            let signed = body.get("signed_decision").and_then(Value::as_str);
+            let checked = async {
+                let body = json_body(content_type.as_deref(), &body)?;
+                let signed = body.get("signed_decision").and_then(Value::as_str);
+                device_app::check_decision(&state, &dev, link_ref, signed, now).await
+            }
+            .await;
             let (decision, p) =
-                device_app::decide(&state, &dev, link_ref, signed, caller.origin(), now).await?;
+                device_app::record_decision(&state, &dev, jti, checked, caller.origin(), now)
+                    .await?;
             Ok(json_response(
                 200,
                 &json!({"status": decision.status().as_str(), "redirect_uri": p.app_callback_uri}),

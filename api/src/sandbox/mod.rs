@@ -10,7 +10,7 @@ pub mod autopilot;
 pub mod page;
 pub mod script;
 
-use crate::auth::device::{device_key, AuthenticatedDevice};
+use crate::auth::device::{device_key, AuthenticatedDevice, UnspentJti};
 use crate::error::{ApiError, ApiResult};
 use crate::service::device_app;
 use crate::state::AppState;
@@ -214,8 +214,10 @@ pub async fn decide(
     header.kid = Some(dev.device.id.clone());
     let signed = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(&der))
         .map_err(|e| internal(format!("cannot sign as the simulated app: {e}")))?;
-    let (decided, _) =
-        device_app::decide(state, &dev, link_ref.to_owned(), Some(&signed), origin, now).await?;
+    let checked =
+        device_app::check_decision(state, &dev, link_ref.to_owned(), Some(&signed), now).await;
+    let jti = UnspentJti::fresh(&dev.device.id, now);
+    let (decided, _) = device_app::record_decision(state, &dev, jti, checked, origin, now).await?;
     Ok(decided)
 }
 

@@ -3,7 +3,7 @@
 //! the request, its permission and the device's assurance, recorded once. The handlers in
 //! `crate::handlers::app` parse and render; the route's `device` filter authenticates.
 
-use crate::auth::device::AuthenticatedDevice;
+use crate::auth::device::{replayed, AuthenticatedDevice, UnspentJti};
 use crate::auth::jti_key;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -18,7 +18,7 @@ use ciba_domain::secret::sha256_b64url;
 use ciba_domain::status::DeviceStatus;
 use ciba_domain::status::RequestStatus;
 use ciba_runtime::crypto::jwt::{self, LEEWAY};
-use ciba_service::requests::{self as lifecycle, Recorded};
+use ciba_service::requests::{self as lifecycle, DecisionJtis, Recorded};
 use ciba_store::audit;
 use ciba_store::auth_requests::{self as requests, AuthRequestRow};
 use ciba_store::permissions::PermissionRow;
@@ -57,16 +57,27 @@ pub async fn request_for(
     Ok(found)
 }
 
-/// Check the signed decision of `dev` on the request behind `link_ref` and record it once.
-/// Returns the decision and the permission (its `app_callback_uri` is where the app goes).
-pub async fn decide(
+/// A signed decision that passed every check, ready to record.
+pub struct CheckedDecision {
+    request: AuthRequestRow,
+    permission: PermissionRow,
+    decision: Decision,
+    /// RFC 8176 methods, a JSON array.
+    amr: String,
+    /// The decision's jti key and how long it is kept.
+    jti: (String, i64),
+}
+
+/// Check the signed decision of `dev` on the request behind `link_ref`: its signature, its
+/// claims against the request and permission, the device's assurance, and that the request
+/// is pending. Nothing is written.
+pub async fn check_decision(
     state: &AppState,
     dev: &AuthenticatedDevice,
     link_ref: String,
     signed: Option<&str>,
-    origin: Origin,
     now: i64,
-) -> ApiResult<(Decision, PermissionRow)> {
+) -> ApiResult<CheckedDecision> {
     let (r, p) = request_for(state, dev, link_ref.clone()).await?;
     let signed =
         signed.ok_or_else(|| OAuthError::invalid_request("signed_decision: is required"))?;
@@ -115,14 +126,45 @@ pub async fn decide(
     let jti = jti.ok_or_else(|| {
         OAuthError::invalid_request("signed_decision: jti is missing or too long")
     })?;
-    // The decision's jti is spent in the transaction that records the decision: one commit.
-    let jti_key = jti_key("decision", &dev.device.id, jti);
-    let jti_expires = now + MAX_DECISION_AGE + LEEWAY;
-    let (id, device_id, amr_json) = (
-        r.id.clone(),
-        dev.device.id.clone(),
-        serde_json::to_string(&amr).unwrap_or_default(),
-    );
+    Ok(CheckedDecision {
+        amr: serde_json::to_string(&amr).unwrap_or_default(),
+        jti: (
+            jti_key("decision", &dev.device.id, jti),
+            now + MAX_DECISION_AGE + LEEWAY,
+        ),
+        request: r,
+        permission: p,
+        decision,
+    })
+}
+
+/// Record a `checked` decision of `dev` once, with its jti and the device JWT's (`device_jti`)
+/// spent in the same write: one commit. A decision refused by its checks still spends the
+/// device JWT, and a device JWT used before is refused as such whatever else was wrong.
+/// Returns the decision and the permission (its `app_callback_uri` is where the app goes).
+pub async fn record_decision(
+    state: &AppState,
+    dev: &AuthenticatedDevice,
+    device_jti: UnspentJti,
+    checked: ApiResult<CheckedDecision>,
+    origin: Origin,
+    now: i64,
+) -> ApiResult<(Decision, PermissionRow)> {
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            device_jti.spend(state).await?;
+            return Err(e);
+        }
+    };
+    let CheckedDecision {
+        request: r,
+        permission: p,
+        decision,
+        amr: amr_json,
+        jti: (jti_key, jti_expires),
+    } = checked;
+    let (id, device_id) = (r.id.clone(), dev.device.id.clone());
     let by = audit::By {
         actor: Actor::Device(&device_id),
         origin: &origin,
@@ -141,8 +183,11 @@ pub async fn decide(
                 device_id: &device_id,
                 amr: &amr_json,
             };
-            let jti = (jti_key.as_str(), jti_expires);
-            lifecycle::decide_signed(c, jti, &id, &decided, (&event, ping), now)
+            let spent = DecisionJtis {
+                decision: (jti_key.as_str(), jti_expires),
+                device: (device_jti.key.as_str(), device_jti.expires_at),
+            };
+            lifecycle::decide_signed(c, &spent, &id, &decided, (&event, ping), now)
         })
         .await?;
     match outcome {
@@ -158,6 +203,7 @@ pub async fn decide(
         Recorded::JtiUsed => {
             return Err(OAuthError::invalid_request("signed_decision: jti was already used").into())
         }
+        Recorded::DeviceJtiUsed => return Err(replayed()),
     }
     Ok((decision, p))
 }
