@@ -5,9 +5,10 @@ use crate::auth_requests::Rows;
 use crate::error::{StoreError, StoreResult};
 use crate::prepared::{template, Statement};
 use crate::schema::{permission_nonces, permissions};
+use crate::users::{self, DeviceRow};
 use crate::DbConnection;
 use ciba_domain::permission::NewPermission;
-use ciba_domain::status::PermissionStatus;
+use ciba_domain::status::{DeviceStatus, PermissionStatus};
 use diesel::prelude::*;
 
 const PENDING: &str = PermissionStatus::Pending.as_str();
@@ -189,6 +190,65 @@ pub fn claim_token(
         .text(intent)
         .text(PENDING);
     Ok(crate::prepared::load::<PermissionRow>(conn, q)?.pop())
+}
+
+/// A claimed permission and, if its hinted user exists, their `sub` and active devices.
+pub type ClaimedForUser = (PermissionRow, Option<(String, Vec<DeviceRow>)>);
+
+/// [`claim_token`], and for a claimed permission the user it hints (its `user_sub`, else its
+/// login hint) with that user's active devices, as [`users::with_active_devices`] finds them.
+/// One statement on PostgreSQL.
+pub fn claim_for_user(
+    conn: &mut DbConnection,
+    (id, client_id): (&str, &str),
+    intent: &str,
+    now: i64,
+) -> StoreResult<Option<ClaimedForUser>> {
+    let c = match conn {
+        DbConnection::Pg(c) => c,
+        DbConnection::Sqlite(_) => {
+            let Some(p) = claim_token(conn, (id, client_id), intent, now)? else {
+                return Ok(None);
+            };
+            let who = match &p.user_sub {
+                Some(sub) => users::UserKey::Sub(sub),
+                None => users::UserKey::Nnin(&p.login_hint),
+            };
+            let user = users::with_active_devices(conn, who)?;
+            return Ok(Some((p, user)));
+        }
+    };
+    let q = Statement::new(template!(after "WITH claimed AS (" with "sql/claim_token.sql", "sql/claim_hinted_user.pg.sql"))
+        .int(now)
+        .text(id)
+        .text(client_id)
+        .text(intent)
+        .text(PENDING)
+        .text(DeviceStatus::Active.as_str());
+    let Some(row) = q.load::<ClaimedRow>(c)?.pop() else {
+        return Ok(None);
+    };
+    let user = match row.hinted_sub {
+        None => None,
+        Some(sub) => {
+            let devices = row.devices.as_deref().unwrap_or("[]");
+            let devices: Vec<DeviceRow> = serde_json::from_str(devices)
+                .map_err(|e| StoreError::Other(format!("the hinted user's devices: {e}")))?;
+            Some((sub, devices))
+        }
+    };
+    Ok(Some((row.permission, user)))
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(embed)]
+    permission: PermissionRow,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    hinted_sub: Option<String>,
+    /// The active devices, a JSON array of rows.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    devices: Option<String>,
 }
 
 /// The permission `permission_id` that the request `auth_req_id` was started from follows the

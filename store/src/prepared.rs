@@ -188,10 +188,19 @@ impl Query for Statement<'_> {
 impl<Conn> RunQueryDsl<Conn> for Statement<'_> {}
 
 /// A `static` [`Template`] parsed on first use from a file under `sql/`.
+/// `template!(after "head" with "sql/a.sql", "sql/b.sql")`: one statement made of `head`
+/// and the files in order (a statement that wraps another file's statement, which stays
+/// the one place its conditions are written).
 macro_rules! template {
     ($file:literal) => {{
         static T: std::sync::LazyLock<$crate::prepared::Template> =
             std::sync::LazyLock::new(|| $crate::prepared::Template::parse(include_str!($file)));
+        &*T
+    }};
+    (after $head:literal with $($file:literal),+) => {{
+        static T: std::sync::LazyLock<$crate::prepared::Template> = std::sync::LazyLock::new(|| {
+            $crate::prepared::Template::parse(concat!($head, $("\n", include_str!($file)),+))
+        });
         &*T
     }};
 }

@@ -19,7 +19,8 @@ pub struct UserRow {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+/// Deserialize: as PostgreSQL's `json_agg` of the rows has them (`permissions::claim_for_user`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Deserialize)]
 #[diesel(table_name = devices)]
 pub struct DeviceRow {
     pub id: String,

@@ -9,8 +9,8 @@ use crate::http::form::Form;
 use crate::http::reply::json_response;
 use crate::limits::{self, Limit};
 use crate::service::authorize::{
-    claim_permission, hinted_user, key_protections, login_permission, start,
-    verify_permission_token, Start,
+    claim_permission, claim_permission_for_user, hinted_user, key_protections, login_permission,
+    start, verify_permission_token, Start,
 };
 use crate::service::signed_request;
 use crate::state::{now, AppState};
@@ -146,8 +146,8 @@ pub async fn app_authorize(
         let requested_expiry = parse_requested_expiry(form.get("requested_expiry")?)?;
         let notification_token = notification_token(&form, &client.client)?;
         let permission_id = verify_permission_token(&state, token, &client.client, now)?;
-        let permission = claim_permission(&state, permission_id, &client.client, Intent::App2App, now).await?;
-        let (user_sub, devices) = hinted_user(&state, &permission).await?;
+        let (permission, (user_sub, devices)) =
+            claim_permission_for_user(&state, permission_id, &client.client, Intent::App2App, now).await?;
         // Counted before the device match: guessing a user's phone model spends the user's
         // budget too, not only the client's registrations.
         limits::check(&state, Limit::UserStarts, &user_sub, APP_AUTHORIZE, now).await?;

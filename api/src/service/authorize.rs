@@ -93,17 +93,47 @@ pub(crate) async fn claim_permission(
             if let Some(p) = perms::claim_token(c, (&id, &client_id), intent.as_str(), now)? {
                 return Ok(Ok(p));
             }
-            let Some(p) = perms::find_owned(c, &id, &client_id)? else {
-                return Ok(Err(oauth_error(
-                    ErrorCode::InvalidRequest,
-                    "login_hint_token names no permission of this client",
-                )));
-            };
-            Ok(Err(usable(&p, intent, now)
-                .err()
-                .unwrap_or_else(already_used)))
+            Ok(Err(refusal(c, (&id, &client_id), intent, now)?))
         })
         .await?
+}
+
+/// [`claim_permission`] and then [`hinted_user`], in one step: one statement on PostgreSQL.
+pub(crate) async fn claim_permission_for_user(
+    state: &AppState,
+    id: String,
+    client: &Client,
+    intent: Intent,
+    now: i64,
+) -> ApiResult<(PermissionRow, (String, Vec<DeviceRow>))> {
+    let client_id = client.id.clone();
+    let (permission, user) = state
+        .db_write_one(move |c| {
+            if let Some(claimed) =
+                perms::claim_for_user(c, (&id, &client_id), intent.as_str(), now)?
+            {
+                return Ok(Ok(claimed));
+            }
+            Ok(Err(refusal(c, (&id, &client_id), intent, now)?))
+        })
+        .await??;
+    Ok((permission, with_a_device(user)?))
+}
+
+/// Why a token's claim was refused, read once the claim changed nothing.
+fn refusal(
+    c: &mut ciba_store::DbConnection,
+    (id, client_id): (&str, &str),
+    intent: Intent,
+    now: i64,
+) -> ciba_store::StoreResult<ApiError> {
+    let Some(p) = perms::find_owned(c, id, client_id)? else {
+        return Ok(oauth_error(
+            ErrorCode::InvalidRequest,
+            "login_hint_token names no permission of this client",
+        ));
+    };
+    Ok(usable(&p, intent, now).err().unwrap_or_else(already_used))
 }
 
 /// Whether a permission read for a token may start a request with `intent` at `now`.
@@ -149,6 +179,11 @@ pub(crate) async fn hinted_user(
             users::with_active_devices(c, who)
         })
         .await?;
+    with_a_device(found)
+}
+
+/// The hinted user found with their active devices, if they have at least one.
+fn with_a_device(found: Option<(String, Vec<DeviceRow>)>) -> ApiResult<(String, Vec<DeviceRow>)> {
     match found {
         Some((sub, devices)) if !devices.is_empty() => Ok((sub, devices)),
         _ => Err(oauth_error(
