@@ -228,9 +228,40 @@ fn whole_flow(backend: Backend) {
             .write_one(|c| auth_requests::redeem_recorded(c, ("r1", client), NOW + 2, &e))
             .unwrap()
     };
-    assert!(!redeem("c2"), "another client's poll redeems nothing");
-    assert!(redeem("c1"));
-    assert!(!redeem("c1"));
+    assert!(
+        redeem("c2").is_none(),
+        "another client's poll redeems nothing"
+    );
+    let (r1, p1, u1) = redeem("c1").expect("redeemed");
+    assert_eq!(
+        (r1.id.as_str(), r1.redeemed_at, r1.status.as_str()),
+        ("r1", Some(NOW + 2), "approved")
+    );
+    let (p1, u1) = (p1.expect("its permission"), u1.expect("its user"));
+    assert_eq!(
+        (
+            p1.id.as_str(),
+            p1.status.as_str(),
+            p1.exp,
+            p1.app_callback_uri.as_deref()
+        ),
+        (
+            "p1",
+            "granted",
+            NOW + 600,
+            Some("https://merchant.example/cb")
+        )
+    );
+    assert_eq!(
+        (
+            u1.sub.as_str(),
+            u1.nnin.as_str(),
+            u1.given_name.as_str(),
+            u1.bankid_pid
+        ),
+        ("u1", NNIN, "Kari", None)
+    );
+    assert!(redeem("c1").is_none(), "once");
 
     // Each step's event exactly once, in order.
     let expected = [

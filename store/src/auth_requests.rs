@@ -4,7 +4,7 @@
 use crate::audit::{self, AuditRow};
 use crate::error::StoreResult;
 use crate::permissions::PermissionRow;
-use crate::prepared::{template, Statement};
+use crate::prepared::{from_json, template, Statement};
 use crate::schema::{auth_requests, permissions, users};
 use crate::users::UserRow;
 use crate::DbConnection;
@@ -227,25 +227,46 @@ pub fn redeem(conn: &mut DbConnection, id: &str, client_id: &str, now: i64) -> S
     Ok(crate::prepared::execute(conn, q)? == 1)
 }
 
-/// [`redeem`] with its audit event `event`, atomically: on PostgreSQL one statement (one
-/// round trip, where a transaction costs two more), on SQLite one transaction. Call outside a
-/// transaction.
+/// [`redeem`] with its audit event `event`, atomically, returning what the tokens are made
+/// of (the request as redeemed, its permission and its user; `None` when nothing was
+/// redeemed): on PostgreSQL one statement (one round trip, where a transaction costs two
+/// more), on SQLite one transaction. Call outside a transaction.
 pub fn redeem_recorded(
     conn: &mut DbConnection,
     (id, client_id): (&str, &str),
     now: i64,
     event: &AuditRow,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<WithContext>> {
     let pg = |c: &mut diesel::pg::PgConnection| {
         let q = Statement::new(template!("sql/redeem.pg.sql"))
             .int(now)
             .text(id)
             .text(client_id)
             .text(RequestStatus::Approved.as_str());
-        let n: Rows = audit::bind_event(q, event).get_result(c)?;
-        Ok(n.n == 1)
+        let Some(r) = audit::bind_event(q, event).load::<Redeemed>(c)?.pop() else {
+            return Ok(None);
+        };
+        let permission = from_json(r.permission_json.as_deref(), "the redeemed permission")?;
+        let user = from_json(r.user_json.as_deref(), "the redeemed request's user")?;
+        Ok(Some((r.request, permission, user)))
     };
-    audit::with_event(conn, event, |&w| w, pg, |c| redeem(c, id, client_id, now))
+    let sqlite = |c: &mut DbConnection| {
+        if !redeem(c, id, client_id, now)? {
+            return Ok(None);
+        }
+        find_with_context(c, id)
+    };
+    audit::with_event(conn, event, Option::is_some, pg, sqlite)
+}
+
+#[derive(QueryableByName)]
+struct Redeemed {
+    #[diesel(embed)]
+    request: AuthRequestRow,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    permission_json: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    user_json: Option<String>,
 }
 
 /// A signed decision on a request whose end queues no ping, for one PostgreSQL statement

@@ -3,7 +3,7 @@
 use crate::audit::{self, AuditRow};
 use crate::auth_requests::Rows;
 use crate::error::{StoreError, StoreResult};
-use crate::prepared::{template, Statement};
+use crate::prepared::{from_json, template, Statement};
 use crate::schema::{permission_nonces, permissions};
 use crate::users::{self, DeviceRow};
 use crate::DbConnection;
@@ -13,7 +13,8 @@ use diesel::prelude::*;
 
 const PENDING: &str = PermissionStatus::Pending.as_str();
 
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
+/// Deserialize: as PostgreSQL's `row_to_json` has it (`auth_requests::redeem_recorded`).
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, serde::Deserialize)]
 #[diesel(table_name = permissions)]
 pub struct PermissionRow {
     pub id: String,
@@ -231,10 +232,8 @@ pub fn claim_for_user(
     let user = match row.hinted_sub {
         None => None,
         Some(sub) => {
-            let devices = row.devices.as_deref().unwrap_or("[]");
-            let devices: Vec<DeviceRow> = serde_json::from_str(devices)
-                .map_err(|e| StoreError::Other(format!("the hinted user's devices: {e}")))?;
-            Some((sub, devices))
+            let devices = from_json(row.devices.as_deref(), "the hinted user's devices")?;
+            Some((sub, devices.unwrap_or_default()))
         }
     };
     Ok(Some((row.permission, user)))

@@ -175,6 +175,17 @@ where
     })
 }
 
+/// Rows a statement returned as JSON (PostgreSQL's `row_to_json`, `json_agg`), if any:
+/// `what` names them in the error should they not parse.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    json: Option<&str>,
+    what: &str,
+) -> StoreResult<Option<T>> {
+    json.map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| crate::error::StoreError::Other(format!("{what}: {e}")))
+}
+
 impl QueryId for Statement<'_> {
     type QueryId = ();
     // Keyed by its SQL text in diesel's statement cache.

@@ -6,7 +6,8 @@ use crate::DbConnection;
 use ciba_domain::status::DeviceStatus;
 use diesel::prelude::*;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+/// Deserialize: as PostgreSQL's `row_to_json` has it (`auth_requests::redeem_recorded`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Deserialize)]
 #[diesel(table_name = users)]
 pub struct UserRow {
     pub sub: String,

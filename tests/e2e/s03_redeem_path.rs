@@ -1,7 +1,8 @@
 //! Issue 21: the poll that follows a decision made through this process reads the request
 //! at once instead of first going through the poll batch (which only records polls of
-//! pending requests). The hint picks the path, never the answer: another client still gets
-//! `invalid_grant`, the owner still redeems exactly once.
+//! pending requests), and an approved one is redeemed by one statement that returns what its
+//! tokens are made of. The hint picks the path, never the answer: another client still gets
+//! `invalid_grant`, the owner still redeems exactly once, a declined request is denied.
 #![allow(clippy::unwrap_used)]
 
 use crate::support;
@@ -70,6 +71,16 @@ async fn a_poll_after_a_decision_here_skips_the_batch(b: Backend) {
         "redeemed without the batch"
     );
     m.poll(&srv, &id).await.expect_error(400, "invalid_grant");
+
+    // Declined here: the hinted poll redeems nothing and is told so.
+    let started = start(&srv, &m, &app.nnin, IPHONE).await;
+    started.ok();
+    let id = started.str("auth_req_id").to_owned();
+    app.decline(&srv, &ref_of(started.str("authorize_uri")))
+        .await
+        .ok();
+    m.poll(&srv, &id).await.expect_error(400, "access_denied");
+    m.poll(&srv, &id).await.expect_error(400, "access_denied");
 }
 
 on_both_backends!(a_poll_after_a_decision_here_skips_the_batch);
