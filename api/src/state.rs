@@ -159,7 +159,7 @@ impl AppState {
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
         if let Some(writer) = self.sqlite_writer()? {
-            return sqlite_writer::submit(writer, f)
+            return sqlite_writer::submit_one(writer, f)
                 .await?
                 .map_err(ApiError::from);
         }
