@@ -126,16 +126,33 @@ mod tests {
         store.read(|c| Ok(q.get_result::<N>(c)?.n)).unwrap()
     }
 
-    /// Jobs committed together keep their own outcomes: a failing job's writes are rolled
-    /// back alone, a conflicting one fails alone, every other job's write is there.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn jobs_of_one_batch_succeed_and_fail_alone() {
+    /// A writer on a new SQLite database, and its batch-size histogram.
+    fn started() -> (TestDatabase, Store, SqliteWriter, prometheus::Histogram) {
         let db = TestDatabase::create(Backend::Sqlite);
         let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
         store.migrate().unwrap();
         let sizes =
             prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).unwrap();
         let writer = SqliteWriter::start("test-writer", store.clone(), sizes.clone()).unwrap();
+        (db, store, writer, sizes)
+    }
+
+    /// The answers of `jobs`, in order.
+    async fn answered(
+        jobs: impl Iterator<Item = tokio::task::JoinHandle<StoreResult<usize>>>,
+    ) -> Vec<StoreResult<usize>> {
+        futures_util::future::join_all(jobs)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Jobs committed together keep their own outcomes: a failing job's writes are rolled
+    /// back alone, a conflicting one fails alone, every other job's write is there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_of_one_batch_succeed_and_fail_alone() {
+        let (_db, store, writer, sizes) = started();
         let jobs = (0..200).map(|i| {
             let writer = writer.clone();
             tokio::spawn(async move {
@@ -153,11 +170,7 @@ mod tests {
                 .unwrap()
             })
         });
-        let answers: Vec<StoreResult<usize>> = futures_util::future::join_all(jobs)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let answers = answered(jobs).await;
         let ok = answers.iter().filter(|a| matches!(a, Ok(1))).count();
         let failed = answers.iter().filter(|a| a.is_err()).count();
         assert_eq!(ok + failed, 200);
@@ -175,12 +188,7 @@ mod tests {
     /// jobs before and after it in the batch keep their writes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn single_statement_jobs_fail_alone_without_a_savepoint() {
-        let db = TestDatabase::create(Backend::Sqlite);
-        let store = Store::open(&DatabaseUrl::parse(&db.url).unwrap(), 2).unwrap();
-        store.migrate().unwrap();
-        let sizes =
-            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).unwrap();
-        let writer = SqliteWriter::start("test-writer", store.clone(), sizes.clone()).unwrap();
+        let (_db, store, writer, sizes) = started();
         let jobs = (0..200).map(|i| {
             let writer = writer.clone();
             tokio::spawn(async move {
@@ -188,11 +196,7 @@ mod tests {
                 submit_one(&writer, move |c| insert(c, &key)).await.unwrap()
             })
         });
-        let answers: Vec<StoreResult<usize>> = futures_util::future::join_all(jobs)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let answers = answered(jobs).await;
         let ok = answers.iter().filter(|a| matches!(a, Ok(1))).count();
         assert_eq!(ok, 150, "each key once");
         assert_eq!(answers.iter().filter(|a| a.is_err()).count(), 50);

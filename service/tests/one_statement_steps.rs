@@ -173,36 +173,34 @@ fn whole_flow(backend: Backend) {
         .write_one(|c| ciba_store::jtis::record(c, "dj0", NOW + 180))
         .unwrap();
     assert!(spent_device_jti);
-    assert_eq!(
-        decide("j0", "dj0", RequestStatus::Approved),
-        Recorded::DeviceJtiUsed,
-        "a replayed device JWT decides nothing"
-    );
-    assert_eq!(
-        decide("j0", "dj00", RequestStatus::Approved),
-        Recorded::JtiUsed,
-        "its decision's jti was spent with it"
-    );
-    assert_eq!(
-        decide("j1", "dj1", RequestStatus::Approved),
-        Recorded::Decided
-    );
-    assert_eq!(
-        decide("j1", "dj2", RequestStatus::Declined),
-        Recorded::JtiUsed
-    );
-    assert_eq!(
-        decide("j3", "dj1", RequestStatus::Declined),
-        Recorded::DeviceJtiUsed
-    );
-    assert_eq!(
-        decide("j2", "dj3", RequestStatus::Declined),
-        Recorded::NotPending
-    );
-    assert_eq!(
-        decide("j2", "dj4", RequestStatus::Declined),
-        Recorded::JtiUsed
-    );
+    // (decision jti, device JWT jti, status) in order, and what each write did.
+    let steps = [
+        // a replayed device JWT decides nothing, and the decision's jti is spent with it
+        (
+            "j0",
+            "dj0",
+            RequestStatus::Approved,
+            Recorded::DeviceJtiUsed,
+        ),
+        ("j0", "dj00", RequestStatus::Approved, Recorded::JtiUsed),
+        ("j1", "dj1", RequestStatus::Approved, Recorded::Decided),
+        ("j1", "dj2", RequestStatus::Declined, Recorded::JtiUsed),
+        (
+            "j3",
+            "dj1",
+            RequestStatus::Declined,
+            Recorded::DeviceJtiUsed,
+        ),
+        ("j2", "dj3", RequestStatus::Declined, Recorded::NotPending),
+        ("j2", "dj4", RequestStatus::Declined, Recorded::JtiUsed),
+    ];
+    for (jti, device_jti, status, expected) in steps {
+        assert_eq!(
+            decide(jti, device_jti, status),
+            expected,
+            "{jti} {device_jti}"
+        );
+    }
     let r1 = store
         .read(|c| auth_requests::find(c, "r1"))
         .unwrap()

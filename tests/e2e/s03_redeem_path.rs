@@ -19,6 +19,18 @@ async fn batched_polls(srv: &TestServer) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A new request of `m` for `app`'s user, answered by the app (`approve` or `decline`).
+async fn decided(srv: &TestServer, m: &Merchant, app: &App, answer: &str) -> String {
+    let started = start(srv, m, &app.nnin, IPHONE).await;
+    started.ok();
+    let link_ref = ref_of(started.str("authorize_uri"));
+    match answer {
+        "approve" => app.approve(srv, &link_ref).await.ok(),
+        _ => app.decline(srv, &link_ref).await.ok(),
+    };
+    started.str("auth_req_id").to_owned()
+}
+
 async fn a_poll_after_a_decision_here_skips_the_batch(b: Backend) {
     let srv = TestServer::start(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
@@ -55,12 +67,7 @@ async fn a_poll_after_a_decision_here_skips_the_batch(b: Backend) {
     m.poll(&srv, &id).await.expect_error(400, "invalid_grant");
 
     // A second request: its owner's first poll after the decision skips the batch.
-    let started = start(&srv, &m, &app.nnin, IPHONE).await;
-    started.ok();
-    let id = started.str("auth_req_id").to_owned();
-    app.approve(&srv, &ref_of(started.str("authorize_uri")))
-        .await
-        .ok();
+    let id = decided(&srv, &m, &app, "approve").await;
     let before = batched_polls(&srv).await;
     let tokens = m.poll(&srv, &id).await;
     tokens.ok();
@@ -73,12 +80,7 @@ async fn a_poll_after_a_decision_here_skips_the_batch(b: Backend) {
     m.poll(&srv, &id).await.expect_error(400, "invalid_grant");
 
     // Declined here: the hinted poll redeems nothing and is told so.
-    let started = start(&srv, &m, &app.nnin, IPHONE).await;
-    started.ok();
-    let id = started.str("auth_req_id").to_owned();
-    app.decline(&srv, &ref_of(started.str("authorize_uri")))
-        .await
-        .ok();
+    let id = decided(&srv, &m, &app, "decline").await;
     m.poll(&srv, &id).await.expect_error(400, "access_denied");
     m.poll(&srv, &id).await.expect_error(400, "access_denied");
 }
