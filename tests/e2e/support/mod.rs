@@ -112,7 +112,12 @@ impl TestServer {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let http = ciba_runtime::outbound::client(Duration::from_secs(5), Duration::from_secs(30))
+        // Idle connections are dropped well before the server's 10 s header deadline closes
+        // them: a request sent on one the server is closing fails (`IncompleteMessage`), as
+        // a sandbox test once did on a loaded CI machine after a slow CLI call.
+        let http = ciba_runtime::outbound::builder(Duration::from_secs(5), Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(4))
+            .build()
             .unwrap();
         Self::start_full(db, env, "http", http).await
     }

@@ -90,7 +90,8 @@ impl Pki {
         let ca = reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).unwrap();
         let mut b =
             ciba_runtime::outbound::builder(Duration::from_secs(5), Duration::from_secs(30))
-                .tls_certs_only([ca]);
+                .tls_certs_only([ca])
+                .pool_idle_timeout(Duration::from_secs(4));
         if let Some(id) = identity {
             let pem = format!("{}{}", id.cert_pem, id.key_pem);
             b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
