@@ -65,9 +65,10 @@ pub struct Inner {
     /// consulted for any other kind of token.
     pub(crate) issued_permission_tokens: Remembered,
     /// Requests decided through this process and not polled since, by id: their next poll
-    /// reads the request straight away instead of first going through the poll batch, which
-    /// only records polls of pending requests. A hint that picks the path, never the answer
-    /// (the read decides; a request decided through another replica takes the batch first).
+    /// skips the poll batch (which only records polls of pending requests) and tries to
+    /// redeem at once. A hint that picks the path, never the answer (the redemption's
+    /// conditions and the stored row decide; a request decided through another replica
+    /// takes the batch first).
     pub(crate) decided_here: TtlCache<()>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,

@@ -17,7 +17,7 @@ use ciba_runtime::crypto::jwt::{self, TYP_ID_TOKEN, TYP_USER_ACCESS_TOKEN};
 use ciba_runtime::crypto::keyring::Purpose;
 use ciba_service::requests as lifecycle;
 use ciba_store::audit;
-use ciba_store::auth_requests::{self as requests, AuthRequestRow};
+use ciba_store::auth_requests::{self as requests, AuthRequestRow, WithContext};
 use ciba_store::permissions::PermissionRow;
 use ciba_store::polling::{self, Paced, Poll};
 use ciba_store::users::UserRow;
@@ -102,19 +102,10 @@ pub async fn grant(
                     (user, permission),
                     now,
                 )?;
-                let by = audit::By {
-                    actor: Actor::Client(&client_id),
-                    origin: &origin,
-                    at_ms: crate::state::now_ms(),
-                };
-                let event = audit::row(&by, action::REQUEST_REDEEMED, Some(&id), Outcome::Ok);
-                let (i, c) = (id.clone(), client_id.clone());
-                let redeemed = state
-                    .db_write_one(move |conn| {
-                        requests::redeem_recorded(conn, (&i, &c), now, &event)
-                    })
-                    .await?;
-                if redeemed.is_none() {
+                if redeem(state, &client_id, &id, &origin, now)
+                    .await?
+                    .is_none()
+                {
                     return Err(already_redeemed());
                 }
                 Ok(tokens)
@@ -183,17 +174,7 @@ async fn redeem_at_once(
     if !(signs(client.client.id_token_alg) && signs(SigningAlg::Es256)) {
         return Ok(None);
     }
-    let client_id = client.client.id.clone();
-    let by = audit::By {
-        actor: Actor::Client(&client_id),
-        origin,
-        at_ms: crate::state::now_ms(),
-    };
-    let event = audit::row(&by, action::REQUEST_REDEEMED, Some(id), Outcome::Ok);
-    let (i, c) = (id.to_owned(), client_id.clone());
-    let redeemed = state
-        .db_write_one(move |conn| requests::redeem_recorded(conn, (&i, &c), now, &event))
-        .await?;
+    let redeemed = redeem(state, &client.client.id, id, origin, now).await?;
     let Some((row, permission, user)) = redeemed else {
         return Ok(None);
     };
@@ -207,6 +188,27 @@ async fn redeem_at_once(
         now,
     )
     .map(Some)
+}
+
+/// Redeem `id` for `client_id` with its audit event, once: what the tokens are made of, or
+/// `None` when it was not redeemable.
+async fn redeem(
+    state: &AppState,
+    client_id: &str,
+    id: &str,
+    origin: &Origin,
+    now: i64,
+) -> ApiResult<Option<WithContext>> {
+    let by = audit::By {
+        actor: Actor::Client(client_id),
+        origin,
+        at_ms: crate::state::now_ms(),
+    };
+    let event = audit::row(&by, action::REQUEST_REDEEMED, Some(id), Outcome::Ok);
+    let (i, c) = (id.to_owned(), client_id.to_owned());
+    state
+        .db_write_one(move |conn| requests::redeem_recorded(conn, (&i, &c), now, &event))
+        .await
 }
 
 fn already_redeemed() -> ApiError {
