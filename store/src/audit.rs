@@ -40,17 +40,15 @@ pub fn record(
     insert(conn, &row(by, action, object, outcome))
 }
 
-/// The event `by` did `action` to `object` with `outcome`, as stored (its id a UUIDv7 of
-/// its time): for a statement that writes it together with the change it records.
+/// The event `by` did `action` to `object` with `outcome`, as stored: for a statement that
+/// writes it together with the change it records. Its id is a UUIDv7 of the moment it is
+/// made, increasing within the process (uuid's shared counter), so the trail lists events in
+/// the order they were written even when two share a millisecond or a request's `at_ms` was
+/// read before an earlier-written event's (a poll that started before the decision it redeems).
 pub fn row(by: &By<'_>, action: &'static str, object: Option<&str>, outcome: Outcome) -> AuditRow {
     let at_ms = by.at_ms;
-    let ts = uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        at_ms.max(0) as u64 / 1000,
-        (at_ms.max(0) as u64 % 1000) as u32 * 1_000_000,
-    );
     AuditRow {
-        id: uuid::Uuid::new_v7(ts).to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         at_ms,
         actor_kind: by.actor.kind().into(),
         actor_id: by.actor.id().filter(|id| !id.is_empty()).map(str::to_owned),
@@ -116,7 +114,8 @@ pub struct Filter {
     pub limit: i64,
 }
 
-/// Events matching `f`, oldest first, at most `f.limit`. `client`: events whose actor is
+/// Events matching `f` in the order they were written (by id, see [`row`]), at most
+/// `f.limit`. `client`: events whose actor is
 /// that client.
 pub fn list(conn: &mut DbConnection, f: &Filter) -> StoreResult<Vec<AuditRow>> {
     let mut q = audit_events::table.into_boxed();
@@ -136,7 +135,7 @@ pub fn list(conn: &mut DbConnection, f: &Filter) -> StoreResult<Vec<AuditRow>> {
                 .and(audit_events::actor_id.eq(client.clone())),
         );
     }
-    Ok(q.order((audit_events::at_ms.asc(), audit_events::id.asc()))
+    Ok(q.order(audit_events::id.asc())
         .limit(f.limit)
         .select(AuditRow::as_select())
         .load(conn)?)

@@ -150,3 +150,58 @@ fn trail_sqlite() {
 fn trail_postgres() {
     trail(Backend::Postgres);
 }
+
+/// A decision and its redemption often share a millisecond, and a poll that started before
+/// the decision committed carries an earlier time than it: the trail still lists them in the
+/// order they were written (ids were random within a millisecond, and the list ordered by
+/// time first, so a redemption could come before the approval it redeemed).
+fn written_order(backend: Backend) {
+    let db = TestDatabase::create(backend);
+    let store = store(&db);
+    for i in 0..40 {
+        let object = format!("r{i}");
+        record(
+            &store,
+            Actor::Device("d1"),
+            "request.approved",
+            &object,
+            NOW_MS,
+        );
+        let at = if i % 2 == 0 { NOW_MS } else { NOW_MS - 1 };
+        record(&store, Actor::Client("c1"), "request.redeemed", &object, at);
+    }
+    let all = store
+        .read(|c| {
+            audit::list(
+                c,
+                &Filter {
+                    limit: 1000,
+                    ..Filter::default()
+                },
+            )
+        })
+        .unwrap();
+    let listed: Vec<(String, &str)> = all
+        .iter()
+        .map(|r| (r.object_id.clone().unwrap(), r.action.as_str()))
+        .collect();
+    let written: Vec<(String, &str)> = (0..40)
+        .flat_map(|i| {
+            [
+                (format!("r{i}"), "request.approved"),
+                (format!("r{i}"), "request.redeemed"),
+            ]
+        })
+        .collect();
+    assert_eq!(listed, written);
+}
+
+#[test]
+fn written_order_sqlite() {
+    written_order(Backend::Sqlite);
+}
+
+#[test]
+fn written_order_postgres() {
+    written_order(Backend::Postgres);
+}
