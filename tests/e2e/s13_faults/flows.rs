@@ -65,7 +65,8 @@ pub struct Seen {
     pub denied: bool,
     pub expired: bool,
     /// A poll went unanswered (503, or its connection broke) and the next said "already
-    /// redeemed": the redeeming poll's answer was lost on its way.
+    /// redeemed": the redeeming poll's answer was lost on its way. (If the request had
+    /// expired by then, the next poll says `expired_token`: see `reconcile`.)
     pub answer_lost: bool,
     pub slow_down: u32,
     pub unavailable: u32,
@@ -315,10 +316,14 @@ pub async fn reconcile(ctx: &Ctx, receiver: &Receiver, seen: &[Seen]) -> Totals 
             }
             "approved" => {
                 assert!(row.redeemed_at.is_some(), "{f:?}: approved, never redeemed");
-                assert_eq!(f.tokens + u32::from(f.answer_lost), 1, "{f:?}");
-                assert!(!f.answer_lost || f.unavailable + f.lost > 0, "{f:?}");
+                // The redeeming poll's answer lost, and the request past its expiry by the
+                // next poll: that poll says `expired_token` (expiry answers first).
+                let lost_then_expired = f.expired && f.tokens == 0;
+                let lost = f.answer_lost || lost_then_expired;
+                assert_eq!(f.tokens + u32::from(lost), 1, "{f:?}");
+                assert!(!lost || f.unavailable + f.lost > 0, "{f:?}");
                 t.approved += 1;
-                t.answers_lost += usize::from(f.answer_lost);
+                t.answers_lost += usize::from(lost);
             }
             "declined" => {
                 assert!(f.denied, "{f:?}: declined, but not access_denied");
