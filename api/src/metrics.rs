@@ -35,6 +35,9 @@ pub struct Metrics {
     /// The database pool's connections by state (`idle`, `in_use`), and its maximum.
     pub db_pool_connections: IntGaugeVec,
     pub db_pool_max: IntGauge,
+    /// Hand-offs of a request's database work to a database thread, by kind (`read`,
+    /// `write`, `soft`): the trips a request makes, whatever each one runs.
+    pub db_trips: IntCounterVec,
     /// Seconds since the key signing now for each (purpose, alg) was activated.
     pub signing_key_age: IntGaugeVec,
 }
@@ -147,6 +150,14 @@ impl Metrics {
         .expect("gauge");
         let db_pool_max =
             IntGauge::new("db_pool_max_connections", "Database pool size limit").expect("gauge");
+        let db_trips = IntCounterVec::new(
+            Opts::new(
+                "db_trips_total",
+                "Requests' trips to the database (one hand-off to a database thread each), by kind",
+            ),
+            &["kind"],
+        )
+        .expect("counter");
         let signing_key_age = IntGaugeVec::new(
             Opts::new(
                 "signing_key_age_seconds",
@@ -155,7 +166,7 @@ impl Metrics {
             &["purpose", "alg"],
         )
         .expect("gauge");
-        let collectors: [Box<dyn Collector>; 16] = [
+        let collectors: [Box<dyn Collector>; 17] = [
             Box::new(poll_batch_size.clone()),
             Box::new(write_batch_size.clone()),
             Box::new(limit_batch_size.clone()),
@@ -171,6 +182,7 @@ impl Metrics {
             Box::new(ready.clone()),
             Box::new(db_pool_connections.clone()),
             Box::new(db_pool_max.clone()),
+            Box::new(db_trips.clone()),
             Box::new(signing_key_age.clone()),
         ];
         for c in collectors {
@@ -193,6 +205,7 @@ impl Metrics {
             ready,
             db_pool_connections,
             db_pool_max,
+            db_trips,
             signing_key_age,
         }
     }

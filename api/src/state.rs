@@ -149,8 +149,14 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
+        self.trip("read");
         let store = self.store.clone();
         bounded(blocking(move || store.read(f).map_err(ApiError::from))).await
+    }
+
+    /// Count a trip to the database (`ciba_db_trips_total`).
+    fn trip(&self, kind: &str) {
+        self.metrics.db_trips.with_label_values(&[kind]).inc();
     }
 
     /// A single-statement write (on SQLite, a job of the writer thread).
@@ -159,6 +165,7 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
+        self.trip("write");
         if let Some(writer) = self.sqlite_writer()? {
             return sqlite_writer::submit_one(writer, f)
                 .await?
@@ -174,6 +181,7 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
+        self.trip("soft");
         if let Some(writer) = self.sqlite_writer()? {
             return sqlite_writer::submit(writer, f)
                 .await?
@@ -297,6 +305,7 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
+        self.trip("write");
         let abandoned = Arc::new(AtomicBool::new(false));
         let given_up = abandoned.clone();
         // Set when this future is dropped: by the deadline, or a client that went away.

@@ -23,6 +23,7 @@ mod s04_permissions;
 mod s05_app2app;
 mod s07_app_api;
 mod s07_decision_jti;
+mod s07_decision_trips;
 mod s08_admin;
 mod s09_worker_jobs;
 mod s09_worker_ping;

@@ -10,6 +10,7 @@ use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::status::DeviceStatus;
 use ciba_runtime::crypto::jwt::{self, Expect, LEEWAY};
 use ciba_store::users::{self, DeviceRow};
+use ciba_store::{DbConnection, StoreResult};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
@@ -89,6 +90,20 @@ pub async fn authenticate_device_unspent(
     authorization: Option<&str>,
     now: i64,
 ) -> ApiResult<(AuthenticatedDevice, UnspentJti)> {
+    let (dev, jti, ()) = authenticate_device_reading(state, authorization, now, |_| Ok(())).await?;
+    Ok((dev, jti))
+}
+
+/// [`authenticate_device_unspent`], with what the route reads next (`also`) read in the same
+/// trip to the database as the device (the decision reads its request): one hand-off to a
+/// database thread where there would be two. `also` is read whatever the authentication's
+/// outcome, and its answer is dropped when that fails.
+pub async fn authenticate_device_reading<T: Send + 'static>(
+    state: &AppState,
+    authorization: Option<&str>,
+    now: i64,
+    also: impl FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
+) -> ApiResult<(AuthenticatedDevice, UnspentJti, T)> {
     let token = authorization
         .and_then(|h| {
             h.split_once(' ')
@@ -109,10 +124,10 @@ pub async fn authenticate_device_unspent(
         return Err(unauthorized(DEVICE_AUTH_FAILED));
     }
     let id = kid.clone();
-    let device = state
-        .db(move |c| users::find_device(c, &id))
-        .await?
-        .ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
+    let (device, also) = state
+        .db(move |c| Ok((users::find_device(c, &id)?, also(c)?)))
+        .await?;
+    let device = device.ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
     // Unknown, revoked, unusable or not this device's signature: one answer, so the caller
     // learns nothing about which devices exist or were revoked.
     if device.status != DeviceStatus::Active.as_str() {
@@ -154,7 +169,7 @@ pub async fn authenticate_device_unspent(
         key: jti_key(DEVICE_JWT, &device.id, jti),
         expires_at: exp + LEEWAY,
     };
-    Ok((AuthenticatedDevice { device, key }, jti))
+    Ok((AuthenticatedDevice { device, key }, jti, also))
 }
 
 /// The scope of device JWTs' jtis ([`jti_key`]).

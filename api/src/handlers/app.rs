@@ -1,7 +1,7 @@
 //! The authenticating app's API (contract §7): enrollment, pending requests, one request,
 //! and the signed decision.
 
-use crate::auth::device::{AuthenticatedDevice, UnspentJti};
+use crate::auth::device::{authenticate_device_reading, AuthenticatedDevice};
 use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
@@ -168,18 +168,23 @@ pub async fn decide(
     content_type: Option<String>,
     body: Bytes,
     caller: Caller,
-    dev: AuthenticatedDevice,
-    jti: UnspentJti,
 ) -> Response {
     let now = now();
     private_reply(
         async {
-            let checked = async {
+            // The device and the request it decides, read in one trip to the database.
+            let auth = caller.authorization.as_deref();
+            let at = link_ref.clone();
+            let (dev, jti, found) = authenticate_device_reading(&state, auth, now, move |c| {
+                device_app::read_by_ref(c, &at)
+            })
+            .await?;
+            let checked = (|| {
                 let body = json_body(content_type.as_deref(), &body)?;
                 let signed = body.get("signed_decision").and_then(Value::as_str);
-                device_app::check_decision(&state, &dev, link_ref, signed, now).await
-            }
-            .await;
+                let found = device_app::visible(found, &dev)?;
+                device_app::check_decision(&dev, &link_ref, found, signed, now)
+            })();
             let (decision, p) =
                 device_app::record_decision(&state, &dev, jti, checked, caller.origin(), now)
                     .await?;

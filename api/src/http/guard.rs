@@ -3,9 +3,7 @@
 //! [`render_refused`] turns back into the route's own answer, so metrics and the log still
 //! count it under the route.
 
-use crate::auth::device::{
-    authenticate_device, authenticate_device_unspent, AuthenticatedDevice, UnspentJti,
-};
+use crate::auth::device::{authenticate_device, AuthenticatedDevice};
 use crate::auth::{self, Authenticated, Endpoint, OfferedCredentials};
 use crate::error::{private_reply, ApiError};
 use crate::http::caller::{caller, Caller};
@@ -57,25 +55,6 @@ pub fn device(
                     .await
                     .map_err(refuse)?;
                 Ok::<_, Rejection>((caller, dev))
-            }
-        })
-        .untuple_one()
-}
-
-/// [`device`] for a route that spends the device JWT's jti with its own write (the decision):
-/// one commit where there would be two.
-pub fn deciding_device(
-    state: AppState,
-) -> impl Filter<Extract = (Caller, AuthenticatedDevice, UnspentJti), Error = Rejection> + Clone {
-    caller()
-        .and_then(move |caller: Caller| {
-            let state = state.clone();
-            async move {
-                let auth = caller.authorization.as_deref();
-                let (dev, jti) = authenticate_device_unspent(&state, auth, now())
-                    .await
-                    .map_err(refuse)?;
-                Ok::<_, Rejection>((caller, dev, jti))
             }
         })
         .untuple_one()

@@ -190,8 +190,8 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
         .and(s())
         .and(header("content-type"))
         .and(body())
-        .and(guard::deciding_device(state.clone()))
-        .then(|r, st, ct, b, c, d, j| app::decide(st, r, ct, b, c, d, j));
+        .and(caller())
+        .then(|r, st, ct, b, c| app::decide(st, r, ct, b, c));
     let fallback = warp::path!("app2app" / "authorize")
         .and(warp::get())
         .and(s())

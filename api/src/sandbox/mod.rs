@@ -205,17 +205,16 @@ pub async fn decide(
     now: i64,
 ) -> ApiResult<Decision> {
     let (dev, der) = simulated_app(state, user_sub).await?;
-    let (_, p) = device_app::request_for(state, &dev, link_ref.to_owned()).await?;
+    let found = device_app::request_for(state, &dev, link_ref.to_owned()).await?;
     let claims = json!({
-        "ref": link_ref, "decision": decision.as_str(), "permission_digest": p.digest,
+        "ref": link_ref, "decision": decision.as_str(), "permission_digest": found.1.digest,
         "iat": now, "jti": random_id(), "amr": [KeyProtection::Software.as_str()],
     });
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(dev.device.id.clone());
     let signed = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(&der))
         .map_err(|e| internal(format!("cannot sign as the simulated app: {e}")))?;
-    let checked =
-        device_app::check_decision(state, &dev, link_ref.to_owned(), Some(&signed), now).await;
+    let checked = device_app::check_decision(&dev, link_ref, found, Some(&signed), now);
     let jti = UnspentJti::fresh(&dev.device.id, now);
     let (decided, _) = device_app::record_decision(state, &dev, jti, checked, origin, now).await?;
     Ok(decided)

@@ -21,9 +21,10 @@ use ciba_domain::status::RequestStatus;
 use ciba_runtime::crypto::jwt::{self, LEEWAY};
 use ciba_service::requests::{self as lifecycle, DecisionJtis, Recorded};
 use ciba_store::audit;
-use ciba_store::auth_requests::{self as requests, AuthRequestRow};
+use ciba_store::auth_requests::{self as requests, AuthRequestRow, WithContext};
 use ciba_store::permissions::PermissionRow;
 use ciba_store::users::{self, DeviceRow};
+use ciba_store::{DbConnection, StoreResult};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
@@ -36,15 +37,28 @@ pub async fn request_for(
     dev: &AuthenticatedDevice,
     link_ref: String,
 ) -> ApiResult<(AuthRequestRow, PermissionRow)> {
-    let not_found = || ApiError::from(OAuthError::not_found("no such request"));
-    if !ciba_domain::ids::is_well_formed_id(&link_ref) {
-        return Err(not_found());
+    let found = state.db(move |c| read_by_ref(c, &link_ref)).await?;
+    visible(found, dev)
+}
+
+/// The request behind `link_ref` with its context, as [`visible`] takes it (`None` for a
+/// reference no request could have, without a read).
+pub fn read_by_ref(c: &mut DbConnection, link_ref: &str) -> StoreResult<Option<WithContext>> {
+    if !ciba_domain::ids::is_well_formed_id(link_ref) {
+        return Ok(None);
     }
-    let found = state
-        .db(move |c| requests::find_by_ref_with_context(c, &link_ref))
-        .await?
+    requests::find_by_ref_with_context(c, link_ref)
+}
+
+/// The request read by [`read_by_ref`] and its permission, if `dev`'s user may see it: 404
+/// when there is none, 403 when it is another user's.
+pub fn visible(
+    found: Option<WithContext>,
+    dev: &AuthenticatedDevice,
+) -> ApiResult<(AuthRequestRow, PermissionRow)> {
+    let found = found
         .and_then(|(r, p, _)| Some((r, p?)))
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| ApiError::from(OAuthError::not_found("no such request")))?;
     // Contract §7: a device of another user may not see or decide it (403, like a phone of
     // the same user that did not match at app-authorize).
     if found.0.user_sub != dev.device.user_sub {
@@ -69,21 +83,20 @@ pub struct CheckedDecision {
     jti: (String, i64),
 }
 
-/// Check the signed decision of `dev` on the request behind `link_ref`: its signature, its
-/// claims against the request and permission, the device's assurance, and that the request
-/// is pending. Nothing is written.
-pub async fn check_decision(
-    state: &AppState,
+/// Check the signed decision of `dev` on the request behind `link_ref` (`r`, `p`, as
+/// [`visible`] gave them): its signature, its claims against the request and permission, the
+/// device's assurance, and that the request is pending. Nothing is written.
+pub fn check_decision(
     dev: &AuthenticatedDevice,
-    link_ref: String,
+    link_ref: &str,
+    (r, p): (AuthRequestRow, PermissionRow),
     signed: Option<&str>,
     now: i64,
 ) -> ApiResult<CheckedDecision> {
-    let (r, p) = request_for(state, dev, link_ref.clone()).await?;
     let signed =
         signed.ok_or_else(|| OAuthError::invalid_request("signed_decision: is required"))?;
     let claims = verify_decision(signed, dev)?;
-    if claims.get("ref").and_then(Value::as_str) != Some(link_ref.as_str()) {
+    if claims.get("ref").and_then(Value::as_str) != Some(link_ref) {
         return Err(
             OAuthError::invalid_request("signed_decision: ref does not name this request").into(),
         );

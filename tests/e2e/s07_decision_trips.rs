@@ -1,0 +1,73 @@
+//! Issue 21: a decision reads its device and its request in one trip to the database and
+//! writes once (the decision, both jtis and the event in one step), whatever its answer: an
+//! approval, a refused signature, another user's request. Counted by `ciba_db_trips_total`.
+#![allow(clippy::unwrap_used)]
+
+use crate::support;
+
+use support::app::*;
+use support::{Backend, Reply, TestServer};
+
+/// `ciba_db_trips_total` of `kind` so far.
+async fn trips(srv: &TestServer, kind: &str) -> f64 {
+    let prefix = format!("ciba_db_trips_total{{kind=\"{kind}\"}} ");
+    let text = srv.metrics().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// The reads and writes `send` made.
+async fn counted(
+    srv: &TestServer,
+    send: impl std::future::Future<Output = Reply>,
+) -> (Reply, f64, f64) {
+    let (r0, w0) = (trips(srv, "read").await, trips(srv, "write").await);
+    let reply = send.await;
+    let (r1, w1) = (trips(srv, "read").await, trips(srv, "write").await);
+    (reply, r1 - r0, w1 - w0)
+}
+
+/// A pending request for `app`: its ref and permission digest.
+async fn pending(srv: &TestServer, m: &Merchant, app: &App) -> (String, String) {
+    let started = start(srv, m, &app.nnin, IPHONE).await;
+    started.ok();
+    let link_ref = ref_of(started.str("authorize_uri"));
+    let view = app
+        .get(srv, &format!("/app/v1/auth-requests/{link_ref}"))
+        .await;
+    view.ok();
+    (link_ref, view.str("permission_digest").to_owned())
+}
+
+async fn a_decision_reads_once_and_writes_once(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(310), IPHONE).await;
+    let other = App::enroll(&srv, &nnin(311), IPHONE).await;
+
+    let (link_ref, digest) = pending(&srv, &m, &app).await;
+    let signed = app.sign_decision(&link_ref, "approve", &digest);
+    let (r, reads, writes) = counted(&srv, app.send_decision(&srv, &link_ref, &signed)).await;
+    r.ok();
+    assert_eq!((reads, writes), (1.0, 1.0), "an approval");
+
+    // Refused decisions make the same trips: the jti is spent by the one write.
+    let (link_ref, digest) = pending(&srv, &m, &app).await;
+    let forged = other.sign_decision(&link_ref, "approve", &digest);
+    let (r, reads, writes) = counted(&srv, app.send_decision(&srv, &link_ref, &forged)).await;
+    r.expect_error(400, "invalid_request");
+    assert_eq!(
+        (reads, writes),
+        (1.0, 1.0),
+        "a decision signed by another key"
+    );
+
+    let signed = other.sign_decision(&link_ref, "approve", &digest);
+    let (r, reads, writes) = counted(&srv, other.send_decision(&srv, &link_ref, &signed)).await;
+    assert_eq!(r.status, 403, "{r}");
+    assert_eq!((reads, writes), (1.0, 1.0), "another user's request");
+}
+
+on_both_backends!(a_decision_reads_once_and_writes_once);
