@@ -1,6 +1,7 @@
 //! Issue 21: a decision reads its device and its request in one trip to the database and
 //! writes once (the decision, both jtis and the event in one step), whatever its answer: an
-//! approval, a refused signature, another user's request. Counted by `ciba_db_trips_total`.
+//! approval, a refused signature, another user's request. A view reads both in one trip too,
+//! and writes once (its jti). Counted by `ciba_db_trips_total`.
 #![allow(clippy::unwrap_used)]
 
 use crate::support;
@@ -42,12 +43,28 @@ async fn pending(srv: &TestServer, m: &Merchant, app: &App) -> (String, String) 
 }
 
 async fn a_decision_reads_once_and_writes_once(b: Backend) {
-    let srv = TestServer::start(b).await;
+    // The view names the merchant: from the client cache, kept for the whole test.
+    let srv = TestServer::start_with(b, &[("CIBA_CLIENT_CACHE_TTL", "300")]).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(310), IPHONE).await;
     let other = App::enroll(&srv, &nnin(311), IPHONE).await;
 
-    let (link_ref, digest) = pending(&srv, &m, &app).await;
+    let started = start(&srv, &m, &app.nnin, IPHONE).await;
+    started.ok();
+    let link_ref = ref_of(started.str("authorize_uri"));
+    let path = format!("/app/v1/auth-requests/{link_ref}");
+    let (view, reads, writes) = counted(&srv, app.get(&srv, &path)).await;
+    view.ok();
+    assert_eq!((reads, writes), (1.0, 1.0), "a view");
+    let (r, reads, writes) = counted(&srv, other.get(&srv, &path)).await;
+    assert_eq!(r.status, 403, "{r}");
+    assert_eq!(
+        (reads, writes),
+        (1.0, 1.0),
+        "a view of another user's request"
+    );
+
+    let digest = view.str("permission_digest").to_owned();
     let signed = app.sign_decision(&link_ref, "approve", &digest);
     let (r, reads, writes) = counted(&srv, app.send_decision(&srv, &link_ref, &signed)).await;
     r.ok();

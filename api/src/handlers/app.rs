@@ -131,16 +131,18 @@ pub async fn list(
     )
 }
 
-pub async fn view(
-    state: AppState,
-    link_ref: String,
-    _: Caller,
-    dev: AuthenticatedDevice,
-) -> Response {
+pub async fn view(state: AppState, link_ref: String, caller: Caller) -> Response {
     let now = now();
     private_reply(
         async {
-            let (r, p) = device_app::request_for(&state, &dev, link_ref).await?;
+            // The device and the request it views, read in one trip to the database.
+            let auth = caller.authorization.as_deref();
+            let (dev, jti, found) = authenticate_device_reading(&state, auth, now, move |c| {
+                device_app::read_by_ref(c, &link_ref)
+            })
+            .await?;
+            jti.spend(&state).await?;
+            let (r, p) = device_app::visible(found, &dev)?;
             // What the request asks is shown only to a device that may answer it.
             device_app::may_decide(&r, &dev)?;
             let statement: Value = URL_SAFE_NO_PAD

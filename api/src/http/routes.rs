@@ -183,8 +183,8 @@ pub fn routes(state: AppState, serve_metrics: bool) -> BoxedFilter<(Response,)> 
     let app_view = warp::path!("app" / "v1" / "auth-requests" / String)
         .and(warp::get())
         .and(s())
-        .and(device())
-        .then(|r, st, c, d| app::view(st, r, c, d));
+        .and(caller())
+        .then(|r, st, c| app::view(st, r, c));
     let app_decide = warp::path!("app" / "v1" / "auth-requests" / String / "decision")
         .and(warp::post())
         .and(s())
