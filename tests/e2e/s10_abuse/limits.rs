@@ -118,6 +118,16 @@ async fn per_client_limits(backend: Backend) {
         let series = format!(r#"ciba_rate_limited_total{{endpoint="{endpoint}",limit="{limit}"}}"#);
         assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
     }
+    // SQLite counts in its writer thread's batches, committed with the writes beside them;
+    // PostgreSQL in the limits' own group commit.
+    let limit_batches: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ciba_limit_batch_size_count "))
+        .map_or(0.0, |v| v.trim().parse().unwrap());
+    match backend {
+        Backend::Sqlite => assert_eq!(limit_batches, 0.0, "counted outside the writer"),
+        Backend::Postgres => assert!(limit_batches > 0.0),
+    }
 }
 
 /// Asking bc-authorize about unknown NNINs is a user-exists question: it spends that budget.
