@@ -32,6 +32,15 @@ fn record(store: &Store, actor: Actor<'_>, action: &'static str, object: &str, a
         .unwrap();
 }
 
+/// Every stored event, as the trail lists them.
+fn listed(store: &Store) -> Vec<audit::AuditRow> {
+    let every = Filter {
+        limit: 1000,
+        ..Filter::default()
+    };
+    store.read(|c| audit::list(c, &every)).unwrap()
+}
+
 fn trail(backend: Backend) {
     let db = TestDatabase::create(backend);
     let store = store(&db);
@@ -58,17 +67,7 @@ fn trail(backend: Backend) {
     );
     record(&store, Actor::System, "key.rotated", "k1", NOW_MS);
 
-    let all = store
-        .read(|c| {
-            audit::list(
-                c,
-                &Filter {
-                    limit: 100,
-                    ..Filter::default()
-                },
-            )
-        })
-        .unwrap();
+    let all = listed(&store);
     let actions: Vec<(&str, Option<&str>)> = all
         .iter()
         .map(|r| (r.action.as_str(), r.object_id.as_deref()))
@@ -122,17 +121,7 @@ fn trail(backend: Backend) {
         .write(|c| audit::purge_before(c, NOW_MS - 30 * DAY_MS, 100))
         .unwrap();
     assert_eq!(purged, 1);
-    let left = store
-        .read(|c| {
-            audit::list(
-                c,
-                &Filter {
-                    limit: 100,
-                    ..Filter::default()
-                },
-            )
-        })
-        .unwrap();
+    let left = listed(&store);
     assert_eq!(
         left.iter()
             .map(|r| r.object_id.as_deref().unwrap())
@@ -170,17 +159,7 @@ fn written_order(backend: Backend) {
         let at = if i % 2 == 0 { NOW_MS } else { NOW_MS - 1 };
         record(&store, Actor::Client("c1"), "request.redeemed", &object, at);
     }
-    let all = store
-        .read(|c| {
-            audit::list(
-                c,
-                &Filter {
-                    limit: 1000,
-                    ..Filter::default()
-                },
-            )
-        })
-        .unwrap();
+    let all = listed(&store);
     let listed: Vec<(String, &str)> = all
         .iter()
         .map(|r| (r.object_id.clone().unwrap(), r.action.as_str()))

@@ -10,8 +10,12 @@ use serde_json::{json, Value};
 use support::app::*;
 use support::{Backend, Reply, TestServer};
 
-/// A pending request for `app` and its ref and permission digest.
-async fn pending_request(srv: &TestServer, m: &Merchant, app: &App) -> (String, String, String) {
+/// A pending request for `app` and its ref and permission digest (viewed once).
+pub(crate) async fn pending_request(
+    srv: &TestServer,
+    m: &Merchant,
+    app: &App,
+) -> (String, String, String) {
     let started = start(srv, m, &app.nnin, IPHONE).await;
     started.ok();
     let link_ref = ref_of(started.str("authorize_uri"));

@@ -4,6 +4,7 @@
 //! and writes once (its jti). Counted by `ciba_db_trips_total`.
 #![allow(clippy::unwrap_used)]
 
+use crate::s07_decision_jti::pending_request;
 use crate::support;
 
 use support::app::*;
@@ -28,18 +29,6 @@ async fn counted(
     let reply = send.await;
     let (r1, w1) = (trips(srv, "read").await, trips(srv, "write").await);
     (reply, r1 - r0, w1 - w0)
-}
-
-/// A pending request for `app`: its ref and permission digest.
-async fn pending(srv: &TestServer, m: &Merchant, app: &App) -> (String, String) {
-    let started = start(srv, m, &app.nnin, IPHONE).await;
-    started.ok();
-    let link_ref = ref_of(started.str("authorize_uri"));
-    let view = app
-        .get(srv, &format!("/app/v1/auth-requests/{link_ref}"))
-        .await;
-    view.ok();
-    (link_ref, view.str("permission_digest").to_owned())
 }
 
 async fn a_decision_reads_once_and_writes_once(b: Backend) {
@@ -71,7 +60,7 @@ async fn a_decision_reads_once_and_writes_once(b: Backend) {
     assert_eq!((reads, writes), (1.0, 1.0), "an approval");
 
     // Refused decisions make the same trips: the jti is spent by the one write.
-    let (link_ref, digest) = pending(&srv, &m, &app).await;
+    let (_, link_ref, digest) = pending_request(&srv, &m, &app).await;
     let forged = other.sign_decision(&link_ref, "approve", &digest);
     let (r, reads, writes) = counted(&srv, app.send_decision(&srv, &link_ref, &forged)).await;
     r.expect_error(400, "invalid_request");
