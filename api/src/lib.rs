@@ -10,6 +10,7 @@ pub mod error;
 pub mod group_commit;
 pub mod handlers;
 pub mod http;
+pub mod limit_leases;
 pub mod limits;
 pub mod metrics;
 pub mod poll_batch;

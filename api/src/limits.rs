@@ -10,6 +10,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::group_commit::{Batch, Reply};
+use crate::limit_leases::{run_length, Next};
 use crate::state::AppState;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -159,7 +160,10 @@ async fn record_first_refusal(
     }
 }
 
-async fn hit(
+/// Count one event of `limit` for `subject`: its number in the window. Limits large enough
+/// for runs ([`crate::limit_leases`]) take it from a run this replica reserved before, or
+/// reserve the next run (one event at a time per window; the others wait for its run).
+pub(crate) async fn hit(
     state: &AppState,
     limit: Limit,
     rate: Rate,
@@ -167,35 +171,57 @@ async fn hit(
     now: i64,
 ) -> ApiResult<i64> {
     let key = bucket(limit, subject, rate.window_start(now));
+    let ends_at = rate.window_end(now);
+    if run_length(rate.limit, 0) == 1 {
+        return count(state, key, 1, ends_at).await;
+    }
+    loop {
+        match state.leases.next(&key, ends_at, now) {
+            Next::Number(n) => return Ok(n),
+            Next::Wait(reserved) => reserved.await,
+            Next::Reserve(claim) => {
+                let run = run_length(rate.limit, claim.seen);
+                let first = count(state, key, run, ends_at).await?;
+                claim.keep((first + 1, first + run - 1));
+                return Ok(first);
+            }
+        }
+    }
+}
+
+/// Add `run` events to the stored count of `key`; the first of their numbers.
+async fn count(state: &AppState, key: String, run: i64, ends_at: i64) -> ApiResult<i64> {
     if state.store.backend() == Backend::Sqlite {
         // A job of SQLite's writer thread, committed with the writes of its batch: counted
-        // through a thread of its own, the counts had been a commit of their own, nearly
-        // half of a flow's commits, and a second writer queueing on SQLite's one lock.
-        let counts = [(key, 1, rate.window_end(now))];
+        // through a thread of its own, the counts had been a commit of their own and a
+        // second writer queueing on SQLite's one lock.
+        let counts = [(key, run, ends_at)];
         let totals = state
             .db_write_one(move |c| rate_limits::hit_many(c, &counts))
             .await?;
-        return totals.first().copied().ok_or_else(|| {
+        let total = totals.first().copied().ok_or_else(|| {
             tracing::error!("a rate-limit count came back without its total");
             ApiError::new(OAuthError::server_error())
-        });
+        })?;
+        return Ok(total - run + 1);
     }
-    state.counters()?.submit((key, rate.window_end(now))).await
+    state.counters()?.submit((key, ends_at, run)).await
 }
 
 /// The most counts one batch writes.
 const MAX_COUNTS: usize = 256;
 
 /// Batches of counted events (group commit; PostgreSQL: SQLite counts in its writer
-/// thread's batches instead): one statement adds every waiting event to its window, however many flows start at once, instead of one transaction per event queueing
-/// on the lock of the same counter row. Each event still gets a count of its own, as if
-/// counted alone: with `k` events in a window that reaches `n`, they get `n - k + 1 ..= n`.
-/// Counters are soft state (asynchronous commit): a crash may forget the last few, which
-/// only relaxes a limit.
+/// thread's batches instead): one statement adds every waiting count to its window, however
+/// many flows start at once, instead of one transaction per count queueing on the lock of
+/// the same counter row. Each count of `n` events still gets numbers of its own, as if
+/// counted alone: the answer is the first of its `n`, the counts of one window in the order
+/// they came. Counters are soft state (asynchronous commit): a crash may forget the last
+/// few, which only relaxes a limit.
 pub struct Counts;
 
-/// An event to count: its bucket and when the bucket's window ends.
-pub type Count = (String, i64);
+/// Events to count: their bucket, when the bucket's window ends, and how many.
+pub type Count = (String, i64, i64);
 
 impl Batch for Counts {
     type Item = Count;
@@ -206,30 +232,29 @@ impl Batch for Counts {
         waiting.drain(..n).collect()
     }
 
-    fn write(store: &Store, events: Vec<Count>) -> Result<Vec<i64>, StoreError> {
+    fn write(store: &Store, counts: Vec<Count>) -> Result<Vec<i64>, StoreError> {
         let mut windows: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-        for (bucket, expires_at) in &events {
-            windows.entry(bucket).or_insert((0, *expires_at)).0 += 1;
+        for (bucket, expires_at, n) in &counts {
+            windows.entry(bucket).or_insert((0, *expires_at)).0 += n;
         }
-        let counts: Vec<(String, i64, i64)> = windows
+        let sums: Vec<(String, i64, i64)> = windows
             .iter()
             .map(|(bucket, (n, expires_at))| ((*bucket).to_owned(), *n, *expires_at))
             .collect();
-        let totals = store.write_soft(|c| rate_limits::hit_many(c, &counts))?;
-        // The first of a window's events in this batch gets its lowest count.
-        let mut next: HashMap<&str, i64> = counts
+        let totals = store.write_soft(|c| rate_limits::hit_many(c, &sums))?;
+        // The first count of a window in this batch starts after what the window had before.
+        let mut next: HashMap<&str, i64> = sums
             .iter()
             .zip(totals)
             .map(|((bucket, n, _), total)| (bucket.as_str(), total - n + 1))
             .collect();
-        Ok(events
+        Ok(counts
             .iter()
-            .map(|(bucket, _)| {
-                let count = next.get_mut(bucket.as_str()).map_or(0, |c| {
-                    *c += 1;
-                    *c - 1
-                });
-                count
+            .map(|(bucket, _, n)| {
+                next.get_mut(bucket.as_str()).map_or(0, |next| {
+                    *next += n;
+                    *next - n
+                })
             })
             .collect())
     }
@@ -367,11 +392,15 @@ mod tests {
     /// in their order, other windows their own, and the next batch goes on from there.
     fn a_batch_counts_each_event_on_its_own(backend: ciba_store::Backend) {
         let (_db, store) = counters(backend);
-        let e = |b: &str| (b.to_owned(), 4_000_000_000);
+        let e = |b: &str| (b.to_owned(), 4_000_000_000, 1);
         let first = Counts::write(&store, vec![e("a"), e("b"), e("a"), e("a")]).expect("batch");
         assert_eq!(first, [1, 1, 2, 3]);
         let second = Counts::write(&store, vec![e("b"), e("c"), e("a")]).expect("batch");
         assert_eq!(second, [2, 1, 4]);
+        // A run of n events gets the first of its n numbers; the next count starts after.
+        let run = |b: &str, n| (b.to_owned(), 4_000_000_000, n);
+        let third = Counts::write(&store, vec![run("a", 10), e("a"), run("c", 5)]).expect("batch");
+        assert_eq!(third, [5, 15, 2]);
     }
 
     #[test]
@@ -401,7 +430,7 @@ mod tests {
         ];
         let events = (0..300).map(|i| {
             let batcher = replicas[i % 2].clone();
-            tokio::spawn(async move { batcher.submit(("w".into(), 4_000_000_000)).await })
+            tokio::spawn(async move { batcher.submit(("w".into(), 4_000_000_000, 1)).await })
         });
         let mut counts: Vec<i64> = futures_util::future::join_all(events)
             .await

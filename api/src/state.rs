@@ -49,6 +49,8 @@ pub struct Inner {
     pub client_jwks: crate::auth::remote_jwks::RemoteJwks,
     /// Source addresses over their failed-authentication limit (contract §10).
     pub blocked: BlockedAddresses,
+    /// Abuse-limit numbers reserved ahead ([`crate::limit_leases`]).
+    pub leases: crate::limit_leases::Leases,
     client_cache: TtlCache<ClientRow>,
     /// Ids looked up and not found, apart from the rows: a flood of made-up ids churns this
     /// cache only, never the registered clients' rows.
@@ -103,6 +105,7 @@ impl AppState {
             external,
             client_jwks: crate::auth::remote_jwks::RemoteJwks::new(config.external_jwks_ttl),
             blocked: BlockedAddresses::default(),
+            leases: Default::default(),
             client_cache: TtlCache::new(
                 Duration::from_secs(config.client_cache_ttl as u64),
                 CLIENT_CACHE_ENTRIES,
