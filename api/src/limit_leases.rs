@@ -202,8 +202,7 @@ mod tests {
     /// jobs (SQLite, where only counts write here).
     fn counting_statements(state: &crate::state::AppState) -> u64 {
         let m = &state.metrics;
-        m.limit_batch_size.get_sample_count()
-            + m.db_trips.with_label_values(&["write"]).get()
+        m.limit_batch_size.get_sample_count() + m.db_trips.with_label_values(&["write"]).get()
     }
 
     /// A window of 1,000 events: 100 events counted in two statements, numbered 1..=100 in
