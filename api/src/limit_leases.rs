@@ -236,6 +236,30 @@ mod tests {
         runs_count_many_events_per_statement(Backend::Postgres).await;
     }
 
+    /// An event waiting for another's run gives up by the database deadline (503), as one
+    /// counting alone would: in an outage, waiting events do not each wait their turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_for_a_run_ends_at_the_database_deadline() {
+        let db = TestDatabase::create(Backend::Sqlite);
+        let state = crate::state::test_state(&db, &[]);
+        let rate = Rate {
+            limit: 1000,
+            window: 60,
+        };
+        let key = crate::limits::bucket(Limit::ClientStarts, "c1", rate.window_start(NOW));
+        // Another event's reservation that never ends (its database call hung).
+        let Next::Reserve(_held) = state.leases.next(&key, rate.window_end(NOW), NOW) else {
+            panic!("the first event reserves")
+        };
+        let e = hit(&state, Limit::ClientStarts, rate, "c1", NOW)
+            .await
+            .expect_err("waited past the deadline");
+        assert_eq!(
+            e.error.code,
+            ciba_domain::error::ErrorCode::TemporarilyUnavailable
+        );
+    }
+
     /// Two replicas counting one window of 100 with 400 events at once: every event has a
     /// number of its own, no more than 100 get one within the limit, and hardly fewer (a
     /// burst does not reserve a run per event).

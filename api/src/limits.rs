@@ -90,7 +90,7 @@ pub const CLIENT_AUTHENTICATION: &str = "client authentication";
 
 /// The stored name of a window: the limit, the window's start and a hash of the subject (a
 /// client id, a user's `sub` or an address: never stored in the clear).
-fn bucket(limit: Limit, subject: &str, window_start: i64) -> String {
+pub(crate) fn bucket(limit: Limit, subject: &str, window_start: i64) -> String {
     let tagged = format!("{}\u{0}{subject}", limit.name());
     let digest = URL_SAFE_NO_PAD.encode(&sha256(tagged.as_bytes())[..16]);
     format!("{}:{window_start}:{digest}", limit.name())
@@ -175,18 +175,24 @@ pub(crate) async fn hit(
     if run_length(rate.limit, 0) == 1 {
         return count(state, key, 1, ends_at).await;
     }
-    loop {
-        match state.leases.next(&key, ends_at, now) {
-            Next::Number(n) => return Ok(n),
-            Next::Wait(reserved) => reserved.await,
-            Next::Reserve(claim) => {
-                let run = run_length(rate.limit, claim.seen);
-                let first = count(state, key, run, ends_at).await?;
-                claim.keep((first + 1, first + run - 1));
-                return Ok(first);
+    // Waiting for another event's run counts against the database deadline too: when the
+    // database is gone, waiting events fail by then as one counting alone would, rather
+    // than each in turn after its own wait.
+    crate::state::bounded(async {
+        loop {
+            match state.leases.next(&key, ends_at, now) {
+                Next::Number(n) => return Ok(n),
+                Next::Wait(reserved) => reserved.await,
+                Next::Reserve(claim) => {
+                    let run = run_length(rate.limit, claim.seen);
+                    let first = count(state, key, run, ends_at).await?;
+                    claim.keep((first + 1, first + run - 1));
+                    return Ok(first);
+                }
             }
         }
-    }
+    })
+    .await
 }
 
 /// Add `run` events to the stored count of `key`; the first of their numbers.
