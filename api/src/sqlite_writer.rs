@@ -12,8 +12,9 @@
 //! single statement, or steps that open their own transaction: `db_write_one`) runs without
 //! a savepoint of its own, as it would run without a transaction on PostgreSQL: a statement
 //! is undone alone when it fails, and each savepoint costs SQLite two statements parsed
-//! afresh (diesel sends them as text), which had been an eighth of the API's CPU in a flow. Jobs run in the order they
-//! arrived, so each sees the writes of those before it, as it would one after another.
+//! afresh (diesel sends them as text), which had been an eighth of the API's CPU in a flow.
+//! Jobs run in the order they arrived, so each sees the writes of those before it, as it
+//! would one after another.
 //! PostgreSQL does not use this: its steps run on pooled connections in parallel.
 
 use crate::error::ApiResult;

@@ -152,14 +152,9 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
-        self.trip("read");
+        self.metrics.db_trips.read.inc();
         let store = self.store.clone();
         bounded(blocking(move || store.read(f).map_err(ApiError::from))).await
-    }
-
-    /// Count a trip to the database (`ciba_db_trips_total`).
-    fn trip(&self, kind: &str) {
-        self.metrics.db_trips.with_label_values(&[kind]).inc();
     }
 
     /// A single-statement write (on SQLite, a job of the writer thread).
@@ -168,7 +163,7 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
-        self.trip("write");
+        self.metrics.db_trips.write.inc();
         if let Some(writer) = self.sqlite_writer()? {
             return sqlite_writer::submit_one(writer, f)
                 .await?
@@ -184,7 +179,7 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
-        self.trip("soft");
+        self.metrics.db_trips.soft.inc();
         if let Some(writer) = self.sqlite_writer()? {
             return sqlite_writer::submit(writer, f)
                 .await?
@@ -308,7 +303,7 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
-        self.trip("write");
+        self.metrics.db_trips.write.inc();
         let abandoned = Arc::new(AtomicBool::new(false));
         let given_up = abandoned.clone();
         // Set when this future is dropped: by the deadline, or a client that went away.

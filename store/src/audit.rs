@@ -115,8 +115,7 @@ pub struct Filter {
 }
 
 /// Events matching `f` in the order they were written (by id, see [`row`]), at most
-/// `f.limit`. `client`: events whose actor is
-/// that client.
+/// `f.limit`. `client`: events whose actor is that client.
 pub fn list(conn: &mut DbConnection, f: &Filter) -> StoreResult<Vec<AuditRow>> {
     let mut q = audit_events::table.into_boxed();
     if let Some(since) = f.since_ms {

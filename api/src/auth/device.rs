@@ -79,25 +79,16 @@ pub async fn authenticate_device(
     authorization: Option<&str>,
     now: i64,
 ) -> ApiResult<AuthenticatedDevice> {
-    let (dev, jti) = authenticate_device_unspent(state, authorization, now).await?;
+    let (dev, jti, ()) = authenticate_device_reading(state, authorization, now, |_| Ok(())).await?;
     jti.spend(state).await?;
     Ok(dev)
 }
 
-/// Authenticate the app; its device JWT's jti is left for the route to spend.
-pub async fn authenticate_device_unspent(
-    state: &AppState,
-    authorization: Option<&str>,
-    now: i64,
-) -> ApiResult<(AuthenticatedDevice, UnspentJti)> {
-    let (dev, jti, ()) = authenticate_device_reading(state, authorization, now, |_| Ok(())).await?;
-    Ok((dev, jti))
-}
-
-/// [`authenticate_device_unspent`], with what the route reads next (`also`) read in the same
-/// trip to the database as the device (the decision reads its request): one hand-off to a
-/// database thread where there would be two. `also` is read whatever the authentication's
-/// outcome, and its answer is dropped when that fails.
+/// Authenticate the app, its device JWT's jti left for the route to spend; with what the
+/// route reads next (`also`) read in the same trip to the database as the device (the view
+/// and the decision read their request): one hand-off to a database thread where there
+/// would be two. `also` is read whatever the authentication's outcome, and its answer is
+/// dropped when that fails.
 pub async fn authenticate_device_reading<T: Send + 'static>(
     state: &AppState,
     authorization: Option<&str>,

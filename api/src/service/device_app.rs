@@ -1,8 +1,10 @@
 //! The authenticating app (contract §7): enrollment with a one-time code, the requests a
 //! device may see, and the device-signed approval or decline of one request, checked against
 //! the request, its permission and the device's assurance, recorded once. The handlers in
-//! `crate::handlers::app` parse and render; the routes' `device` filters authenticate
-//! (the decision's leaves its device JWT's jti to [`record_decision`]).
+//! `crate::handlers::app` parse and render and authenticate: the list through the `device`
+//! filter; the view and the decision with `authenticate_device_reading`, which reads the
+//! request ([`read_by_ref`]) with the device (the decision leaves its device JWT's jti to
+//! [`record_decision`]).
 
 use crate::auth::device::{replayed, AuthenticatedDevice, UnspentJti};
 use crate::auth::jti_key;
