@@ -17,7 +17,9 @@ pub use ciba_domain::ids::MAX_ID_LEN;
 use ciba_runtime::config::Config;
 use ciba_runtime::crypto::kek::Kek;
 use ciba_runtime::crypto::keyring::KeyRing;
+use ciba_store::auth_requests::AuthRequestRow;
 use ciba_store::clients::{self, ClientRow};
+use ciba_store::permissions::PermissionRow;
 use ciba_store::{Backend, DbConnection, Store, StoreError, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -72,11 +74,37 @@ pub struct Inner {
     /// conditions and the stored row decide; a request decided through another replica
     /// takes the batch first).
     pub(crate) decided_here: TtlCache<()>,
+    /// Requests started through this process and not decided yet, by link reference, with
+    /// their permission: a decision here checks against them instead of reading them again.
+    /// What they hold never changes once stored, but for the request's status, which the
+    /// decision's write checks (see [`crate::service::device_app::context_for`]).
+    pub(crate) started_here: TtlCache<Arc<StartedHere>>,
+    /// Active devices read lately, with their parsed keys, by id: only for the decision,
+    /// whose write checks the device is still active ([`crate::auth::device`]).
+    pub(crate) devices_read: TtlCache<Arc<crate::auth::device::AuthenticatedDevice>>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
     counters: OnceLock<Result<GroupCommit<Counts>, String>>,
     /// SQLite only: the write steps' group commit ([`crate::sqlite_writer`]).
     writer: OnceLock<Result<SqliteWriter, String>>,
+}
+
+/// A request as it was stored when it started here, and its permission.
+pub type StartedHere = (AuthRequestRow, PermissionRow);
+
+/// What a [`StartedHere`] weighs, roughly: its rows and their longer texts.
+fn started_size(s: &Arc<StartedHere>) -> usize {
+    let (r, p) = &**s;
+    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    std::mem::size_of::<StartedHere>()
+        + 8 * MAX_ID_LEN.min(64)
+        + p.statement.len()
+        + opt(&p.app_callback_uri)
+        + opt(&p.acr_values)
+        + opt(&r.binding_message)
+        + opt(&r.client_notification_token)
+        + opt(&r.allowed_devices)
+        + r.scope.len()
 }
 
 #[derive(Clone)]
@@ -136,6 +164,20 @@ impl AppState {
                 CLIENT_CACHE_BYTES / 16,
                 MAX_ID_LEN,
                 |_| 0,
+            ),
+            started_here: TtlCache::new(
+                Duration::from_secs(config.auth_request_max_ttl.max(1) as u64),
+                CLIENT_CACHE_ENTRIES,
+                CLIENT_CACHE_BYTES / 4,
+                MAX_ID_LEN,
+                started_size,
+            ),
+            devices_read: TtlCache::new(
+                Duration::from_secs(config.client_cache_ttl as u64),
+                CLIENT_CACHE_ENTRIES,
+                CLIENT_CACHE_BYTES / 8,
+                MAX_ID_LEN,
+                |d| d.device.public_jwk.len() + 512,
             ),
             store,
             config,
@@ -286,6 +328,8 @@ impl AppState {
                 self.issued_permission_tokens.size(),
             ),
             ("decided_here", self.decided_here.size()),
+            ("started_here", self.started_here.size()),
+            ("devices_read", self.devices_read.size()),
         ] {
             m.cache_entries
                 .with_label_values(&[name])

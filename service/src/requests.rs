@@ -5,7 +5,9 @@
 use ciba_domain::audit::{action, Outcome};
 use ciba_domain::status::RequestStatus;
 use ciba_store::audit::{self, AuditRow, By};
-use ciba_store::{auth_requests, jobs, jtis, permissions, DbConnection, StoreError, StoreResult};
+use ciba_store::{
+    auth_requests, jobs, jtis, permissions, users, DbConnection, StoreError, StoreResult,
+};
 
 /// What a user decided, as the app signed it.
 pub struct Decision<'a> {
@@ -56,6 +58,8 @@ pub enum Recorded {
     JtiUsed,
     /// The device JWT that carried it (its jti) was used before.
     DeviceJtiUsed,
+    /// The deciding device is no longer active (revoked since it was authenticated).
+    DeviceInactive,
 }
 
 /// The jtis a signed decision spends, as keys with how long each is kept: the decision's
@@ -88,6 +92,9 @@ pub fn decide_signed(
                 amr: decision.amr,
             };
             let w = one.run(c, event, now)?;
+            if w.device_jti_fresh && w.jti_fresh && !w.device_active {
+                return Ok(Recorded::DeviceInactive);
+            }
             return Ok(recorded(w.device_jti_fresh, w.jti_fresh, w.decided));
         }
     }
@@ -97,6 +104,9 @@ pub fn decide_signed(
         let fresh = jtis::record(c, spent.decision.0, spent.decision.1)?;
         if !(device_fresh && fresh) {
             return Ok(recorded(device_fresh, fresh, false));
+        }
+        if !users::device_is_active(c, decision.device_id)? {
+            return Ok(Recorded::DeviceInactive);
         }
         Ok(if decide(c, id, decision, event, now)? {
             Recorded::Decided

@@ -86,6 +86,29 @@ fn whole_flow(backend: Backend) {
             .write_one(|c| decide_signed(c, &spent, "r1", &d, (&e, false), NOW + 1))
             .unwrap()
     };
+    // A device revoked since it was authenticated decides nothing; both jtis are spent.
+    let e = event(action::REQUEST_APPROVED, "r1", 3);
+    let by_revoked = Decision {
+        status: RequestStatus::Approved,
+        device_id: "d2",
+        amr: r#"["swk"]"#,
+    };
+    let spent = DecisionJtis {
+        decision: ("jr", NOW + 180),
+        device: ("djr", NOW + 180),
+    };
+    let outcome = store
+        .write_one(|c| decide_signed(c, &spent, "r1", &by_revoked, (&e, false), NOW + 1))
+        .unwrap();
+    assert_eq!(outcome, Recorded::DeviceInactive);
+    assert_eq!(
+        decide("jr", "djr2", RequestStatus::Approved),
+        Recorded::JtiUsed
+    );
+    assert_eq!(
+        decide("jr2", "djr", RequestStatus::Approved),
+        Recorded::DeviceJtiUsed
+    );
     let spent_device_jti = store
         .write_one(|c| ciba_store::jtis::record(c, "dj0", NOW + 180))
         .unwrap();

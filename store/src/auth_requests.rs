@@ -8,7 +8,7 @@ use crate::prepared::{from_json, template, Statement};
 use crate::schema::{auth_requests, permissions, users};
 use crate::users::UserRow;
 use crate::DbConnection;
-use ciba_domain::status::{PermissionStatus, RequestStatus};
+use ciba_domain::status::{DeviceStatus, PermissionStatus, RequestStatus};
 use diesel::prelude::*;
 
 const PENDING: &str = RequestStatus::Pending.as_str();
@@ -285,8 +285,8 @@ pub struct OneStatementDecision<'a> {
 }
 
 impl OneStatementDecision<'_> {
-    /// Spend both jtis, decide the request (if both were fresh and it is pending and
-    /// unexpired at `now`), move its permission and record `event`, in one statement.
+    /// Spend both jtis, decide the request (if both were fresh, the device is active and the
+    /// request is pending and unexpired at `now`), move its permission and record `event`, in one statement.
     pub fn run(
         &self,
         c: &mut diesel::pg::PgConnection,
@@ -306,10 +306,12 @@ impl OneStatementDecision<'_> {
             .text(PermissionStatus::Pending.as_str())
             .text(self.device_jti.0)
             .int(self.device_jti.1);
-        let r: Decided = audit::bind_event(q, event).get_result(c)?;
+        let q = audit::bind_event(q, event).text(DeviceStatus::Active.as_str());
+        let r: Decided = q.get_result(c)?;
         Ok(DecisionWrite {
             jti_fresh: r.spent == 1,
             device_jti_fresh: r.device_spent == 1,
+            device_active: r.device_active == 1,
             decided: r.n == 1,
         })
     }
@@ -319,6 +321,8 @@ impl OneStatementDecision<'_> {
 pub struct DecisionWrite {
     pub jti_fresh: bool,
     pub device_jti_fresh: bool,
+    /// The deciding device was active.
+    pub device_active: bool,
     pub decided: bool,
 }
 
@@ -328,6 +332,8 @@ struct Decided {
     spent: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     device_spent: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    device_active: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }

@@ -204,6 +204,17 @@ pub fn find_device(conn: &mut DbConnection, id: &str) -> StoreResult<Option<Devi
         .optional()?)
 }
 
+/// Whether device `id` is enrolled and active.
+pub fn device_is_active(conn: &mut DbConnection, id: &str) -> StoreResult<bool> {
+    let found = devices::table
+        .filter(devices::id.eq(id))
+        .filter(devices::status.eq(DEVICE_ACTIVE))
+        .select(devices::id)
+        .first::<String>(conn)
+        .optional()?;
+    Ok(found.is_some())
+}
+
 pub fn active_devices_of(conn: &mut DbConnection, user_sub: &str) -> StoreResult<Vec<DeviceRow>> {
     Ok(devices::table
         .filter(devices::user_sub.eq(user_sub))

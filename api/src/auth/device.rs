@@ -14,9 +14,11 @@ use ciba_store::{DbConnection, StoreResult};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use std::sync::Arc;
 
 pub const MAX_DEVICE_JWT_LIFETIME: i64 = 120;
 
+#[derive(Clone)]
 pub struct AuthenticatedDevice {
     pub device: DeviceRow,
     pub key: DecodingKey,
@@ -95,6 +97,48 @@ pub async fn authenticate_device_reading<T: Send + 'static>(
     now: i64,
     also: impl FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
 ) -> ApiResult<(AuthenticatedDevice, UnspentJti, T)> {
+    let (token, kid) = bearer_kid(authorization)?;
+    let id = kid.clone();
+    let (device, also) = state
+        .db(move |c| Ok((users::find_device(c, &id)?, also(c)?)))
+        .await?;
+    let device = device.ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
+    // Unknown, revoked, unusable or not this device's signature: one answer, so the caller
+    // learns nothing about which devices exist or were revoked.
+    if device.status != DeviceStatus::Active.as_str() {
+        return Err(unauthorized(DEVICE_AUTH_FAILED));
+    }
+    let key = device_key(&device).ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
+    let dev = AuthenticatedDevice { device, key };
+    state.devices_read.put(&kid, Arc::new(dev.clone()));
+    let jti = verify_device_jwt(state, token, &dev, now)?;
+    Ok((dev, jti, also))
+}
+
+/// [`authenticate_device_reading`] for a route whose one write re-checks, in the same
+/// statement, that the device is still active (the decision): when this process read the
+/// device lately (`CIBA_CLIENT_CACHE_TTL`) and `known` is what `also` would read, neither is
+/// read again. The device's row may be that old, so a device revoked meanwhile passes here
+/// and is refused by the write; no other route may take this path.
+pub async fn authenticate_device_for_write<T: Send + 'static>(
+    state: &AppState,
+    authorization: Option<&str>,
+    now: i64,
+    known: Option<T>,
+    also: impl FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
+) -> ApiResult<(AuthenticatedDevice, UnspentJti, T)> {
+    let (token, kid) = bearer_kid(authorization)?;
+    match (known, state.devices_read.get(&kid)) {
+        (Some(known), Some(dev)) => {
+            let jti = verify_device_jwt(state, token, &dev, now)?;
+            Ok((AuthenticatedDevice::clone(&dev), jti, known))
+        }
+        _ => authenticate_device_reading(state, authorization, now, also).await,
+    }
+}
+
+/// The device JWT in `authorization` and its `kid` (the device id), checked for form only.
+fn bearer_kid(authorization: Option<&str>) -> ApiResult<(&str, String)> {
     let token = authorization
         .and_then(|h| {
             h.split_once(' ')
@@ -114,19 +158,20 @@ pub async fn authenticate_device_reading<T: Send + 'static>(
     if !ciba_domain::ids::is_well_formed_id(&kid) {
         return Err(unauthorized(DEVICE_AUTH_FAILED));
     }
-    let id = kid.clone();
-    let (device, also) = state
-        .db(move |c| Ok((users::find_device(c, &id)?, also(c)?)))
-        .await?;
-    let device = device.ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
-    // Unknown, revoked, unusable or not this device's signature: one answer, so the caller
-    // learns nothing about which devices exist or were revoked.
-    if device.status != DeviceStatus::Active.as_str() {
-        return Err(unauthorized(DEVICE_AUTH_FAILED));
-    }
-    let key = device_key(&device).ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
+    Ok((token, kid))
+}
+
+/// The device JWT `token` checked against the active device `dev`: its signature, `sub`,
+/// `aud`, lifetime and `jti` (returned unspent).
+fn verify_device_jwt(
+    state: &AppState,
+    token: &str,
+    dev: &AuthenticatedDevice,
+    now: i64,
+) -> ApiResult<UnspentJti> {
+    let device = &dev.device;
     let (_, claims) =
-        jwt::verify_signature(token, &key, Algorithm::ES256).map_err(|e| match e {
+        jwt::verify_signature(token, &dev.key, Algorithm::ES256).map_err(|e| match e {
             jwt::REPEATED_CLAIM => ApiError::from(OAuthError::invalid_request(
                 "the device JWT repeats a claim",
             )),
@@ -156,11 +201,15 @@ pub async fn authenticate_device_reading<T: Send + 'static>(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
-    let jti = UnspentJti {
+    Ok(UnspentJti {
         key: jti_key(DEVICE_JWT, &device.id, jti),
         expires_at: exp + LEEWAY,
-    };
-    Ok((AuthenticatedDevice { device, key }, jti, also))
+    })
+}
+
+/// The answer to a device that was revoked after it was authenticated (its write refused).
+pub fn no_longer_active() -> ApiError {
+    unauthorized(DEVICE_AUTH_FAILED)
 }
 
 /// The scope of device JWTs' jtis ([`jti_key`]).

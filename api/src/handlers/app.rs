@@ -1,7 +1,9 @@
 //! The authenticating app's API (contract §7): enrollment, pending requests, one request,
 //! and the signed decision.
 
-use crate::auth::device::{authenticate_device_reading, AuthenticatedDevice};
+use crate::auth::device::{
+    authenticate_device_for_write, authenticate_device_reading, AuthenticatedDevice,
+};
 use crate::error::{private_reply, ApiError, ApiResult};
 use crate::http::caller::Caller;
 use crate::http::form::json_body;
@@ -174,13 +176,19 @@ pub async fn decide(
     let now = now();
     private_reply(
         async {
-            // The device and the request it decides, read in one trip to the database.
+            // The device and the request it decides: as this process knows them, or else
+            // read in one trip to the database. The decision's write checks what may have
+            // changed since.
             let auth = caller.authorization.as_deref();
-            let at = link_ref.clone();
-            let (dev, jti, found) = authenticate_device_reading(&state, auth, now, move |c| {
-                device_app::read_by_ref(c, &at)
-            })
-            .await?;
+            let (at, known) = (
+                link_ref.clone(),
+                device_app::context_for(&state, &link_ref).map(Some),
+            );
+            let (dev, jti, found) =
+                authenticate_device_for_write(&state, auth, now, known, move |c| {
+                    device_app::read_by_ref(c, &at)
+                })
+                .await?;
             let checked = (|| {
                 let body = json_body(content_type.as_deref(), &body)?;
                 let signed = body.get("signed_decision").and_then(Value::as_str);

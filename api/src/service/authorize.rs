@@ -266,12 +266,14 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
             at_ms,
         };
         let event = audit::row(&by, action::REQUEST_STARTED, Some(&stored.id), Outcome::Ok);
+        let permission_id = permission.id.clone();
         state
             .db_write_one(move |c| {
-                requests::start_recorded(c, &stored, &permission.id, now, &event)
+                requests::start_recorded(c, &stored, &permission_id, now, &event)
             })
             .await?
     } else {
+        let permission = permission.clone();
         state
             .db_write(move |c| {
                 let by = audit::By {
@@ -303,6 +305,10 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
         ));
     }
     state.metrics.flow(&row.flow, "started");
+    // The app decides it next, most likely through this process.
+    state
+        .started_here
+        .put(&row.link_ref, Arc::new((row.clone(), permission)));
     Ok(row)
 }
 

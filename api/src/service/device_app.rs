@@ -2,14 +2,15 @@
 //! device may see, and the device-signed approval or decline of one request, checked against
 //! the request, its permission and the device's assurance, recorded once. The handlers in
 //! `crate::handlers::app` parse and render and authenticate: the list through the `device`
-//! filter; the view and the decision with `authenticate_device_reading`, which reads the
-//! request ([`read_by_ref`]) with the device (the decision leaves its device JWT's jti to
-//! [`record_decision`]).
+//! filter; the view with `authenticate_device_reading`, which reads the request
+//! ([`read_by_ref`]) with the device; the decision with `authenticate_device_for_write`,
+//! which reads neither when this process started the request ([`context_for`]) and read the
+//! device lately, and leaves its device JWT's jti to [`record_decision`].
 
 use crate::auth::device::{replayed, AuthenticatedDevice, UnspentJti};
 use crate::auth::jti_key;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::state::{AppState, StartedHere};
 use ciba_domain::assurance::{decision_amr, KeyProtection};
 use ciba_domain::audit::{action, Actor, Origin, Outcome};
 use ciba_domain::auth_request::{validate_amr, Decision};
@@ -50,6 +51,15 @@ pub fn read_by_ref(c: &mut DbConnection, link_ref: &str) -> StoreResult<Option<W
         return Ok(None);
     }
     requests::find_by_ref_with_context(c, link_ref)
+}
+
+/// The request behind `link_ref` as it started through this process, with its permission,
+/// in the shape [`read_by_ref`] reads it: for the decision only, whose write checks what may
+/// have changed since (the request still pending and unexpired, the device still active).
+pub fn context_for(state: &AppState, link_ref: &str) -> Option<WithContext> {
+    let started = state.started_here.get(link_ref)?;
+    let (r, p) = StartedHere::clone(&started);
+    Some((r, Some(p), None))
 }
 
 /// The request read by [`read_by_ref`] and its permission, if `dev`'s user may see it: 404
@@ -214,8 +224,10 @@ pub async fn record_decision(
             };
             state.metrics.flow(&r.flow, event);
             state.decided_here.put(&r.id, ());
+            state.started_here.take(&r.link_ref);
         }
         Recorded::NotPending => return Err(not_pending()),
+        Recorded::DeviceInactive => return Err(crate::auth::device::no_longer_active()),
         Recorded::JtiUsed => {
             return Err(OAuthError::invalid_request("signed_decision: jti was already used").into())
         }

@@ -9,14 +9,18 @@
 -- $1 jti key, $2 its expiry, $3 the request's new status, $4 now (seconds), $5 the device,
 -- $6 amr (JSON), $7 the request, $8 pending (requests), $9 the permission's new status,
 -- $10 pending (permissions), $11 the device JWT's jti key, $12 its expiry, $13..$21 the
--- audit event (audit::bind_pg).
-WITH spent AS (
+-- audit event (audit::bind_pg), $22 active (devices): the device must still be active (it
+-- may have been revoked since the API read it).
+WITH active AS (
+    SELECT 1 FROM devices WHERE id = $5 AND status = $22
+), spent AS (
     INSERT INTO used_jtis (jti_key, expires_at) VALUES ($1, $2), ($11, $12)
     ON CONFLICT DO NOTHING
     RETURNING jti_key
 ), decided AS (
     UPDATE auth_requests SET status = $3, decided_at = $4, device_id = $5, amr = $6
     WHERE id = $7 AND (status = $8 AND expires_at > $4) IS TRUE AND (SELECT count(*) FROM spent) = 2
+        AND EXISTS (SELECT 1 FROM active)
     RETURNING id, permission_id, user_sub
 ), followed AS (
     UPDATE permissions p SET status = $9, decided_at = $4, user_sub = d.user_sub
@@ -28,4 +32,5 @@ WITH spent AS (
 )
 SELECT (SELECT count(*) FROM spent WHERE jti_key = $1) AS spent,
     (SELECT count(*) FROM spent WHERE jti_key = $11) AS device_spent,
+    (SELECT count(*) FROM active) AS device_active,
     (SELECT count(*) FROM decided) AS n

@@ -67,7 +67,41 @@ async fn failures_do_not_tell_what_exists(b: Backend) {
     assert_eq!((a.status, a.body), (b.status, b.body));
 }
 
+/// A phone stolen and revoked after the server last read it (its view of the request, the
+/// device kept in memory for the decision): the thief's signed approval is refused, the
+/// request stays pending and the merchant gets no token.
+async fn a_device_revoked_after_it_was_read_cannot_decide(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(101), IPHONE).await;
+    let s = start(&srv, &m, &app.nnin, IPHONE).await;
+    s.ok();
+    let (id, link_ref) = (
+        s.str("auth_req_id"),
+        crate::support::app::ref_of(s.str("authorize_uri")),
+    );
+    let view = app
+        .get(&srv, &format!("/app/v1/auth-requests/{link_ref}"))
+        .await;
+    let digest = view
+        .ok()
+        .get("permission_digest")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    srv.admin(&["devices", "revoke", &app.device_id]);
+
+    let signed = app.sign_decision(&link_ref, "approve", &digest);
+    let r = app.send_decision(&srv, &link_ref, &signed).await;
+    assert_eq!((r.status, r.error()), (401, "invalid_token"), "{r}");
+    m.poll(&srv, id)
+        .await
+        .expect_error(400, "authorization_pending");
+}
+
 on_both_backends!(
     only_the_matched_phone_sees_the_request,
-    failures_do_not_tell_what_exists
+    failures_do_not_tell_what_exists,
+    a_device_revoked_after_it_was_read_cannot_decide
 );
