@@ -79,8 +79,14 @@ pub struct Inner {
     /// What they hold never changes once stored, but for the request's status, which the
     /// decision's write checks (see [`crate::service::device_app::context_for`]).
     pub(crate) started_here: TtlCache<Arc<StartedHere>>,
-    /// Active devices read lately, with their parsed keys, by id: only for the decision,
-    /// whose write checks the device is still active ([`crate::auth::device`]).
+    /// Permissions registered through this process and not used yet, by id, with the user
+    /// their hint named and that user's active devices then: app-authorize here matches the
+    /// phone against them and claims the token and starts the request in one step, which
+    /// checks the devices are still those ([`crate::service::authorize::start_known`]).
+    pub(crate) registered_here: TtlCache<Arc<RegisteredHere>>,
+    /// Active devices read lately, with their parsed keys, by id ([`devices_read_ttl`]):
+    /// only for the decision, whose write checks the device is still active
+    /// ([`crate::auth::device`]).
     pub(crate) devices_read: TtlCache<Arc<crate::auth::device::AuthenticatedDevice>>,
     schema_ready: AtomicBool,
     poll_batcher: OnceLock<Result<PollBatcher, String>>,
@@ -91,6 +97,39 @@ pub struct Inner {
 
 /// A request as it was stored when it started here, and its permission.
 pub type StartedHere = (AuthRequestRow, PermissionRow);
+
+/// How long a device read stays in `devices_read`: what the app does between its view and
+/// its decision (the user reads and approves) takes longer than a client row is cached,
+/// and what may change of a device (its status) is checked by the decision's write; as
+/// long as a device JWT may live, unless caching is off (`CIBA_CLIENT_CACHE_TTL=0`).
+fn devices_read_ttl(client_cache_ttl: i64) -> Duration {
+    let secs = match client_cache_ttl {
+        0 => 0,
+        ttl => ttl.max(crate::auth::device::MAX_DEVICE_JWT_LIFETIME),
+    };
+    Duration::from_secs(secs as u64)
+}
+
+/// A permission as it was registered here, its user and their active devices then.
+pub struct RegisteredHere {
+    pub permission: PermissionRow,
+    pub user_sub: String,
+    pub devices: Vec<ciba_store::users::DeviceRow>,
+}
+
+/// What a [`RegisteredHere`] weighs, roughly.
+fn registered_size(r: &Arc<RegisteredHere>) -> usize {
+    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    std::mem::size_of::<RegisteredHere>()
+        + 8 * 64
+        + r.permission.statement.len()
+        + opt(&r.permission.app_callback_uri)
+        + opt(&r.permission.acr_values)
+        + r.devices
+            .iter()
+            .map(|d| 256 + d.public_jwk.len() + d.model.len())
+            .sum::<usize>()
+}
 
 /// What a [`StartedHere`] weighs, roughly: its rows and their longer texts.
 fn started_size(s: &Arc<StartedHere>) -> usize {
@@ -172,8 +211,15 @@ impl AppState {
                 MAX_ID_LEN,
                 started_size,
             ),
-            devices_read: TtlCache::new(
+            registered_here: TtlCache::new(
                 Duration::from_secs(config.client_cache_ttl as u64),
+                CLIENT_CACHE_ENTRIES,
+                CLIENT_CACHE_BYTES / 4,
+                MAX_ID_LEN,
+                registered_size,
+            ),
+            devices_read: TtlCache::new(
+                devices_read_ttl(config.client_cache_ttl),
                 CLIENT_CACHE_ENTRIES,
                 CLIENT_CACHE_BYTES / 8,
                 MAX_ID_LEN,
@@ -329,6 +375,7 @@ impl AppState {
             ),
             ("decided_here", self.decided_here.size()),
             ("started_here", self.started_here.size()),
+            ("registered_here", self.registered_here.size()),
             ("devices_read", self.devices_read.size()),
         ] {
             m.cache_entries

@@ -15,9 +15,21 @@ use ciba_store::Backend;
 mod common;
 use common::*;
 
+/// [`store`] with the user's phones: `phone` active, `stolen` revoked.
+fn store_with_phones(db: &TestDatabase) -> ciba_store::Store {
+    let store = store(db);
+    let sql = "INSERT INTO devices (id, user_sub, platform, manufacturer, model, public_jwk, \
+               status, created_at) VALUES ('phone','u1','ios','Apple','iPhone','{}','active',1), \
+               ('stolen','u1','ios','Apple','iPhone','{}','revoked',1);";
+    store
+        .write(|c| Ok(diesel::connection::SimpleConnection::batch_execute(c, sql)?))
+        .unwrap();
+    store
+}
+
 fn whole_flow(backend: Backend) {
     let db = TestDatabase::create(backend);
-    let store = store(&db);
+    let store = store_with_phones(&db);
     let reg = |id: &str, nonce: &str| {
         let e = event(action::PERMISSION_REGISTERED, id, 1);
         let p = permission(id);
@@ -75,7 +87,7 @@ fn whole_flow(backend: Backend) {
         let e = event(action::REQUEST_APPROVED, "r1", 3);
         let d = Decision {
             status,
-            device_id: "d1",
+            device_id: "phone",
             amr: r#"["swk"]"#,
         };
         let spent = DecisionJtis {
@@ -90,7 +102,7 @@ fn whole_flow(backend: Backend) {
     let e = event(action::REQUEST_APPROVED, "r1", 3);
     let by_revoked = Decision {
         status: RequestStatus::Approved,
-        device_id: "d2",
+        device_id: "stolen",
         amr: r#"["swk"]"#,
     };
     let spent = DecisionJtis {
@@ -151,7 +163,7 @@ fn whole_flow(backend: Backend) {
             r1.device_id.as_deref(),
             r1.amr.as_deref()
         ),
-        ("approved", Some("d1"), Some(r#"["swk"]"#))
+        ("approved", Some("phone"), Some(r#"["swk"]"#))
     );
     let p1 = store.read(|c| permissions::find(c, "p1")).unwrap().unwrap();
     assert_eq!(
@@ -226,7 +238,7 @@ fn whole_flow_postgres() {
 /// are told it is no longer pending, and the trail has one decision.
 fn racing_decisions(backend: Backend) {
     let db = TestDatabase::create(backend);
-    let store = store(&db);
+    let store = store_with_phones(&db);
     let p = permission("p1");
     let e = event(action::PERMISSION_REGISTERED, "p1", 1);
     store
@@ -244,7 +256,7 @@ fn racing_decisions(backend: Backend) {
                     let e = event(action::REQUEST_APPROVED, "r1", 3);
                     let d = Decision {
                         status: RequestStatus::Approved,
-                        device_id: "d1",
+                        device_id: "phone",
                         amr: r#"["swk"]"#,
                     };
                     let (jti, device_jti) = (format!("j{i}"), format!("dj{i}"));

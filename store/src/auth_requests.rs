@@ -134,6 +134,91 @@ pub fn start_recorded(
     )
 }
 
+/// What a request was matched against before its token was claimed: the permission's user
+/// and every active device of theirs then (ids).
+pub struct KnownDevices<'a> {
+    pub user_sub: &'a str,
+    pub active: &'a [String],
+}
+
+/// The token of permission `permission_id` claimed (for `intent`, by `row`'s client, on the
+/// conditions of [`crate::permissions::claim_token`]) and the request `row` started from it
+/// with its event, as [`start_recorded`] does, if the user still has exactly the active
+/// devices `known` names (what the request's match and acr were computed from). False, and
+/// nothing written, otherwise. On PostgreSQL one statement, on SQLite one transaction. Call
+/// outside a transaction.
+pub fn claim_and_start(
+    conn: &mut DbConnection,
+    row: &AuthRequestRow,
+    (permission_id, intent): (&str, &str),
+    known: &KnownDevices<'_>,
+    now: i64,
+    event: &AuditRow,
+) -> StoreResult<bool> {
+    let ids: String = known.active.iter().map(|id| format!(" {id} ")).collect();
+    let pg = |c: &mut diesel::pg::PgConnection| {
+        let q = Statement::new(
+            template!(after "WITH used AS (" with "sql/start_claiming.sql", "sql/claim_start.pg.sql"),
+        );
+        let q = claiming(q, row, (permission_id, intent), known, &ids, now)
+            .text(&row.id)
+            .text(&row.link_ref)
+            .text(&row.client_id)
+            .opt_text(row.permission_id.as_deref())
+            .text(&row.user_sub)
+            .text(&row.flow)
+            .text(&row.scope)
+            .text(&row.acr)
+            .opt_text(row.binding_message.as_deref())
+            .opt_text(row.client_notification_token.as_deref())
+            .opt_text(row.allowed_devices.as_deref())
+            .text(&row.status)
+            .int(row.interval_secs)
+            .int(row.created_at)
+            .int(row.expires_at);
+        let n: Rows = audit::bind_event(q, event).get_result(c)?;
+        Ok(n.n == 1)
+    };
+    audit::with_event(
+        conn,
+        event,
+        |&w| w,
+        pg,
+        |c| {
+            let q = Statement::new(template!("sql/start_claiming.sql"));
+            let q = claiming(q, row, (permission_id, intent), known, &ids, now);
+            if crate::prepared::execute(c, q)? != 1 {
+                return Ok(false);
+            }
+            diesel::insert_into(auth_requests::table)
+                .values(row)
+                .execute(c)?;
+            Ok(true)
+        },
+    )
+}
+
+/// start_claiming.sql's binds ($1..$10).
+fn claiming<'a>(
+    q: Statement<'a>,
+    row: &'a AuthRequestRow,
+    (permission_id, intent): (&'a str, &'a str),
+    known: &'a KnownDevices<'_>,
+    ids: &'a str,
+    now: i64,
+) -> Statement<'a> {
+    q.int(now)
+        .text(&row.id)
+        .text(permission_id)
+        .text(PermissionStatus::Pending.as_str())
+        .text(&row.client_id)
+        .text(intent)
+        .text(known.user_sub)
+        .text(DeviceStatus::Active.as_str())
+        .int(known.active.len() as i64)
+        .text(ids)
+}
+
 pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<AuthRequestRow>> {
     Ok(auth_requests::table
         .filter(auth_requests::id.eq(id))

@@ -1,7 +1,6 @@
 //! Registered permissions and their forever-unique nonces.
 
 use crate::audit::{self, AuditRow};
-use crate::auth_requests::Rows;
 use crate::error::{StoreError, StoreResult};
 use crate::prepared::{from_json, template, Statement};
 use crate::schema::{permission_nonces, permissions};
@@ -119,6 +118,20 @@ pub fn register(
     nonce_hash: &str,
     event: &AuditRow,
 ) -> StoreResult<Insert> {
+    Ok(register_reading_user(conn, row, nonce_hash, event)?.0)
+}
+
+/// The user a permission's hint names, if registered: their `sub` and active devices.
+pub type HintedUser = Option<(String, Vec<DeviceRow>)>;
+
+/// [`register`], answering too who the hint names and their active devices as they were
+/// (for a registered permission; `None` when the nonce was used), in the same step.
+pub fn register_reading_user(
+    conn: &mut DbConnection,
+    row: &PermissionRow,
+    nonce_hash: &str,
+    event: &AuditRow,
+) -> StoreResult<(Insert, HintedUser)> {
     let pg = |c: &mut diesel::pg::PgConnection| {
         let q = Statement::new(template!("sql/register_permission.pg.sql"))
             .text(&row.id)
@@ -136,24 +149,48 @@ pub fn register(
             .text(&row.status)
             .int(row.created_at)
             .text(nonce_hash);
-        let n: Rows = audit::bind_event(q, event).get_result(c)?;
-        Ok(if n.n == 1 {
-            Insert::Created
-        } else {
-            Insert::NonceReused
-        })
+        let q = audit::bind_event(q, event).text(DeviceStatus::Active.as_str());
+        let r: RegisteredRow = q.get_result(c)?;
+        if r.n != 1 {
+            return Ok((Insert::NonceReused, None));
+        }
+        let user = match r.hinted_sub {
+            None => None,
+            Some(sub) => {
+                let devices = from_json(r.devices.as_deref(), "the hinted user's devices")?;
+                Some((sub, devices.unwrap_or_default()))
+            }
+        };
+        Ok((Insert::Created, user))
     };
     audit::with_event(
         conn,
         event,
-        |o| *o == Insert::Created,
+        |o| o.0 == Insert::Created,
         pg,
         |c| {
             let mut row = row.clone();
             row.user_sub = crate::users::find_by_nnin(c, &row.login_hint)?.map(|u| u.sub);
-            insert_with_nonce(c, &row, nonce_hash)
+            if insert_with_nonce(c, &row, nonce_hash)? == Insert::NonceReused {
+                return Ok((Insert::NonceReused, None));
+            }
+            let user = match row.user_sub {
+                Some(sub) => users::with_active_devices(c, users::UserKey::Sub(&sub))?,
+                None => None,
+            };
+            Ok((Insert::Created, user))
         },
     )
+}
+
+#[derive(QueryableByName)]
+struct RegisteredRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    hinted_sub: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    devices: Option<String>,
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> StoreResult<Option<PermissionRow>> {

@@ -10,7 +10,7 @@ use crate::http::reply::json_response;
 use crate::limits::{self, Limit};
 use crate::service::authorize::{
     claim_permission, claim_permission_for_user, hinted_user, key_protections, login_permission,
-    start, verify_permission_token, Start,
+    start, start_known, usable, verify_permission_token, Start,
 };
 use crate::service::signed_request;
 use crate::state::{now, AppState};
@@ -22,7 +22,9 @@ use ciba_domain::error::{ErrorCode, OAuthError};
 use ciba_domain::nnin::Nnin;
 use ciba_domain::permission::{Intent, Loa};
 use ciba_domain::scope::{self, ScopeSet, ID_TOKEN_SCOPES};
+use ciba_store::auth_requests::AuthRequestRow;
 use ciba_store::permissions::PermissionRow;
+use ciba_store::users::DeviceRow;
 use serde_json::json;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
@@ -139,47 +141,109 @@ pub async fn app_authorize(
 ) -> Response {
     let now = now();
     let result = async {
-        let (form, client) = open(&state, content_type.as_deref(), &caller, &body, &APP, now).await?;
+        let (form, client) =
+            open(&state, content_type.as_deref(), &caller, &body, &APP, now).await?;
         let token = form.require("login_hint_token")?;
         let scope = authentication_scope(form.get("scope")?, &client.client)?;
         let device = DeviceInfo::from_b64url("device_info", form.require("device_info")?)?;
         let requested_expiry = parse_requested_expiry(form.get("requested_expiry")?)?;
         let notification_token = notification_token(&form, &client.client)?;
         let permission_id = verify_permission_token(&state, token, &client.client, now)?;
-        let (permission, (user_sub, devices)) =
-            claim_permission_for_user(&state, permission_id, &client.client, Intent::App2App, now).await?;
-        // Counted before the device match: guessing a user's phone model spends the user's
-        // budget too, not only the client's registrations.
-        limits::check(&state, Limit::UserStarts, &user_sub, APP_AUTHORIZE, now).await?;
-        let enrolled = devices.iter().map(|d| {
-            (d.id.as_str(), DeviceInfo { platform: d.platform.clone(), manufacturer: d.manufacturer.clone(), model: d.model.clone() })
-        });
-        let matched = match_for_app2app(&device, enrolled)?;
-        let keys = key_protections(devices.iter().filter(|d| matched.contains(&d.id)));
-        let acr = acr_of(&form, &permission, &keys)?;
-        let start_req = Start {
+        let request = |permission, user_sub, acr, matched| Start {
             client: &client,
             acr,
             permission,
             user_sub,
-            scope,
+            scope: scope.clone(),
             flow: Intent::App2App,
             allowed_devices: Some(matched),
             requested_expiry,
-            notification_token,
+            notification_token: notification_token.clone(),
             binding_message: None,
             new_permission: None,
             origin: caller.origin(),
         };
-        let row = start(&state, start_req, now).await?;
-        let uri = format!("{}/app2app/authorize?ref={}", state.config.app_link_base_url, row.link_ref);
-        Ok(json_response(
-            200,
-            &json!({"authorize_uri": uri, "auth_req_id": row.id, "expires_in": row.expires_at - now, "interval": row.interval_secs}),
-        ))
+        // Registered through this process: its user and their phones are known, so the
+        // token's claim and the start are one step (which checks the phones are still those).
+        // A phone that does not match, or anything that moved, takes the way below: the
+        // token is used up before the answer says anything about the user's phones.
+        let mut counted = false;
+        if let Some(known) = state.registered_here.take(&permission_id) {
+            if known.permission.client_id == client.client.id
+                && usable(&known.permission, Intent::App2App, now).is_ok()
+            {
+                limits::check(
+                    &state,
+                    Limit::UserStarts,
+                    &known.user_sub,
+                    APP_AUTHORIZE,
+                    now,
+                )
+                .await?;
+                counted = true;
+                if let Ok((matched, acr)) =
+                    matched_and_acr(&form, &device, &known.permission, &known.devices)
+                {
+                    let active = known.devices.iter().map(|d| d.id.clone()).collect();
+                    let s = request(
+                        known.permission.clone(),
+                        known.user_sub.clone(),
+                        acr,
+                        matched,
+                    );
+                    if let Some(row) = start_known(&state, s, active, now).await? {
+                        return Ok(started(&state, &row, now));
+                    }
+                }
+            }
+        }
+        let (permission, (user_sub, devices)) =
+            claim_permission_for_user(&state, permission_id, &client.client, Intent::App2App, now)
+                .await?;
+        // Counted before the device match: guessing a user's phone model spends the user's
+        // budget too, not only the client's registrations.
+        if !counted {
+            limits::check(&state, Limit::UserStarts, &user_sub, APP_AUTHORIZE, now).await?;
+        }
+        let (matched, acr) = matched_and_acr(&form, &device, &permission, &devices)?;
+        let row = start(&state, request(permission, user_sub, acr, matched), now).await?;
+        Ok(started(&state, &row, now))
     }
     .await;
     private_reply(result)
+}
+
+/// The user's devices that match the app's phone (App2App) and the acr the request gets.
+fn matched_and_acr(
+    form: &Form,
+    device: &DeviceInfo,
+    permission: &PermissionRow,
+    devices: &[DeviceRow],
+) -> ApiResult<(Vec<String>, &'static str)> {
+    let enrolled = devices.iter().map(|d| {
+        let info = DeviceInfo {
+            platform: d.platform.clone(),
+            manufacturer: d.manufacturer.clone(),
+            model: d.model.clone(),
+        };
+        (d.id.as_str(), info)
+    });
+    let matched = match_for_app2app(device, enrolled)?;
+    let keys = key_protections(devices.iter().filter(|d| matched.contains(&d.id)));
+    let acr = acr_of(form, permission, &keys)?;
+    Ok((matched, acr))
+}
+
+/// app-authorize's answer for the request `row` (contract §5).
+fn started(state: &AppState, row: &AuthRequestRow, now: i64) -> Response {
+    let uri = format!(
+        "{}/app2app/authorize?ref={}",
+        state.config.app_link_base_url, row.link_ref
+    );
+    json_response(
+        200,
+        &json!({"authorize_uri": uri, "auth_req_id": row.id, "expires_in": row.expires_at - now, "interval": row.interval_secs}),
+    )
 }
 
 pub async fn bc_authorize(

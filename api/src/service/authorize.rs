@@ -137,7 +137,7 @@ fn refusal(
 }
 
 /// Whether a permission read for a token may start a request with `intent` at `now`.
-fn usable(p: &PermissionRow, intent: Intent, now: i64) -> ApiResult<()> {
+pub(crate) fn usable(p: &PermissionRow, intent: Intent, now: i64) -> ApiResult<()> {
     if !p.intents.split(' ').any(|i| i == intent.as_str()) {
         return Err(OAuthError::invalid_request(format!(
             "the permission does not have intent {}",
@@ -220,6 +220,104 @@ pub(crate) struct Start<'a> {
 }
 
 pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult<AuthRequestRow> {
+    stored(state, s, None, now).await?.ok_or_else(already_used)
+}
+
+/// [`start`] with the token's claim in the same step (instead of [`claim_permission_for_user`]
+/// first), from what registration through this process read of the user: `active`, the ids
+/// of all their active devices then, from which the request's devices and acr were worked
+/// out. `None`, and nothing written, when the token was used or the permission moved, or
+/// the user's active devices are no longer those: then the caller claims the token.
+pub(crate) async fn start_known(
+    state: &AppState,
+    s: Start<'_>,
+    active: Vec<String>,
+    now: i64,
+) -> ApiResult<Option<AuthRequestRow>> {
+    stored(state, s, Some(active), now).await
+}
+
+/// The request `s` asks for, stored; with the token's claim when `claimed_with` gives the
+/// user's active devices ([`start_known`]). `None` when it was not stored.
+async fn stored(
+    state: &AppState,
+    s: Start<'_>,
+    claimed_with: Option<Vec<String>>,
+    now: i64,
+) -> ApiResult<Option<AuthRequestRow>> {
+    let row = request_row(state, &s, now);
+    let (stored, permission) = (row.clone(), s.permission);
+    let (nonce, origin, at_ms) = (s.new_permission, s.origin, crate::state::now_ms());
+    let by = audit::By {
+        actor: Actor::Client(&stored.client_id),
+        origin: &origin,
+        at_ms,
+    };
+    let event = audit::row(&by, action::REQUEST_STARTED, Some(&stored.id), Outcome::Ok);
+    let started = match (nonce, claimed_with) {
+        // From a registered permission (the common case): one statement on PostgreSQL.
+        (None, None) => {
+            let permission_id = permission.id.clone();
+            state
+                .db_write_one(move |c| {
+                    requests::start_recorded(c, &stored, &permission_id, now, &event)
+                })
+                .await?
+        }
+        (None, Some(active)) => {
+            let (permission_id, intent, user) = (
+                permission.id.clone(),
+                s.flow.as_str(),
+                stored.user_sub.clone(),
+            );
+            state
+                .db_write_one(move |c| {
+                    let known = requests::KnownDevices {
+                        user_sub: &user,
+                        active: &active,
+                    };
+                    let claim = (permission_id.as_str(), intent);
+                    requests::claim_and_start(c, &stored, claim, &known, now, &event)
+                })
+                .await?
+        }
+        (Some(nonce_hash), _) => {
+            let permission = permission.clone();
+            state
+                .db_write(move |c| {
+                    let by = audit::By {
+                        actor: Actor::Client(&stored.client_id),
+                        origin: &origin,
+                        at_ms,
+                    };
+                    if perms::insert_with_nonce(c, &permission, &nonce_hash)? == Insert::NonceReused
+                    {
+                        return Ok(false);
+                    }
+                    let id = Some(permission.id.as_str());
+                    audit::record(c, &by, action::PERMISSION_REGISTERED, id, Outcome::Ok)?;
+                    if !requests::start(c, &stored, &permission.id, now)? {
+                        return Ok(false);
+                    }
+                    audit::insert(c, &event)?;
+                    Ok(true)
+                })
+                .await?
+        }
+    };
+    if !started {
+        return Ok(None);
+    }
+    state.metrics.flow(&row.flow, "started");
+    // The app decides it next, most likely through this process.
+    state
+        .started_here
+        .put(&row.link_ref, Arc::new((row.clone(), permission)));
+    Ok(Some(row))
+}
+
+/// The row of the request `s` asks for, as it is stored.
+fn request_row(state: &AppState, s: &Start<'_>, now: i64) -> AuthRequestRow {
     let cfg = &state.config;
     let expires_at = expiry(
         now,
@@ -228,23 +326,25 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
         cfg.auth_request_max_ttl,
         s.permission.exp,
     );
-    let row = AuthRequestRow {
+    AuthRequestRow {
         id: random_id(),
         link_ref: random_id(),
         client_id: s.client.client.id.clone(),
         permission_id: Some(s.permission.id.clone()),
-        user_sub: s.user_sub,
+        user_sub: s.user_sub.clone(),
         flow: s.flow.as_str().into(),
         scope: s.scope.to_string(),
         acr: s.acr.into(),
         binding_message: Some(
             s.binding_message
+                .clone()
                 .unwrap_or_else(|| binding_message(&s.permission.id)),
         ),
-        client_notification_token: s.notification_token,
+        client_notification_token: s.notification_token.clone(),
         allowed_devices: s
             .allowed_devices
-            .map(|d| serde_json::to_string(&d).unwrap_or_default()),
+            .as_ref()
+            .map(|d| serde_json::to_string(d).unwrap_or_default()),
         status: RequestStatus::Pending.as_str().into(),
         interval_secs: cfg.poll_interval,
         last_poll_ms: None,
@@ -255,61 +355,7 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
         device_id: None,
         amr: None,
         redeemed_at: None,
-    };
-    let (stored, permission) = (row.clone(), s.permission);
-    let (nonce, origin, at_ms) = (s.new_permission, s.origin, crate::state::now_ms());
-    let started = if nonce.is_none() {
-        // From a registered permission (the common case): one statement on PostgreSQL.
-        let by = audit::By {
-            actor: Actor::Client(&stored.client_id),
-            origin: &origin,
-            at_ms,
-        };
-        let event = audit::row(&by, action::REQUEST_STARTED, Some(&stored.id), Outcome::Ok);
-        let permission_id = permission.id.clone();
-        state
-            .db_write_one(move |c| {
-                requests::start_recorded(c, &stored, &permission_id, now, &event)
-            })
-            .await?
-    } else {
-        let permission = permission.clone();
-        state
-            .db_write(move |c| {
-                let by = audit::By {
-                    actor: Actor::Client(&stored.client_id),
-                    origin: &origin,
-                    at_ms,
-                };
-                if let Some(nonce_hash) = nonce {
-                    if perms::insert_with_nonce(c, &permission, &nonce_hash)? == Insert::NonceReused
-                    {
-                        return Ok(false);
-                    }
-                    let id = Some(permission.id.as_str());
-                    audit::record(c, &by, action::PERMISSION_REGISTERED, id, Outcome::Ok)?;
-                }
-                if !requests::start(c, &stored, &permission.id, now)? {
-                    return Ok(false);
-                }
-                let id = Some(stored.id.as_str());
-                audit::record(c, &by, action::REQUEST_STARTED, id, Outcome::Ok)?;
-                Ok(true)
-            })
-            .await?
-    };
-    if !started {
-        return Err(oauth_error(
-            ErrorCode::InvalidRequest,
-            "login_hint_token was already used",
-        ));
     }
-    state.metrics.flow(&row.flow, "started");
-    // The app decides it next, most likely through this process.
-    state
-        .started_here
-        .put(&row.link_ref, Arc::new((row.clone(), permission)));
-    Ok(row)
 }
 
 /// A plain `login_hint` authentication gets its own `authentication.v1` permission, so every

@@ -57,8 +57,9 @@ pub async fn register(
         at_ms: crate::state::now_ms(),
     };
     let event = audit::row(&by, action::PERMISSION_REGISTERED, Some(&id), Outcome::Ok);
-    let outcome = state
-        .db_write_one(move |c| perms::register(c, &row, &nonce_hash, &event))
+    let stored = row.clone();
+    let (outcome, user) = state
+        .db_write_one(move |c| perms::register_reading_user(c, &row, &nonce_hash, &event))
         .await?;
     if outcome == Insert::NonceReused {
         return Err(OAuthError::invalid_request(
@@ -69,6 +70,17 @@ pub async fn register(
     state
         .issued_permission_tokens
         .put(&token, std::sync::Arc::new(token_claims), &key.kid);
+    if let Some((sub, devices)) = user.filter(|(_, d)| !d.is_empty()) {
+        // app-authorize comes next, most likely to this process.
+        let mut stored = stored;
+        stored.user_sub = Some(sub.clone());
+        let known = crate::state::RegisteredHere {
+            permission: stored,
+            user_sub: sub,
+            devices,
+        };
+        state.registered_here.put(&id, std::sync::Arc::new(known));
+    }
     Ok(Registered { id, token })
 }
 

@@ -1,5 +1,4 @@
-//! What the flow-step tests share: a store with one client and one user (an active device
-//! `d1`, a revoked one `d2`), audit events, rows.
+//! What the flow-step tests share: a store with one client and one user, audit events, rows.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use ciba_domain::audit::{Actor, Origin, Outcome};
@@ -20,10 +19,7 @@ pub fn store(db: &TestDatabase) -> Store {
                id_token_alg, delivery_mode, disabled, created_at, updated_at) VALUES \
                ('c1','one','x','openid','[]',false,'ES256','poll',false,1,1); \
                INSERT INTO users (sub, nnin, given_name, family_name, birthdate, created_at, \
-               updated_at) VALUES ('u1','01019010046','Kari','Nordmann','1990-01-01',1,1); \
-               INSERT INTO devices (id, user_sub, platform, manufacturer, model, public_jwk, \
-               status, created_at) VALUES ('d1','u1','ios','Apple','iPhone','{}','active',1), \
-               ('d2','u1','ios','Apple','iPhone','{}','revoked',1);";
+               updated_at) VALUES ('u1','01019010046','Kari','Nordmann','1990-01-01',1,1);";
     store.write(|c| Ok(c.batch_execute(sql)?)).unwrap();
     store
 }

@@ -1,0 +1,115 @@
+//! Issue 21: a permission registered through this process names a user whose phones it read
+//! with the registration, so app-authorize claims the token and starts the request in one
+//! write, with no read. That write checks the user's active phones are still those the
+//! request was matched against: a phone enrolled or revoked in between takes the way that
+//! claims the token first and reads the phones again, and answers as it always did.
+#![allow(clippy::unwrap_used)]
+
+use crate::support;
+
+use support::app::*;
+use support::{Backend, Reply, TestServer};
+
+const PIXEL: (&str, &str, &str) = ("android", "Google", "Pixel 8");
+
+/// `ciba_db_trips_total` of `kind` so far.
+async fn trips(srv: &TestServer, kind: &str) -> f64 {
+    let prefix = format!("ciba_db_trips_total{{kind=\"{kind}\"}} ");
+    let text = srv.metrics().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// A payment permission for `user`, registered; its token.
+async fn registered(srv: &TestServer, m: &Merchant, user: &str) -> String {
+    let created = m
+        .register(srv, &payment_statement(), "payment.v1", user, "app2app")
+        .await;
+    created["permissionToken"].as_str().unwrap().to_owned()
+}
+
+async fn authorize(
+    srv: &TestServer,
+    m: &Merchant,
+    token: &str,
+    phone: (&str, &str, &str),
+) -> Reply {
+    let info = device_info(phone);
+    let fields = [
+        ("login_hint_token", token),
+        ("scope", "openid profile"),
+        ("device_info", info.as_str()),
+    ];
+    m.app_authorize(srv, &fields).await
+}
+
+async fn app_authorize_after_registration_here_writes_once(b: Backend) {
+    // Limits high enough to be counted in runs: after the first start, from memory (on
+    // SQLite a count is a write of its own).
+    let high = "1000000/60";
+    let limits = [
+        ("CIBA_LIMIT_USER_STARTS", high),
+        ("CIBA_LIMIT_CLIENT_STARTS", high),
+    ];
+    let srv = TestServer::start_with(b, &limits).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(500), IPHONE).await;
+    start(&srv, &m, &app.nnin, IPHONE).await.ok();
+    let token = registered(&srv, &m, &app.nnin).await;
+    let (r0, w0) = (trips(&srv, "read").await, trips(&srv, "write").await);
+    let started = authorize(&srv, &m, &token, IPHONE).await;
+    started.ok();
+    let (r1, w1) = (trips(&srv, "read").await, trips(&srv, "write").await);
+    assert_eq!(
+        (r1 - r0, w1 - w0),
+        (0.0, 1.0),
+        "the claim and the start in one write"
+    );
+    // The token is used up: a second call is refused, and the request is approved as usual.
+    authorize(&srv, &m, &token, IPHONE)
+        .await
+        .expect_error(400, "invalid_request");
+    let link_ref = ref_of(started.str("authorize_uri"));
+    app.approve(&srv, &link_ref).await.ok();
+    m.poll(&srv, started.str("auth_req_id")).await.ok();
+}
+
+/// The phone that matches was enrolled after the registration: found all the same.
+async fn a_phone_enrolled_after_registration_is_matched(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let user = nnin(510);
+    let pixel = App::enroll(&srv, &user, PIXEL).await;
+    let token = registered(&srv, &m, &user).await;
+    let iphone = App::enroll_existing(&srv, &user, pixel.sub.clone(), IPHONE).await;
+    let started = authorize(&srv, &m, &token, IPHONE).await;
+    started.ok();
+    iphone
+        .approve(&srv, &ref_of(started.str("authorize_uri")))
+        .await
+        .ok();
+}
+
+/// The user's only phone was revoked (stolen) after the registration: the request is not
+/// started against it, and the token is used up by the refusal as before.
+async fn a_phone_revoked_after_registration_is_not_started_against(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(520), IPHONE).await;
+    let token = registered(&srv, &m, &app.nnin).await;
+    srv.admin(&["devices", "revoke", &app.device_id]);
+    authorize(&srv, &m, &token, IPHONE)
+        .await
+        .expect_error(400, "unknown_user_id");
+    authorize(&srv, &m, &token, IPHONE)
+        .await
+        .expect_error(400, "invalid_request");
+}
+
+on_both_backends!(
+    app_authorize_after_registration_here_writes_once,
+    a_phone_enrolled_after_registration_is_matched,
+    a_phone_revoked_after_registration_is_not_started_against
+);
