@@ -76,6 +76,52 @@ async fn app_authorize_after_registration_here_writes_once(b: Backend) {
     m.poll(&srv, started.str("auth_req_id")).await.ok();
 }
 
+/// The same for a CIBA start (bc-authorize with the permission token): one write.
+async fn bc_authorize_after_registration_here_writes_once(b: Backend) {
+    let high = "1000000/60";
+    let limits = [
+        ("CIBA_LIMIT_USER_STARTS", high),
+        ("CIBA_LIMIT_CLIENT_STARTS", high),
+    ];
+    let srv = TestServer::start_with(b, &limits).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(530), IPHONE).await;
+    start(&srv, &m, &app.nnin, IPHONE).await.ok();
+    let created = m
+        .register(
+            &srv,
+            &nonce_statement(),
+            "authentication.v1",
+            &app.nnin,
+            "ciba",
+        )
+        .await;
+    let token = created["permissionToken"].as_str().unwrap();
+    let fields = [("login_hint_token", token), ("scope", "openid")];
+    let (r0, w0) = (trips(&srv, "read").await, trips(&srv, "write").await);
+    let started = m.backchannel_authorize(&srv, &fields).await;
+    started.ok();
+    let (r1, w1) = (trips(&srv, "read").await, trips(&srv, "write").await);
+    assert_eq!(
+        (r1 - r0, w1 - w0),
+        (0.0, 1.0),
+        "the claim and the start in one write"
+    );
+    m.backchannel_authorize(&srv, &fields)
+        .await
+        .expect_error(400, "invalid_request");
+    let id = started.str("auth_req_id");
+    let pending = app.pending(&srv).await;
+    let link_ref = pending
+        .iter()
+        .find(|p| p["flow"] == "ciba")
+        .and_then(|p| p["ref"].as_str())
+        .unwrap()
+        .to_owned();
+    app.approve(&srv, &link_ref).await.ok();
+    m.poll(&srv, id).await.ok();
+}
+
 /// The phone that matches was enrolled after the registration: found all the same.
 async fn a_phone_enrolled_after_registration_is_matched(b: Backend) {
     let srv = TestServer::start(b).await;
@@ -110,6 +156,7 @@ async fn a_phone_revoked_after_registration_is_not_started_against(b: Backend) {
 
 on_both_backends!(
     app_authorize_after_registration_here_writes_once,
+    bc_authorize_after_registration_here_writes_once,
     a_phone_enrolled_after_registration_is_matched,
     a_phone_revoked_after_registration_is_not_started_against
 );

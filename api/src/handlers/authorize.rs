@@ -254,13 +254,21 @@ pub async fn bc_authorize(
 ) -> Response {
     let now = now();
     let result = async {
-        let (form, client) = open(&state, content_type.as_deref(), &caller, &body, &BC, now).await?;
+        let (form, client) =
+            open(&state, content_type.as_deref(), &caller, &body, &BC, now).await?;
         let endpoint = state.config.endpoint(BC.path);
         let form = signed_request::parameters(&state, form, &client.client, &endpoint, now).await?;
         let hints = ["login_hint_token", "login_hint", "id_token_hint"];
-        let given: Vec<&str> = hints.iter().copied().filter(|h| matches!(form.get(h), Ok(Some(_)))).collect();
+        let given: Vec<&str> = hints
+            .iter()
+            .copied()
+            .filter(|h| matches!(form.get(h), Ok(Some(_))))
+            .collect();
         if given.len() != 1 {
-            return Err(oauth_error(ErrorCode::InvalidRequest, "exactly one of login_hint_token and login_hint is required"));
+            return Err(oauth_error(
+                ErrorCode::InvalidRequest,
+                "exactly one of login_hint_token and login_hint is required",
+            ));
         }
         let scope = authentication_scope(form.get("scope")?, &client.client)?;
         let binding = form.get("binding_message")?.map(str::to_owned);
@@ -269,48 +277,126 @@ pub async fn bc_authorize(
         }
         let requested_expiry = parse_requested_expiry(form.get("requested_expiry")?)?;
         let notification_token = notification_token(&form, &client.client)?;
-        let (permission, new_permission) = match given[0] {
-            "login_hint_token" => {
-                let id = verify_permission_token(&state, form.require("login_hint_token")?, &client.client, now)?;
-                (claim_permission(&state, id, &client.client, Intent::Ciba, now).await?, None)
-            }
-            "login_hint" => {
-                // CIBA §13: nothing else tells the user which request to approve.
-                if binding.is_none() {
-                    return Err(oauth_error(ErrorCode::InvalidBindingMessage, "binding_message is required with login_hint"));
-                }
-                let nnin = Nnin::parse(form.require("login_hint")?).map_err(|_| oauth_error(ErrorCode::UnknownUserId, "login_hint is not a valid NNIN"))?;
-                let (p, nonce_hash) = login_permission(&state, &client.client, &nnin, now);
-                (p, Some(nonce_hash))
-            }
-            _ => return Err(oauth_error(ErrorCode::InvalidRequest, "id_token_hint is not supported")),
-        };
-        let user = hinted_user(&state, &permission).await;
-        if new_permission.is_some() && user.as_ref().is_err_and(|e| e.code() == ErrorCode::UnknownUserId) {
-            // A plain login_hint answers whether an NNIN is enrolled, like user-exists: it
-            // spends the same budget, so it is no way around that limit.
-            limits::check(&state, Limit::ClientUserExists, &client.client.id, BC_AUTHORIZE, now).await?;
-        }
-        let (user_sub, devices) = user?;
-        let acr = acr_of(&form, &permission, &key_protections(devices.iter()))?;
-        limits::check(&state, Limit::UserStarts, &user_sub, BC_AUTHORIZE, now).await?;
-        let start_req = Start {
+        let request = |permission, user_sub, acr, new_permission| Start {
             client: &client,
             acr,
             permission,
             user_sub,
-            scope,
+            scope: scope.clone(),
             flow: Intent::Ciba,
             allowed_devices: None,
             requested_expiry,
-            notification_token,
-            binding_message: binding,
+            notification_token: notification_token.clone(),
+            binding_message: binding.clone(),
             new_permission,
             origin: caller.origin(),
         };
-        let row = start(&state, start_req, now).await?;
-        Ok(json_response(200, &json!({"auth_req_id": row.id, "expires_in": row.expires_at - now, "interval": row.interval_secs})))
+        let mut counted = false;
+        let (permission, new_permission) = match given[0] {
+            "login_hint_token" => {
+                let id = verify_permission_token(
+                    &state,
+                    form.require("login_hint_token")?,
+                    &client.client,
+                    now,
+                )?;
+                // Registered through this process: the claim and the start in one step, as
+                // app-authorize does.
+                if let Some(known) = state.registered_here.take(&id) {
+                    if known.permission.client_id == client.client.id
+                        && usable(&known.permission, Intent::Ciba, now).is_ok()
+                    {
+                        limits::check(
+                            &state,
+                            Limit::UserStarts,
+                            &known.user_sub,
+                            BC_AUTHORIZE,
+                            now,
+                        )
+                        .await?;
+                        counted = true;
+                        if let Ok(acr) = acr_of(
+                            &form,
+                            &known.permission,
+                            &key_protections(known.devices.iter()),
+                        ) {
+                            let active = known.devices.iter().map(|d| d.id.clone()).collect();
+                            let s = request(
+                                known.permission.clone(),
+                                known.user_sub.clone(),
+                                acr,
+                                None,
+                            );
+                            if let Some(row) = start_known(&state, s, active, now).await? {
+                                return Ok(backchannel_started(&row, now));
+                            }
+                        }
+                    }
+                }
+                (
+                    claim_permission(&state, id, &client.client, Intent::Ciba, now).await?,
+                    None,
+                )
+            }
+            "login_hint" => {
+                // CIBA §13: nothing else tells the user which request to approve.
+                if binding.is_none() {
+                    return Err(oauth_error(
+                        ErrorCode::InvalidBindingMessage,
+                        "binding_message is required with login_hint",
+                    ));
+                }
+                let nnin = Nnin::parse(form.require("login_hint")?).map_err(|_| {
+                    oauth_error(ErrorCode::UnknownUserId, "login_hint is not a valid NNIN")
+                })?;
+                let (p, nonce_hash) = login_permission(&state, &client.client, &nnin, now);
+                (p, Some(nonce_hash))
+            }
+            _ => {
+                return Err(oauth_error(
+                    ErrorCode::InvalidRequest,
+                    "id_token_hint is not supported",
+                ))
+            }
+        };
+        let user = hinted_user(&state, &permission).await;
+        if new_permission.is_some()
+            && user
+                .as_ref()
+                .is_err_and(|e| e.code() == ErrorCode::UnknownUserId)
+        {
+            // A plain login_hint answers whether an NNIN is enrolled, like user-exists: it
+            // spends the same budget, so it is no way around that limit.
+            limits::check(
+                &state,
+                Limit::ClientUserExists,
+                &client.client.id,
+                BC_AUTHORIZE,
+                now,
+            )
+            .await?;
+        }
+        let (user_sub, devices) = user?;
+        let acr = acr_of(&form, &permission, &key_protections(devices.iter()))?;
+        if !counted {
+            limits::check(&state, Limit::UserStarts, &user_sub, BC_AUTHORIZE, now).await?;
+        }
+        let row = start(
+            &state,
+            request(permission, user_sub, acr, new_permission),
+            now,
+        )
+        .await?;
+        Ok(backchannel_started(&row, now))
     }
     .await;
     private_reply(result)
+}
+
+/// bc-authorize's answer for the request `row` (CIBA Core §7.3).
+fn backchannel_started(row: &AuthRequestRow, now: i64) -> Response {
+    json_response(
+        200,
+        &json!({"auth_req_id": row.id, "expires_in": row.expires_at - now, "interval": row.interval_secs}),
+    )
 }
