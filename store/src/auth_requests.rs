@@ -105,23 +105,8 @@ pub fn start_recorded(
     let pg = |c: &mut diesel::pg::PgConnection| {
         let q = Statement::new(template!("sql/start.pg.sql"))
             .int(now)
-            .text(permission_id)
-            .text(&row.id)
-            .text(&row.link_ref)
-            .text(&row.client_id)
-            .opt_text(row.permission_id.as_deref())
-            .text(&row.user_sub)
-            .text(&row.flow)
-            .text(&row.scope)
-            .text(&row.acr)
-            .opt_text(row.binding_message.as_deref())
-            .opt_text(row.client_notification_token.as_deref())
-            .opt_text(row.allowed_devices.as_deref())
-            .text(&row.status)
-            .int(row.interval_secs)
-            .int(row.created_at)
-            .int(row.expires_at)
-            .text(PermissionStatus::Pending.as_str());
+            .text(permission_id);
+        let q = bind_request(q, row).text(PermissionStatus::Pending.as_str());
         let n: Rows = audit::bind_event(q, event).get_result(c)?;
         Ok(n.n == 1)
     };
@@ -160,22 +145,10 @@ pub fn claim_and_start(
         let q = Statement::new(
             template!(after "WITH used AS (" with "sql/start_claiming.sql", "sql/claim_start.pg.sql"),
         );
-        let q = claiming(q, row, (permission_id, intent), known, &ids, now)
-            .text(&row.id)
-            .text(&row.link_ref)
-            .text(&row.client_id)
-            .opt_text(row.permission_id.as_deref())
-            .text(&row.user_sub)
-            .text(&row.flow)
-            .text(&row.scope)
-            .text(&row.acr)
-            .opt_text(row.binding_message.as_deref())
-            .opt_text(row.client_notification_token.as_deref())
-            .opt_text(row.allowed_devices.as_deref())
-            .text(&row.status)
-            .int(row.interval_secs)
-            .int(row.created_at)
-            .int(row.expires_at);
+        let q = bind_request(
+            claiming(q, row, (permission_id, intent), known, &ids, now),
+            row,
+        );
         let n: Rows = audit::bind_event(q, event).get_result(c)?;
         Ok(n.n == 1)
     };
@@ -196,6 +169,25 @@ pub fn claim_and_start(
             Ok(true)
         },
     )
+}
+
+/// The binds of a stored request's columns, in the order of start.pg.sql's INSERT.
+fn bind_request<'a>(q: Statement<'a>, row: &'a AuthRequestRow) -> Statement<'a> {
+    q.text(&row.id)
+        .text(&row.link_ref)
+        .text(&row.client_id)
+        .opt_text(row.permission_id.as_deref())
+        .text(&row.user_sub)
+        .text(&row.flow)
+        .text(&row.scope)
+        .text(&row.acr)
+        .opt_text(row.binding_message.as_deref())
+        .opt_text(row.client_notification_token.as_deref())
+        .opt_text(row.allowed_devices.as_deref())
+        .text(&row.status)
+        .int(row.interval_secs)
+        .int(row.created_at)
+        .int(row.expires_at)
 }
 
 /// start_claiming.sql's binds ($1..$10).

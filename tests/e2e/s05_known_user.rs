@@ -12,14 +12,15 @@ use support::{Backend, Reply, TestServer};
 
 const PIXEL: (&str, &str, &str) = ("android", "Google", "Pixel 8");
 
-/// `ciba_db_trips_total` of `kind` so far.
-async fn trips(srv: &TestServer, kind: &str) -> f64 {
-    let prefix = format!("ciba_db_trips_total{{kind=\"{kind}\"}} ");
-    let text = srv.metrics().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
+/// A server whose start limits are high enough to be counted in runs: after the first
+/// start, from memory (on SQLite a count is a write of its own).
+async fn counting_in_runs(b: Backend) -> TestServer {
+    let high = "1000000/60";
+    let limits = [
+        ("CIBA_LIMIT_USER_STARTS", high),
+        ("CIBA_LIMIT_CLIENT_STARTS", high),
+    ];
+    TestServer::start_with(b, &limits).await
 }
 
 /// A payment permission for `user`, registered; its token.
@@ -46,24 +47,15 @@ async fn authorize(
 }
 
 async fn app_authorize_after_registration_here_writes_once(b: Backend) {
-    // Limits high enough to be counted in runs: after the first start, from memory (on
-    // SQLite a count is a write of its own).
-    let high = "1000000/60";
-    let limits = [
-        ("CIBA_LIMIT_USER_STARTS", high),
-        ("CIBA_LIMIT_CLIENT_STARTS", high),
-    ];
-    let srv = TestServer::start_with(b, &limits).await;
+    let srv = counting_in_runs(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(500), IPHONE).await;
     start(&srv, &m, &app.nnin, IPHONE).await.ok();
     let token = registered(&srv, &m, &app.nnin).await;
-    let (r0, w0) = (trips(&srv, "read").await, trips(&srv, "write").await);
-    let started = authorize(&srv, &m, &token, IPHONE).await;
+    let (started, reads, writes) = srv.trips_of(authorize(&srv, &m, &token, IPHONE)).await;
     started.ok();
-    let (r1, w1) = (trips(&srv, "read").await, trips(&srv, "write").await);
     assert_eq!(
-        (r1 - r0, w1 - w0),
+        (reads, writes),
         (0.0, 1.0),
         "the claim and the start in one write"
     );
@@ -78,12 +70,7 @@ async fn app_authorize_after_registration_here_writes_once(b: Backend) {
 
 /// The same for a CIBA start (bc-authorize with the permission token): one write.
 async fn bc_authorize_after_registration_here_writes_once(b: Backend) {
-    let high = "1000000/60";
-    let limits = [
-        ("CIBA_LIMIT_USER_STARTS", high),
-        ("CIBA_LIMIT_CLIENT_STARTS", high),
-    ];
-    let srv = TestServer::start_with(b, &limits).await;
+    let srv = counting_in_runs(b).await;
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(530), IPHONE).await;
     start(&srv, &m, &app.nnin, IPHONE).await.ok();
@@ -98,12 +85,10 @@ async fn bc_authorize_after_registration_here_writes_once(b: Backend) {
         .await;
     let token = created["permissionToken"].as_str().unwrap();
     let fields = [("login_hint_token", token), ("scope", "openid")];
-    let (r0, w0) = (trips(&srv, "read").await, trips(&srv, "write").await);
-    let started = m.backchannel_authorize(&srv, &fields).await;
+    let (started, reads, writes) = srv.trips_of(m.backchannel_authorize(&srv, &fields)).await;
     started.ok();
-    let (r1, w1) = (trips(&srv, "read").await, trips(&srv, "write").await);
     assert_eq!(
-        (r1 - r0, w1 - w0),
+        (reads, writes),
         (0.0, 1.0),
         "the claim and the start in one write"
     );

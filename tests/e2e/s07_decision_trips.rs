@@ -9,28 +9,7 @@ use crate::s07_decision_jti::pending_request;
 use crate::support;
 
 use support::app::*;
-use support::{Backend, Reply, TestServer};
-
-/// `ciba_db_trips_total` of `kind` so far.
-async fn trips(srv: &TestServer, kind: &str) -> f64 {
-    let prefix = format!("ciba_db_trips_total{{kind=\"{kind}\"}} ");
-    let text = srv.metrics().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
-
-/// The reads and writes `send` made.
-async fn counted(
-    srv: &TestServer,
-    send: impl std::future::Future<Output = Reply>,
-) -> (Reply, f64, f64) {
-    let (r0, w0) = (trips(srv, "read").await, trips(srv, "write").await);
-    let reply = send.await;
-    let (r1, w1) = (trips(srv, "read").await, trips(srv, "write").await);
-    (reply, r1 - r0, w1 - w0)
-}
+use support::{Backend, TestServer};
 
 async fn a_decision_reads_once_and_writes_once(b: Backend) {
     // The view names the merchant: from the client cache, kept for the whole test.
@@ -43,10 +22,10 @@ async fn a_decision_reads_once_and_writes_once(b: Backend) {
     started.ok();
     let link_ref = ref_of(started.str("authorize_uri"));
     let path = format!("/app/v1/auth-requests/{link_ref}");
-    let (view, reads, writes) = counted(&srv, app.get(&srv, &path)).await;
+    let (view, reads, writes) = srv.trips_of(app.get(&srv, &path)).await;
     view.ok();
     assert_eq!((reads, writes), (1.0, 1.0), "a view");
-    let (r, reads, writes) = counted(&srv, other.get(&srv, &path)).await;
+    let (r, reads, writes) = srv.trips_of(other.get(&srv, &path)).await;
     assert_eq!(r.status, 403, "{r}");
     assert_eq!(
         (reads, writes),
@@ -57,14 +36,18 @@ async fn a_decision_reads_once_and_writes_once(b: Backend) {
     // Started here, its device read here by the view: nothing to read.
     let digest = view.str("permission_digest").to_owned();
     let signed = app.sign_decision(&link_ref, "approve", &digest);
-    let (r, reads, writes) = counted(&srv, app.send_decision(&srv, &link_ref, &signed)).await;
+    let (r, reads, writes) = srv
+        .trips_of(app.send_decision(&srv, &link_ref, &signed))
+        .await;
     r.ok();
     assert_eq!((reads, writes), (0.0, 1.0), "an approval");
 
     // Refused decisions make the same trips: the jti is spent by the one write.
     let (_, link_ref, digest) = pending_request(&srv, &m, &app).await;
     let forged = other.sign_decision(&link_ref, "approve", &digest);
-    let (r, reads, writes) = counted(&srv, app.send_decision(&srv, &link_ref, &forged)).await;
+    let (r, reads, writes) = srv
+        .trips_of(app.send_decision(&srv, &link_ref, &forged))
+        .await;
     r.expect_error(400, "invalid_request");
     assert_eq!(
         (reads, writes),
@@ -73,7 +56,9 @@ async fn a_decision_reads_once_and_writes_once(b: Backend) {
     );
 
     let signed = other.sign_decision(&link_ref, "approve", &digest);
-    let (r, reads, writes) = counted(&srv, other.send_decision(&srv, &link_ref, &signed)).await;
+    let (r, reads, writes) = srv
+        .trips_of(other.send_decision(&srv, &link_ref, &signed))
+        .await;
     assert_eq!(r.status, 403, "{r}");
     assert_eq!((reads, writes), (0.0, 1.0), "another user's request");
 }
@@ -88,7 +73,9 @@ async fn a_decision_this_process_knows_nothing_of_reads_once(b: Backend) {
     // Another process, or this one restarted: neither the request nor the device in memory.
     srv.restart().await;
     let signed = app.sign_decision(&link_ref, "approve", &digest);
-    let (r, reads, writes) = counted(&srv, app.send_decision(&srv, &link_ref, &signed)).await;
+    let (r, reads, writes) = srv
+        .trips_of(app.send_decision(&srv, &link_ref, &signed))
+        .await;
     r.ok();
     assert_eq!((reads, writes), (1.0, 1.0), "an approval read in one trip");
     m.poll(&srv, &id).await.ok();

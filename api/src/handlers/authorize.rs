@@ -13,7 +13,7 @@ use crate::service::authorize::{
     start, start_known, usable, verify_permission_token, Start,
 };
 use crate::service::signed_request;
-use crate::state::{now, AppState};
+use crate::state::{now, AppState, RegisteredHere};
 use ciba_domain::assurance::{request_acr, KeyProtection};
 use ciba_domain::auth_request::{self as req, parse_requested_expiry};
 use ciba_domain::client::{Client, DeliveryMode};
@@ -26,6 +26,7 @@ use ciba_store::auth_requests::AuthRequestRow;
 use ciba_store::permissions::PermissionRow;
 use ciba_store::users::DeviceRow;
 use serde_json::json;
+use std::sync::Arc;
 use warp::hyper::body::Bytes;
 use warp::reply::Response;
 
@@ -167,33 +168,29 @@ pub async fn app_authorize(
         // token's claim and the start are one step (which checks the phones are still those).
         // A phone that does not match, or anything that moved, takes the way below: the
         // token is used up before the answer says anything about the user's phones.
-        let mut counted = false;
-        if let Some(known) = state.registered_here.take(&permission_id) {
-            if known.permission.client_id == client.client.id
-                && usable(&known.permission, Intent::App2App, now).is_ok()
+        let known = registered_here(
+            &state,
+            &permission_id,
+            &client.client,
+            Intent::App2App,
+            APP_AUTHORIZE,
+            now,
+        )
+        .await?;
+        let counted = known.is_some();
+        if let Some(known) = known {
+            if let Ok((matched, acr)) =
+                matched_and_acr(&form, &device, &known.permission, &known.devices)
             {
-                limits::check(
-                    &state,
-                    Limit::UserStarts,
-                    &known.user_sub,
-                    APP_AUTHORIZE,
-                    now,
-                )
-                .await?;
-                counted = true;
-                if let Ok((matched, acr)) =
-                    matched_and_acr(&form, &device, &known.permission, &known.devices)
-                {
-                    let active = known.devices.iter().map(|d| d.id.clone()).collect();
-                    let s = request(
-                        known.permission.clone(),
-                        known.user_sub.clone(),
-                        acr,
-                        matched,
-                    );
-                    if let Some(row) = start_known(&state, s, active, now).await? {
-                        return Ok(started(&state, &row, now));
-                    }
+                let active = known.devices.iter().map(|d| d.id.clone()).collect();
+                let s = request(
+                    known.permission.clone(),
+                    known.user_sub.clone(),
+                    acr,
+                    matched,
+                );
+                if let Some(row) = start_known(&state, s, active, now).await? {
+                    return Ok(started(&state, &row, now));
                 }
             }
         }
@@ -211,6 +208,28 @@ pub async fn app_authorize(
     }
     .await;
     private_reply(result)
+}
+
+/// The permission `id` as it was registered through this process, if it was and its token
+/// may start a request of `client` with `intent` now, taken out of memory, with the user's
+/// start counted (contract §10) like any start's: then the claim and the start may be one
+/// step ([`start_known`]). The start limit is counted before the phones are looked at.
+async fn registered_here(
+    state: &AppState,
+    id: &str,
+    client: &Client,
+    intent: Intent,
+    route: &'static str,
+    now: i64,
+) -> ApiResult<Option<Arc<RegisteredHere>>> {
+    let Some(known) = state.registered_here.take(id) else {
+        return Ok(None);
+    };
+    if known.permission.client_id != client.id || usable(&known.permission, intent, now).is_err() {
+        return Ok(None);
+    }
+    limits::check(state, Limit::UserStarts, &known.user_sub, route, now).await?;
+    Ok(Some(known))
 }
 
 /// The user's devices that match the app's phone (App2App) and the acr the request gets.
@@ -302,34 +321,18 @@ pub async fn bc_authorize(
                 )?;
                 // Registered through this process: the claim and the start in one step, as
                 // app-authorize does.
-                if let Some(known) = state.registered_here.take(&id) {
-                    if known.permission.client_id == client.client.id
-                        && usable(&known.permission, Intent::Ciba, now).is_ok()
-                    {
-                        limits::check(
-                            &state,
-                            Limit::UserStarts,
-                            &known.user_sub,
-                            BC_AUTHORIZE,
-                            now,
-                        )
+                let known =
+                    registered_here(&state, &id, &client.client, Intent::Ciba, BC_AUTHORIZE, now)
                         .await?;
-                        counted = true;
-                        if let Ok(acr) = acr_of(
-                            &form,
-                            &known.permission,
-                            &key_protections(known.devices.iter()),
-                        ) {
-                            let active = known.devices.iter().map(|d| d.id.clone()).collect();
-                            let s = request(
-                                known.permission.clone(),
-                                known.user_sub.clone(),
-                                acr,
-                                None,
-                            );
-                            if let Some(row) = start_known(&state, s, active, now).await? {
-                                return Ok(backchannel_started(&row, now));
-                            }
+                counted = known.is_some();
+                if let Some(known) = known {
+                    let keys = key_protections(known.devices.iter());
+                    if let Ok(acr) = acr_of(&form, &known.permission, &keys) {
+                        let active = known.devices.iter().map(|d| d.id.clone()).collect();
+                        let s =
+                            request(known.permission.clone(), known.user_sub.clone(), acr, None);
+                        if let Some(row) = start_known(&state, s, active, now).await? {
+                            return Ok(backchannel_started(&row, now));
                         }
                     }
                 }

@@ -400,6 +400,27 @@ impl TestServer {
         self.get_text(&self.url("/metrics")).await
     }
 
+    /// What `send` answered, and the database reads and writes it made (`ciba_db_trips_total`).
+    pub async fn trips_of(
+        &self,
+        send: impl std::future::Future<Output = Reply>,
+    ) -> (Reply, f64, f64) {
+        let (r0, w0) = (self.db_trips("read").await, self.db_trips("write").await);
+        let reply = send.await;
+        let (r1, w1) = (self.db_trips("read").await, self.db_trips("write").await);
+        (reply, r1 - r0, w1 - w0)
+    }
+
+    /// `ciba_db_trips_total` of `kind` (read, write, soft) so far.
+    pub async fn db_trips(&self, kind: &str) -> f64 {
+        let prefix = format!("ciba_db_trips_total{{kind=\"{kind}\"}} ");
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         Reply::read(self.http.get(self.url(path)).send().await.unwrap()).await
     }
