@@ -119,16 +119,30 @@ pub struct RegisteredHere {
 
 /// What a [`RegisteredHere`] weighs, roughly.
 fn registered_size(r: &Arc<RegisteredHere>) -> usize {
-    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
     std::mem::size_of::<RegisteredHere>()
         + 8 * 64
-        + r.permission.statement.len()
-        + opt(&r.permission.app_callback_uri)
-        + opt(&r.permission.acr_values)
+        + permission_size(&r.permission)
         + r.devices
             .iter()
-            .map(|d| 256 + d.public_jwk.len() + d.model.len())
+            .map(|d| {
+                256 + d.public_jwk.len()
+                    + d.model.len()
+                    + d.platform.len()
+                    + d.manufacturer.len()
+                    + d.name.as_ref().map_or(0, String::len)
+            })
             .sum::<usize>()
+}
+
+/// The longer texts of a permission row.
+fn permission_size(p: &PermissionRow) -> usize {
+    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    p.statement.len()
+        + p.digest.len()
+        + p.login_hint.len()
+        + p.intents.len()
+        + opt(&p.app_callback_uri)
+        + opt(&p.acr_values)
 }
 
 /// What a [`StartedHere`] weighs, roughly: its rows and their longer texts.
@@ -137,9 +151,7 @@ fn started_size(s: &Arc<StartedHere>) -> usize {
     let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
     std::mem::size_of::<StartedHere>()
         + 8 * MAX_ID_LEN.min(64)
-        + p.statement.len()
-        + opt(&p.app_callback_uri)
-        + opt(&p.acr_values)
+        + permission_size(p)
         + opt(&r.binding_message)
         + opt(&r.client_notification_token)
         + opt(&r.allowed_devices)

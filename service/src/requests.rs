@@ -92,37 +92,41 @@ pub fn decide_signed(
                 amr: decision.amr,
             };
             let w = one.run(c, event, now)?;
-            if w.device_jti_fresh && w.jti_fresh && !w.device_active {
-                return Ok(Recorded::DeviceInactive);
-            }
-            return Ok(recorded(w.device_jti_fresh, w.jti_fresh, w.decided));
+            return Ok(recorded(
+                w.device_jti_fresh,
+                w.device_active,
+                w.jti_fresh,
+                w.decided,
+            ));
         }
     }
     ciba_store::transaction(conn, |c| {
         // Both spent whatever the other was, as the one statement does.
         let device_fresh = jtis::record(c, spent.device.0, spent.device.1)?;
         let fresh = jtis::record(c, spent.decision.0, spent.decision.1)?;
-        if !(device_fresh && fresh) {
-            return Ok(recorded(device_fresh, fresh, false));
+        let active = users::device_is_active(c, decision.device_id)?;
+        if !(device_fresh && active && fresh) {
+            return Ok(recorded(device_fresh, active, fresh, false));
         }
-        if !users::device_is_active(c, decision.device_id)? {
-            return Ok(Recorded::DeviceInactive);
-        }
-        Ok(if decide(c, id, decision, event, now)? {
-            Recorded::Decided
-        } else {
-            Recorded::NotPending
-        })
+        let decided = decide(c, id, decision, event, now)?;
+        Ok(recorded(true, true, true, decided))
     })
 }
 
-/// The outcome of a decision's write: a replayed device JWT first, then a replayed decision.
-fn recorded(device_jti_fresh: bool, jti_fresh: bool, decided: bool) -> Recorded {
-    match (device_jti_fresh, jti_fresh, decided) {
-        (false, _, _) => Recorded::DeviceJtiUsed,
-        (true, false, _) => Recorded::JtiUsed,
-        (true, true, false) => Recorded::NotPending,
-        (true, true, true) => Recorded::Decided,
+/// The outcome of a decision's write: a replayed device JWT first, then a device no longer
+/// active (401 either way, whatever else was wrong), then a replayed decision.
+fn recorded(
+    device_jti_fresh: bool,
+    device_active: bool,
+    jti_fresh: bool,
+    decided: bool,
+) -> Recorded {
+    match (device_jti_fresh, device_active, jti_fresh, decided) {
+        (false, _, _, _) => Recorded::DeviceJtiUsed,
+        (true, false, _, _) => Recorded::DeviceInactive,
+        (true, true, false, _) => Recorded::JtiUsed,
+        (true, true, true, false) => Recorded::NotPending,
+        (true, true, true, true) => Recorded::Decided,
     }
 }
 

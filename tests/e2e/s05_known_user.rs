@@ -139,7 +139,27 @@ async fn a_phone_revoked_after_registration_is_not_started_against(b: Backend) {
         .expect_error(400, "invalid_request");
 }
 
+/// The user's start limit refuses a start from a permission registered here: the token is
+/// used up all the same, as when it is claimed before the limit is counted.
+async fn a_start_refused_by_the_user_limit_uses_the_token(b: Backend) {
+    let srv = TestServer::start_with(b, &[("CIBA_LIMIT_USER_STARTS", "1/60")]).await;
+    let m = Merchant::new(&srv, SCOPES, &[]).await;
+    let app = App::enroll(&srv, &nnin(540), IPHONE).await;
+    start(&srv, &m, &app.nnin, IPHONE).await.ok();
+    let token = registered(&srv, &m, &app.nnin).await;
+    authorize(&srv, &m, &token, IPHONE)
+        .await
+        .expect_error(429, "too_many_requests");
+    let again = authorize(&srv, &m, &token, IPHONE).await;
+    assert_eq!(
+        (again.status, again.error()),
+        (400, "invalid_request"),
+        "{again}"
+    );
+}
+
 on_both_backends!(
+    a_start_refused_by_the_user_limit_uses_the_token,
     app_authorize_after_registration_here_writes_once,
     bc_authorize_after_registration_here_writes_once,
     a_phone_enrolled_after_registration_is_matched,

@@ -102,16 +102,17 @@ pub async fn authenticate_device_reading<T: Send + 'static>(
     let (device, also) = state
         .db(move |c| Ok((users::find_device(c, &id)?, also(c)?)))
         .await?;
-    let device = device.ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
     // Unknown, revoked, unusable or not this device's signature: one answer, so the caller
     // learns nothing about which devices exist or were revoked.
-    if device.status != DeviceStatus::Active.as_str() {
+    let Some(device) = device.filter(|d| d.status == DeviceStatus::Active.as_str()) else {
+        state.devices_read.take(&kid);
         return Err(unauthorized(DEVICE_AUTH_FAILED));
-    }
+    };
     let key = device_key(&device).ok_or_else(|| unauthorized(DEVICE_AUTH_FAILED))?;
     let dev = AuthenticatedDevice { device, key };
-    state.devices_read.put(&kid, Arc::new(dev.clone()));
     let jti = verify_device_jwt(state, token, &dev, now)?;
+    // Kept only once its holder proved the key.
+    state.devices_read.put(&kid, Arc::new(dev.clone()));
     Ok((dev, jti, also))
 }
 

@@ -213,7 +213,8 @@ pub async fn app_authorize(
 /// The permission `id` as it was registered through this process, if it was and its token
 /// may start a request of `client` with `intent` now, taken out of memory, with the user's
 /// start counted (contract §10) like any start's: then the claim and the start may be one
-/// step ([`start_known`]). The start limit is counted before the phones are looked at.
+/// step ([`start_known`]). The start limit is counted before the phones are looked at; a
+/// refused start uses the token up all the same.
 async fn registered_here(
     state: &AppState,
     id: &str,
@@ -222,13 +223,19 @@ async fn registered_here(
     route: &'static str,
     now: i64,
 ) -> ApiResult<Option<Arc<RegisteredHere>>> {
-    let Some(known) = state.registered_here.take(id) else {
+    let Some(known) = state.registered_here.get(id) else {
         return Ok(None);
     };
     if known.permission.client_id != client.id || usable(&known.permission, intent, now).is_err() {
         return Ok(None);
     }
-    limits::check(state, Limit::UserStarts, &known.user_sub, route, now).await?;
+    state.registered_here.take(id);
+    if let Err(refused) = limits::check(state, Limit::UserStarts, &known.user_sub, route, now).await
+    {
+        // The token is used up by a refused start, as on the way that claims it first.
+        let _ = claim_permission(state, id.to_owned(), client, intent, now).await;
+        return Err(refused);
+    }
     Ok(Some(known))
 }
 

@@ -127,13 +127,26 @@ fn refusal(
     intent: Intent,
     now: i64,
 ) -> ciba_store::StoreResult<ApiError> {
+    Ok(claimable(c, (id, client_id), intent, now)?
+        .err()
+        .unwrap_or_else(already_used))
+}
+
+/// Whether the token of permission `id` may start a request of `client_id` with `intent`
+/// now, as the stored row says, and if not why.
+fn claimable(
+    c: &mut ciba_store::DbConnection,
+    (id, client_id): (&str, &str),
+    intent: Intent,
+    now: i64,
+) -> ciba_store::StoreResult<ApiResult<()>> {
     let Some(p) = perms::find_owned(c, id, client_id)? else {
-        return Ok(oauth_error(
+        return Ok(Err(oauth_error(
             ErrorCode::InvalidRequest,
             "login_hint_token names no permission of this client",
-        ));
+        )));
     };
-    Ok(usable(&p, intent, now).err().unwrap_or_else(already_used))
+    Ok(usable(&p, intent, now))
 }
 
 /// Whether a permission read for a token may start a request with `intent` at `now`.
@@ -265,21 +278,25 @@ async fn stored(
                 .await?
         }
         (None, Some(active)) => {
-            let (permission_id, intent, user) = (
-                permission.id.clone(),
-                s.flow.as_str(),
-                stored.user_sub.clone(),
-            );
+            let (permission_id, intent, user) =
+                (permission.id.clone(), s.flow, stored.user_sub.clone());
             state
                 .db_write_one(move |c| {
                     let known = requests::KnownDevices {
                         user_sub: &user,
                         active: &active,
                     };
-                    let claim = (permission_id.as_str(), intent);
-                    requests::claim_and_start(c, &stored, claim, &known, now, &event)
+                    let claim = (permission_id.as_str(), intent.as_str());
+                    if requests::claim_and_start(c, &stored, claim, &known, now, &event)? {
+                        return Ok(Ok(true));
+                    }
+                    // Nothing written. A token that can no longer be used is refused here,
+                    // in this trip, as a refused claim is: the answer takes as long whatever
+                    // the phones were. Else the user's phones changed: false.
+                    let owned = (permission_id.as_str(), stored.client_id.as_str());
+                    Ok(claimable(c, owned, intent, now)?.map(|()| false))
                 })
-                .await?
+                .await??
         }
         (Some(nonce_hash), _) => {
             let permission = permission.clone();
@@ -309,10 +326,13 @@ async fn stored(
         return Ok(None);
     }
     state.metrics.flow(&row.flow, "started");
-    // The app decides it next, most likely through this process.
-    state
-        .started_here
-        .put(&row.link_ref, Arc::new((row.clone(), permission)));
+    // The app decides it next, most likely through this process (of no use when the device
+    // is read afresh every time: CIBA_CLIENT_CACHE_TTL=0).
+    if state.config.client_cache_ttl > 0 {
+        state
+            .started_here
+            .put(&row.link_ref, Arc::new((row.clone(), permission)));
+    }
     Ok(Some(row))
 }
 

@@ -178,10 +178,7 @@ pub async fn record_decision(
 ) -> ApiResult<(Decision, PermissionRow)> {
     let checked = match checked {
         Ok(checked) => checked,
-        Err(e) => {
-            device_jti.spend(state).await?;
-            return Err(e);
-        }
+        Err(e) => return Err(spend_refused(state, dev, device_jti, e).await),
     };
     let CheckedDecision {
         request: r,
@@ -226,14 +223,47 @@ pub async fn record_decision(
             state.decided_here.put(&r.id, ());
             state.started_here.take(&r.link_ref);
         }
-        Recorded::NotPending => return Err(not_pending()),
-        Recorded::DeviceInactive => return Err(crate::auth::device::no_longer_active()),
+        Recorded::NotPending => {
+            state.started_here.take(&r.link_ref);
+            return Err(not_pending());
+        }
+        Recorded::DeviceInactive => {
+            state.devices_read.take(&dev.device.id);
+            return Err(crate::auth::device::no_longer_active());
+        }
         Recorded::JtiUsed => {
             return Err(OAuthError::invalid_request("signed_decision: jti was already used").into())
         }
         Recorded::DeviceJtiUsed => return Err(replayed()),
     }
     Ok((decision, p))
+}
+
+/// The answer to a decision refused by its checks (`refused`), its device JWT's jti spent:
+/// replayed, or a device revoked since it was read (its row may come from memory), both 401
+/// whatever else was wrong; else `refused`.
+async fn spend_refused(
+    state: &AppState,
+    dev: &AuthenticatedDevice,
+    device_jti: UnspentJti,
+    refused: ApiError,
+) -> ApiError {
+    let device_id = dev.device.id.clone();
+    let spent = state
+        .db_write_one(move |c| {
+            let fresh = ciba_store::jtis::record(c, &device_jti.key, device_jti.expires_at)?;
+            Ok((fresh, users::device_is_active(c, &device_id)?))
+        })
+        .await;
+    match spent {
+        Err(e) => e,
+        Ok((false, _)) => replayed(),
+        Ok((true, false)) => {
+            state.devices_read.take(&dev.device.id);
+            crate::auth::device::no_longer_active()
+        }
+        Ok((true, true)) => refused,
+    }
 }
 
 /// App2App: only the devices that matched at app-authorize may see or decide the request.

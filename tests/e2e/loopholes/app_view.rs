@@ -92,6 +92,10 @@ async fn a_device_revoked_after_it_was_read_cannot_decide(b: Backend) {
         .to_owned();
     srv.admin(&["devices", "revoke", &app.device_id]);
 
+    // Refused by its checks too (not this permission's digest): the answer is still 401.
+    let wrong = app.sign_decision(&link_ref, "approve", "not-the-digest");
+    let r = app.send_decision(&srv, &link_ref, &wrong).await;
+    assert_eq!((r.status, r.error()), (401, "invalid_token"), "{r}");
     let signed = app.sign_decision(&link_ref, "approve", &digest);
     let r = app.send_decision(&srv, &link_ref, &signed).await;
     assert_eq!((r.status, r.error()), (401, "invalid_token"), "{r}");
