@@ -272,18 +272,8 @@ async fn permission_tokens_are_checked(b: Backend) {
         .await
         .expect_error(400, "invalid_request");
     // a ciba permission cannot start app2app
-    let ciba = m
-        .register(
-            &srv,
-            &nonce_statement(),
-            "authentication.v1",
-            &app.nnin,
-            "ciba",
-        )
-        .await;
-    call(&m, ciba["permissionToken"].as_str().unwrap().to_owned())
-        .await
-        .expect(400);
+    let ciba = m.ciba_permission_token(&srv, &app.nnin).await;
+    call(&m, ciba).await.expect(400);
 }
 
 async fn request_fields_are_validated(b: Backend) {

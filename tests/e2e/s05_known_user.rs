@@ -74,17 +74,8 @@ async fn bc_authorize_after_registration_here_writes_once(b: Backend) {
     let m = Merchant::new(&srv, SCOPES, &[]).await;
     let app = App::enroll(&srv, &nnin(530), IPHONE).await;
     start(&srv, &m, &app.nnin, IPHONE).await.ok();
-    let created = m
-        .register(
-            &srv,
-            &nonce_statement(),
-            "authentication.v1",
-            &app.nnin,
-            "ciba",
-        )
-        .await;
-    let token = created["permissionToken"].as_str().unwrap();
-    let fields = [("login_hint_token", token), ("scope", "openid")];
+    let token = m.ciba_permission_token(&srv, &app.nnin).await;
+    let fields = [("login_hint_token", token.as_str()), ("scope", "openid")];
     let (started, reads, writes) = srv.trips_of(m.backchannel_authorize(&srv, &fields)).await;
     started.ok();
     assert_eq!(

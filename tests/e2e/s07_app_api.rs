@@ -278,16 +278,8 @@ async fn bc_authorize_flows(b: Backend) {
     assert_eq!(decided.ok()["status"], "approved");
     assert_eq!(decided["redirect_uri"], Value::Null);
 
-    let ciba = m
-        .register(
-            &srv,
-            &nonce_statement(),
-            "authentication.v1",
-            &app.nnin,
-            "ciba",
-        )
-        .await;
-    let pt = ciba["permissionToken"].as_str().unwrap();
+    let ciba = m.ciba_permission_token(&srv, &app.nnin).await;
+    let pt = ciba.as_str();
     m.backchannel_authorize(&srv, &[("login_hint_token", pt), ("scope", "openid")])
         .await
         .ok();

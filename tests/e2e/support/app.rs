@@ -78,6 +78,14 @@ impl Merchant {
             .clone()
     }
 
+    /// The token of a new `authentication.v1` permission for `nnin` with intent `ciba`.
+    pub async fn ciba_permission_token(&self, srv: &TestServer, nnin: &str) -> String {
+        let created = self
+            .register(srv, &nonce_statement(), "authentication.v1", nnin, "ciba")
+            .await;
+        created["permissionToken"].as_str().unwrap().to_owned()
+    }
+
     /// Poll the token endpoint for `auth_req_id` (the CIBA grant, `client_secret_basic`).
     pub async fn poll(&self, srv: &TestServer, auth_req_id: &str) -> Reply {
         srv.post(
