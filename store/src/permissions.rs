@@ -154,14 +154,7 @@ pub fn register_reading_user(
         if r.n != 1 {
             return Ok((Insert::NonceReused, None));
         }
-        let user = match r.hinted_sub {
-            None => None,
-            Some(sub) => {
-                let devices = from_json(r.devices.as_deref(), "the hinted user's devices")?;
-                Some((sub, devices.unwrap_or_default()))
-            }
-        };
-        Ok((Insert::Created, user))
+        Ok((Insert::Created, hinted_user(r.hinted_sub, r.devices)?))
     };
     audit::with_event(
         conn,
@@ -231,7 +224,7 @@ pub fn claim_token(
 }
 
 /// A claimed permission and, if its hinted user exists, their `sub` and active devices.
-pub type ClaimedForUser = (PermissionRow, Option<(String, Vec<DeviceRow>)>);
+pub type ClaimedForUser = (PermissionRow, HintedUser);
 
 /// [`claim_token`], and for a claimed permission the user it hints (its `user_sub`, else its
 /// login hint) with that user's active devices, as [`users::with_active_devices`] finds them.
@@ -266,14 +259,20 @@ pub fn claim_for_user(
     let Some(row) = q.load::<ClaimedRow>(c)?.pop() else {
         return Ok(None);
     };
-    let user = match row.hinted_sub {
-        None => None,
-        Some(sub) => {
-            let devices = from_json(row.devices.as_deref(), "the hinted user's devices")?;
-            Some((sub, devices.unwrap_or_default()))
-        }
+    Ok(Some((
+        row.permission,
+        hinted_user(row.hinted_sub, row.devices)?,
+    )))
+}
+
+/// The hinted user as a statement answers them: their `sub`, if found, and their active
+/// devices as a JSON array of rows (none when the array is absent).
+fn hinted_user(sub: Option<String>, devices: Option<String>) -> StoreResult<HintedUser> {
+    let Some(sub) = sub else {
+        return Ok(None);
     };
-    Ok(Some((row.permission, user)))
+    let devices = from_json(devices.as_deref(), "the hinted user's devices")?;
+    Ok(Some((sub, devices.unwrap_or_default())))
 }
 
 #[derive(QueryableByName)]

@@ -182,14 +182,13 @@ pub async fn app_authorize(
             if let Ok((matched, acr)) =
                 matched_and_acr(&form, &device, &known.permission, &known.devices)
             {
-                let active = known.devices.iter().map(|d| d.id.clone()).collect();
                 let s = request(
                     known.permission.clone(),
                     known.user_sub.clone(),
                     acr,
                     matched,
                 );
-                if let Some(row) = start_known(&state, s, active, now).await? {
+                if let Some(row) = start_known(&state, s, &known.devices, now).await? {
                     return Ok(started(&state, &row, now));
                 }
             }
@@ -335,10 +334,9 @@ pub async fn bc_authorize(
                 if let Some(known) = known {
                     let keys = key_protections(known.devices.iter());
                     if let Ok(acr) = acr_of(&form, &known.permission, &keys) {
-                        let active = known.devices.iter().map(|d| d.id.clone()).collect();
                         let s =
                             request(known.permission.clone(), known.user_sub.clone(), acr, None);
-                        if let Some(row) = start_known(&state, s, active, now).await? {
+                        if let Some(row) = start_known(&state, s, &known.devices, now).await? {
                             return Ok(backchannel_started(&row, now));
                         }
                     }

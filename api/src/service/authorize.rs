@@ -237,17 +237,18 @@ pub(crate) async fn start(state: &AppState, s: Start<'_>, now: i64) -> ApiResult
 }
 
 /// [`start`] with the token's claim in the same step (instead of [`claim_permission_for_user`]
-/// first), from what registration through this process read of the user: `active`, the ids
-/// of all their active devices then, from which the request's devices and acr were worked
-/// out. `None`, and nothing written, when the token was used or the permission moved, or
-/// the user's active devices are no longer those: then the caller claims the token.
+/// first), from what registration through this process read of the user: `active`, all
+/// their active devices then, from which the request's devices and acr were worked out.
+/// `None`, and nothing written, when the token was used or the permission moved, or the
+/// user's active devices are no longer those: then the caller claims the token.
 pub(crate) async fn start_known(
     state: &AppState,
     s: Start<'_>,
-    active: Vec<String>,
+    active: &[DeviceRow],
     now: i64,
 ) -> ApiResult<Option<AuthRequestRow>> {
-    stored(state, s, Some(active), now).await
+    let ids = active.iter().map(|d| d.id.clone()).collect();
+    stored(state, s, Some(ids), now).await
 }
 
 /// The request `s` asks for, stored; with the token's claim when `claimed_with` gives the
@@ -300,19 +301,15 @@ async fn stored(
         }
         (Some(nonce_hash), _) => {
             let permission = permission.clone();
+            let id = Some(permission.id.as_str());
+            let registered = audit::row(&by, action::PERMISSION_REGISTERED, id, Outcome::Ok);
             state
                 .db_write(move |c| {
-                    let by = audit::By {
-                        actor: Actor::Client(&stored.client_id),
-                        origin: &origin,
-                        at_ms,
-                    };
                     if perms::insert_with_nonce(c, &permission, &nonce_hash)? == Insert::NonceReused
                     {
                         return Ok(false);
                     }
-                    let id = Some(permission.id.as_str());
-                    audit::record(c, &by, action::PERMISSION_REGISTERED, id, Outcome::Ok)?;
+                    audit::insert(c, &registered)?;
                     if !requests::start(c, &stored, &permission.id, now)? {
                         return Ok(false);
                     }

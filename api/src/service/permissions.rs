@@ -57,9 +57,12 @@ pub async fn register(
         at_ms: crate::state::now_ms(),
     };
     let event = audit::row(&by, action::PERMISSION_REGISTERED, Some(&id), Outcome::Ok);
-    let stored = row.clone();
-    let (outcome, user) = state
-        .db_write_one(move |c| perms::register_reading_user(c, &row, &nonce_hash, &event))
+    // The row comes back from the database thread: kept below without a copy.
+    let ((outcome, user), stored) = state
+        .db_write_one(move |c| {
+            let registered = perms::register_reading_user(c, &row, &nonce_hash, &event)?;
+            Ok((registered, row))
+        })
         .await?;
     if outcome == Insert::NonceReused {
         return Err(OAuthError::invalid_request(
