@@ -13,6 +13,7 @@ pub mod http;
 pub mod limit_leases;
 pub mod limits;
 pub mod metrics;
+pub mod pg_writer;
 pub mod poll_batch;
 pub mod sandbox;
 pub mod server;

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub poll_batch_size: Histogram,
     pub limit_batch_size: Histogram,
     pub write_batch_size: Histogram,
+    pub pg_write_batch_size: Histogram,
     /// Connections closed at once because the process had `CIBA_MAX_CONNECTIONS` open.
     pub connections_refused: IntCounter,
     pub connections_open: IntGauge,
@@ -96,6 +97,14 @@ impl Metrics {
                 "Write steps committed by one SQLite transaction (group commit of the writer thread)",
             )
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .expect("histogram");
+        let pg_write_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "pg_write_batch_size",
+                "Write steps committed by one PostgreSQL transaction (group commit of the writer threads)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
         )
         .expect("histogram");
         let connections_refused = IntCounter::new(
@@ -179,9 +188,10 @@ impl Metrics {
             write: db_trips.with_label_values(&["write"]),
             soft: db_trips.with_label_values(&["soft"]),
         };
-        let collectors: [Box<dyn Collector>; 17] = [
+        let collectors: [Box<dyn Collector>; 18] = [
             Box::new(poll_batch_size.clone()),
             Box::new(write_batch_size.clone()),
+            Box::new(pg_write_batch_size.clone()),
             Box::new(limit_batch_size.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
@@ -208,6 +218,7 @@ impl Metrics {
             poll_batch_size,
             limit_batch_size,
             write_batch_size,
+            pg_write_batch_size,
             connections_refused,
             connections_open,
             rate_limited,

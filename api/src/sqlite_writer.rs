@@ -19,7 +19,6 @@
 
 use crate::error::ApiResult;
 use crate::group_commit::{Batch, GroupCommit, Reply};
-use ciba_domain::error::OAuthError;
 use ciba_store::{DbConnection, Store, StoreError, StoreResult};
 use std::any::Any;
 use std::collections::VecDeque;
@@ -89,16 +88,16 @@ where
     F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
 {
     let step: Step = Box::new(move |c| f(c).map(|r| Box::new(r) as Box<dyn Any + Send>));
-    match writer.submit(Job { step, savepoint }).await? {
-        Ok(answer) => match answer.downcast::<R>() {
-            Ok(r) => Ok(Ok(*r)),
-            Err(_) => {
-                tracing::error!("a write job answered with another type");
-                Err(OAuthError::server_error().into())
-            }
-        },
-        Err(e) => Ok(Err(e)),
-    }
+    let answer = writer.submit(Job { step, savepoint }).await?;
+    Ok(answer.map(downcast::<R>).and_then(|r| r))
+}
+
+/// A job's boxed answer as the type it was sent with (a mismatch is a bug: 500).
+pub(crate) fn downcast<R: 'static>(answer: Box<dyn Any + Send>) -> StoreResult<R> {
+    answer.downcast::<R>().map(|r| *r).map_err(|_| {
+        tracing::error!("a write job answered with another type");
+        StoreError::Other("a write job answered with another type".into())
+    })
 }
 
 #[cfg(test)]

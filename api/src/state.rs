@@ -10,6 +10,7 @@ use crate::group_commit::{GroupCommit, ThreadEnded};
 use crate::limits::BlockedAddresses;
 use crate::limits::Counts;
 use crate::metrics::Metrics;
+use crate::pg_writer::PgWriters;
 use crate::poll_batch::PollBatcher;
 use crate::sqlite_writer::{self, SqliteWriter};
 use ciba_domain::error::OAuthError;
@@ -93,6 +94,9 @@ pub struct Inner {
     counters: OnceLock<Result<GroupCommit<Counts>, String>>,
     /// SQLite only: the write steps' group commit ([`crate::sqlite_writer`]).
     writer: OnceLock<Result<SqliteWriter, String>>,
+    /// PostgreSQL only: the single-statement write steps' group commit
+    /// ([`crate::pg_writer`]).
+    pg_writers: OnceLock<Result<PgWriters, String>>,
 }
 
 /// A request as it was stored when it started here, and its permission.
@@ -243,6 +247,7 @@ impl AppState {
             poll_batcher: OnceLock::new(),
             counters: OnceLock::new(),
             writer: OnceLock::new(),
+            pg_writers: OnceLock::new(),
         })))
     }
 
@@ -257,11 +262,14 @@ impl AppState {
         bounded(blocking(move || store.read(f).map_err(ApiError::from))).await
     }
 
-    /// A single-statement write (on SQLite, a job of the writer thread).
+    /// A single-statement write that changes only rows of its own flow, committed with the
+    /// others of its batch: a job of SQLite's writer thread, or of PostgreSQL's writer
+    /// threads ([`crate::pg_writer`], where a job may run again after its batch was rolled
+    /// back for another's failure: hence `FnMut`).
     pub async fn db_write_one<R, F>(&self, f: F) -> ApiResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> StoreResult<R> + Send + 'static,
+        F: FnMut(&mut DbConnection) -> StoreResult<R> + Send + 'static,
     {
         self.metrics.db_trips.write.inc();
         if let Some(writer) = self.sqlite_writer()? {
@@ -269,8 +277,20 @@ impl AppState {
                 .await?
                 .map_err(ApiError::from);
         }
-        let store = self.store.clone();
-        bounded(blocking(move || store.write_one(f).map_err(ApiError::from))).await
+        self.pg_writers()?.submit(f).await?.map_err(ApiError::from)
+    }
+
+    /// PostgreSQL's writer threads, started on first use.
+    fn pg_writers(&self) -> ApiResult<&PgWriters> {
+        let started = self.pg_writers.get_or_init(|| {
+            let sizes = &self.metrics.pg_write_batch_size;
+            PgWriters::start("ciba-pg-write", self.config.db_writers, &self.store, sizes)
+                .map_err(|e| e.to_string())
+        });
+        started.as_ref().map_err(|e| {
+            tracing::error!(error = %e, "cannot start a batching thread");
+            ApiError::new(OAuthError::server_error())
+        })
     }
 
     /// A write of soft state (poll pacing): no durable commit wait on PostgreSQL.
@@ -326,11 +346,13 @@ impl AppState {
         let polls = self.poll_batcher.get().and_then(|b| b.as_ref().ok());
         let counts = self.counters.get().and_then(|b| b.as_ref().ok());
         let writes = self.writer.get().and_then(|b| b.as_ref().ok());
+        let pg_writes = self.pg_writers.get().and_then(|b| b.as_ref().ok());
         polls
             .map(GroupCommit::ended)
             .into_iter()
             .chain(counts.map(GroupCommit::ended))
             .chain(writes.map(GroupCommit::ended))
+            .chain(pg_writes.into_iter().flat_map(PgWriters::ended))
             .collect()
     }
 

@@ -112,6 +112,52 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for AsyncCommit {
     }
 }
 
+/// A PostgreSQL pool of at most `max` connections, made as they are needed, set up by
+/// `settings`.
+fn pg_pool(
+    url: &DatabaseUrl,
+    health: &Arc<Health>,
+    max: u32,
+    settings: Box<dyn CustomizeConnection<Conn, diesel::r2d2::Error>>,
+) -> Pool<Manager> {
+    Pool::builder()
+        .max_size(max)
+        .min_idle(Some(0))
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .test_on_check_out(false)
+        .connection_customizer(settings)
+        .error_handler(Box::new(LogConnectErrors))
+        .build_unchecked(Manager::new(url.clone(), health.clone()))
+}
+
+/// Fails if the transaction on `conn` was aborted by a statement that failed, whether or not
+/// its error was handled (PostgreSQL; one statement, which fails in an aborted transaction).
+pub fn still_open(conn: &mut DbConnection) -> StoreResult<()> {
+    if let DbConnection::Pg(pg) = conn {
+        pg.batch_execute("SELECT 1")?;
+    }
+    Ok(())
+}
+
+/// How long a statement of a batch ([`Store::write_batch`]) waits for a row lock. The steps
+/// committed together change rows of their own flows, so a wait means two callers raced for
+/// one row; two batches that each hold a row the other wants would otherwise wait for
+/// PostgreSQL's deadlock check (a second), and every other step of both with them.
+pub const BATCH_LOCK_TIMEOUT: &str = "100ms";
+
+#[derive(Debug)]
+struct BatchSettings;
+
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for BatchSettings {
+    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Pg(c) = &mut conn.inner {
+            c.batch_execute(&format!("SET lock_timeout = '{BATCH_LOCK_TIMEOUT}'"))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct SqlitePragmas;
 
@@ -152,6 +198,10 @@ pub struct Store {
     pool: Pool<Manager>,
     /// PostgreSQL only: connections with asynchronous commit, for soft state.
     soft_pool: Option<Pool<Manager>>,
+    /// PostgreSQL only, set by [`Store::with_batch_pool`]: connections for batches of
+    /// steps, with a short lock wait.
+    batch_pool: Option<Pool<Manager>>,
+    url: DatabaseUrl,
     /// Shared by both pools: is the database reachable, which connections to re-check.
     health: Arc<Health>,
     backend: Backend,
@@ -179,16 +229,8 @@ impl Store {
             .connection_customizer(Box::new(SqlitePragmas))
             .error_handler(Box::new(LogConnectErrors))
             .build_unchecked(manager);
-        let soft_pool = (url.backend == Backend::Postgres).then(|| {
-            Pool::builder()
-                .max_size(max)
-                .min_idle(Some(0))
-                .connection_timeout(CHECKOUT_TIMEOUT)
-                .test_on_check_out(false)
-                .connection_customizer(Box::new(AsyncCommit))
-                .error_handler(Box::new(LogConnectErrors))
-                .build_unchecked(Manager::new(url.clone(), health.clone()))
-        });
+        let soft_pool = (url.backend == Backend::Postgres)
+            .then(|| pg_pool(url, &health, max, Box::new(AsyncCommit)));
         let sqlite_writer = Arc::new(Mutex::new(()));
         let checkpointer = match url.backend {
             Backend::Sqlite => Some(
@@ -200,11 +242,30 @@ impl Store {
         Ok(Self {
             pool,
             soft_pool,
+            batch_pool: None,
+            url: url.clone(),
             health,
             backend: url.backend,
             sqlite_writer,
             _checkpointer: checkpointer,
         })
+    }
+
+    /// This store, whose batches ([`Store::write_batch`]) take connections of a pool of their
+    /// own on PostgreSQL, at most `size`, with a short lock wait ([`BATCH_LOCK_TIMEOUT`]).
+    pub fn with_batch_pool(&self, size: u32) -> Store {
+        let pool = (self.backend == Backend::Postgres).then(|| {
+            pg_pool(
+                &self.url,
+                &self.health,
+                size.max(1),
+                Box::new(BatchSettings),
+            )
+        });
+        Store {
+            batch_pool: pool,
+            ..self.clone()
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -306,6 +367,19 @@ impl Store {
     pub fn write<R>(&self, f: impl FnOnce(&mut DbConnection) -> StoreResult<R>) -> StoreResult<R> {
         let _guard = self.sqlite_guard();
         self.run(self.conn()?, |c| c.inner.transaction(f))
+    }
+
+    /// Run `f`, the steps of a batch, in one transaction; on PostgreSQL on a connection of
+    /// the batch pool ([`Store::with_batch_pool`], else the main pool). On PostgreSQL a statement that failed
+    /// leaves the transaction aborted even if `f` handled its error, and `COMMIT` then rolls
+    /// back without saying so: `f` must fail then (see [`still_open`]).
+    pub fn write_batch<R>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let _guard = self.sqlite_guard();
+        let pool = self.batch_pool.as_ref().unwrap_or(&self.pool);
+        self.run(self.checkout(pool)?, |c| c.inner.transaction(f))
     }
 
     /// Apply pending migrations; returns the versions applied.

@@ -21,5 +21,7 @@ pub mod schema;
 pub mod testing;
 pub mod users;
 
-pub use db::{transaction, Backend, DatabaseUrl, DbConnection, Store};
+pub use db::{
+    still_open, transaction, Backend, DatabaseUrl, DbConnection, Store, BATCH_LOCK_TIMEOUT,
+};
 pub use error::{StoreError, StoreResult};

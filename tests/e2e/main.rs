@@ -21,6 +21,7 @@ mod s03_ciba_token;
 mod s03_redeem_path;
 mod s04_permissions;
 mod s05_app2app;
+mod s05_grouped_writes;
 mod s05_known_user;
 mod s07_app_api;
 mod s07_decision_jti;

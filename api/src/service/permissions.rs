@@ -57,13 +57,14 @@ pub async fn register(
         at_ms: crate::state::now_ms(),
     };
     let event = audit::row(&by, action::PERMISSION_REGISTERED, Some(&id), Outcome::Ok);
-    // The row comes back from the database thread: kept below without a copy.
-    let ((outcome, user), stored) = state
-        .db_write_one(move |c| {
-            let registered = perms::register_reading_user(c, &row, &nonce_hash, &event)?;
-            Ok((registered, row))
-        })
+    // Shared with the write (which may run twice, see `db_write_one`), then kept below; by
+    // then the write has let go of it, so it is not copied.
+    let row = std::sync::Arc::new(row);
+    let written = row.clone();
+    let (outcome, user) = state
+        .db_write_one(move |c| perms::register_reading_user(c, &written, &nonce_hash, &event))
         .await?;
+    let stored = std::sync::Arc::try_unwrap(row).unwrap_or_else(|row| (*row).clone());
     if outcome == Insert::NonceReused {
         return Err(OAuthError::invalid_request(
             "permission.nonce: was already used by this client",

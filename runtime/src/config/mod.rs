@@ -38,6 +38,9 @@ pub struct ExternalIssuer {
 pub struct Config {
     pub database_url: DatabaseUrl,
     pub db_max_connections: u32,
+    /// PostgreSQL: the threads that commit single-statement write steps together
+    /// (`CIBA_DB_WRITERS`), each on a connection of the pool while it writes.
+    pub db_writers: usize,
     pub issuer: String,
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
@@ -217,6 +220,7 @@ impl Config {
             server: ServerSettings::from_env(&env)?,
             limits: LimitSettings::from_env(&env)?,
             db_max_connections: env.int("CIBA_DB_MAX_CONNECTIONS", 16, 1, 512)? as u32,
+            db_writers: env.int("CIBA_DB_WRITERS", 2, 1, 64)? as usize,
             metrics_listen: env.addr("CIBA_METRICS_LISTEN")?,
             worker_listen: env
                 .addr("CIBA_WORKER_LISTEN")?

@@ -38,6 +38,18 @@ fn defaults() {
     assert_eq!(c.issuer, "http://127.0.0.1:8080");
     assert_eq!(c.app_link_base_url, c.issuer);
     assert_eq!(c.listen.port(), 8080);
+    assert_eq!(c.db_writers, 2);
+}
+
+#[test]
+fn database_writers_are_bounded() {
+    let url = temp_db();
+    let writers =
+        |v: &str| Config::from_map(&map(&[("DATABASE_URL", &url), ("CIBA_DB_WRITERS", v)]));
+    assert_eq!(writers("8").unwrap().db_writers, 8);
+    for bad in ["0", "65", "two"] {
+        assert_eq!(writers(bad).unwrap_err().var, "CIBA_DB_WRITERS", "{bad}");
+    }
 }
 
 #[test]
