@@ -83,27 +83,32 @@ fn inserting(key: &'static str) -> Job {
     Box::new(move |c| insert(c, key))
 }
 
-/// A job that fails rolls back the batch, and the jobs run again alone: the failure is that
-/// job's, the others keep their writes.
+/// A job that fails (or panics) rolls back the batch: it answers its own error, and the
+/// others are written by the batch tried again without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_fails_alone() {
     let (_db, store, writers, sizes) = started();
     // "a" is written by the first job: a unique violation
     let fails: Job = Box::new(|c| insert(c, "a"));
-    let handles = one_batch(&writers, vec![inserting("a"), fails, inserting("b")]).await;
-    let got = answers(handles).await;
+    let panics: Job = Box::new(|c| {
+        insert(c, "written-then-panicked")?;
+        panic!("a bug in a step")
+    });
+    let jobs = vec![inserting("a"), fails, panics, inserting("b")];
+    let got = answers(one_batch(&writers, jobs).await).await;
     assert!(matches!(got[0], Ok(1)), "{:?}", got[0]);
     assert!(
         matches!(got[1], Err(StoreError::Conflict(_))),
         "{:?}",
         got[1]
     );
-    assert!(matches!(got[2], Ok(1)), "{:?}", got[2]);
+    assert!(matches!(got[2], Err(StoreError::Other(_))), "{:?}", got[2]);
+    assert!(matches!(got[3], Ok(1)), "{:?}", got[3]);
     assert_eq!(keys(&store), ["a", "b"]);
     assert_eq!(
         sizes.get_sample_sum(),
-        4.0,
-        "the holder alone, then one batch of three"
+        5.0,
+        "the holder alone, then one batch of four"
     );
 }
 
@@ -133,8 +138,9 @@ async fn a_handled_failure_does_not_silently_undo_the_batch() {
 }
 
 /// A job waiting for a row another transaction holds does not hold up the rest of its
-/// batch: past the batch's lock timeout the jobs run alone, the others are answered while
-/// the row is still held, and the waiting job is answered once it is released.
+/// batch: past the writers' lock timeout it goes back to its caller to run alone, the others
+/// are written and answered while the row is still held, and the waiting job is answered
+/// once it is released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_waiting_for_a_lock_does_not_hold_up_its_batch() {
     let (db, store, writers, _) = started();
@@ -158,4 +164,35 @@ async fn a_job_waiting_for_a_lock_does_not_hold_up_its_batch() {
     holder.batch_execute("COMMIT").unwrap();
     assert!(matches!(waiting.await.unwrap(), Ok(1)));
     assert_eq!(keys(&store), ["a", "b", "held"]);
+}
+
+/// A job alone in its batch that waits for a held row goes back to its caller too: the
+/// thread takes the next job while the row is still held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_job_waiting_for_a_lock_does_not_hold_up_the_thread() {
+    let (db, store, writers, _) = started();
+    store.write_one(|c| insert(c, "held")).unwrap();
+    let mut holder = <diesel::PgConnection as diesel::Connection>::establish(&db.url).unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE used_jtis SET expires_at = 2 WHERE jti_key = 'held'")
+        .unwrap();
+    let w = writers.clone();
+    let waiting = tokio::spawn(async move {
+        w.submit(|c| {
+            Ok(
+                diesel::sql_query("UPDATE used_jtis SET expires_at = 3 WHERE jti_key = 'held'")
+                    .execute(c)?,
+            )
+        })
+        .await
+        .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let next = tokio::time::timeout(Duration::from_secs(20), writers.submit(|c| insert(c, "a")));
+    let next = next.await.expect("answered while the row was held");
+    assert!(matches!(next, Ok(Ok(1))), "{next:?}");
+    assert!(!waiting.is_finished(), "the waiting job waits for the row");
+    holder.batch_execute("COMMIT").unwrap();
+    assert!(matches!(waiting.await.unwrap(), Ok(1)));
+    assert_eq!(keys(&store), ["a", "held"]);
 }

@@ -130,6 +130,11 @@ fn pg_pool(
         .build_unchecked(Manager::new(url.clone(), health.clone()))
 }
 
+/// Whether `e` is a statement's wait for a lock given up after its `lock_timeout`.
+pub fn is_lock_timeout(e: &StoreError) -> bool {
+    matches!(e, StoreError::Other(m) if m.contains("lock timeout"))
+}
+
 /// Fails if the transaction on `conn` was aborted by a statement that failed, whether or not
 /// its error was handled (PostgreSQL; one statement, which fails in an aborted transaction).
 pub fn still_open(conn: &mut DbConnection) -> StoreResult<()> {
@@ -143,7 +148,7 @@ pub fn still_open(conn: &mut DbConnection) -> StoreResult<()> {
 /// committed together change rows of their own flows, so a wait means two callers raced for
 /// one row; two batches that each hold a row the other wants would otherwise wait for
 /// PostgreSQL's deadlock check (a second), and every other step of both with them.
-pub const BATCH_LOCK_TIMEOUT: &str = "100ms";
+pub const BATCH_LOCK_TIMEOUT: &str = "50ms";
 
 #[derive(Debug)]
 struct BatchSettings;
@@ -369,17 +374,18 @@ impl Store {
         self.run(self.conn()?, |c| c.inner.transaction(f))
     }
 
-    /// Run `f`, the steps of a batch, in one transaction; on PostgreSQL on a connection of
-    /// the batch pool ([`Store::with_batch_pool`], else the main pool). On PostgreSQL a statement that failed
-    /// leaves the transaction aborted even if `f` handled its error, and `COMMIT` then rolls
-    /// back without saying so: `f` must fail then (see [`still_open`]).
-    pub fn write_batch<R>(
+    /// Run `f`, steps of a batch, on a connection of the batch pool ([`Store::with_batch_pool`],
+    /// else the main pool), outside a transaction: `f` opens one for several steps. On
+    /// PostgreSQL a statement that failed leaves that transaction aborted even if its error
+    /// was handled, and `COMMIT` then rolls back without saying so: check [`still_open`]
+    /// before it.
+    pub fn on_batch_connection<R>(
         &self,
         f: impl FnOnce(&mut DbConnection) -> StoreResult<R>,
     ) -> StoreResult<R> {
         let _guard = self.sqlite_guard();
         let pool = self.batch_pool.as_ref().unwrap_or(&self.pool);
-        self.run(self.checkout(pool)?, |c| c.inner.transaction(f))
+        self.run(self.checkout(pool)?, |c| f(c))
     }
 
     /// Apply pending migrations; returns the versions applied.

@@ -22,6 +22,7 @@ pub mod testing;
 pub mod users;
 
 pub use db::{
-    still_open, transaction, Backend, DatabaseUrl, DbConnection, Store, BATCH_LOCK_TIMEOUT,
+    is_lock_timeout, still_open, transaction, Backend, DatabaseUrl, DbConnection, Store,
+    BATCH_LOCK_TIMEOUT,
 };
 pub use error::{StoreError, StoreResult};

@@ -38,8 +38,8 @@ pub struct ExternalIssuer {
 pub struct Config {
     pub database_url: DatabaseUrl,
     pub db_max_connections: u32,
-    /// PostgreSQL: the threads that commit single-statement write steps together
-    /// (`CIBA_DB_WRITERS`), each on a connection of the pool while it writes.
+    /// PostgreSQL: the threads that commit the flows' write steps together
+    /// (`CIBA_DB_WRITERS`), each with a connection of its own.
     pub db_writers: usize,
     pub issuer: String,
     pub listen: SocketAddr,
