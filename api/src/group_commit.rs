@@ -32,6 +32,12 @@ pub trait Batch: 'static {
     fn write(store: &Store, items: Vec<Self::Item>) -> Result<Vec<Self::Out>, StoreError>;
 }
 
+/// The oldest `max` of `waiting`: the usual [`Batch::take`].
+pub fn oldest<T>(waiting: &mut VecDeque<T>, max: usize) -> Vec<T> {
+    let n = waiting.len().min(max);
+    waiting.drain(..n).collect()
+}
+
 /// Hands items to the batching thread; cheap to clone.
 pub struct GroupCommit<B: Batch> {
     tx: mpsc::Sender<(B::Item, Reply<B::Out>)>,

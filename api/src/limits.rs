@@ -234,8 +234,7 @@ impl Batch for Counts {
     type Out = i64;
 
     fn take(waiting: &mut VecDeque<(Count, Reply<i64>)>) -> Vec<(Count, Reply<i64>)> {
-        let n = waiting.len().min(MAX_COUNTS);
-        waiting.drain(..n).collect()
+        crate::group_commit::oldest(waiting, MAX_COUNTS)
     }
 
     fn write(store: &Store, counts: Vec<Count>) -> Result<Vec<i64>, StoreError> {

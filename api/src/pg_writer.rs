@@ -123,8 +123,7 @@ impl Batch for Steps {
     type Out = StoreResult<Box<dyn Any + Send>>;
 
     fn take(waiting: &mut VecDeque<(Job, Reply<Self::Out>)>) -> Vec<(Job, Reply<Self::Out>)> {
-        let n = waiting.len().min(MAX_BATCH);
-        waiting.drain(..n).collect()
+        crate::group_commit::oldest(waiting, MAX_BATCH)
     }
 
     fn write(store: &Store, jobs: Vec<Job>) -> Result<Vec<Self::Out>, StoreError> {

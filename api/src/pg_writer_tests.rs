@@ -79,6 +79,22 @@ async fn answers(handles: Vec<JoinHandle<StoreResult<usize>>>) -> Vec<StoreResul
     out
 }
 
+/// Another connection, in a transaction that holds the stored row "held".
+fn holding_a_row(db: &TestDatabase, store: &Store) -> diesel::PgConnection {
+    store.write_one(|c| insert(c, "held")).unwrap();
+    let mut holder = <diesel::PgConnection as diesel::Connection>::establish(&db.url).unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE used_jtis SET expires_at = 2 WHERE jti_key = 'held'")
+        .unwrap();
+    holder
+}
+
+/// A step that needs the row "held".
+fn update_held(c: &mut DbConnection) -> StoreResult<usize> {
+    let q = diesel::sql_query("UPDATE used_jtis SET expires_at = 3 WHERE jti_key = 'held'");
+    Ok(q.execute(c)?)
+}
+
 fn inserting(key: &'static str) -> Job {
     Box::new(move |c| insert(c, key))
 }
@@ -144,17 +160,8 @@ async fn a_handled_failure_does_not_silently_undo_the_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_waiting_for_a_lock_does_not_hold_up_its_batch() {
     let (db, store, writers, _) = started();
-    store.write_one(|c| insert(c, "held")).unwrap();
-    let mut holder = <diesel::PgConnection as diesel::Connection>::establish(&db.url).unwrap();
-    holder
-        .batch_execute("BEGIN; UPDATE used_jtis SET expires_at = 2 WHERE jti_key = 'held'")
-        .unwrap();
-    let waits: Job = Box::new(|c| {
-        Ok(
-            diesel::sql_query("UPDATE used_jtis SET expires_at = 3 WHERE jti_key = 'held'")
-                .execute(c)?,
-        )
-    });
+    let mut holder = holding_a_row(&db, &store);
+    let waits: Job = Box::new(update_held);
     let mut handles = one_batch(&writers, vec![waits, inserting("a"), inserting("b")]).await;
     let waiting = handles.remove(0);
     let others = tokio::time::timeout(Duration::from_secs(20), answers(handles)).await;
@@ -171,22 +178,9 @@ async fn a_job_waiting_for_a_lock_does_not_hold_up_its_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_job_waiting_for_a_lock_does_not_hold_up_the_thread() {
     let (db, store, writers, _) = started();
-    store.write_one(|c| insert(c, "held")).unwrap();
-    let mut holder = <diesel::PgConnection as diesel::Connection>::establish(&db.url).unwrap();
-    holder
-        .batch_execute("BEGIN; UPDATE used_jtis SET expires_at = 2 WHERE jti_key = 'held'")
-        .unwrap();
+    let mut holder = holding_a_row(&db, &store);
     let w = writers.clone();
-    let waiting = tokio::spawn(async move {
-        w.submit(|c| {
-            Ok(
-                diesel::sql_query("UPDATE used_jtis SET expires_at = 3 WHERE jti_key = 'held'")
-                    .execute(c)?,
-            )
-        })
-        .await
-        .unwrap()
-    });
+    let waiting = tokio::spawn(async move { w.submit(update_held).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let next = tokio::time::timeout(Duration::from_secs(20), writers.submit(|c| insert(c, "a")));
     let next = next.await.expect("answered while the row was held");
