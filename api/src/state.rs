@@ -262,8 +262,8 @@ impl AppState {
         bounded(blocking(move || store.read(f).map_err(ApiError::from))).await
     }
 
-    /// A single-statement write that changes only rows of its own flow, committed with the
-    /// others of its batch: a job of SQLite's writer thread, or of PostgreSQL's writer
+    /// A write step that changes only rows of its own flow (one statement, or a few that mean
+    /// the same when run again), committed with the others of its batch: a job of SQLite's writer thread, or of PostgreSQL's writer
     /// threads ([`crate::pg_writer`], where a job may run again after its batch was rolled
     /// back for another's failure: hence `FnMut`).
     pub async fn db_write_one<R, F>(&self, f: F) -> ApiResult<R>
@@ -282,14 +282,9 @@ impl AppState {
 
     /// PostgreSQL's writer threads, started on first use.
     fn pg_writers(&self) -> ApiResult<&PgWriters> {
-        let started = self.pg_writers.get_or_init(|| {
+        started(&self.pg_writers, || {
             let sizes = &self.metrics.pg_write_batch_size;
             PgWriters::start("ciba-pg-write", self.config.db_writers, &self.store, sizes)
-                .map_err(|e| e.to_string())
-        });
-        started.as_ref().map_err(|e| {
-            tracing::error!(error = %e, "cannot start a batching thread");
-            ApiError::new(OAuthError::server_error())
         })
     }
 
@@ -467,11 +462,11 @@ impl AppState {
     }
 }
 
-/// The batching thread in `cell`, started by `start` on first use.
-fn started<B: crate::group_commit::Batch>(
-    cell: &OnceLock<Result<GroupCommit<B>, String>>,
-    start: impl FnOnce() -> std::io::Result<GroupCommit<B>>,
-) -> ApiResult<&GroupCommit<B>> {
+/// The batching thread(s) in `cell`, started by `start` on first use.
+fn started<T>(
+    cell: &OnceLock<Result<T, String>>,
+    start: impl FnOnce() -> std::io::Result<T>,
+) -> ApiResult<&T> {
     let started = cell.get_or_init(|| start().map_err(|e| e.to_string()));
     started.as_ref().map_err(|e| {
         tracing::error!(error = %e, "cannot start a batching thread");

@@ -144,7 +144,7 @@ pub fn still_open(conn: &mut DbConnection) -> StoreResult<()> {
     Ok(())
 }
 
-/// How long a statement of a batch ([`Store::write_batch`]) waits for a row lock. The steps
+/// How long a statement of a batch ([`Store::on_batch_connection`]) waits for a row lock. The steps
 /// committed together change rows of their own flows, so a wait means two callers raced for
 /// one row; two batches that each hold a row the other wants would otherwise wait for
 /// PostgreSQL's deadlock check (a second), and every other step of both with them.
@@ -256,7 +256,7 @@ impl Store {
         })
     }
 
-    /// This store, whose batches ([`Store::write_batch`]) take connections of a pool of their
+    /// This store, whose batches ([`Store::on_batch_connection`]) take connections of a pool of their
     /// own on PostgreSQL, at most `size`, with a short lock wait ([`BATCH_LOCK_TIMEOUT`]).
     pub fn with_batch_pool(&self, size: u32) -> Store {
         let pool = (self.backend == Backend::Postgres).then(|| {
