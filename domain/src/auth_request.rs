@@ -10,7 +10,9 @@ pub const AMR_ALLOWED: &[&str] = &[
 
 /// Whether a poll at `now_ms` keeps the interval: the last poll is at least `interval_secs`
 /// ago, less `grace_ms` for clock and network jitter (so a well-behaved client is never told
-/// to slow down). The database applies the same rule in the polling statements.
+/// to slow down). The last poll is the last well-paced one (answered
+/// `authorization_pending`): a too-early poll only grows the interval. The database applies
+/// the same rule in the polling statements.
 pub fn well_paced(
     last_poll_ms: Option<i64>,
     interval_secs: i64,

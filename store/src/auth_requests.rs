@@ -55,7 +55,8 @@ pub struct AuthRequestRow {
     pub device_id: Option<String>,
     pub amr: Option<String>,
     pub redeemed_at: Option<i64>,
-    /// When a poll was last answered `slow_down` (then equal to `last_poll_ms`).
+    /// When a too-early poll last grew the interval (answered `slow_down`). Such a poll is not
+    /// the last poll (`last_poll_ms`, the last one answered `authorization_pending`).
     pub slowed_down_ms: Option<i64>,
 }
 

@@ -32,6 +32,39 @@ fn store(db: &TestDatabase) -> Store {
         ("other", "c2", "pending", 2, None, now + 60),
         ("approved", "c1", "approved", 2, None, now + 60),
         ("expired", "c1", "pending", 2, None, now - 1),
+        // interval at its maximum (60 s), polled a second ago
+        (
+            "capped",
+            "c1",
+            "pending",
+            60,
+            Some(NOW_MS - 1_000),
+            now + 60,
+        ),
+        (
+            "capped_other",
+            "c2",
+            "pending",
+            60,
+            Some(NOW_MS - 1_000),
+            now + 60,
+        ),
+        (
+            "capped_approved",
+            "c1",
+            "approved",
+            60,
+            Some(NOW_MS - 1_000),
+            now + 60,
+        ),
+        (
+            "capped_expired",
+            "c1",
+            "pending",
+            60,
+            Some(NOW_MS - 1_000),
+            now - 1,
+        ),
     ];
     for (i, (id, client, status, interval, last, expires)) in rows.iter().enumerate() {
         let last = last.map_or("NULL".to_owned(), |v: i64| v.to_string());
@@ -58,22 +91,58 @@ fn answers_like_one_poll_each(backend: Backend) {
     let db = TestDatabase::create(backend);
     let store = store(&db);
     let ids = [
-        "fresh", "paced", "grace", "early", "slowed", "other", "approved", "expired", "unknown",
+        "fresh",
+        "paced",
+        "grace",
+        "early",
+        "slowed",
+        "other",
+        "approved",
+        "expired",
+        "unknown",
+        "capped",
+        "capped_other",
+        "capped_approved",
+        "capped_expired",
     ];
+    let before: Vec<_> = ids
+        .iter()
+        .map(|id| store.read(|c| requests::find(c, id)).unwrap())
+        .collect();
     let polls: Vec<Poll> = ids.iter().map(|id| poll(id)).collect();
     let got = store
         .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
     use Paced::{LookCloser as L, Recorded as R, SlowedDown as S};
-    let expected = [R, R, R, S, S, L, L, L, L];
+    let expected = [R, R, R, S, S, L, L, L, L, S, L, L, L];
     assert_eq!(got, expected, "{ids:?}");
-    // Recorded and slowed polls carry their own time; a slowed one's interval grew by 5 s;
-    // the others are untouched.
-    let intervals = [2, 2, 2, 7, 12, 2, 2, 2];
-    for ((id, paced), interval) in ids.iter().zip(expected).zip(intervals) {
-        let row = store.read(|c| requests::find(c, id)).unwrap().unwrap();
-        assert_eq!(row.last_poll_ms == Some(NOW_MS), paced != L, "{id}");
-        assert_eq!(row.interval_secs, interval, "{id}");
+    // A recorded poll is the request's last; a slowed one keeps the last poll, grows the
+    // interval by 5 s and is marked with its time; one at the maximum interval and the
+    // others leave their rows as they were.
+    let intervals = [2, 2, 2, 7, 12];
+    for (i, id) in ids.iter().enumerate() {
+        let (was, row) = (
+            before[i].as_ref(),
+            store.read(|c| requests::find(c, id)).unwrap(),
+        );
+        let Some(row) = row else {
+            assert!(was.is_none(), "{id}");
+            continue;
+        };
+        let was = was.unwrap();
+        match expected[i] {
+            R => {
+                assert_eq!(row.last_poll_ms, Some(NOW_MS), "{id}");
+                assert_eq!(row.interval_secs, intervals[i], "{id}");
+                assert_eq!(row.slowed_down_ms, None, "{id}");
+            }
+            S if i < intervals.len() => {
+                assert_eq!(row.last_poll_ms, was.last_poll_ms, "{id}");
+                assert_eq!(row.interval_secs, intervals[i], "{id}");
+                assert_eq!(row.slowed_down_ms, Some(NOW_MS), "{id}");
+            }
+            _ => assert_eq!(format!("{row:?}"), format!("{was:?}"), "{id}: untouched"),
+        }
     }
     // Polling again at once: the three are now too early, and their interval grows.
     let again = store
@@ -113,7 +182,7 @@ fn answers_like_one_poll_each_postgres() {
 }
 
 /// A too-early poll grows the interval up to 60 s and no further (an interval configured
-/// longer stays); the poll still counts as the last one.
+/// longer stays); it is not the last poll. At the maximum it writes nothing.
 fn the_interval_stops_growing_at_its_maximum(backend: Backend) {
     let db = TestDatabase::create(backend);
     let store = store(&db);
@@ -135,10 +204,15 @@ fn the_interval_stops_growing_at_its_maximum(backend: Backend) {
         .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
     assert_eq!(got, [Paced::SlowedDown; 3]);
-    for (id, interval) in [("i57", 60), ("i60", 60), ("i90", 90)] {
+    for (id, interval, mark) in [
+        ("i57", 60, Some(NOW_MS)),
+        ("i60", 60, None),
+        ("i90", 90, None),
+    ] {
         let row = store.read(|c| requests::find(c, id)).unwrap().unwrap();
         assert_eq!(row.interval_secs, interval, "{id}");
-        assert_eq!(row.last_poll_ms, Some(NOW_MS), "{id}");
+        assert_eq!(row.last_poll_ms, Some(NOW_MS - 1_000), "{id}");
+        assert_eq!(row.slowed_down_ms, mark, "{id}");
     }
 }
 
@@ -255,17 +329,19 @@ fn a_full_batch_answers_each_poll_in_order(backend: Backend) {
     let now = NOW_MS / 1000;
     let mut sql = String::new();
     for i in 0..128 {
-        // even: never polled; odd: polled a second ago with a 2 s interval (too early)
-        let last = if i % 2 == 0 {
+        // i % 3 == 0: never polled; else polled a second ago (too early), with a 2 s
+        // interval (which grows) or with one at the maximum (nothing to write)
+        let last = if i % 3 == 0 {
             "NULL".to_owned()
         } else {
             (NOW_MS - 1_000).to_string()
         };
+        let interval = if i % 3 == 2 { 60 } else { 2 };
         sql += &format!(
             "INSERT INTO auth_requests (id, link_ref, client_id, user_sub, flow, scope, acr, \
              status, interval_secs, last_poll_ms, created_at, expires_at) VALUES \
              ('bulk{i}','bulkref{i}','c1','sub','app2app','openid','urn:acr:high','pending', \
-             2,{last},{now},{});",
+             {interval},{last},{now},{});",
             now + 60
         );
     }
@@ -278,7 +354,7 @@ fn a_full_batch_answers_each_poll_in_order(backend: Backend) {
     let want: Vec<Paced> = order
         .iter()
         .map(|i| {
-            if i % 2 == 0 {
+            if i % 3 == 0 {
                 Paced::Recorded
             } else {
                 Paced::SlowedDown
@@ -286,11 +362,58 @@ fn a_full_batch_answers_each_poll_in_order(backend: Backend) {
         })
         .collect();
     assert_eq!(got, want);
-    // Each poll is now the last one: the same batch again is too early throughout.
+    // The recorded polls are now the last ones: the same batch again is too early throughout.
     let again = store
         .write_soft(|c| polling::record_polls(c, &polls, GRACE_MS))
         .unwrap();
     assert!(again.iter().all(|t| *t == Paced::SlowedDown), "{again:?}");
+}
+
+/// `slow_down` is the cheapest answer: a too-early poll of a request whose interval is at its
+/// maximum is answered without writing anything (no row version, no WAL, nothing to commit),
+/// while the polls beside it in the batch are still written.
+fn a_too_early_poll_at_the_maximum_writes_nothing(backend: Backend) {
+    let db = TestDatabase::create(backend);
+    let store = store(&db);
+    let changes = |c: &mut ciba_store::DbConnection| -> ciba_store::StoreResult<i64> {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let sql = match backend {
+            Backend::Sqlite => "SELECT total_changes() AS n",
+            Backend::Postgres => {
+                "SELECT n_tup_upd AS n FROM pg_stat_xact_user_tables \
+                 WHERE relname = 'auth_requests'"
+            }
+        };
+        Ok(diesel::RunQueryDsl::get_result::<N>(diesel::sql_query(sql), c)?.n)
+    };
+    let written = |polls: &[Poll]| {
+        store
+            .write(|c| {
+                let before = changes(c)?;
+                let got = polling::record_polls(c, polls, GRACE_MS)?;
+                Ok((got, changes(c)? - before))
+            })
+            .unwrap()
+    };
+    let (got, n) = written(&[poll("capped")]);
+    assert_eq!((got, n), (vec![Paced::SlowedDown], 0), "a read only");
+    let (got, n) = written(&[poll("capped"), poll("early"), poll("fresh")]);
+    assert_eq!(got, [Paced::SlowedDown, Paced::SlowedDown, Paced::Recorded]);
+    assert_eq!(n, 2, "the interval that grew and the recorded poll");
+}
+
+#[test]
+fn a_too_early_poll_at_the_maximum_writes_nothing_sqlite() {
+    a_too_early_poll_at_the_maximum_writes_nothing(Backend::Sqlite);
+}
+
+#[test]
+fn a_too_early_poll_at_the_maximum_writes_nothing_postgres() {
+    a_too_early_poll_at_the_maximum_writes_nothing(Backend::Postgres);
 }
 
 #[test]
@@ -419,11 +542,17 @@ fn a_batch_looks_its_rows_up_by_key_sqlite() {
         now + 60
     );
     store.write(|c| Ok(c.batch_execute(&sql)?)).unwrap();
-    let statement = include_str!("../src/polling/record_polls.sqlite.sql")
-        .replace("$1", "?1")
-        .replace("$2", "?2")
-        .replace("$3", "?3");
-    let plan = || {
+    // The batch's statement, and the read of the too-early polls it left.
+    let statements = [
+        include_str!("../src/polling/record_polls.sqlite.sql"),
+        include_str!("../src/polling/capped_polls.sqlite.sql"),
+    ]
+    .map(|s| {
+        s.replace("$1", "?1")
+            .replace("$2", "?2")
+            .replace("$3", "?3")
+    });
+    let plan = |statement: &str| {
         let steps = store
             .read(|c| {
                 let ciba_store::DbConnection::Sqlite(c) = c else {
@@ -443,18 +572,22 @@ fn a_batch_looks_its_rows_up_by_key_sqlite() {
         if analysed {
             store.write(|c| Ok(c.batch_execute("ANALYZE")?)).unwrap();
         }
-        let plan = plan();
-        let by_key = "SEARCH auth_requests USING INDEX sqlite_autoindex_auth_requests_1 (id=?)";
-        assert!(
-            plan.iter().any(|d| d.starts_with(by_key)),
-            "{analysed}: {plan:?}"
-        );
-        assert!(
-            !plan
-                .iter()
-                .any(|d| d.contains("SCAN auth_requests") || d.contains("status=")),
-            "{analysed}: {plan:?}"
-        );
+        for (i, statement) in statements.iter().enumerate() {
+            let plan = plan(statement);
+            let by_key = "USING INDEX sqlite_autoindex_auth_requests_1 (id=?)";
+            assert!(
+                plan.iter()
+                    .any(|d| d.starts_with("SEARCH ") && d.ends_with(by_key)),
+                "{i} {analysed}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|d| d.contains("SCAN auth_requests")
+                    || d.contains("SCAN a ")
+                    || d.ends_with("SCAN a")
+                    || d.contains("status=")),
+                "{i} {analysed}: {plan:?}"
+            );
+        }
     }
     let polls = [poll("many7"), poll("many1999")];
     let got = store

@@ -108,14 +108,14 @@ CREATE TABLE auth_requests (
     allowed_devices           TEXT,                -- JSON array; NULL = any active device of the user
     status                    TEXT NOT NULL,       -- pending | approved | declined | expired
     interval_secs             BIGINT NOT NULL,
-    last_poll_ms              BIGINT,              -- UNIX milliseconds of the last poll (slow_down)
+    last_poll_ms              BIGINT,              -- UNIX milliseconds of the last well-paced poll (slow_down)
     created_at                BIGINT NOT NULL,
     expires_at                BIGINT NOT NULL,
     decided_at                BIGINT,
     device_id                 TEXT,
     amr                       TEXT,
     redeemed_at               BIGINT,
-    slowed_down_ms            BIGINT               -- the last poll answered slow_down (= last_poll_ms then)
+    slowed_down_ms            BIGINT               -- the last too-early poll that grew the interval
 ) WITH (fillfactor = 50);
 CREATE INDEX auth_requests_user_status ON auth_requests (user_sub, status);
 CREATE INDEX auth_requests_status_expiry ON auth_requests (status, expires_at);
@@ -190,7 +190,8 @@ AS $$ SELECT CASE
     ELSE least(interval_secs + 5, max_interval) END $$;
 
 -- The poll hot path (store/src/polling): record the polls of pending, unexpired requests of
--- their clients, many in one call: each counts as the request's last poll; a too-early one
+-- their clients, many in one call (replaced by migration 2026-12-05-000001_slow_down_reads,
+-- where only a well-paced poll counts as the last one): each counts as the request's last poll; a too-early one
 -- (when p_max_interval is given) also grows the interval by 5 s up to p_max_interval (the
 -- domain's slowed_interval) and is marked in slowed_down_ms. One row per recorded poll:
 -- (request_id, slowed_down). Why it looks as it does (each measured; the numbers are in

@@ -108,14 +108,14 @@ CREATE TABLE auth_requests (
     allowed_devices           TEXT,                -- JSON array; NULL = any active device of the user
     status                    TEXT NOT NULL,       -- pending | approved | declined | expired
     interval_secs             INTEGER NOT NULL,
-    last_poll_ms              INTEGER,             -- UNIX milliseconds of the last poll (slow_down)
+    last_poll_ms              INTEGER,             -- UNIX milliseconds of the last well-paced poll (slow_down)
     created_at                INTEGER NOT NULL,
     expires_at                INTEGER NOT NULL,
     decided_at                INTEGER,
     device_id                 TEXT,
     amr                       TEXT,
     redeemed_at               INTEGER,
-    slowed_down_ms            INTEGER              -- the last poll answered slow_down (= last_poll_ms then)
+    slowed_down_ms            INTEGER              -- the last too-early poll that grew the interval
 );
 CREATE INDEX auth_requests_user_status ON auth_requests (user_sub, status);
 CREATE INDEX auth_requests_status_expiry ON auth_requests (status, expires_at);

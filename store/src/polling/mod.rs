@@ -1,5 +1,9 @@
 //! Polls of the CIBA token endpoint, the hot path: well-paced polls recorded and too-early
-//! polls slowed down, many at once, in one statement. The pacing rules are the domain's
+//! polls slowed down, many at once, in one statement. Only a well-paced poll counts as the
+//! request's last poll (`last_poll_ms`); a too-early one grows the interval (up to
+//! [`MAX_INTERVAL_SECS`]) and is marked in `slowed_down_ms`, so once the interval is at its
+//! maximum a too-early poll writes nothing: `slow_down` is then answered from a read, the
+//! cheapest answer the server gives. The pacing rules are the domain's
 //! (`ciba_domain::auth_request::{well_paced, slowed_interval}`); each backend states them in
 //! its own SQL: PostgreSQL in the functions `ciba_poll_due` and `ciba_paced_interval` of the
 //! initial migration (used by `ciba_record_polls`), SQLite in `record_polls.sqlite.sql`. The
@@ -12,7 +16,7 @@ use crate::DbConnection;
 use ciba_domain::auth_request::{slowed_interval, MAX_INTERVAL_SECS};
 use ciba_domain::status::RequestStatus;
 use diesel::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 diesel::define_sql_function! {
     /// See the initial PostgreSQL migration. Set-returning: one (id, slowed) per recorded or
@@ -40,7 +44,7 @@ pub struct Poll {
 pub enum Paced {
     /// Well paced, pending: recorded as the last poll (`authorization_pending`).
     Recorded,
-    /// Too early, pending: recorded as the last poll and the interval grown (`slow_down`).
+    /// Too early, pending: the interval grown, unless at its maximum (`slow_down`).
     SlowedDown,
     /// Finished, expired, unknown, another client's, or held by another transaction: the
     /// caller reads the request and answers from what it holds.
@@ -48,8 +52,9 @@ pub enum Paced {
 }
 
 /// Record the polls of pending, unexpired requests of their clients, many at once in one
-/// statement (distinct requests; `result[i]` answers `polls[i]`): a well-paced poll is
-/// recorded, a too-early one slowed down, each under the pacing rule at its own time. PostgreSQL waits
+/// call (distinct requests; `result[i]` answers `polls[i]`): a well-paced poll is
+/// recorded, a too-early one slowed down (written only while its interval can grow), each
+/// under the pacing rule at its own time. PostgreSQL waits
 /// for rows other transactions hold up to the function's `lock_timeout` (20 ms), then skips
 /// them (such a poll is [`Paced::LookCloser`]). Callers give the polls in the order of their
 /// ids, so concurrent batches cannot deadlock.
@@ -101,7 +106,7 @@ fn record(
         // SQLite has one writer at a time: there is no row to wait for.
         DbConnection::Sqlite(lite) => sqlite_record(lite, polls, grace_ms, max_interval)?
             .into_iter()
-            .map(|r| (r.id, paced(r.slowed)))
+            .map(|(id, slowed)| (id, paced(slowed)))
             .collect(),
     };
     Ok(polls
@@ -118,56 +123,89 @@ fn paced(slowed: bool) -> Paced {
     }
 }
 
-/// record_polls.sqlite.sql over a batch: the polls go as one JSON parameter, so one
-/// prepared statement serves every batch size.
+/// record_polls.sqlite.sql over a batch, then, for the polls it did not write (when it may
+/// slow down), capped_polls.sqlite.sql. The polls go as one JSON parameter, so one prepared
+/// statement serves every batch size. Both run on the one writer's connection, so no other
+/// write comes between them (and a row the first wrote is not offered to the second).
 fn sqlite_record(
     lite: &mut diesel::SqliteConnection,
     polls: &[Poll],
     grace_ms: i64,
     max_interval: Option<i64>,
-) -> StoreResult<Vec<RecordedPoll>> {
-    let rows: Vec<(&str, &str, i64)> = polls
-        .iter()
-        .map(|p| (p.id.as_str(), p.client_id.as_str(), p.now_ms))
-        .collect();
-    let json = serde_json::to_string(&rows).map_err(|e| crate::StoreError::Other(e.to_string()))?;
-    let q = Statement::new(template!("record_polls.sqlite.sql"))
+) -> StoreResult<Vec<(String, bool)>> {
+    let now_ms: HashMap<&str, i64> = polls.iter().map(|p| (p.id.as_str(), p.now_ms)).collect();
+    let mut answered: Vec<(String, bool)> = Statement::new(template!("record_polls.sqlite.sql"))
         .int(grace_ms)
         .opt_int(max_interval)
-        .text(&json);
-    Ok(q.load::<RecordedPoll>(lite)?)
+        .text(&polls_json(polls.iter())?)
+        .load::<RecordedPoll>(lite)?
+        .into_iter()
+        .map(|r| {
+            // A slowed poll's mark is its own time; a recorded one's is older.
+            let slowed =
+                r.slowed_down_ms.is_some() && r.slowed_down_ms == now_ms.get(&*r.id).copied();
+            (r.id, slowed)
+        })
+        .collect();
+    if max_interval.is_some() && answered.len() < polls.len() {
+        let written: HashSet<&str> = answered.iter().map(|(id, _)| id.as_str()).collect();
+        let left = polls.iter().filter(|p| !written.contains(p.id.as_str()));
+        let capped = Statement::new(template!("capped_polls.sqlite.sql"))
+            .int(grace_ms)
+            .opt_int(max_interval)
+            .text(&polls_json(left)?)
+            .load::<CappedPoll>(lite)?;
+        answered.extend(capped.into_iter().map(|c| (c.id, true)));
+    }
+    Ok(answered)
+}
+
+/// `[[id, client id, now in ms], ...]`.
+fn polls_json<'a>(polls: impl Iterator<Item = &'a Poll>) -> StoreResult<String> {
+    let rows: Vec<(&str, &str, i64)> = polls
+        .map(|p| (p.id.as_str(), p.client_id.as_str(), p.now_ms))
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| crate::StoreError::Other(e.to_string()))
 }
 
 #[derive(QueryableByName)]
 struct RecordedPoll {
     #[diesel(sql_type = diesel::sql_types::Text)]
     id: String,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    slowed: bool,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    slowed_down_ms: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct CappedPoll {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
 }
 
 /// A poll came too fast (seen by the careful path, which read the interval as
-/// `read_interval`): the interval grows as the domain says, and the poll counts as the last
-/// one. When another poll grew the interval first, it is not grown twice.
+/// `read_interval`): the interval grows as the domain says and the poll is marked in
+/// `slowed_down_ms`; it does not count as the last poll. When another poll grew the interval
+/// first, it is not grown twice; at the maximum there is nothing to write.
 pub fn slow_down(
     conn: &mut DbConnection,
     id: &str,
     read_interval: i64,
     now_ms: i64,
 ) -> StoreResult<()> {
+    let grown = slowed_interval(read_interval);
+    if grown == read_interval {
+        return Ok(());
+    }
     diesel::update(
         auth_requests::table
             .filter(auth_requests::id.eq(id))
             .filter(auth_requests::status.eq(RequestStatus::Pending.as_str()))
             .filter(auth_requests::interval_secs.eq(read_interval)),
     )
-    .set(auth_requests::interval_secs.eq(slowed_interval(read_interval)))
+    .set((
+        auth_requests::interval_secs.eq(grown),
+        auth_requests::slowed_down_ms.eq(now_ms),
+    ))
     .execute(conn)?;
-    diesel::update(auth_requests::table.filter(auth_requests::id.eq(id)))
-        .set((
-            auth_requests::last_poll_ms.eq(now_ms),
-            auth_requests::slowed_down_ms.eq(now_ms),
-        ))
-        .execute(conn)?;
     Ok(())
 }
