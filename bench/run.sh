@@ -23,7 +23,8 @@
 # BENCH_ONLY=flood (only the flood and oversized-id phases, no peer), BENCH_ONLY=polls (only
 # the throughput and too-fast phases) or BENCH_ONLY=flows (only the full flows),
 # BENCH_PROFILE=1 (after the flow rounds, one more round per target under `perf record -a`:
-# bench/out/profile-*.txt),
+# bench/out/profile-*.txt; after the too-fast rounds, one well-paced and one too-fast round
+# of each of ours: bench/out/profile-polls-*.txt),
 # BENCH_PG_URL (admin URL of a running PostgreSQL server; default: a private one made for the
 # run with production's settings, bench/private-pg.sh).
 set -euo pipefail
@@ -202,6 +203,18 @@ flow_round() {
     fi
 }
 
+# perf_summary DATA JSONL OUT: the round's result line, then where the machine's samples went,
+# by process and by function.
+perf_summary() {
+    {
+        cat "$2"
+        echo "-- samples by process"
+        (perf report -q -i "$1" --no-children --sort comm --stdio -g none 2>/dev/null | head -20) || true
+        echo "-- samples by process and function"
+        (perf report -q -i "$1" --no-children --sort comm,dso,sym --stdio -g none 2>/dev/null | head -60) || true
+    } > "$3"
+}
+
 # profile_flows: BENCH_PROFILE=1: one more round of flows per target under perf, and where
 # the machine's samples went, by process and by function ($OUT/profile-TARGET.txt).
 profile_flows() {
@@ -209,13 +222,28 @@ profile_flows() {
     for t in postgres sqlite peer; do
         echo "== $t: one round of flows under perf" >&2
         flow_round $t "$OUT/perf-$t.data" > "$OUT/profile-$t.jsonl"
-        {
-            cat "$OUT/profile-$t.jsonl"
-            echo "-- samples by process"
-            (perf report -q -i "$OUT/perf-$t.data" --no-children --sort comm --stdio 2>/dev/null | head -20) || true
-            echo "-- samples by process and function"
-            (perf report -q -i "$OUT/perf-$t.data" --no-children --sort comm,dso,sym --stdio -g none 2>/dev/null | head -60) || true
-        } > "$OUT/profile-$t.txt"
+        perf_summary "$OUT/perf-$t.data" "$OUT/profile-$t.jsonl" "$OUT/profile-$t.txt"
+    done
+}
+
+# profile_polls: BENCH_PROFILE=1: after the too-fast rounds, one well-paced and one too-fast
+# round of each of our targets under `perf record -a`, so the two answers' costs can be set
+# side by side ($OUT/profile-polls-TARGET-paced.txt, ...-too-fast.txt).
+profile_polls() {
+    command -v perf >/dev/null || { echo "BENCH_PROFILE: perf is not installed" >&2; return 1; }
+    local t kind ids
+    for t in postgres sqlite; do
+        for kind in paced too-fast; do
+            echo "== $t: one round of $kind polls under perf" >&2
+            ids=seeded:$PENDING
+            [ "$kind" = paced ] || ids=seeded:$FAST_FIRST-$FAST_LAST
+            local base=$OUT/profile-polls-$t-$kind
+            perf record -q -a -g -F 999 -o "$base.data" -- \
+                "$LOAD" poll --token-url "${BASES[$t]}/oidc/v1/token" --client-id="${CIDS[$t]}" \
+                --secret="${SECRETS[$t]}" --ids "$ids" --connections $CONNS --seconds "$ROUND_SECS" \
+                --target "$t" --phase "profile-$kind" > "$base.jsonl"
+            perf_summary "$base.data" "$base.jsonl" "$base.txt"
+        done
     done
 }
 
@@ -312,6 +340,7 @@ if [ "$ONLY" != flows ]; then
         for t in postgres sqlite peer; do poll_round $t "$ROUND_SECS" poll-throughput >> "$RESULTS"; done
     done
     too_fast_rounds
+    [ -z "${BENCH_PROFILE:-}" ] || profile_polls
 fi
 if [ "$ONLY" = polls ]; then
     kill $PEER; wait $PEER 2>/dev/null || true
