@@ -104,10 +104,14 @@ pub fn start_recorded(
     event: &AuditRow,
 ) -> StoreResult<bool> {
     let pg = |c: &mut diesel::pg::PgConnection| {
-        let q = Statement::new(template!("sql/start.pg.sql"))
-            .int(now)
-            .text(permission_id);
-        let q = bind_request(q, row).text(PermissionStatus::Pending.as_str());
+        let q = Statement::new(
+            template!(chain "WITH used AS ("; "sql/start_using.pg.sql", "sql/start_stored.pg.sql"),
+        )
+        .int(now)
+        .text(&row.id)
+        .text(permission_id)
+        .text(PermissionStatus::Pending.as_str());
+        let q = bind_request(q, row);
         let n: Rows = audit::bind_event(q, event).get_result(c)?;
         Ok(n.n == 1)
     };
@@ -144,7 +148,7 @@ pub fn claim_and_start(
     let ids: String = known.active.iter().map(|id| format!(" {id} ")).collect();
     let pg = |c: &mut diesel::pg::PgConnection| {
         let q = Statement::new(
-            template!(after "WITH used AS (" with "sql/start_claiming.sql", "sql/claim_start.pg.sql"),
+            template!(chain "WITH used AS ("; "sql/start_claiming.sql", "sql/start_stored.pg.sql"),
         );
         let q = bind_request(
             claiming(q, row, (permission_id, intent), known, &ids, now),
@@ -172,7 +176,7 @@ pub fn claim_and_start(
     )
 }
 
-/// The binds of a stored request's columns, in the order of start.pg.sql's INSERT.
+/// The binds of a stored request's columns, in the order of start_stored.pg.sql's INSERT.
 fn bind_request<'a>(q: Statement<'a>, row: &'a AuthRequestRow) -> Statement<'a> {
     q.text(&row.id)
         .text(&row.link_ref)

@@ -249,13 +249,15 @@ pub fn claim_for_user(
             return Ok(Some((p, user)));
         }
     };
-    let q = Statement::new(template!(after "WITH claimed AS (" with "sql/claim_token.sql", "sql/claim_hinted_user.pg.sql"))
-        .int(now)
-        .text(id)
-        .text(client_id)
-        .text(intent)
-        .text(PENDING)
-        .text(DeviceStatus::Active.as_str());
+    let q = Statement::new(
+        template!(chain "WITH claimed AS ("; "sql/claim_token.sql", "sql/claim_hinted_user.pg.sql"),
+    )
+    .int(now)
+    .text(id)
+    .text(client_id)
+    .text(intent)
+    .text(PENDING)
+    .text(DeviceStatus::Active.as_str());
     let Some(row) = q.load::<ClaimedRow>(c)?.pop() else {
         return Ok(None);
     };

@@ -72,6 +72,34 @@ impl Template {
     }
 }
 
+impl Template {
+    /// One statement made of `parts` joined by newlines, each numbering its own placeholders
+    /// from `$1`: a part's binds follow those of the parts before it (its `$1` is the bind
+    /// after their highest).
+    pub(crate) fn chain(parts: &[&str]) -> Self {
+        let mut out = Self {
+            pieces: vec![String::new()],
+            params: Vec::new(),
+            arity: 0,
+        };
+        for (i, part) in parts.iter().enumerate() {
+            let t = Self::parse(part);
+            let mut pieces = t.pieces.into_iter();
+            if let (Some(last), Some(first)) = (out.pieces.last_mut(), pieces.next()) {
+                if i > 0 {
+                    last.push('\n');
+                }
+                last.push_str(&first);
+            }
+            out.pieces.extend(pieces);
+            let offset = out.arity;
+            out.params.extend(t.params.iter().map(|n| n + offset));
+            out.arity += t.arity;
+        }
+        out
+    }
+}
+
 /// One bound value.
 #[derive(Debug)]
 enum Bind<'a> {
@@ -199,18 +227,19 @@ impl Query for Statement<'_> {
 impl<Conn> RunQueryDsl<Conn> for Statement<'_> {}
 
 /// A `static` [`Template`] parsed on first use from a file under `sql/`.
-/// `template!(after "head" with "sql/a.sql", "sql/b.sql")`: one statement made of `head`
-/// and the files in order (a statement that wraps another file's statement, which stays
-/// the one place its conditions are written).
+/// `template!(chain "head"; "sql/a.sql", "sql/b.sql")`: one statement made of `head` (no
+/// placeholders) and the files in order, each numbering its own placeholders
+/// ([`Template::chain`]): a statement that wraps another file's statement, which stays the
+/// one place its conditions are written, or two statements that share a part.
 macro_rules! template {
     ($file:literal) => {{
         static T: std::sync::LazyLock<$crate::prepared::Template> =
             std::sync::LazyLock::new(|| $crate::prepared::Template::parse(include_str!($file)));
         &*T
     }};
-    (after $head:literal with $($file:literal),+) => {{
+    (chain $head:literal; $($file:literal),+) => {{
         static T: std::sync::LazyLock<$crate::prepared::Template> = std::sync::LazyLock::new(|| {
-            $crate::prepared::Template::parse(concat!($head, $("\n", include_str!($file)),+))
+            $crate::prepared::Template::chain(&[$head, $(include_str!($file)),+])
         });
         &*T
     }};
@@ -227,6 +256,27 @@ mod tests {
         assert_eq!(t.params, vec![2, 1, 2]);
         assert_eq!(t.arity, 2);
         assert_eq!(t.pieces, vec!["SELECT ", ", ", " || '$x', ", "$"]);
+    }
+
+    #[test]
+    fn a_chain_numbers_each_part_after_the_ones_before() {
+        let t = Template::chain(&[
+            "WITH x AS (",
+            "-- $7\nUPDATE t SET a = $2 WHERE b = $1",
+            "), y AS ($1, $3)",
+        ]);
+        assert_eq!(t.params, vec![2, 1, 3, 5]);
+        assert_eq!(t.arity, 5);
+        assert_eq!(
+            t.pieces,
+            vec![
+                "WITH x AS (\nUPDATE t SET a = ",
+                " WHERE b = ",
+                "\n), y AS (",
+                ", ",
+                ")"
+            ]
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 -- (permissions::claim_for_user, PostgreSQL): with the token's claim, the user the claimed
 -- permission hints (by its user_sub, else by its login hint) and that user's active devices,
 -- as JSON. App-authorize's claim and its look at the user's phones in one round trip; no
--- row when nothing was claimed.
--- $6 active (devices).
+-- row when nothing was claimed. Its binds follow claim_token.sql's (prepared::Template::chain):
+-- $1 active (devices).
 ), hinted AS (
     SELECT u.sub FROM claimed c JOIN users u ON u.sub = c.user_sub
     UNION ALL
@@ -11,5 +11,5 @@
 )
 SELECT c.*, h.sub AS hinted_sub,
     (SELECT json_agg(d) FROM devices d
-     WHERE d.user_sub = h.sub AND d.status = $6)::text AS devices
+     WHERE d.user_sub = h.sub AND d.status = $1)::text AS devices
 FROM claimed c LEFT JOIN hinted h ON true
