@@ -1,6 +1,7 @@
-//! Group commit for the polling hot path. Every poll of a pending request writes its time
-//! to the database, and a too-early one its longer interval too (that is how every replica
-//! agrees on `slow_down`, and why `slow_down` costs no more than `authorization_pending`).
+//! Group commit for the polling hot path. Every well-paced poll of a pending request writes
+//! its time to the database, and a too-early one its longer interval until it reaches its
+//! maximum, after which it only reads (that is how every replica agrees on `slow_down`, and
+//! why `slow_down` costs no more than `authorization_pending`).
 //! Instead of one round trip and two thread hand-offs per poll, polls that arrive while a
 //! batch is in the database wait for the next one, and each batch is one call, sent by one
 //! dedicated thread. Under light load a batch is a single poll and goes at once; under heavy load

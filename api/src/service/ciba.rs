@@ -47,7 +47,8 @@ pub async fn grant(
     }
     let client_id = client.client.id.clone();
     // Hot path: a poll of a pending request, well paced or too early, is one conditional
-    // update, batched with the polls that arrive at the same time (crate::poll_batch). A
+    // update (or, too early at the maximum interval, a read), batched with the polls that
+    // arrive at the same time (crate::poll_batch). A
     // request decided through this process since its last poll is no longer pending: most
     // likely approved, so it is redeemed at once if it can be (one statement), and otherwise
     // answered by the careful path, which decides from the stored row.

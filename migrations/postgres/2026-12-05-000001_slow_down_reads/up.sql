@@ -81,18 +81,23 @@ BEGIN
         SELECT array_agg(polled.id), array_agg(polled.slow) INTO touched, slowed FROM polled;
     END;
     -- Too early at the maximum interval: nothing to write. Rows this call wrote are left out
-    -- (a recorded one may look too early now).
+    -- (a recorded one may look too early now). Each poll's row is looked up by its key in a
+    -- subquery the planner may not flatten (OFFSET 0): joined as a table, the statistics of
+    -- a table whose rows are rarely at the maximum interval made it scan the whole table.
     IF p_max_interval IS NOT NULL
        AND coalesce(cardinality(touched), 0) < cardinality(p_ids) THEN
-        SELECT array_agg(a.id) INTO capped
+        SELECT array_agg(c.id) INTO capped
           FROM unnest(p_ids, p_clients, p_now_ms) AS p(id, client_id, now_ms)
-          JOIN auth_requests a ON a.id = p.id
-         WHERE a.client_id = p.client_id
-           AND a.status = 'pending'
-           AND a.expires_at > p.now_ms / 1000
-           AND a.interval_secs >= p_max_interval
-           AND NOT ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
-           AND a.id <> ALL (coalesce(touched, '{}'));
+          CROSS JOIN LATERAL (
+              SELECT a.id FROM auth_requests a
+               WHERE a.id = p.id
+                 AND a.client_id = p.client_id
+                 AND a.status = 'pending'
+                 AND a.expires_at > p.now_ms / 1000
+                 AND a.interval_secs >= p_max_interval
+                 AND NOT ciba_poll_due(a.last_poll_ms, a.interval_secs, p.now_ms, p_grace_ms)
+              OFFSET 0) AS c
+         WHERE p.id <> ALL (coalesce(touched, '{}'));
     END IF;
     RETURN QUERY SELECT * FROM unnest(touched, slowed)
         UNION ALL SELECT c, true FROM unnest(capped) AS c;

@@ -1,12 +1,13 @@
 //! Polls of the CIBA token endpoint, the hot path: well-paced polls recorded and too-early
-//! polls slowed down, many at once, in one statement. Only a well-paced poll counts as the
+//! polls slowed down, many at once, in one call. Only a well-paced poll counts as the
 //! request's last poll (`last_poll_ms`); a too-early one grows the interval (up to
 //! [`MAX_INTERVAL_SECS`]) and is marked in `slowed_down_ms`, so once the interval is at its
 //! maximum a too-early poll writes nothing: `slow_down` is then answered from a read, the
 //! cheapest answer the server gives. The pacing rules are the domain's
 //! (`ciba_domain::auth_request::{well_paced, slowed_interval}`); each backend states them in
 //! its own SQL: PostgreSQL in the functions `ciba_poll_due` and `ciba_paced_interval` of the
-//! initial migration (used by `ciba_record_polls`), SQLite in `record_polls.sqlite.sql`. The
+//! initial migration (used by `ciba_record_polls`, migration 2026-12-05-000001), SQLite in
+//! `record_polls.sqlite.sql` and `capped_polls.sqlite.sql`. The
 //! store's `poll_batch` tests hold both to the domain's table.
 
 use crate::error::StoreResult;
@@ -19,8 +20,8 @@ use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
 
 diesel::define_sql_function! {
-    /// See the initial PostgreSQL migration. Set-returning: one (id, slowed) per recorded or
-    /// slowed poll.
+    /// See PostgreSQL migrations 2026-12-03-000001 and 2026-12-05-000001. Set-returning: one
+    /// (id, slowed) per recorded or slowed poll.
     fn ciba_record_polls(
         ids: diesel::sql_types::Array<diesel::sql_types::Text>,
         client_ids: diesel::sql_types::Array<diesel::sql_types::Text>,
@@ -125,8 +126,11 @@ fn paced(slowed: bool) -> Paced {
 
 /// record_polls.sqlite.sql over a batch, then, for the polls it did not write (when it may
 /// slow down), capped_polls.sqlite.sql. The polls go as one JSON parameter, so one prepared
-/// statement serves every batch size. Both run on the one writer's connection, so no other
-/// write comes between them (and a row the first wrote is not offered to the second).
+/// statement serves every batch size. Each commits on its own: the read only answers polls
+/// of pending, unexpired, capped requests, which nothing written between the two (by another
+/// process) can make wrong, and a row the first wrote is not offered to it (a recorded poll
+/// would look too early). Should the read fail, the polls it would have answered are left
+/// to the careful path instead of failing those the first statement has recorded.
 fn sqlite_record(
     lite: &mut diesel::SqliteConnection,
     polls: &[Poll],
@@ -154,8 +158,11 @@ fn sqlite_record(
             .int(grace_ms)
             .opt_int(max_interval)
             .text(&polls_json(left)?)
-            .load::<CappedPoll>(lite)?;
-        answered.extend(capped.into_iter().map(|c| (c.id, true)));
+            .load::<CappedPoll>(lite);
+        match capped {
+            Ok(capped) => answered.extend(capped.into_iter().map(|c| (c.id, true))),
+            Err(e) => tracing::warn!(error = %e, "the read of too-early polls failed"),
+        }
     }
     Ok(answered)
 }
