@@ -8,7 +8,7 @@
 -- polls, and never slow down), $3 the polls as a JSON array of [id, client id, now in ms]:
 -- one text for any number of polls, so the statement is prepared once per connection.
 -- The unary + keeps the planner off the status and expiry indexes: each poll's row is found
--- by its key (store/tests/poll_batch.rs checks the plan).
+-- by its key (store/tests/poll_batch_database.rs checks the plan).
 UPDATE auth_requests
    SET last_poll_ms = CASE
            WHEN auth_requests.last_poll_ms IS NULL
