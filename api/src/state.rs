@@ -263,9 +263,9 @@ impl AppState {
     }
 
     /// A write step that changes only rows of its own flow (one statement, or a few that mean
-    /// the same when run again), committed with the others of its batch: a job of SQLite's writer thread, or of PostgreSQL's writer
-    /// threads ([`crate::pg_writer`], where a job may run again after its batch was rolled
-    /// back for another's failure: hence `FnMut`).
+    /// the same when run again), committed with the others of its batch: a job of SQLite's
+    /// writer thread, or of PostgreSQL's writer threads ([`crate::pg_writer`], where a job may
+    /// run again after its batch was rolled back for another's failure: hence `FnMut`).
     pub async fn db_write_one<R, F>(&self, f: F) -> ApiResult<R>
     where
         R: Send + 'static,

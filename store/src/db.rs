@@ -256,8 +256,9 @@ impl Store {
         })
     }
 
-    /// This store, whose batches ([`Store::on_batch_connection`]) take connections of a pool of their
-    /// own on PostgreSQL, at most `size`, with a short lock wait ([`BATCH_LOCK_TIMEOUT`]).
+    /// This store, whose batches ([`Store::on_batch_connection`]) take connections of a pool
+    /// of their own on PostgreSQL, at most `size`, with a short lock wait
+    /// ([`BATCH_LOCK_TIMEOUT`]).
     pub fn with_batch_pool(&self, size: u32) -> Store {
         let pool = (self.backend == Backend::Postgres).then(|| {
             pg_pool(

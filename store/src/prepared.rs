@@ -70,9 +70,7 @@ impl Template {
             arity,
         }
     }
-}
 
-impl Template {
     /// One statement made of `parts` joined by newlines, each numbering its own placeholders
     /// from `$1`: a part's binds follow those of the parts before it (its `$1` is the bind
     /// after their highest).

@@ -191,11 +191,11 @@ AS $$ SELECT CASE
 
 -- The poll hot path (store/src/polling): record the polls of pending, unexpired requests of
 -- their clients, many in one call (replaced by migration 2026-12-05-000001_slow_down_reads,
--- where only a well-paced poll counts as the last one): each counts as the request's last poll; a too-early one
--- (when p_max_interval is given) also grows the interval by 5 s up to p_max_interval (the
--- domain's slowed_interval) and is marked in slowed_down_ms. One row per recorded poll:
--- (request_id, slowed_down). Why it looks as it does (each measured; the numbers are in
--- bench/RESULTS.md):
+-- where only a well-paced poll counts as the last one): each counts as the request's last
+-- poll; a too-early one (when p_max_interval is given) also grows the interval by 5 s up to
+-- p_max_interval (the domain's slowed_interval) and is marked in slowed_down_ms. One row per
+-- recorded poll: (request_id, slowed_down). Why it looks as it does (each measured; the
+-- numbers are in bench/RESULTS.md):
 -- - one plain conditional UPDATE, since nothing holds these rows for long (11% more polls
 --   per second than locking the rows first in a CTE and updating them after). Its SET sees
 --   the row as it was, so it can tell a well-paced poll from a too-early one, but RETURNING
